@@ -1,0 +1,86 @@
+package worker
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/dvrelay/dvrelay/internal/queue"
+)
+
+// Delivery is one received queue message as the worker sees it, whichever transport brought it
+// (the Functions host's Service Bus trigger, or the embedded queue's consumer loop).
+type Delivery struct {
+	MessageID             string
+	CorrelationID         string
+	Subject               string
+	SessionID             string
+	Body                  []byte
+	DeliveryCount         int // 1 on the first delivery, as Service Bus counts
+	ApplicationProperties map[string]any
+	EnqueuedTime          time.Time
+}
+
+// Attempt is the number of the delivery chain this message belongs to: 1 for the message the
+// intake published, n+1 for the n-th scheduled retry. It is read from the Attempt application
+// property, which may arrive as a number or as a string depending on the transport.
+func (d Delivery) Attempt() int {
+	switch v := d.ApplicationProperties[queue.PropAttempt].(type) {
+	case int:
+		return max(v, 1)
+	case int32:
+		return max(int(v), 1)
+	case int64:
+		return max(int(v), 1)
+	case float64:
+		return max(int(v), 1)
+	case string:
+		if n, err := strconv.Atoi(v); err == nil {
+			return max(n, 1)
+		}
+	}
+	return 1
+}
+
+// OutcomeKind is what happens to a message once the worker is done with it.
+type OutcomeKind int
+
+const (
+	// Complete: every step succeeded (or the event needed no work); remove the message.
+	Complete OutcomeKind = iota
+	// RetryLater: a transient failure outlived the quick in-process retries; deliver the event
+	// again at RetryAt as attempt Attempt.
+	RetryLater
+	// DeadLetter: a permanent failure, a poison message, or attempts exhausted; park it with Reason.
+	DeadLetter
+)
+
+func (k OutcomeKind) String() string {
+	switch k {
+	case Complete:
+		return "complete"
+	case RetryLater:
+		return "retry-later"
+	case DeadLetter:
+		return "dead-letter"
+	}
+	return "unknown"
+}
+
+// Dead-letter reason codes: stable, machine-readable, documented in the README.
+const (
+	ReasonInvalidMessage      = "InvalidMessage"      // body is not a valid canonical event
+	ReasonPermanentFailure    = "PermanentFailure"    // a step failed in a way a retry cannot fix (4xx, record gone)
+	ReasonMaxAttemptsExceeded = "MaxAttemptsExceeded" // transient failures outlasted DVRELAY_MAX_ATTEMPTS
+)
+
+// Outcome is the worker's decision for one delivery. The runtime makes it true.
+type Outcome struct {
+	Kind        OutcomeKind
+	RetryAt     time.Time // RetryLater only
+	Attempt     int       // RetryLater: the attempt number of the retry
+	Reason      string    // DeadLetter: one of the Reason* codes
+	Description string    // DeadLetter: human text; never an attribute value or a secret
+	Step        string    // the step that failed, if any
+	EventID     string
+	Summary     string // one short line for the host's invocation Logs
+}
