@@ -1,0 +1,125 @@
+// Package servicebus is the Azure Service Bus backend of the queue contracts: a Publisher for
+// the intake, a DeadLetterQueue the worker parks failed events on (and support lists and
+// resubmits from), and a peek-lock Receiver for `handler serve` when Service Bus is configured.
+//
+// Every SDK type is reached through the two small interfaces in sdk.go, so the tests can run
+// the same code against an in-memory broker.
+package servicebus
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+)
+
+// Default entity names, as infra/main.bicep creates them.
+const (
+	DefaultQueueName           = "dataverse-events"
+	DefaultDeadLetterQueueName = "dataverse-events-deadletter"
+)
+
+// Setting names, as the Functions host reads them for the trigger's "connection":
+// "ServiceBusConnection". Errors name them so an operator knows which app setting to fix.
+const (
+	SettingConnection              = "ServiceBusConnection"
+	SettingFullyQualifiedNamespace = "ServiceBusConnection__fullyQualifiedNamespace"
+	SettingClientID                = "ServiceBusConnection__clientId"
+)
+
+// ConnectionSettings are the values of the ServiceBusConnection settings. The caller reads them
+// (from the environment, once, at start); this package never does.
+type ConnectionSettings struct {
+	// ConnectionString is ServiceBusConnection when it is a plain string (SAS key or emulator).
+	// It wins over FullyQualifiedNamespace, as it does for the Functions host.
+	ConnectionString string
+	// FullyQualifiedNamespace is ServiceBusConnection__fullyQualifiedNamespace,
+	// e.g. contoso.servicebus.windows.net. Used with Microsoft Entra ID credentials.
+	FullyQualifiedNamespace string
+	// ClientID is ServiceBusConnection__clientId: the client ID of a user-assigned managed
+	// identity. Empty means DefaultAzureCredential (developer sign-in, workload or system identity).
+	ClientID string
+}
+
+// ErrNotConfigured reports settings that name no Service Bus at all.
+var ErrNotConfigured = errors.New("servicebus: neither " + SettingConnection + " nor " + SettingFullyQualifiedNamespace + " is set")
+
+// Client retry policy. The SDK default (3 retries, 4 s initial delay, 120 s cap) sleeps 3-5 s
+// before its first retry and up to about a minute in all, which is longer than the intake's
+// publish deadline: a blip would turn into a context timeout before the retry even ran. Short
+// delays let a reconnect happen inside that budget, and the caller's ctx deadline still bounds
+// every send and settlement (the SDK checks it before each sleep).
+const (
+	clientMaxRetries    = 3
+	clientRetryDelay    = 200 * time.Millisecond
+	clientMaxRetryDelay = 2 * time.Second
+)
+
+func clientOptions() *azservicebus.ClientOptions {
+	return &azservicebus.ClientOptions{
+		RetryOptions: azservicebus.RetryOptions{
+			MaxRetries:    clientMaxRetries,
+			RetryDelay:    clientRetryDelay,
+			MaxRetryDelay: clientMaxRetryDelay,
+		},
+	}
+}
+
+// NewClient builds one Service Bus client for the process. Make it once and share it: every
+// Sender and Receiver made from it shares its AMQP connection. Nothing is dialled until the
+// first send or receive, so a wrong namespace or credential shows up there, not here.
+func NewClient(s ConnectionSettings) (*azservicebus.Client, error) {
+	if s.ConnectionString != "" {
+		// The SDK's parse errors name the missing key, never its value, so they are safe to wrap.
+		c, err := azservicebus.NewClientFromConnectionString(s.ConnectionString, clientOptions())
+		if err != nil {
+			return nil, fmt.Errorf("%s: not a usable Service Bus connection string: %w", SettingConnection, err)
+		}
+		return c, nil
+	}
+	if s.FullyQualifiedNamespace == "" {
+		return nil, ErrNotConfigured
+	}
+	if err := checkNamespace(s.FullyQualifiedNamespace); err != nil {
+		return nil, err
+	}
+	cred, err := credential(s.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	c, err := azservicebus.NewClient(s.FullyQualifiedNamespace, cred, clientOptions())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", SettingFullyQualifiedNamespace, err)
+	}
+	return c, nil
+}
+
+// checkNamespace rejects the usual copy-paste mistakes (a URL or a connection string endpoint)
+// with a message that says what the value should look like.
+func checkNamespace(ns string) error {
+	if strings.Contains(ns, "://") || strings.ContainsAny(ns, "/;= ") || !strings.Contains(ns, ".") {
+		return fmt.Errorf("%s: %q is not a host name (want e.g. contoso.servicebus.windows.net)", SettingFullyQualifiedNamespace, ns)
+	}
+	return nil
+}
+
+func credential(clientID string) (azcore.TokenCredential, error) {
+	if clientID != "" {
+		c, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{
+			ID: azidentity.ClientID(clientID),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: managed identity credential: %w", SettingClientID, err)
+		}
+		return c, nil
+	}
+	c, err := azidentity.NewDefaultAzureCredential(nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: default Azure credential: %w", SettingFullyQualifiedNamespace, err)
+	}
+	return c, nil
+}

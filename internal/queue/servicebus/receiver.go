@@ -1,0 +1,205 @@
+package servicebus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+
+	"github.com/dvrelay/dvrelay/internal/queue"
+)
+
+// Receiver is the peek-lock consumer of one queue, for `handler serve` when Service Bus is
+// configured (under the Functions trigger the host receives instead). Reschedule needs to send,
+// so it also holds a sender for the same queue.
+//
+// It keeps each ReceivedMessage it hands out until that message is settled: settling by the
+// message goes over the receive link, settling by bare lock token needs a management round trip.
+// A token it does not hold (another process received it) is still settled, by token.
+type Receiver struct {
+	recv   messageReceiver
+	sender messageSender
+
+	receiving sync.Mutex // the SDK refuses concurrent ReceiveMessages calls on one receiver
+
+	mu     sync.Mutex
+	locked map[string]*azservicebus.ReceivedMessage // by lock token
+}
+
+var _ queue.Receiver = (*Receiver)(nil)
+
+// NewReceiver makes a peek-lock Receiver for queueName on client.
+func NewReceiver(client *azservicebus.Client, queueName string) (*Receiver, error) {
+	r, err := client.NewReceiverForQueue(queueName, nil)
+	if err != nil {
+		return nil, fmt.Errorf("receiver for queue %s: %w", queueName, err)
+	}
+	s, err := client.NewSender(queueName, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sender for queue %s: %w", queueName, err)
+	}
+	return newReceiver(r, s), nil
+}
+
+func newReceiver(r messageReceiver, s messageSender) *Receiver {
+	return &Receiver{recv: r, sender: s, locked: map[string]*azservicebus.ReceivedMessage{}}
+}
+
+// Receive waits until at least one message is available or ctx is done, and locks up to max.
+func (r *Receiver) Receive(ctx context.Context, max int) ([]*queue.Received, error) {
+	r.receiving.Lock()
+	msgs, err := r.recv.ReceiveMessages(ctx, max, nil)
+	r.receiving.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("receive: %w", err)
+	}
+	now := time.Now()
+	out := make([]*queue.Received, 0, len(msgs))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.forgetExpired(now)
+	for _, m := range msgs {
+		rc := fromReceived(m)
+		r.locked[rc.LockToken] = m
+		out = append(out, rc)
+	}
+	return out, nil
+}
+
+// forgetExpired drops messages whose lock ran out without a settlement (the caller gave up on
+// them), so the map cannot grow without bound. Settling one later still works by token and
+// fails with ErrLockLost, as it should. Call with mu held.
+func (r *Receiver) forgetExpired(now time.Time) {
+	for tok, m := range r.locked {
+		if m.LockedUntil != nil && m.LockedUntil.Before(now) {
+			delete(r.locked, tok)
+		}
+	}
+}
+
+// message returns the ReceivedMessage to settle rc by: the one received, or a token-only one.
+func (r *Receiver) message(rc *queue.Received) (*azservicebus.ReceivedMessage, error) {
+	r.mu.Lock()
+	m, ok := r.locked[rc.LockToken]
+	r.mu.Unlock()
+	if ok {
+		return m, nil
+	}
+	tok, err := parseLockToken(rc.LockToken)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rc.MessageID, err)
+	}
+	return &azservicebus.ReceivedMessage{LockToken: tok, MessageID: rc.MessageID}, nil
+}
+
+func (r *Receiver) forget(rc *queue.Received) {
+	r.mu.Lock()
+	delete(r.locked, rc.LockToken)
+	r.mu.Unlock()
+}
+
+// settle runs one settlement of rc. The message is forgotten once settled, and also when the
+// lock is lost: either way this process can do nothing more with it.
+func (r *Receiver) settle(ctx context.Context, op string, rc *queue.Received, fn func(*azservicebus.ReceivedMessage) error) error {
+	m, err := r.message(rc)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	err = settleError(fn(m))
+	if err == nil || errors.Is(err, queue.ErrLockLost) {
+		r.forget(rc)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, rc.MessageID, err)
+	}
+	return nil
+}
+
+// Complete removes the message from the queue.
+func (r *Receiver) Complete(ctx context.Context, rc *queue.Received) error {
+	return r.settle(ctx, "complete", rc, func(m *azservicebus.ReceivedMessage) error {
+		return r.recv.CompleteMessage(ctx, m, nil)
+	})
+}
+
+// Abandon unlocks the message at once; the broker counts the delivery and dead-letters the
+// message once the count passes the queue's MaxDeliveryCount.
+func (r *Receiver) Abandon(ctx context.Context, rc *queue.Received) error {
+	return r.settle(ctx, "abandon", rc, func(m *azservicebus.ReceivedMessage) error {
+		return r.recv.AbandonMessage(ctx, m, nil)
+	})
+}
+
+// DeadLetterReceived moves the message to the queue's dead-letter sub-queue with reason and
+// description; infra forwards that sub-queue to the shared dead-letter queue.
+func (r *Receiver) DeadLetterReceived(ctx context.Context, rc *queue.Received, reason, description string) error {
+	return r.settle(ctx, "dead-letter", rc, func(m *azservicebus.ReceivedMessage) error {
+		return r.recv.DeadLetterMessage(ctx, m, &azservicebus.DeadLetterOptions{
+			Reason:           &reason,
+			ErrorDescription: &description,
+		})
+	})
+}
+
+// RenewLock extends the lock by the queue's lock duration and updates rc.LockedUntil.
+func (r *Receiver) RenewLock(ctx context.Context, rc *queue.Received) error {
+	m, err := r.message(rc)
+	if err != nil {
+		return fmt.Errorf("renew lock: %w", err)
+	}
+	if err := settleError(r.recv.RenewMessageLock(ctx, m, nil)); err != nil {
+		if errors.Is(err, queue.ErrLockLost) {
+			r.forget(rc)
+		}
+		return fmt.Errorf("renew lock %s: %w", rc.MessageID, err)
+	}
+	if m.LockedUntil != nil {
+		rc.LockedUntil = *m.LockedUntil
+	}
+	return nil
+}
+
+// Reschedule sends a copy of rc due at `at` and then completes rc. The copy starts a fresh
+// delivery chain: its MessageID is <EventId>/retry/<n>, where n is the new Attempt (props'
+// Attempt if the caller set one, else rc's Attempt + 1), so duplicate detection does not drop
+// it. If the send fails rc is left locked and the error returned; the caller abandons it and
+// nothing is lost. If the complete fails after the send, the event will be processed twice,
+// which every step tolerates (idempotent by EventId).
+func (r *Receiver) Reschedule(ctx context.Context, rc *queue.Received, at time.Time, props map[string]any) error {
+	c := rc.Message
+	c.ApplicationProperties = maps.Clone(rc.ApplicationProperties)
+	if c.ApplicationProperties == nil {
+		c.ApplicationProperties = map[string]any{}
+	}
+	maps.Copy(c.ApplicationProperties, props)
+	attempt := attemptOf(rc.ApplicationProperties) + 1
+	if _, set := props[queue.PropAttempt]; set {
+		attempt = attemptOf(props)
+	}
+	c.ApplicationProperties[queue.PropAttempt] = int64(attempt)
+	c.MessageID = retryMessageID(rc.MessageID, attempt)
+	c.ScheduledEnqueueTime = at
+	if err := send(ctx, r.sender, &c); err != nil {
+		return fmt.Errorf("reschedule %s as %s: %w", rc.MessageID, c.MessageID, err)
+	}
+	return r.Complete(ctx, rc)
+}
+
+// Close detaches the links. Messages still locked go back to the queue when their locks expire.
+func (r *Receiver) Close(ctx context.Context) error {
+	return errors.Join(r.recv.Close(ctx), r.sender.Close(ctx))
+}
+
+// settleError maps the SDK's lock-lost error to queue.ErrLockLost, keeping the SDK error in the
+// chain so errors.As still finds the *azservicebus.Error.
+func settleError(err error) error {
+	var sbErr *azservicebus.Error
+	if errors.As(err, &sbErr) && sbErr.Code == azservicebus.CodeLockLost {
+		return fmt.Errorf("%w: %w", queue.ErrLockLost, err)
+	}
+	return err
+}
