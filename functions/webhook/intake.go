@@ -1,0 +1,325 @@
+// Package webhook is the intake function: it turns one webhook POST from Dataverse into one
+// queued canonical event, or into an answer that tells Dataverse what went wrong. It knows nothing
+// about the Functions host envelope or HTTP routing; transports build a Request and write the
+// Response back.
+package webhook
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/queue"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultMaxBodyBytes   = 1 << 20
+	DefaultSecretHeader   = "x-dvrelay-secret"
+	DefaultPublishTimeout = 10 * time.Second
+)
+
+// Headers Dataverse sends that the intake reads.
+const (
+	headerCorrelationRequestID = "X-Ms-Correlation-Request-Id"
+	headerMsgSizeExceeded      = "X-Ms-Dynamics-Msg-Size-Exceeded"
+	// HeaderCorrelationID is on every answer, so a caller can quote it to support.
+	HeaderCorrelationID = "X-Correlation-ID"
+)
+
+// Config tunes the intake. Zero fields take the defaults above.
+type Config struct {
+	// MaxBodyBytes bounds the body. Dataverse trims its payloads to 256 KB, so 1 MiB leaves
+	// room for headers and encodings without inviting abuse.
+	MaxBodyBytes int64
+	// Secrets are the accepted shared secrets; more than one lets a secret be rotated without
+	// downtime (add the new one, update the step registration, drop the old one). Empty turns
+	// the check off: in Functions mode the host has already checked the function key.
+	Secrets [][]byte
+	// SecretHeader is the header the Dataverse "HttpHeader" auth option is configured to send.
+	SecretHeader string
+	// PublishTimeout bounds the wait for the broker's ack. Dataverse gives up after 60 s and
+	// retries only on 502/503/504, so a slow broker must turn into a quick 503.
+	PublishTimeout time.Duration
+	// UseSessions sets SessionID = RecordId, for per-record order on a session-enabled queue.
+	UseSessions bool
+}
+
+// Parser turns a posted body into the canonical event. *event.Parser is the real one.
+// Its errors are *event.ValidationError for schema problems and errors wrapping
+// event.ErrMalformed for bodies that are not a JSON object.
+type Parser interface {
+	Parse(body []byte, h event.Hints) (event.Event, error)
+}
+
+// Request is one webhook call as the transport received it.
+type Request struct {
+	Method string
+	Header http.Header
+	Body   []byte
+	// BodyTooLarge is set by the transport when it read past the limit and stopped.
+	BodyTooLarge bool
+	// ContentLength is the declared length, or -1 when unknown.
+	ContentLength int64
+	// ReadErr is set by the transport when the body could not be read (the client went away
+	// or stalled); the request is then answered 400 without looking at Body.
+	ReadErr error
+}
+
+// Response is what the transport writes back.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Intake validates, correlates and queues webhook events. It is safe for concurrent use.
+type Intake struct {
+	cfg          Config
+	secretHashes [][sha256.Size]byte
+	parser       Parser
+	pub          queue.Publisher
+	log          *slog.Logger
+	now          func() time.Time
+	newID        func() string
+}
+
+// New builds an intake that publishes through pub.
+func New(cfg Config, p Parser, pub queue.Publisher, log *slog.Logger) *Intake {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.SecretHeader == "" {
+		cfg.SecretHeader = DefaultSecretHeader
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = DefaultPublishTimeout
+	}
+	in := &Intake{cfg: cfg, parser: p, pub: pub, log: log, now: time.Now, newID: newCorrelationID}
+	// Comparing digests rather than the secrets keeps the comparison fixed-length, so neither
+	// the secret's length nor which secret matched shows in the timing.
+	for _, s := range cfg.Secrets {
+		if len(s) > 0 {
+			in.secretHashes = append(in.secretHashes, sha256.Sum256(s))
+		}
+	}
+	in.cfg.Secrets = nil // the digests are all the intake needs; don't keep the secrets around
+	return in
+}
+
+// MaxBodyBytes is the body limit in force, for transports that read the body.
+func (in *Intake) MaxBodyBytes() int64 { return in.cfg.MaxBodyBytes }
+
+// accepted is the 202 body.
+type accepted struct {
+	EventID       string `json:"eventId"`
+	CorrelationID string `json:"correlationId"`
+	EventName     string `json:"eventName"`
+}
+
+// Handle runs the intake pipeline, in this order: method, size limit, content type, secret,
+// parse, correlation ID, publish. It answers 202 only once the publisher holds the event.
+func (in *Intake) Handle(ctx context.Context, req Request) Response {
+	start := in.now()
+	rec := record{correlationID: validCorrelationID(req.Header.Get(headerCorrelationRequestID))}
+
+	resp, err := in.handle(ctx, req, &rec)
+	if rec.correlationID == "" {
+		// Known nowhere: give the answer and the log line one anyway, so they can be matched.
+		rec.correlationID = in.newID()
+	}
+	if err != nil {
+		resp = problemResponse(err, rec.correlationID)
+	}
+	if resp.Header == nil {
+		resp.Header = http.Header{}
+	}
+	resp.Header.Set(HeaderCorrelationID, rec.correlationID)
+
+	in.logRequest(ctx, rec, resp.Status, err, in.now().Sub(start))
+	return resp
+}
+
+// record is what the request log line may show: ids and names, never values.
+type record struct {
+	correlationID string
+	eventID       string
+	entity        string
+	message       string
+}
+
+func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Response, error) {
+	if req.Method != http.MethodPost {
+		return Response{}, &Error{Kind: KindMethodNotAllowed, Detail: "only POST is accepted"}
+	}
+	if req.BodyTooLarge || req.ContentLength > in.cfg.MaxBodyBytes || int64(len(req.Body)) > in.cfg.MaxBodyBytes {
+		return Response{}, &Error{Kind: KindTooLarge, Detail: fmt.Sprintf("the body exceeds %d bytes", in.cfg.MaxBodyBytes)}
+	}
+	if req.ReadErr != nil {
+		return Response{}, &Error{Kind: KindInvalid, Detail: "the body could not be read", Err: req.ReadErr}
+	}
+	if err := checkContentType(req.Header.Get("Content-Type")); err != nil {
+		return Response{}, err
+	}
+	if !in.authorized(req.Header.Get(in.cfg.SecretHeader)) {
+		return Response{}, &Error{Kind: KindUnauthorized, Detail: "missing or wrong webhook secret"}
+	}
+
+	hints := event.Hints{
+		SizeExceeded: req.Header.Get(headerMsgSizeExceeded) != "",
+		ReceivedAt:   in.now().UTC(),
+	}
+	ev, err := in.parser.Parse(req.Body, hints)
+	if err != nil {
+		return Response{}, parseError(err)
+	}
+	rec.eventID, rec.entity, rec.message = ev.EventId, ev.Entity, ev.Message
+	if rec.correlationID == "" {
+		rec.correlationID = validCorrelationID(ev.CorrelationId)
+	}
+	if rec.correlationID == "" {
+		rec.correlationID = in.newID()
+	}
+	ev.CorrelationId = rec.correlationID
+
+	msg, err := in.message(ev)
+	if err != nil {
+		return Response{}, err
+	}
+	if err := in.publish(ctx, msg); err != nil {
+		return Response{}, &Error{Kind: KindUnavailable, Detail: "the event could not be queued; retry later", Err: err}
+	}
+
+	body, err := json.Marshal(accepted{EventID: ev.EventId, CorrelationID: ev.CorrelationId, EventName: ev.EventName})
+	if err != nil {
+		return Response{}, fmt.Errorf("encode accepted answer: %w", err)
+	}
+	return Response{
+		Status: http.StatusAccepted,
+		Header: http.Header{"Content-Type": {"application/json"}},
+		Body:   body,
+	}, nil
+}
+
+// checkContentType accepts JSON media types (application/json, anything+json) with or without
+// parameters. A missing Content-Type is accepted: Dataverse always posts JSON, but the docs do
+// not pin the header, and the parser rejects a body that is not JSON anyway, with a clearer
+// answer than 415 would be.
+func checkContentType(v string) error {
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(v)
+	if err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+		return nil
+	}
+	return &Error{Kind: KindUnsupportedMediaType, Detail: "the body must be JSON (Content-Type: application/json)"}
+}
+
+// authorized reports whether got matches one of the configured secrets. Every secret is
+// compared, whatever the earlier results, so the timing does not say which one matched.
+func (in *Intake) authorized(got string) bool {
+	if len(in.secretHashes) == 0 {
+		return true
+	}
+	sum := sha256.Sum256([]byte(got))
+	match := 0
+	for i := range in.secretHashes {
+		match |= subtle.ConstantTimeCompare(sum[:], in.secretHashes[i][:])
+	}
+	return match == 1 && got != ""
+}
+
+// parseError classifies a parser error: both kinds of bad payload are the sender's to fix;
+// anything else is our bug and becomes a plain 500.
+func parseError(err error) error {
+	var verr *event.ValidationError
+	if errors.As(err, &verr) {
+		return &Error{Kind: KindInvalid, Detail: "the payload failed validation", Problems: verr.Problems, Err: err}
+	}
+	if errors.Is(err, event.ErrMalformed) {
+		return &Error{Kind: KindInvalid, Detail: "the body is not a JSON object", Err: err}
+	}
+	return fmt.Errorf("parse payload: %w", err)
+}
+
+func (in *Intake) message(ev event.Event) (*queue.Message, error) {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", ev.EventId, err)
+	}
+	m := &queue.Message{
+		MessageID:     ev.EventId,
+		CorrelationID: ev.CorrelationId,
+		Subject:       ev.EventName,
+		ContentType:   "application/json",
+		Body:          body,
+		ApplicationProperties: map[string]any{
+			queue.PropAttempt:   int64(1),
+			queue.PropEventName: ev.EventName,
+			queue.PropEntity:    ev.Entity,
+		},
+	}
+	if in.cfg.UseSessions {
+		m.SessionID = ev.RecordId
+	}
+	return m, nil
+}
+
+// publish waits for the publisher at most PublishTimeout, even if the publisher ignores its
+// context: the caller gets its 503 in time, and a late success only makes Dataverse's retry a
+// duplicate that the queue drops by MessageID.
+func (in *Intake) publish(ctx context.Context, m *queue.Message) error {
+	ctx, cancel := context.WithTimeout(ctx, in.cfg.PublishTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- in.pub.Publish(ctx, m) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", m.MessageID, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("publish %s: %w", m.MessageID, ctx.Err())
+	}
+}
+
+func (in *Intake) logRequest(ctx context.Context, rec record, status int, err error, d time.Duration) {
+	level, outcome := slog.LevelInfo, "accepted"
+	var ierr *Error
+	switch {
+	case err == nil:
+	case errors.As(err, &ierr):
+		outcome = ierr.Kind.String()
+		level = slog.LevelWarn
+		if ierr.Kind == KindUnavailable {
+			level = slog.LevelError
+		}
+	default:
+		outcome, level = "internal-error", slog.LevelError
+	}
+	attrs := []slog.Attr{
+		slog.String("correlationId", rec.correlationID),
+		slog.String("eventId", rec.eventID),
+		slog.String("entity", rec.entity),
+		slog.String("message", rec.message),
+		slog.String("outcome", outcome),
+		slog.Int("status", status),
+		slog.Int64("durationMs", d.Milliseconds()),
+	}
+	if err != nil && level == slog.LevelError {
+		// Publisher and internal errors carry ids and causes, not payload values.
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	in.log.LogAttrs(ctx, level, "webhook intake", attrs...)
+}
