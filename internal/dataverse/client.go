@@ -1,0 +1,271 @@
+package dataverse
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/google/uuid"
+)
+
+// apiPath is the Web API version every request uses.
+const apiPath = "/api/data/v9.2/"
+
+// tokenSlack is how long before its expiry a cached token is replaced, so a request never leaves
+// with a token that expires on the way.
+const tokenSlack = 5 * time.Minute
+
+// logicalName is the shape of a Dataverse table logical name. Checking it keeps caller input
+// from reshaping the metadata URL.
+var logicalName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,127}$`)
+
+// Client talks to one Dataverse environment. It is safe for concurrent use; build one per
+// process.
+type Client struct {
+	base  string // https://org.crm.dynamics.com, no trailing slash
+	scope string // base + "/.default"
+	http  *http.Client
+	cred  azcore.TokenCredential
+	now   func() time.Time
+
+	tokenMu sync.Mutex
+	token   azcore.AccessToken
+
+	setsMu sync.RWMutex
+	sets   map[string]string // logical name → entity set name
+}
+
+// Options tune a Client. The zero value is fine.
+type Options struct {
+	// HTTPClient sends the requests; nil means a client with a 30 s timeout. Per-call deadlines
+	// come from the context.
+	HTTPClient *http.Client
+	// Now is the clock, for Retry-After dates and token expiry; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewClient returns a client for the environment at environmentURL (the DATAVERSE_URL setting,
+// e.g. https://contoso.crm.dynamics.com). The URL must be https; plain http is accepted only
+// for a loopback host, which is what local test doubles listen on.
+func NewClient(environmentURL string, cred azcore.TokenCredential, opts *Options) (*Client, error) {
+	base, err := checkEnvironmentURL(environmentURL)
+	if err != nil {
+		return nil, err
+	}
+	if cred == nil {
+		return nil, errors.New("dataverse: a token credential is required")
+	}
+	c := &Client{
+		base:  base,
+		scope: base + "/.default",
+		http:  &http.Client{Timeout: 30 * time.Second},
+		cred:  cred,
+		now:   time.Now,
+		sets:  make(map[string]string),
+	}
+	if opts != nil {
+		if opts.HTTPClient != nil {
+			c.http = opts.HTTPClient
+		}
+		if opts.Now != nil {
+			c.now = opts.Now
+		}
+	}
+	return c, nil
+}
+
+func checkEnvironmentURL(raw string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return "", fmt.Errorf("DATAVERSE_URL: %q is not a URL: %w", raw, err)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("DATAVERSE_URL: %q has no host (e.g. https://contoso.crm.dynamics.com)", raw)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return "", fmt.Errorf("DATAVERSE_URL: %q must use https (plain http is only allowed on a loopback address)", raw)
+		}
+	default:
+		return "", fmt.Errorf("DATAVERSE_URL: %q must use https", raw)
+	}
+	if p := strings.TrimRight(u.Path, "/"); p != "" || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("DATAVERSE_URL: %q must be the environment root, without a path or query", raw)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// RequestIDs are the ids a caller wants carried on its Web API requests, so that Dataverse-side
+// traces and any proxy in between can correlate and deduplicate.
+type RequestIDs struct {
+	IdempotencyKey string // sent as Idempotency-Key; the event id
+	CorrelationID  string // sent as X-Correlation-ID
+}
+
+type requestIDsKey struct{}
+
+// WithRequestIDs returns a context whose Web API requests carry ids. They travel in the context
+// because they describe the unit of work, not the update itself.
+func WithRequestIDs(ctx context.Context, ids RequestIDs) context.Context {
+	return context.WithValue(ctx, requestIDsKey{}, ids)
+}
+
+// Update sets columns on an existing record: PATCH <set>(<id>) with If-Match: *, so a record
+// that was deleted yields a 404 *Error instead of being re-created. Values use the Web API
+// formats (money and decimals as numbers, choices as integers, lookups via @odata.bind keys).
+func (c *Client) Update(ctx context.Context, entity, id string, columns map[string]any) error {
+	recordID, err := uuid.Parse(id)
+	if err != nil {
+		return fmt.Errorf("dataverse update %s: record id %q is not a GUID", entity, id)
+	}
+	if len(columns) == 0 {
+		return fmt.Errorf("dataverse update %s(%s): no columns to set", entity, recordID)
+	}
+	set, err := c.EntitySetName(ctx, entity)
+	if err != nil {
+		return fmt.Errorf("dataverse update %s(%s): %w", entity, recordID, err)
+	}
+	body, err := json.Marshal(columns)
+	if err != nil {
+		return fmt.Errorf("dataverse update %s(%s): encode columns: %w", entity, recordID, err)
+	}
+	req, err := c.newRequest(ctx, http.MethodPatch, c.base+apiPath+set+"("+recordID.String()+")", body)
+	if err != nil {
+		return fmt.Errorf("dataverse update %s(%s): %w", entity, recordID, err)
+	}
+	req.Header.Set("If-Match", "*")
+	if _, err := c.do(req); err != nil {
+		return fmt.Errorf("dataverse update %s(%s): %w", entity, recordID, err)
+	}
+	return nil
+}
+
+// EntitySetName maps a table's logical name (opportunity) to the set name its URLs use
+// (opportunities), asking the metadata endpoint the first time and remembering the answer for
+// the life of the client.
+func (c *Client) EntitySetName(ctx context.Context, entity string) (string, error) {
+	if !logicalName.MatchString(entity) {
+		return "", fmt.Errorf("entity %q is not a Dataverse logical name", entity)
+	}
+	c.setsMu.RLock()
+	set, ok := c.sets[entity]
+	c.setsMu.RUnlock()
+	if ok {
+		return set, nil
+	}
+	req, err := c.newRequest(ctx, http.MethodGet, c.base+apiPath+"EntityDefinitions(LogicalName='"+entity+"')?$select=EntitySetName", nil)
+	if err != nil {
+		return "", fmt.Errorf("entity set of %s: %w", entity, err)
+	}
+	body, err := c.do(req)
+	if err != nil {
+		return "", fmt.Errorf("entity set of %s: %w", entity, err)
+	}
+	var def struct {
+		EntitySetName string `json:"EntitySetName"`
+	}
+	if err := json.Unmarshal(body, &def); err != nil || def.EntitySetName == "" {
+		return "", fmt.Errorf("entity set of %s: %w", entity, ErrInvalidResponse)
+	}
+	// Concurrent first lookups may both fetch; they store the same answer.
+	c.setsMu.Lock()
+	c.sets[entity] = def.EntitySetName
+	c.setsMu.Unlock()
+	return def.EntitySetName, nil
+}
+
+// ErrInvalidResponse reports a 2xx answer whose body is not what the Web API documents.
+var ErrInvalidResponse = errors.New("dataverse: invalid response")
+
+func (c *Client) newRequest(ctx context.Context, method, target string, body []byte) (*http.Request, error) {
+	token, err := c.accessToken(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("OData-MaxVersion", "4.0")
+	req.Header.Set("OData-Version", "4.0")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if ids, ok := ctx.Value(requestIDsKey{}).(RequestIDs); ok {
+		if ids.IdempotencyKey != "" {
+			req.Header.Set("Idempotency-Key", ids.IdempotencyKey)
+		}
+		if ids.CorrelationID != "" {
+			req.Header.Set("X-Correlation-ID", ids.CorrelationID)
+		}
+	}
+	return req, nil
+}
+
+// do sends req and returns the body of a 2xx answer, or an *Error.
+func (c *Client) do(req *http.Request) ([]byte, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return body, nil
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		// The token may have been revoked early; fetch a fresh one next time.
+		c.tokenMu.Lock()
+		c.token = azcore.AccessToken{}
+		c.tokenMu.Unlock()
+	}
+	return nil, errorFromResponse(resp, body, c.now())
+}
+
+// accessToken returns a token for the environment, reusing one until shortly before it expires.
+// The credentials cache too; this keeps any credential from being asked on every request, and
+// serialises refreshes so a burst of calls triggers one token request.
+func (c *Client) accessToken(ctx context.Context) (string, error) {
+	c.tokenMu.Lock()
+	defer c.tokenMu.Unlock()
+	if c.token.Token != "" && c.now().Add(tokenSlack).Before(c.token.ExpiresOn) {
+		return c.token.Token, nil
+	}
+	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.scope}})
+	if err != nil {
+		return "", fmt.Errorf("token for %s: %w", c.scope, err)
+	}
+	c.token = tok
+	return tok.Token, nil
+}

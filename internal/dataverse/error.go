@@ -1,0 +1,81 @@
+package dataverse
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Error is a non-2xx answer from the Web API. Code is Dataverse's own (often a hex string such as
+// 0x80040217, and often unrelated to Status); RetryAfter is set when the answer carried a
+// Retry-After header (429 service protection limits, 503).
+//
+// Error() deliberately leaves Message out: Dataverse validation messages can quote column
+// values, and error strings end up in logs and dead-letter descriptions.
+type Error struct {
+	Status     int
+	Code       string
+	Message    string
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("dataverse: %d %s", e.Status, http.StatusText(e.Status))
+	}
+	return fmt.Sprintf("dataverse: %d %s (code %s)", e.Status, http.StatusText(e.Status), e.Code)
+}
+
+// HTTPStatus reports the status so that a retry classifier can read it without importing this package.
+func (e *Error) HTTPStatus() int { return e.Status }
+
+// RetryAfterDelay reports how long the server asked to wait; zero when it did not say.
+func (e *Error) RetryAfterDelay() time.Duration { return e.RetryAfter }
+
+// maxErrorBody bounds how much of an error answer is read; Dataverse error bodies are small.
+const maxErrorBody = 64 << 10
+
+// errorFromResponse builds an *Error from a non-2xx response. A body that is not the OData error
+// shape still yields an *Error carrying the status.
+func errorFromResponse(resp *http.Response, body []byte, now time.Time) *Error {
+	e := &Error{
+		Status:     resp.StatusCode,
+		RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), now),
+	}
+	var odata struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &odata) == nil {
+		e.Code = odata.Error.Code
+		e.Message = odata.Error.Message
+	}
+	return e
+}
+
+// ParseRetryAfter reads a Retry-After header in either form RFC 9110 allows: delay-seconds or an
+// HTTP date. It returns zero for an absent, malformed or past value.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		// Cap absurd values so the multiplication cannot overflow.
+		return time.Duration(min(secs, int64(7*24*time.Hour/time.Second))) * time.Second
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		if d := at.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
