@@ -23,6 +23,7 @@ import (
 type Receiver struct {
 	recv   messageReceiver
 	sender messageSender
+	now    func() time.Time
 
 	receiving sync.Mutex // the SDK refuses concurrent ReceiveMessages calls on one receiver
 
@@ -46,7 +47,7 @@ func NewReceiver(client *azservicebus.Client, queueName string) (*Receiver, erro
 }
 
 func newReceiver(r messageReceiver, s messageSender) *Receiver {
-	return &Receiver{recv: r, sender: s, locked: map[string]*azservicebus.ReceivedMessage{}}
+	return &Receiver{recv: r, sender: s, now: time.Now, locked: map[string]*azservicebus.ReceivedMessage{}}
 }
 
 // Receive waits until at least one message is available or ctx is done, and locks up to max.
@@ -57,7 +58,7 @@ func (r *Receiver) Receive(ctx context.Context, max int) ([]*queue.Received, err
 	if err != nil {
 		return nil, fmt.Errorf("receive: %w", err)
 	}
-	now := time.Now()
+	now := r.now()
 	out := make([]*queue.Received, 0, len(msgs))
 	r.mu.Lock()
 	defer r.mu.Unlock()
