@@ -20,7 +20,8 @@ import (
 // sub-queue that can be forwarded to another queue, and LockLost on a stale lock token.
 //
 // Simplifications: a scheduled message keeps the sequence number it got at send time (the
-// broker assigns a new one when it activates), and messages never expire.
+// broker assigns a new one when it activates), messages never expire, and a peek reports the
+// number of deliveries so far.
 type fakeBroker struct {
 	mu     sync.Mutex
 	now    func() time.Time
@@ -136,7 +137,13 @@ func (b *fakeBroker) deadLetter(q *fakeQueue, m *fakeMsg, reason, description st
 	maps.Copy(m.rm.ApplicationProperties, props)
 	m.locked = false
 	if q.cfg.forwardDLQTo != "" {
-		b.enqueue(b.queue(q.cfg.forwardDLQTo), m.rm.Message(), ptr(q.name))
+		// Assumption, not verified against the service: the forwarded copy keeps the delivery
+		// count the message had when it was dead-lettered.
+		target := b.queue(q.cfg.forwardDLQTo)
+		b.enqueue(target, m.rm.Message(), ptr(q.name))
+		if fwd := target.msgs[len(target.msgs)-1]; fwd.rm.MessageID == m.rm.MessageID {
+			fwd.rm.DeliveryCount = m.rm.DeliveryCount
+		}
 		return
 	}
 	q.deadLetters = append(q.deadLetters, m)

@@ -170,7 +170,13 @@ func (r *Receiver) RenewLock(ctx context.Context, rc *queue.Received) error {
 // it. If the send fails rc is left locked and the error returned; the caller abandons it and
 // nothing is lost. If the complete fails after the send, the event will be processed twice,
 // which every step tolerates (idempotent by EventId).
+//
+// A lock already past its LockedUntil is reported as ErrLockLost before anything is sent: the
+// original is on its way back, and a copy as well would only process the event twice.
 func (r *Receiver) Reschedule(ctx context.Context, rc *queue.Received, at time.Time, props map[string]any) error {
+	if !rc.LockedUntil.IsZero() && !r.now().Before(rc.LockedUntil) {
+		return fmt.Errorf("reschedule %s: lock expired at %s: %w", rc.MessageID, rc.LockedUntil.Format(time.RFC3339), queue.ErrLockLost)
+	}
 	c := rc.Message
 	c.ApplicationProperties = maps.Clone(rc.ApplicationProperties)
 	if c.ApplicationProperties == nil {
