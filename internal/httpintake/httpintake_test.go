@@ -1,6 +1,7 @@
 package httpintake_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,6 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -370,5 +373,48 @@ func TestEnvelope_fails_the_invocation_when_the_host_sends_garbage(t *testing.T)
 	}
 	if !strings.Contains(s.logs.String(), "invocation failed") {
 		t.Errorf("the failure was not logged: %s", s.logs.String())
+	}
+}
+
+// TestForwarded_serves_the_host_fixture_request reads the raw request the host forwards
+// (host-fixtures/http-forwarded-request.txt: original path with routePrefix, ?code=, host
+// headers) and checks it reaches the intake whole: a GitHub body is no Dataverse event, so the
+// intake must answer 400 listing the missing field, not 401/404/415.
+func TestForwarded_serves_the_host_fixture_request(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "http-forwarded-request.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(l, "# The handler answers") {
+			break // the rest of the file is the response
+		}
+		if !strings.HasPrefix(l, "#") {
+			lines = append(lines, strings.TrimRight(l, "\r"))
+		}
+	}
+	req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(strings.Join(lines, "\r\n"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.URL.Query().Get("code") == "" || req.ContentLength != 84 {
+		t.Fatalf("fixture not read as expected: %v, %d", req.URL, req.ContentLength)
+	}
+	req.Header.Set("X-Dvrelay-Secret", secret)
+
+	pub := &recordingPublisher{}
+	in := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(secret)}}, tinyParser{}, pub, slog.New(slog.DiscardHandler))
+	rec := httptest.NewRecorder()
+	httpintake.Forwarded(in).ServeHTTP(rec, req)
+
+	if rec.Code != http.StatusBadRequest {
+		t.Fatalf("status = %d, body %s", rec.Code, rec.Body)
+	}
+	if !strings.Contains(rec.Body.String(), `"pointer":"/EventId"`) {
+		t.Errorf("body = %s", rec.Body)
+	}
+	if pub.count() != 0 {
+		t.Error("published")
 	}
 }
