@@ -1,0 +1,511 @@
+// Package queuetest is the contract every queue backend keeps: one suite, run against the
+// embedded SQLite queue and against the Service Bus backend's in-memory broker double, so the
+// worker sees the same semantics in standalone and Functions mode.
+package queuetest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/dvrelay/dvrelay/internal/queue"
+)
+
+// The settings a Backend under test must be configured with. The suite drives time through
+// Backend.Advance, so the durations never cost wall-clock time.
+const (
+	LockDuration     = 30 * time.Second
+	MaxDeliveryCount = 3
+	DuplicateWindow  = 10 * time.Minute
+)
+
+// Backend is a queue under test.
+//
+// Spec:
+//   - It is empty when newBackend returns it, and configured with LockDuration,
+//     MaxDeliveryCount and DuplicateWindow from this package.
+//   - Its clock is manual: Now reports it, Advance moves it forward by d. Lock expiry, scheduled
+//     times and the duplicate window are measured against it and against nothing else.
+//   - Receive waits until a message is available; if ctx ends first it returns ctx.Err().
+//     Calling Receive after Advance must see whatever the move made available.
+//   - Delivery counts follow Service Bus: 1 on the first delivery, +1 per abandon or expired lock;
+//     the delivery after which the count reaches MaxDeliveryCount is the last one, and its abandon
+//     or lock expiry dead-letters the message with reason MaxDeliveryCountExceeded.
+//   - ListDeadLetters returns parked messages oldest first, with reason and description both in
+//     the fields and as the DeadLetterReason / DeadLetterErrorDescription application properties.
+//   - ApplicationProperties come back with integers as int64 and other numbers as float64.
+type Backend interface {
+	queue.Publisher
+	queue.DeadLetterer
+	queue.Receiver
+	ListDeadLetters(ctx context.Context, limit int) ([]queue.DeadLettered, error)
+	Now() time.Time
+	Advance(d time.Duration)
+}
+
+// quiet is how long "nothing arrives" is watched for. It is real time, so keep it short: a
+// backend that wrongly delivers does so at once, because the clock does not move meanwhile.
+const quiet = 150 * time.Millisecond
+
+// patience bounds every wait for something that should arrive.
+const patience = 10 * time.Second
+
+// Run runs the contract suite. newBackend is called once per case.
+func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
+	cases := []struct {
+		name string
+		run  func(t *testing.T, b Backend)
+	}{
+		{"publish_then_receive_gets_body_and_properties", publishThenReceive},
+		{"receive_waits_for_a_publish", receiveWaitsForPublish},
+		{"receive_returns_ctx_error_when_nothing_arrives", receiveHonoursContext},
+		{"receive_takes_at_most_max_messages", receiveTakesAtMostMax},
+		{"duplicate_message_id_is_dropped", duplicateDropped},
+		{"duplicate_of_a_scheduled_message_is_dropped", duplicateOfScheduledDropped},
+		{"message_id_is_accepted_again_after_the_window", duplicateWindowEnds},
+		{"lock_expiry_redelivers_with_count_raised", lockExpiryRedelivers},
+		{"abandon_redelivers_with_count_raised", abandonRedelivers},
+		{"max_delivery_count_dead_letters_on_abandon", func(t *testing.T, b Backend) { maxDeliveries(t, b, abandonIt) }},
+		{"max_delivery_count_dead_letters_on_lock_expiry", func(t *testing.T, b Backend) { maxDeliveries(t, b, expireIt) }},
+		{"scheduled_message_is_hidden_until_its_time", scheduledHidden},
+		{"reschedule_makes_it_due_later_with_props_merged", rescheduleLater},
+		{"dead_letter_received_keeps_reason_and_description", deadLetterReceived},
+		{"dead_letter_parks_a_new_message", deadLetterDirect},
+		{"settle_with_a_stale_lock_fails_with_lock_lost", staleLock},
+		{"settle_with_an_unknown_lock_fails_with_lock_lost", unknownLock},
+		{"renew_lock_keeps_the_message_locked", renewLock},
+		{"complete_removes_the_message", completeRemoves},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.run(t, newBackend(t))
+		})
+	}
+}
+
+func publishThenReceive(t *testing.T, b Backend) {
+	at := time.Date(2026, 11, 25, 6, 0, 0, 123000000, time.UTC)
+	m := &queue.Message{
+		MessageID:     "evt-1",
+		CorrelationID: "corr-1",
+		Subject:       "OpportunityUpdated",
+		SessionID:     "rec-1",
+		ContentType:   "application/json",
+		Body:          []byte(`{"EventId":"evt-1"}`),
+		ApplicationProperties: map[string]any{
+			queue.PropAttempt:   int64(1),
+			queue.PropEventName: "OpportunityUpdated",
+			"Flag":              true,
+			"Ratio":             0.5,
+			"At":                at,
+		},
+	}
+	publish(t, b, m)
+	r := receiveOne(t, b)
+
+	if r.MessageID != m.MessageID || r.CorrelationID != m.CorrelationID || r.Subject != m.Subject ||
+		r.SessionID != m.SessionID || r.ContentType != m.ContentType || string(r.Body) != string(m.Body) {
+		t.Errorf("received %+v, want the published fields of %+v", r.Message, *m)
+	}
+	for k, want := range m.ApplicationProperties {
+		got := r.ApplicationProperties[k]
+		if wt, ok := want.(time.Time); ok {
+			if gt, ok := got.(time.Time); !ok || !gt.Equal(wt) {
+				t.Errorf("property %s = %#v, want %v", k, got, wt)
+			}
+			continue
+		}
+		if got != want {
+			t.Errorf("property %s = %#v (%T), want %#v (%T)", k, got, got, want, want)
+		}
+	}
+	if r.DeliveryCount != 1 {
+		t.Errorf("DeliveryCount = %d, want 1 on the first delivery", r.DeliveryCount)
+	}
+	if r.LockToken == "" {
+		t.Error("LockToken is empty")
+	}
+	if !r.LockedUntil.After(b.Now()) {
+		t.Errorf("LockedUntil = %v, want after now (%v)", r.LockedUntil, b.Now())
+	}
+	complete(t, b, r)
+}
+
+func receiveWaitsForPublish(t *testing.T, b Backend) {
+	type result struct {
+		got []*queue.Received
+		err error
+	}
+	done := make(chan result, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	go func() {
+		got, err := b.Receive(ctx, 1)
+		done <- result{got, err}
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("Receive returned before anything was published: %v, %v", r.got, r.err)
+	case <-time.After(quiet):
+	}
+	publish(t, b, message("late"))
+	r := <-done
+	if r.err != nil || len(r.got) != 1 || r.got[0].MessageID != "late" {
+		t.Fatalf("Receive = %v, %v; want the message published while it waited", r.got, r.err)
+	}
+}
+
+func receiveHonoursContext(t *testing.T, b Backend) {
+	ctx, cancel := context.WithTimeout(context.Background(), quiet)
+	defer cancel()
+	got, err := b.Receive(ctx, 1)
+	if !errors.Is(err, context.DeadlineExceeded) || len(got) != 0 {
+		t.Fatalf("Receive on an empty queue = %v, %v; want no messages and context.DeadlineExceeded", got, err)
+	}
+}
+
+func receiveTakesAtMostMax(t *testing.T, b Backend) {
+	for _, id := range []string{"m1", "m2", "m3"} {
+		publish(t, b, message(id))
+	}
+	got := receive(t, b, 2)
+	if len(got) == 0 || len(got) > 2 {
+		t.Fatalf("Receive(max 2) returned %d messages", len(got))
+	}
+	seen := len(got)
+	for seen < 3 {
+		seen += len(receive(t, b, 3))
+	}
+	if seen != 3 {
+		t.Fatalf("received %d messages in all, want 3", seen)
+	}
+	expectNone(t, b)
+}
+
+func duplicateDropped(t *testing.T, b Backend) {
+	publish(t, b, message("dup"))
+	second := message("dup")
+	second.Body = []byte(`{"second":true}`)
+	publish(t, b, second) // accepted, as Service Bus accepts a duplicate send
+	r := receiveOne(t, b)
+	if string(r.Body) != string(message("dup").Body) {
+		t.Errorf("received body %s, want the first publish's", r.Body)
+	}
+	complete(t, b, r)
+	expectNone(t, b)
+}
+
+func duplicateOfScheduledDropped(t *testing.T, b Backend) {
+	scheduled := message("sched-dup")
+	scheduled.ScheduledEnqueueTime = b.Now().Add(time.Minute)
+	publish(t, b, scheduled)
+	publish(t, b, message("sched-dup"))
+	expectNone(t, b)
+	b.Advance(2 * time.Minute)
+	complete(t, b, receiveOne(t, b))
+	expectNone(t, b)
+}
+
+func duplicateWindowEnds(t *testing.T, b Backend) {
+	publish(t, b, message("again"))
+	complete(t, b, receiveOne(t, b))
+	b.Advance(DuplicateWindow + time.Minute)
+	publish(t, b, message("again"))
+	if r := receiveOne(t, b); r.MessageID != "again" {
+		t.Fatalf("received %s, want the re-published message", r.MessageID)
+	}
+}
+
+func lockExpiryRedelivers(t *testing.T, b Backend) {
+	publish(t, b, message("slow"))
+	first := receiveOne(t, b)
+	expectNone(t, b) // locked: invisible to other receivers
+	b.Advance(LockDuration + time.Second)
+	second := receiveOne(t, b)
+	if second.MessageID != "slow" || second.DeliveryCount != 2 {
+		t.Fatalf("after lock expiry got %s with DeliveryCount %d, want slow with 2", second.MessageID, second.DeliveryCount)
+	}
+	if second.LockToken == first.LockToken {
+		t.Error("redelivery reused the expired lock token")
+	}
+	complete(t, b, second)
+}
+
+func abandonRedelivers(t *testing.T, b Backend) {
+	publish(t, b, message("flaky"))
+	first := receiveOne(t, b)
+	if err := b.Abandon(context.Background(), first); err != nil {
+		t.Fatalf("Abandon: %v", err)
+	}
+	second := receiveOne(t, b) // back at once, no clock move
+	if second.DeliveryCount != 2 {
+		t.Fatalf("DeliveryCount after abandon = %d, want 2", second.DeliveryCount)
+	}
+	complete(t, b, second)
+}
+
+type failDelivery func(t *testing.T, b Backend, r *queue.Received)
+
+func abandonIt(t *testing.T, b Backend, r *queue.Received) {
+	t.Helper()
+	if err := b.Abandon(context.Background(), r); err != nil {
+		t.Fatalf("Abandon: %v", err)
+	}
+}
+
+func expireIt(t *testing.T, b Backend, _ *queue.Received) {
+	b.Advance(LockDuration + time.Second)
+}
+
+func maxDeliveries(t *testing.T, b Backend, fail failDelivery) {
+	publish(t, b, message("poison"))
+	for n := 1; n <= MaxDeliveryCount; n++ {
+		r := receiveOne(t, b)
+		if r.DeliveryCount != n {
+			t.Fatalf("delivery %d has DeliveryCount %d", n, r.DeliveryCount)
+		}
+		fail(t, b, r)
+	}
+	expectNone(t, b)
+	dl := deadLetters(t, b)
+	if len(dl) != 1 {
+		t.Fatalf("dead letters = %d, want 1", len(dl))
+	}
+	d := dl[0]
+	if d.MessageID != "poison" || d.Reason != "MaxDeliveryCountExceeded" {
+		t.Errorf("dead letter %s reason %q, want poison with MaxDeliveryCountExceeded", d.MessageID, d.Reason)
+	}
+	if d.DeliveryCount != MaxDeliveryCount {
+		t.Errorf("dead letter DeliveryCount = %d, want %d", d.DeliveryCount, MaxDeliveryCount)
+	}
+	if d.ApplicationProperties[queue.PropDeadLetterReason] != "MaxDeliveryCountExceeded" {
+		t.Errorf("DeadLetterReason property = %#v", d.ApplicationProperties[queue.PropDeadLetterReason])
+	}
+}
+
+func scheduledHidden(t *testing.T, b Backend) {
+	m := message("later")
+	m.ScheduledEnqueueTime = b.Now().Add(5 * time.Minute)
+	publish(t, b, m)
+	expectNone(t, b)
+	b.Advance(4 * time.Minute)
+	expectNone(t, b)
+	b.Advance(2 * time.Minute)
+	r := receiveOne(t, b)
+	if r.MessageID != "later" || r.DeliveryCount != 1 {
+		t.Fatalf("got %s with DeliveryCount %d, want later with 1", r.MessageID, r.DeliveryCount)
+	}
+}
+
+func rescheduleLater(t *testing.T, b Backend) {
+	m := message("retry")
+	m.ApplicationProperties = map[string]any{queue.PropAttempt: int64(1), queue.PropEventName: "OpportunityUpdated"}
+	publish(t, b, m)
+	r := receiveOne(t, b)
+	if err := b.Abandon(context.Background(), r); err != nil { // a raised count must not carry over
+		t.Fatalf("Abandon: %v", err)
+	}
+	r = receiveOne(t, b)
+	at := b.Now().Add(10 * time.Minute)
+	if err := b.Reschedule(context.Background(), r, at, map[string]any{queue.PropAttempt: int64(2)}); err != nil {
+		t.Fatalf("Reschedule: %v", err)
+	}
+	expectNone(t, b)
+	b.Advance(9 * time.Minute)
+	expectNone(t, b)
+	b.Advance(2 * time.Minute)
+	again := receiveOne(t, b)
+	if string(again.Body) != string(m.Body) || again.CorrelationID != m.CorrelationID {
+		t.Errorf("rescheduled message = %+v, want the same event", again.Message)
+	}
+	if again.DeliveryCount != 1 {
+		t.Errorf("DeliveryCount = %d, want 1: a reschedule starts a fresh chain", again.DeliveryCount)
+	}
+	if got := again.ApplicationProperties[queue.PropAttempt]; got != int64(2) {
+		t.Errorf("Attempt = %#v, want int64(2)", got)
+	}
+	if got := again.ApplicationProperties[queue.PropEventName]; got != "OpportunityUpdated" {
+		t.Errorf("EventName = %#v, want the original property kept", got)
+	}
+	complete(t, b, again)
+}
+
+func deadLetterReceived(t *testing.T, b Backend) {
+	publish(t, b, message("bad"))
+	r := receiveOne(t, b)
+	if err := b.DeadLetterReceived(context.Background(), r, "PermanentFailure", "erp answered 422"); err != nil {
+		t.Fatalf("DeadLetterReceived: %v", err)
+	}
+	expectNone(t, b)
+	dl := deadLetters(t, b)
+	if len(dl) != 1 {
+		t.Fatalf("dead letters = %d, want 1", len(dl))
+	}
+	checkDeadLetter(t, dl[0], "bad", "PermanentFailure", "erp answered 422")
+	if string(dl[0].Body) != string(message("bad").Body) {
+		t.Errorf("dead letter body = %s", dl[0].Body)
+	}
+}
+
+func deadLetterDirect(t *testing.T, b Backend) {
+	if err := b.DeadLetter(context.Background(), message("parked"), "InvalidMessage", "body is not an event"); err != nil {
+		t.Fatalf("DeadLetter: %v", err)
+	}
+	expectNone(t, b)
+	dl := deadLetters(t, b)
+	if len(dl) != 1 {
+		t.Fatalf("dead letters = %d, want 1", len(dl))
+	}
+	checkDeadLetter(t, dl[0], "parked", "InvalidMessage", "body is not an event")
+}
+
+func checkDeadLetter(t *testing.T, d queue.DeadLettered, id, reason, description string) {
+	t.Helper()
+	if d.MessageID != id || d.Reason != reason || d.Description != description {
+		t.Errorf("dead letter = %s %q %q, want %s %q %q", d.MessageID, d.Reason, d.Description, id, reason, description)
+	}
+	if d.ApplicationProperties[queue.PropDeadLetterReason] != reason ||
+		d.ApplicationProperties[queue.PropDeadLetterErrorDescription] != description {
+		t.Errorf("dead letter properties = %v, want reason and description in them", d.ApplicationProperties)
+	}
+}
+
+func staleLock(t *testing.T, b Backend) {
+	settlements := []struct {
+		name   string
+		settle func(ctx context.Context, r *queue.Received) error
+	}{
+		{"complete", b.Complete},
+		{"abandon", b.Abandon},
+		{"renew", b.RenewLock},
+		{"reschedule", func(ctx context.Context, r *queue.Received) error {
+			return b.Reschedule(ctx, r, b.Now().Add(time.Minute), map[string]any{queue.PropAttempt: int64(2)})
+		}},
+		{"dead-letter", func(ctx context.Context, r *queue.Received) error {
+			return b.DeadLetterReceived(ctx, r, "PermanentFailure", "x")
+		}},
+	}
+	for _, s := range settlements {
+		t.Run(s.name, func(t *testing.T) {
+			publish(t, b, message("stale-"+s.name))
+			r := receiveOne(t, b)
+			b.Advance(LockDuration + time.Second)
+			if err := s.settle(context.Background(), r); !errors.Is(err, queue.ErrLockLost) {
+				t.Fatalf("%s after lock expiry = %v, want queue.ErrLockLost", s.name, err)
+			}
+			again := receiveOne(t, b) // still there, delivered again
+			if again.MessageID != r.MessageID {
+				t.Fatalf("got %s, want %s back", again.MessageID, r.MessageID)
+			}
+			complete(t, b, again)
+		})
+	}
+}
+
+func unknownLock(t *testing.T, b Backend) {
+	publish(t, b, message("known"))
+	r := receiveOne(t, b)
+	forged := *r
+	forged.LockToken = "00000000000000000000000000000000"
+	if err := b.Complete(context.Background(), &forged); !errors.Is(err, queue.ErrLockLost) {
+		t.Fatalf("Complete with an unknown token = %v, want queue.ErrLockLost", err)
+	}
+	complete(t, b, r)
+}
+
+func renewLock(t *testing.T, b Backend) {
+	publish(t, b, message("long"))
+	r := receiveOne(t, b)
+	before := r.LockedUntil
+	b.Advance(LockDuration * 2 / 3)
+	if err := b.RenewLock(context.Background(), r); err != nil {
+		t.Fatalf("RenewLock: %v", err)
+	}
+	if !r.LockedUntil.After(before) {
+		t.Errorf("LockedUntil = %v after renew, want later than %v", r.LockedUntil, before)
+	}
+	b.Advance(LockDuration * 2 / 3) // past the first lock's end, inside the renewed one
+	expectNone(t, b)
+	complete(t, b, r)
+}
+
+func completeRemoves(t *testing.T, b Backend) {
+	publish(t, b, message("done"))
+	complete(t, b, receiveOne(t, b))
+	b.Advance(2 * LockDuration)
+	expectNone(t, b)
+	if dl := deadLetters(t, b); len(dl) != 0 {
+		t.Fatalf("dead letters = %d after complete, want 0", len(dl))
+	}
+}
+
+// helpers
+
+func message(id string) *queue.Message {
+	return &queue.Message{
+		MessageID:     id,
+		CorrelationID: "corr-" + id,
+		Subject:       "OpportunityUpdated",
+		ContentType:   "application/json",
+		Body:          []byte(`{"EventId":"` + id + `"}`),
+	}
+}
+
+func publish(t *testing.T, b Backend, m *queue.Message) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	if err := b.Publish(ctx, m); err != nil {
+		t.Fatalf("Publish %s: %v", m.MessageID, err)
+	}
+}
+
+func receive(t *testing.T, b Backend, maxMessages int) []*queue.Received {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	got, err := b.Receive(ctx, maxMessages)
+	if err != nil {
+		t.Fatalf("Receive: %v", err)
+	}
+	return got
+}
+
+func receiveOne(t *testing.T, b Backend) *queue.Received {
+	t.Helper()
+	got := receive(t, b, 1)
+	if len(got) != 1 {
+		t.Fatalf("Receive(max 1) returned %d messages", len(got))
+	}
+	return got[0]
+}
+
+func expectNone(t *testing.T, b Backend) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), quiet)
+	defer cancel()
+	got, err := b.Receive(ctx, 10)
+	if len(got) > 0 {
+		t.Fatalf("received %s (DeliveryCount %d), want nothing available", got[0].MessageID, got[0].DeliveryCount)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Receive on a queue with nothing available = %v, want context.DeadlineExceeded", err)
+	}
+}
+
+func complete(t *testing.T, b Backend, r *queue.Received) {
+	t.Helper()
+	if err := b.Complete(context.Background(), r); err != nil {
+		t.Fatalf("Complete %s: %v", r.MessageID, err)
+	}
+}
+
+func deadLetters(t *testing.T, b Backend) []queue.DeadLettered {
+	t.Helper()
+	dl, err := b.ListDeadLetters(context.Background(), 100)
+	if err != nil {
+		t.Fatalf("ListDeadLetters: %v", err)
+	}
+	return dl
+}
