@@ -1,0 +1,315 @@
+// Package local is the embedded durable queue behind standalone mode: one SQLite file (pure Go,
+// no cgo) that keeps the Service Bus semantics the worker relies on — peek-lock with a lock
+// duration, delivery counts, scheduled delivery, duplicate detection on MessageID, a dead-letter
+// queue with reasons, and resubmit.
+//
+// Durability is the promise the intake makes before it answers 202, so the database runs in WAL
+// mode with synchronous=FULL: a Publish returns only after its transaction is fsynced.
+//
+// One process owns a data directory. Open takes an exclusive, non-blocking flock on a lock file
+// in it, and releases the locks of messages an earlier (crashed or stopped) process was holding.
+package local
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/dvrelay/dvrelay/internal/queue"
+)
+
+// Compile-time checks that the embedded queue serves every role the runtimes give it.
+var (
+	_ queue.Publisher    = (*Queue)(nil)
+	_ queue.DeadLetterer = (*Queue)(nil)
+	_ queue.Receiver     = (*Queue)(nil)
+)
+
+const (
+	dbFileName   = "queue.db"
+	lockFileName = "queue.lock"
+
+	// schemaVersion is stored in PRAGMA user_version; a file written by a newer layout is refused
+	// rather than misread.
+	schemaVersion = 1
+
+	// ReasonMaxDeliveryCountExceeded is the dead-letter reason Service Bus uses when a message
+	// has been delivered MaxDeliveryCount times without being settled.
+	ReasonMaxDeliveryCountExceeded = "MaxDeliveryCountExceeded"
+)
+
+var (
+	// ErrDirInUse reports that another process holds the data directory.
+	ErrDirInUse = errors.New("queue data directory is in use by another process")
+	// ErrClosed reports a call on a queue after Close.
+	ErrClosed = errors.New("queue is closed")
+	// ErrNotFound reports a dead-letter sequence number that is not (or no longer) parked.
+	ErrNotFound = errors.New("dead-lettered message not found")
+)
+
+// Options tune the queue. Zero values take the defaults noted on each field.
+type Options struct {
+	// LockDuration is how long a received message stays invisible to other receivers before
+	// it is delivered again (default 30s).
+	LockDuration time.Duration
+	// MaxDeliveryCount is the number of deliveries after which an abandoned or expired message
+	// is dead-lettered with reason MaxDeliveryCountExceeded (default 10, as Service Bus).
+	MaxDeliveryCount int
+	// DuplicateWindow is how long a MessageID is remembered for duplicate detection
+	// (default 10m, as Service Bus).
+	DuplicateWindow time.Duration
+	// Now is the clock; tests replace it to move through lock and schedule times without sleeping.
+	Now func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.LockDuration <= 0 {
+		o.LockDuration = 30 * time.Second
+	}
+	if o.MaxDeliveryCount <= 0 {
+		o.MaxDeliveryCount = 10
+	}
+	if o.DuplicateWindow <= 0 {
+		o.DuplicateWindow = 10 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Queue is the embedded durable queue. It is safe for concurrent use.
+//
+// All SQL runs on a single database connection. SQLite admits one writer at a time and almost
+// every queue operation writes (a Receive takes locks), so one connection turns lock contention
+// into Go-level queueing on the pool: no SQLITE_BUSY, no retry loops.
+type Queue struct {
+	dir       string
+	opts      Options
+	log       *slog.Logger
+	db        *sql.DB
+	dirLock   *os.File
+	closing   chan struct{}
+	closeErr  error
+	closeOnce sync.Once
+
+	// publishes feeds the group-commit writer (see Publish).
+	publishes  chan *publishRequest
+	writerDone chan struct{}
+
+	// wakeMu guards wakeCh: a channel that is closed (and replaced) whenever a message may have
+	// become available, so every waiting Receive re-checks at once.
+	wakeMu sync.Mutex
+	wakeCh chan struct{}
+}
+
+// Open opens (creating if needed) the queue stored in dir and takes ownership of dir for this
+// process. Locks held by an earlier process are released: those messages are available at once,
+// with the interrupted delivery counted as an expired lock would be.
+func Open(ctx context.Context, dir string, opts Options, log *slog.Logger) (*Queue, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open queue: create data dir %s: %w", dir, err)
+	}
+	dirLock, err := lockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
+	q := &Queue{
+		dir:        dir,
+		opts:       opts.withDefaults(),
+		log:        log,
+		dirLock:    dirLock,
+		closing:    make(chan struct{}),
+		publishes:  make(chan *publishRequest),
+		writerDone: make(chan struct{}),
+		wakeCh:     make(chan struct{}),
+	}
+	if err := q.openDB(ctx); err != nil {
+		_ = unlockDir(dirLock)
+		return nil, fmt.Errorf("open queue %s: %w", dir, err)
+	}
+	released, err := q.releaseLocks(ctx)
+	if err != nil {
+		_ = q.db.Close()
+		_ = unlockDir(dirLock)
+		return nil, fmt.Errorf("open queue %s: release locks of an earlier process: %w", dir, err)
+	}
+	if released > 0 {
+		q.log.Info("released message locks left by an earlier process", "dir", dir, "count", released)
+	}
+	go q.writer()
+	return q, nil
+}
+
+func (q *Queue) openDB(ctx context.Context) error {
+	path := filepath.Join(q.dir, dbFileName)
+	params := url.Values{}
+	params.Add("_pragma", "busy_timeout(5000)")
+	params.Add("_pragma", "journal_mode(WAL)")
+	params.Add("_pragma", "synchronous(FULL)")
+	params.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+params.Encode())
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	q.db = db
+	if err := q.migrate(ctx); err != nil {
+		_ = db.Close()
+		return err
+	}
+	return nil
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS messages (
+	seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+	message_id     TEXT    NOT NULL,
+	correlation_id TEXT    NOT NULL,
+	subject        TEXT    NOT NULL,
+	session_id     TEXT    NOT NULL,
+	content_type   TEXT    NOT NULL,
+	body           BLOB    NOT NULL,
+	props          TEXT    NOT NULL, -- application properties, JSON object
+	enqueued_at    INTEGER NOT NULL, -- unix ns
+	due_at         INTEGER NOT NULL, -- unix ns: enqueue time, or the scheduled time
+	delivery_count INTEGER NOT NULL DEFAULT 0,
+	lock_token     TEXT,
+	locked_until   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_due ON messages (due_at, seq);
+CREATE INDEX IF NOT EXISTS messages_locked ON messages (locked_until) WHERE lock_token IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+	seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+	message_id       TEXT    NOT NULL,
+	correlation_id   TEXT    NOT NULL,
+	subject          TEXT    NOT NULL,
+	session_id       TEXT    NOT NULL,
+	content_type     TEXT    NOT NULL,
+	body             BLOB    NOT NULL,
+	props            TEXT    NOT NULL,
+	enqueued_at      INTEGER NOT NULL,
+	delivery_count   INTEGER NOT NULL,
+	reason           TEXT    NOT NULL,
+	description      TEXT    NOT NULL,
+	dead_lettered_at INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS duplicates (
+	message_id TEXT    PRIMARY KEY,
+	first_seen INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS duplicates_first_seen ON duplicates (first_seen);
+
+CREATE TABLE IF NOT EXISTS resubmits (
+	base_message_id TEXT    PRIMARY KEY,
+	count           INTEGER NOT NULL
+) WITHOUT ROWID;
+`
+
+func (q *Queue) migrate(ctx context.Context) error {
+	var version int
+	if err := q.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("schema version %d is newer than this binary understands (%d)", version, schemaVersion)
+	}
+	if _, err := q.db.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	if _, err := q.db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+		return fmt.Errorf("write schema version: %w", err)
+	}
+	return nil
+}
+
+// releaseLocks ends every lock at once: after a restart no receiver holds any of them.
+func (q *Queue) releaseLocks(ctx context.Context) (int64, error) {
+	var released int64
+	err := q.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE messages SET locked_until = 0 WHERE lock_token IS NOT NULL`)
+		if err != nil {
+			return err
+		}
+		if released, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		return q.expireLocks(ctx, tx, q.nowNS())
+	})
+	return released, err
+}
+
+// Close stops the publish writer, closes the database and releases the data directory.
+// Publishes still waiting fail with ErrClosed. Message locks are left as they are; the next
+// Open releases them.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		close(q.closing)
+		<-q.writerDone
+		q.wake()
+		q.closeErr = errors.Join(q.db.Close(), unlockDir(q.dirLock))
+	})
+	return q.closeErr
+}
+
+func (q *Queue) checkOpen() error {
+	select {
+	case <-q.closing:
+		return ErrClosed
+	default:
+		return nil
+	}
+}
+
+func (q *Queue) nowNS() int64 { return q.opts.Now().UnixNano() }
+
+// inTx runs fn in a write transaction (BEGIN IMMEDIATE) and commits it.
+func (q *Queue) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := q.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// wake tells every waiting Receive that a message may have become available.
+func (q *Queue) wake() {
+	q.wakeMu.Lock()
+	close(q.wakeCh)
+	q.wakeCh = make(chan struct{})
+	q.wakeMu.Unlock()
+}
+
+// wakeup returns the channel the next wake closes. Take it before looking for messages so a
+// publish that lands in between is not missed.
+func (q *Queue) wakeup() <-chan struct{} {
+	q.wakeMu.Lock()
+	defer q.wakeMu.Unlock()
+	return q.wakeCh
+}
+
+func fromNS(ns int64) time.Time { return time.Unix(0, ns).UTC() }

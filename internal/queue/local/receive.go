@@ -1,0 +1,314 @@
+package local
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/dvrelay/dvrelay/internal/queue"
+)
+
+// Receive polls between these bounds while it waits for a scheduled message or an expired lock.
+// Publishes and abandons wake it at once; the poll only covers what time alone makes available.
+const (
+	minPoll = 5 * time.Millisecond
+	maxPoll = time.Second
+)
+
+// Receive waits until at least one message is available, or ctx ends (then it returns ctx.Err()),
+// and locks up to max of them in sequence order of when they became due. Each delivery gets a
+// fresh lock token and raises the delivery count (1 on the first delivery).
+func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received, error) {
+	maxMessages = max(maxMessages, 1)
+	for {
+		if err := q.checkOpen(); err != nil {
+			return nil, fmt.Errorf("receive: %w", err)
+		}
+		wakeup := q.wakeup()
+		got, next, err := q.lockAvailable(ctx, maxMessages)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("receive: %w", err)
+		}
+		if len(got) > 0 {
+			return got, nil
+		}
+		wait := maxPoll
+		if next > 0 {
+			wait = min(max(time.Duration(next-q.nowNS()), minPoll), maxPoll)
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-q.closing:
+			timer.Stop()
+		case <-wakeup:
+			timer.Stop()
+		case <-timer.C:
+		}
+	}
+}
+
+// lockAvailable locks up to maxMessages available messages. When there are none it returns the time
+// (unix ns) at which the next scheduled message falls due or the next lock expires, or 0.
+func (q *Queue) lockAvailable(ctx context.Context, maxMessages int) ([]*queue.Received, int64, error) {
+	var (
+		got  []*queue.Received
+		next int64
+	)
+	err := q.inTx(ctx, func(tx *sql.Tx) error {
+		now := q.nowNS()
+		if err := q.expireLocks(ctx, tx, now); err != nil {
+			return err
+		}
+		lockedUntil := now + q.opts.LockDuration.Nanoseconds()
+		rows, err := tx.QueryContext(ctx, `UPDATE messages
+			SET lock_token = lower(hex(randomblob(16))), locked_until = ?1, delivery_count = delivery_count + 1
+			WHERE seq IN (
+				SELECT seq FROM messages WHERE due_at <= ?2 AND lock_token IS NULL
+				ORDER BY due_at, seq LIMIT ?3)
+			RETURNING seq, message_id, correlation_id, subject, session_id, content_type, body, props,
+				enqueued_at, due_at, delivery_count, lock_token`,
+			lockedUntil, now, maxMessages)
+		if err != nil {
+			return fmt.Errorf("lock messages: %w", err)
+		}
+		defer rows.Close()
+		dueAt := map[*queue.Received]int64{}
+		for rows.Next() {
+			var (
+				r             queue.Received
+				props         string
+				enqueued, due int64
+			)
+			if err := rows.Scan(&r.SequenceNumber, &r.MessageID, &r.CorrelationID, &r.Subject, &r.SessionID,
+				&r.ContentType, &r.Body, &props, &enqueued, &due, &r.DeliveryCount, &r.LockToken); err != nil {
+				return fmt.Errorf("read locked message: %w", err)
+			}
+			if r.ApplicationProperties, err = decodeProps(props); err != nil {
+				return fmt.Errorf("message %s: %w", r.MessageID, err)
+			}
+			r.EnqueuedTime = fromNS(enqueued)
+			r.LockedUntil = fromNS(lockedUntil)
+			got = append(got, &r)
+			dueAt[&r] = due
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read locked messages: %w", err)
+		}
+		// RETURNING gives no order; hand messages out in the order they were picked.
+		slices.SortFunc(got, func(a, b *queue.Received) int {
+			if d := dueAt[a] - dueAt[b]; d != 0 {
+				return sign(d)
+			}
+			return sign(a.SequenceNumber - b.SequenceNumber)
+		})
+		if len(got) > 0 {
+			return nil
+		}
+		var nextDue, nextExpiry sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT
+			(SELECT MIN(due_at) FROM messages WHERE lock_token IS NULL),
+			(SELECT MIN(locked_until) FROM messages WHERE lock_token IS NOT NULL)`).Scan(&nextDue, &nextExpiry); err != nil {
+			return fmt.Errorf("find next due time: %w", err)
+		}
+		next = earliest(nextDue, nextExpiry)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return got, next, nil
+}
+
+func sign(d int64) int {
+	switch {
+	case d < 0:
+		return -1
+	case d > 0:
+		return 1
+	}
+	return 0
+}
+
+func earliest(a, b sql.NullInt64) int64 {
+	switch {
+	case a.Valid && b.Valid:
+		return min(a.Int64, b.Int64)
+	case a.Valid:
+		return a.Int64
+	case b.Valid:
+		return b.Int64
+	}
+	return 0
+}
+
+// expireLocks ends the locks that ran out by now: a message delivered MaxDeliveryCount times is
+// dead-lettered, the others become available again (their count already includes the lost delivery).
+func (q *Queue) expireLocks(ctx context.Context, tx *sql.Tx, now int64) error {
+	expired := `lock_token IS NOT NULL AND locked_until <= @now AND delivery_count >= @max`
+	if _, err := q.moveToDeadLetter(ctx, tx, expired, now, sql.Named("max", q.opts.MaxDeliveryCount)); err != nil {
+		return fmt.Errorf("dead-letter exhausted messages: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE messages SET lock_token = NULL, locked_until = 0
+		WHERE lock_token IS NOT NULL AND locked_until <= ?`, now); err != nil {
+		return fmt.Errorf("release expired locks: %w", err)
+	}
+	return nil
+}
+
+// moveToDeadLetter moves the messages matching where (which may use @now) to the dead-letter
+// queue. A nil reason means MaxDeliveryCountExceeded with Service Bus's description.
+func (q *Queue) moveToDeadLetter(ctx context.Context, tx *sql.Tx, where string, now int64, args ...any) (int64, error) {
+	return q.moveToDeadLetterWith(ctx, tx, where, now, nil, args...)
+}
+
+type deadLetterReason struct{ reason, description string }
+
+func (q *Queue) moveToDeadLetterWith(ctx context.Context, tx *sql.Tx, where string, now int64, reason *deadLetterReason, args ...any) (int64, error) {
+	reasonSQL := `@reason`
+	descSQL := `@description`
+	if reason == nil {
+		reason = &deadLetterReason{reason: ReasonMaxDeliveryCountExceeded}
+		descSQL = `'Message could not be consumed after ' || delivery_count || ' delivery attempts.'`
+	}
+	args = append(args, sql.Named("now", now), sql.Named("reason", reason.reason), sql.Named("description", reason.description))
+	res, err := tx.ExecContext(ctx, `INSERT INTO dead_letters
+		(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at,
+		 delivery_count, reason, description, dead_lettered_at)
+		SELECT message_id, correlation_id, subject, session_id, content_type, body,
+			json_set(props, '$.`+queue.PropDeadLetterReason+`', `+reasonSQL+`,
+				'$.`+queue.PropDeadLetterErrorDescription+`', `+descSQL+`),
+			enqueued_at, delivery_count, `+reasonSQL+`, `+descSQL+`, @now
+		FROM messages WHERE `+where+` ORDER BY seq`, args...)
+	if err != nil {
+		return 0, err
+	}
+	moved, err := res.RowsAffected()
+	if err != nil || moved == 0 {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE `+where, args...); err != nil {
+		return 0, err
+	}
+	return moved, nil
+}
+
+// heldLock is the WHERE clause of a settlement: the lock must be the caller's and still running.
+const heldLock = `seq = @seq AND lock_token = @token AND locked_until > @now`
+
+func lockArgs(r *queue.Received) []any {
+	return []any{sql.Named("seq", r.SequenceNumber), sql.Named("token", r.LockToken)}
+}
+
+// settle runs fn in a transaction after checking that r's lock is still held.
+func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn func(tx *sql.Tx, now int64) error) error {
+	if err := q.checkOpen(); err != nil {
+		return fmt.Errorf("%s %s: %w", op, r.MessageID, err)
+	}
+	err := q.inTx(ctx, func(tx *sql.Tx) error {
+		now := q.nowNS()
+		var held int
+		args := append(lockArgs(r), sql.Named("now", now))
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages WHERE `+heldLock, args...).Scan(&held); err != nil {
+			return fmt.Errorf("check lock: %w", err)
+		}
+		if held == 0 {
+			return queue.ErrLockLost
+		}
+		return fn(tx, now)
+	})
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, r.MessageID, err)
+	}
+	return nil
+}
+
+// Complete removes r from the queue.
+func (q *Queue) Complete(ctx context.Context, r *queue.Received) error {
+	return q.settle(ctx, "complete", r, func(tx *sql.Tx, _ int64) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE seq = ?`, r.SequenceNumber)
+		return err
+	})
+}
+
+// Abandon releases r's lock at once. Its delivery count stays raised; once it has been delivered
+// MaxDeliveryCount times it goes to the dead-letter queue with reason MaxDeliveryCountExceeded.
+func (q *Queue) Abandon(ctx context.Context, r *queue.Received) error {
+	err := q.settle(ctx, "abandon", r, func(tx *sql.Tx, now int64) error {
+		moved, err := q.moveToDeadLetter(ctx, tx, `seq = @seq AND delivery_count >= @max`, now,
+			sql.Named("seq", r.SequenceNumber), sql.Named("max", q.opts.MaxDeliveryCount))
+		if err != nil || moved > 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE messages SET lock_token = NULL, locked_until = 0 WHERE seq = ?`, r.SequenceNumber)
+		return err
+	})
+	if err == nil {
+		q.wake()
+	}
+	return err
+}
+
+// Reschedule settles r and makes it due again at `at` as a fresh delivery chain: a new sequence
+// number, the delivery count back to zero, and props merged into its application properties.
+// It is the embedded queue's form of Service Bus's "schedule a copy, then complete".
+func (q *Queue) Reschedule(ctx context.Context, r *queue.Received, at time.Time, props map[string]any) error {
+	if _, err := encodeProps(props); err != nil {
+		return fmt.Errorf("reschedule %s: %w", r.MessageID, err)
+	}
+	err := q.settle(ctx, "reschedule", r, func(tx *sql.Tx, now int64) error {
+		var stored string
+		if err := tx.QueryRowContext(ctx, `SELECT props FROM messages WHERE seq = ?`, r.SequenceNumber).Scan(&stored); err != nil {
+			return fmt.Errorf("read properties: %w", err)
+		}
+		merged, err := mergeProps(stored, props)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO messages
+			(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at)
+			SELECT message_id, correlation_id, subject, session_id, content_type, body, ?, ?, ?
+			FROM messages WHERE seq = ?`,
+			merged, now, max(at.UnixNano(), now), r.SequenceNumber); err != nil {
+			return fmt.Errorf("schedule copy: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM messages WHERE seq = ?`, r.SequenceNumber)
+		return err
+	})
+	if err == nil {
+		q.wake()
+	}
+	return err
+}
+
+// DeadLetterReceived moves r to the dead-letter queue with a reason and a description, which are
+// also written as the DeadLetterReason and DeadLetterErrorDescription application properties.
+func (q *Queue) DeadLetterReceived(ctx context.Context, r *queue.Received, reason, description string) error {
+	return q.settle(ctx, "dead-letter", r, func(tx *sql.Tx, now int64) error {
+		_, err := q.moveToDeadLetterWith(ctx, tx, `seq = @seq`, now,
+			&deadLetterReason{reason: reason, description: description}, sql.Named("seq", r.SequenceNumber))
+		return err
+	})
+}
+
+// RenewLock extends r's lock by the lock duration from now and updates r.LockedUntil.
+func (q *Queue) RenewLock(ctx context.Context, r *queue.Received) error {
+	var until int64
+	err := q.settle(ctx, "renew lock", r, func(tx *sql.Tx, now int64) error {
+		until = now + q.opts.LockDuration.Nanoseconds()
+		_, err := tx.ExecContext(ctx, `UPDATE messages SET locked_until = ? WHERE seq = ?`, until, r.SequenceNumber)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r.LockedUntil = fromNS(until)
+	return nil
+}
