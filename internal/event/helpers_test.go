@@ -1,0 +1,114 @@
+package event_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/dvrelay/dvrelay/internal/event"
+)
+
+// receivedAt is the intake clock reading the tests pass in Hints.
+var receivedAt = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func newParser(t testing.TB) *event.Parser {
+	t.Helper()
+	p, err := event.NewParser()
+	if err != nil {
+		t.Fatalf("NewParser: %v", err)
+	}
+	return p
+}
+
+func readFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func fixture(t testing.TB, name string) []byte {
+	t.Helper()
+	return readFile(t, filepath.Join("testdata", "dataverse", name))
+}
+
+func sample(t testing.TB, name string) []byte {
+	t.Helper()
+	return readFile(t, filepath.Join("..", "..", "samples", name))
+}
+
+func parse(t *testing.T, p *event.Parser, body []byte, h event.Hints) event.Event {
+	t.Helper()
+	ev, err := p.Parse(body, h)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return ev
+}
+
+// mutate decodes body (numbers kept as text), lets change edit it, and encodes it again.
+func mutate(t *testing.T, body []byte, change func(m map[string]any)) []byte {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	change(m)
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// target returns the Target entity of a RemoteExecutionContext decoded by mutate.
+func target(m map[string]any) map[string]any {
+	return m["InputParameters"].([]any)[0].(map[string]any)["value"].(map[string]any)
+}
+
+// pointers returns the pointers of a *ValidationError, failing the test for any other error.
+func pointers(t *testing.T, err error) []string {
+	t.Helper()
+	var verr *event.ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("got error %v (%T), want *event.ValidationError", err, err)
+	}
+	var ps []string
+	for _, p := range verr.Problems {
+		ps = append(ps, p.Pointer)
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// attr renders one canonical attribute as compact JSON text.
+func attr(t *testing.T, ev event.Event, name string) string {
+	t.Helper()
+	raw, ok := ev.Attributes[name]
+	if !ok {
+		t.Fatalf("attribute %q missing; have %v", name, keys(ev.Attributes))
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		t.Fatalf("attribute %q is not JSON: %v", name, err)
+	}
+	return buf.String()
+}
+
+func keys(m map[string]json.RawMessage) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}

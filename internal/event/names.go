@@ -1,0 +1,117 @@
+package event
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// wcfDate is the DataContract date grammar: /Date(<ms>)/ or /Date(<ms>±hhmm)/.
+var wcfDate = regexp.MustCompile(`^/Date\((-?[0-9]+)(?:([+-])([0-9]{2})([0-9]{2}))?\)/$`)
+
+// Bounds, in Unix milliseconds, of an instant RFC 3339 can write (0001-01-01 to
+// 9999-12-31T23:59:59.999Z). Dataverse itself stores 1753-01-01 to 9999-12-31.
+const (
+	minMillis = -62135596800000
+	maxMillis = 253402300799999
+)
+
+var errNotWCFDate = errors.New("not a /Date(...)/ value")
+
+// parseWCFDate reads a DataContract date. The milliseconds are UTC; the optional ±hhmm suffix
+// is the server's offset as the .NET serializer records it and does not shift the instant.
+func parseWCFDate(s string) (time.Time, error) {
+	m := wcfDate.FindStringSubmatch(s)
+	if m == nil {
+		return time.Time{}, errNotWCFDate
+	}
+	ms, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("milliseconds %s out of range", m[1])
+	}
+	if m[3] != "" {
+		hh, _ := strconv.Atoi(m[3])
+		mm, _ := strconv.Atoi(m[4])
+		if hh > 23 || mm > 59 {
+			return time.Time{}, fmt.Errorf("offset %s%s%s is not ±hhmm", m[2], m[3], m[4])
+		}
+	}
+	if ms < minMillis || ms > maxMillis {
+		return time.Time{}, fmt.Errorf("milliseconds %d are outside years 0001-9999", ms)
+	}
+	return time.UnixMilli(ms).UTC(), nil
+}
+
+// formatTime writes the canonical RFC 3339 form: UTC, fractional seconds only when non-zero.
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// pascalCase turns a logical or message name into PascalCase, underscores splitting words:
+// new_customactivity → NewCustomactivity, opportunity → Opportunity, new_Approve → NewApprove.
+func pascalCase(name string) string {
+	var b strings.Builder
+	b.Grow(len(name))
+	for word := range strings.SplitSeq(name, "_") {
+		if word == "" {
+			continue
+		}
+		b.WriteString(strings.ToUpper(word[:1]))
+		b.WriteString(word[1:])
+	}
+	return b.String()
+}
+
+// pastTense gives the event suffix for a message. Create, Update and Delete become Created,
+// Updated and Deleted; every other message (Assign, SetState, Win, a custom API such as
+// new_Approve) is kept as its PascalCase name, so the rule never guesses at English grammar
+// and an event name never changes meaning when Microsoft adds a message.
+func pastTense(message string) string {
+	switch message {
+	case "Create":
+		return "Created"
+	case "Update":
+		return "Updated"
+	case "Delete":
+		return "Deleted"
+	default:
+		return pascalCase(message)
+	}
+}
+
+// EventNameFor is the canonical event name for a message on a table:
+// PascalCase(entity) + pastTense(message), e.g. ("opportunity", "Update") → OpportunityUpdated,
+// ("new_customactivity", "Create") → NewCustomactivityCreated, ("opportunity", "Win") →
+// OpportunityWin. Unbound messages (entity "none") are named by the message alone.
+func EventNameFor(entity, message string) string {
+	if entity == "none" || entity == "" {
+		return pastTense(message)
+	}
+	return pascalCase(entity) + pastTense(message)
+}
+
+// entityAndMessageFromEventName recovers Entity and Message from a plugin event name when that is
+// unambiguous: a single-word table (one capital letter) followed by Created, Updated or
+// Deleted. OpportunityUpdated → (opportunity, Update); NewCustomactivityUpdated → ("", Update),
+// because the underscores of a multi-word logical name cannot be recovered.
+func entityAndMessageFromEventName(name string) (entity, message string) {
+	for _, m := range []string{"Create", "Update", "Delete"} {
+		prefix, ok := strings.CutSuffix(name, pastTense(m))
+		if !ok {
+			continue
+		}
+		if prefix != "" && strings.IndexFunc(prefix[1:], isUpper) < 0 && isUpper(rune(prefix[0])) {
+			lower := strings.ToLower(prefix)
+			if logicalName.MatchString(lower) {
+				entity = lower
+			}
+		}
+		return entity, m
+	}
+	return "", ""
+}
+
+func isUpper(r rune) bool { return r >= 'A' && r <= 'Z' }
+
+var logicalName = regexp.MustCompile(patternLogicalName)

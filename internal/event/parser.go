@@ -1,0 +1,198 @@
+package event
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/xeipuuv/gojsonschema"
+)
+
+//go:embed schema/*.schema.json
+var schemaFiles embed.FS
+
+// EventIDNamespace is the namespace of the name-based (SHA-1, version 5) UUIDs dvrelay uses as
+// EventId. It is fixed forever: changing it would give every replayed event a new id and defeat
+// duplicate detection.
+const EventIDNamespace = "6f1f3c2e-4d0a-5b7e-9c61-2a8d7e0b5f43"
+
+// Kinds of payload, as reported in ValidationError.Kind.
+const (
+	KindRemoteExecutionContext = "RemoteExecutionContext"
+	KindPluginEvent            = "PluginEvent"
+	KindCanonicalEvent         = "CanonicalEvent"
+)
+
+// Parser decodes and validates the payloads dvrelay accepts. Build one with NewParser at start
+// and share it: it holds only compiled schemas and is safe for concurrent use.
+//
+// Formats (GUIDs, logical names, message names, /Date(...)/ and RFC 3339 shapes) are JSON
+// Schema patterns rather than custom gojsonschema FormatCheckers. FormatCheckers live in a
+// package-level registry in gojsonschema, so registering ours would be a hidden global side
+// effect of NewParser; patterns keep the schema files self-contained (any JSON Schema tool can
+// use them). What a pattern cannot say—a date's calendar range, an option value being an
+// integer—is checked in Go after the schema, and reported in the same ValidationError.
+type Parser struct {
+	remote    *gojsonschema.Schema
+	plugin    *gojsonschema.Schema
+	canonical *gojsonschema.Schema
+	namespace uuid.UUID
+	// canonicalFields are Event's member names, for the case-variant check.
+	canonicalFields []string
+}
+
+// NewParser compiles the embedded schemas once.
+func NewParser() (*Parser, error) {
+	p := &Parser{
+		namespace:       uuid.MustParse(EventIDNamespace),
+		canonicalFields: jsonFieldNames(reflect.TypeFor[Event]()),
+	}
+	for _, s := range []struct {
+		file string
+		dst  **gojsonschema.Schema
+	}{
+		{"schema/remote-execution-context.schema.json", &p.remote},
+		{"schema/plugin-event.schema.json", &p.plugin},
+		{"schema/canonical-event.schema.json", &p.canonical},
+	} {
+		raw, err := schemaFiles.ReadFile(s.file)
+		if err != nil {
+			return nil, fmt.Errorf("read embedded schema %s: %w", s.file, err)
+		}
+		compiled, err := gojsonschema.NewSchema(gojsonschema.NewBytesLoader(raw))
+		if err != nil {
+			return nil, fmt.Errorf("compile schema %s: %w", s.file, err)
+		}
+		*s.dst = compiled
+	}
+	return p, nil
+}
+
+// Parse is the intake's decoder. It accepts the native RemoteExecutionContext a webhook step
+// posts and the compact plugin event (any object with both EventName and RecordId keys), checks
+// it against its schema, and normalizes it into the canonical Event.
+//
+// Errors: a body that is not a JSON object wraps ErrMalformed; a body that is an object but
+// breaks its schema or a format is a *ValidationError listing every failing field.
+func (p *Parser) Parse(body []byte, h Hints) (Event, error) {
+	top, err := topLevelObject(body)
+	if err != nil {
+		return Event{}, err
+	}
+	_, hasName := top["EventName"]
+	_, hasID := top["RecordId"]
+	if hasName && hasID {
+		return p.parsePlugin(body, top)
+	}
+	return p.parseRemote(body, top, h)
+}
+
+// DecodeCanonical is the worker's decoder: the queue message body is checked against the
+// canonical event schema before anything runs, so a poison message is recognised as such.
+func (p *Parser) DecodeCanonical(body []byte) (Event, error) {
+	top, err := topLevelObject(body)
+	if err != nil {
+		return Event{}, err
+	}
+	problems := validate(p.canonical, body)
+	problems = append(problems, caseVariants(top, p.canonicalFields)...)
+	var ev Event
+	if err := json.Unmarshal(body, &ev); err != nil {
+		problems = append(problems, decodeProblem(err))
+	} else if ev.Timestamp != "" {
+		if _, err := time.Parse(time.RFC3339Nano, ev.Timestamp); err != nil {
+			problems = append(problems, FieldProblem{Pointer: "/Timestamp", Detail: "must be an RFC 3339 date-time"})
+		}
+	}
+	if len(problems) > 0 {
+		return Event{}, newValidationError(KindCanonicalEvent, problems)
+	}
+	return ev, nil
+}
+
+// topLevelObject checks that body is one JSON object and returns its members by exact key.
+func topLevelObject(body []byte) (object, error) {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	offset := len(body) - len(trimmed)
+	var top object
+	if err := json.Unmarshal(body, &top); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			return nil, fmt.Errorf("%w: invalid JSON at offset %d: %v", ErrMalformed, syntax.Offset, syntax)
+		}
+		return nil, fmt.Errorf("%w: found %s at offset %d", ErrMalformed, jsonKind(trimmed), offset)
+	}
+	if top == nil { // the literal null
+		return nil, fmt.Errorf("%w: found null at offset %d", ErrMalformed, offset)
+	}
+	return top, nil
+}
+
+// jsonFieldNames lists the member names of a struct type as its json tags spell them.
+func jsonFieldNames(t reflect.Type) []string {
+	names := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+// caseVariants reports members that differ from a known field only in case. encoding/json
+// would fold them onto the field (the last one wins), so "recordid" could silently replace a
+// RecordId the schema had checked.
+func caseVariants(top object, known []string) []FieldProblem {
+	var problems []FieldProblem
+	for key := range top {
+		for _, name := range known {
+			if key != name && strings.EqualFold(key, name) {
+				problems = append(problems, FieldProblem{
+					Pointer: "/" + escapePointerToken(key),
+					Detail:  fmt.Sprintf("differs from %s only in case; send one %s", name, name),
+				})
+			}
+		}
+	}
+	return problems
+}
+
+func jsonKind(v []byte) string {
+	if len(v) == 0 {
+		return "nothing"
+	}
+	switch v[0] {
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// decodeProblem turns an encoding/json type error that slipped past the schema into a field
+// problem. It should not happen; it keeps a schema gap from becoming a 500.
+func decodeProblem(err error) FieldProblem {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		return FieldProblem{
+			Pointer: "/" + jsonPointerFromDotted(typeErr.Field),
+			Detail:  fmt.Sprintf("must be %s, got a JSON %s", typeErr.Type, typeErr.Value),
+		}
+	}
+	return FieldProblem{Pointer: "", Detail: err.Error()}
+}

@@ -1,0 +1,99 @@
+package event
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// parsePlugin validates the compact plugin event and normalizes it.
+//
+// EventId is uuid.NewSHA1(EventIDNamespace, "plugin\n" + EventName + "\n" + RecordId + "\n" +
+// Timestamp + "\n" + TriggeredBy + "\n" + the sorted ChangedFields joined by ","), using the
+// normalized values (lower-case RecordId, Timestamp in RFC 3339 UTC), so the same event posted
+// twice gets one id however its timestamp was written.
+//
+// Entity and Message come from the optional members of the same names; without them they are
+// derived from EventName where that is unambiguous (see entityAndMessageFromEventName).
+// CorrelationId is the optional member, else the EventId, until the intake overrides it.
+func (p *Parser) parsePlugin(body []byte, top object) (Event, error) {
+	problems := validate(p.plugin, body)
+
+	var in struct {
+		EventName, RecordId, TriggeredBy, Timestamp, Entity, Message, CorrelationId string
+		ChangedFields                                                               []string
+	}
+	for _, m := range []struct {
+		name string
+		dst  any
+	}{
+		{"EventName", &in.EventName},
+		{"RecordId", &in.RecordId},
+		{"TriggeredBy", &in.TriggeredBy},
+		{"Timestamp", &in.Timestamp},
+		{"Entity", &in.Entity},
+		{"Message", &in.Message},
+		{"CorrelationId", &in.CorrelationId},
+		{"ChangedFields", &in.ChangedFields},
+	} {
+		if err := top.into(m.name, m.dst); err != nil {
+			problems = append(problems, FieldProblem{Pointer: "/" + m.name, Detail: "has the wrong shape: " + typeErrorText(err)})
+		}
+	}
+
+	var ts time.Time
+	if in.Timestamp != "" {
+		var err error
+		if ts, err = time.Parse(time.RFC3339Nano, in.Timestamp); err != nil {
+			problems = append(problems, FieldProblem{Pointer: "/Timestamp", Detail: "is not a valid RFC 3339 date-time"})
+		}
+	}
+	if len(problems) > 0 {
+		return Event{}, newValidationError(KindPluginEvent, problems)
+	}
+
+	changed := slices.Clone(in.ChangedFields)
+	if changed == nil {
+		changed = []string{}
+	}
+	slices.Sort(changed)
+	changed = slices.Compact(changed)
+
+	entity, message := in.Entity, in.Message
+	if entity == "" && message == "" {
+		entity, message = entityAndMessageFromEventName(in.EventName)
+	}
+	triggeredBy := in.TriggeredBy
+	if uuid.Validate(triggeredBy) == nil && len(triggeredBy) == len(nilGUID) {
+		triggeredBy = strings.ToLower(triggeredBy)
+	}
+
+	ev := Event{
+		SchemaVersion: SchemaVersion,
+		EventName:     in.EventName,
+		Entity:        entity,
+		Message:       message,
+		RecordId:      strings.ToLower(in.RecordId),
+		ChangedFields: changed,
+		TriggeredBy:   triggeredBy,
+		Timestamp:     formatTime(ts),
+		Source:        SourcePlugin,
+	}
+	ev.EventId = p.eventID("plugin", ev.EventName, ev.RecordId, ev.Timestamp, ev.TriggeredBy, strings.Join(changed, ","))
+	ev.CorrelationId = firstNonEmpty(in.CorrelationId, ev.EventId)
+	return ev, nil
+}
+
+// eventID derives a name-based UUID from the parts that identify one occurrence of an event.
+// GUIDs among the parts are lower-cased so that the case Dataverse happened to write them in
+// does not matter.
+func (p *Parser) eventID(parts ...string) string {
+	for i, part := range parts {
+		if uuid.Validate(part) == nil && len(part) == len(nilGUID) {
+			parts[i] = strings.ToLower(part)
+		}
+	}
+	return uuid.NewSHA1(p.namespace, []byte(strings.Join(parts, "\n"))).String()
+}
