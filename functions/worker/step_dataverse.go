@@ -1,0 +1,113 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+
+	"github.com/dvrelay/dvrelay/internal/dataverse"
+)
+
+// Updater writes columns onto an existing Dataverse record. *dataverse.Client implements it.
+type Updater interface {
+	Update(ctx context.Context, entity, id string, columns map[string]any) error
+}
+
+var _ Updater = (*dataverse.Client)(nil)
+
+// updateDecl is a dataverse-update step:
+//
+//	{"name": "write-score", "type": "dataverse-update",
+//	 "record": {"lookup": "parentaccountid"},
+//	 "set": {"${DVRELAY_SCORE_COLUMN:-new_creditscore}": "$steps.credit-score.score"}}
+//
+// Without record, the event's own record is updated; with a lookup, the record that lookup
+// attribute of the event points at. Column names may use settings; values are literals,
+// $event.<path> or $steps.<step>.<path>.
+type updateDecl struct {
+	Record *struct {
+		Lookup string `json:"lookup"`
+	} `json:"record"`
+	Set map[string]json.RawMessage `json:"set"`
+}
+
+// columnName is a Dataverse column logical name, or a lookup's navigation property binding.
+var columnName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,127}(@odata\.bind)?$`)
+
+type updateStep struct {
+	lookup  string
+	columns map[string]valueRef
+	client  Updater
+}
+
+func newUpdateStep(decl StepDecl, env BuildEnv) (Step, error) {
+	var d updateDecl
+	if err := json.Unmarshal(decl.Raw, &d); err != nil {
+		return nil, err
+	}
+	s := &updateStep{columns: make(map[string]valueRef, len(d.Set)), client: env.Dataverse}
+	if d.Record != nil {
+		s.lookup = d.Record.Lookup
+	}
+	for _, key := range sortedKeys(d.Set) {
+		col, err := env.Expand(key)
+		if err != nil {
+			return nil, err
+		}
+		if !columnName.MatchString(col) {
+			return nil, fmt.Errorf("set: %s: %q is not a Dataverse column logical name", key, col)
+		}
+		v, err := parseValue(d.Set[key], decl.Earlier)
+		if err != nil {
+			if _, skip := err.(*SkipError); skip {
+				return nil, err
+			}
+			return nil, fmt.Errorf("set.%s: %w", key, err)
+		}
+		s.columns[col] = v
+	}
+	if env.Dataverse == nil {
+		return nil, &SkipError{Reason: "no Dataverse environment is configured (DATAVERSE_URL is not set)"}
+	}
+	return s, nil
+}
+
+// WrittenColumns lists the columns this step writes, for the loop guard.
+func (s *updateStep) WrittenColumns() []string { return sortedKeys(s.columns) }
+
+func (s *updateStep) Run(ctx context.Context, r *Run) error {
+	entity, id := r.Event.Entity, r.Event.RecordId
+	if s.lookup != "" {
+		ref, ok := r.EventValue([]string{"Attributes", s.lookup})
+		if !ok {
+			return fmt.Errorf("lookup %s is empty in this event: %w", s.lookup, ErrNothingToDo)
+		}
+		entity, _ = walkString(ref, "logicalName")
+		id, _ = walkString(ref, "id")
+		if entity == "" || id == "" {
+			return MarkPermanent(fmt.Errorf("lookup %s: not an entity reference {id, logicalName}", s.lookup))
+		}
+	}
+	cols := make(map[string]any, len(s.columns))
+	for col, ref := range s.columns {
+		v, ok := ref.resolve(r)
+		switch {
+		case ok:
+			cols[col] = v
+		case ref.source == "steps":
+			return MarkPermanent(fmt.Errorf("%w: %s is missing", ErrInvalidResponse, ref.text))
+		}
+		// An absent $event value is an unchanged column of an Update: leave it alone.
+	}
+	if len(cols) == 0 {
+		return fmt.Errorf("no values to write: %w", ErrNothingToDo)
+	}
+	ctx = dataverse.WithRequestIDs(ctx, dataverse.RequestIDs{IdempotencyKey: r.Event.EventId, CorrelationID: r.Event.CorrelationId})
+	return s.client.Update(ctx, entity, id, cols)
+}
+
+func walkString(v any, key string) (string, bool) {
+	s, ok := lookupKey(v, key).(string)
+	return s, ok
+}

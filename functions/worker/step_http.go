@@ -1,0 +1,188 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/dvrelay/dvrelay/internal/dataverse"
+	"github.com/dvrelay/dvrelay/internal/event"
+)
+
+// maxResponseBody bounds how much of a downstream answer is read and kept for later steps.
+const maxResponseBody = 1 << 20
+
+// httpDecl is an http step:
+//
+//	{"name": "credit-score", "type": "http", "url": "${DVRELAY_CREDIT_URL}", "timeout": "10s",
+//	 "body": {"select": ["EventId", "RecordId", "Attributes.estimatedvalue"]},
+//	 "expect": {"score": "number"}}
+//
+// The body is the canonical event, or with select only the listed paths of it, nested as in
+// the event ({"RecordId": …, "Attributes": {"estimatedvalue": …}}); absent paths are left out.
+// expect names fields the JSON answer must hold, with their JSON type.
+type httpDecl struct {
+	URL  string `json:"url"`
+	Body *struct {
+		Select []string `json:"select"`
+	} `json:"body"`
+	Expect map[string]string `json:"expect"`
+}
+
+type httpStep struct {
+	name    string
+	setting string // the URL as declared, ${SETTING} unexpanded: safe to show
+	url     string // may carry a function key: never logged
+	client  *http.Client
+	selects [][]string
+	expect  map[string]string
+}
+
+func newHTTPStep(decl StepDecl, env BuildEnv) (Step, error) {
+	var d httpDecl
+	if err := json.Unmarshal(decl.Raw, &d); err != nil {
+		return nil, err
+	}
+	target, err := env.Expand(d.URL)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// The expanded value is not shown: a URL setting may hold a function key.
+		return nil, fmt.Errorf("url: %s is not an absolute http(s) URL", d.URL)
+	}
+	s := &httpStep{name: decl.Name, setting: d.URL, url: target, client: env.HTTPClient, expect: d.Expect}
+	if d.Body != nil {
+		for _, sel := range d.Body.Select {
+			path := strings.Split(sel, ".")
+			if !isCanonicalField(path[0]) {
+				return nil, fmt.Errorf("body.select: %q is not a field of the canonical event", sel)
+			}
+			s.selects = append(s.selects, path)
+		}
+	}
+	return s, nil
+}
+
+// isCanonicalField reports whether name is a top-level JSON name of event.Event.
+func isCanonicalField(name string) bool {
+	t := reflect.TypeFor[event.Event]()
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); tag == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *httpStep) Run(ctx context.Context, r *Run) error {
+	body, err := s.body(r)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+	if err != nil {
+		return MarkPermanent(fmt.Errorf("build request: %w", err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Idempotency-Key", r.Event.EventId)
+	req.Header.Set("X-Correlation-ID", r.Event.CorrelationId)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		// *url.Error repeats the URL, query string and all; keep only the cause.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return fmt.Errorf("POST %s: %w", s.setting, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	if err != nil {
+		return fmt.Errorf("POST %s: read answer: %w", s.setting, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("POST %s: %w", s.setting, &StatusError{
+			Status:     resp.StatusCode,
+			RetryAfter: dataverse.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+		})
+	}
+	answer, err := s.decodeAnswer(raw)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", s.setting, err)
+	}
+	r.Keep(s.name, answer)
+	return nil
+}
+
+func (s *httpStep) body(r *Run) ([]byte, error) {
+	if s.selects == nil {
+		return json.Marshal(r.Event)
+	}
+	out := make(map[string]any)
+	for _, path := range s.selects {
+		v, ok := r.EventValue(path)
+		if !ok {
+			continue
+		}
+		m := out
+		for _, p := range path[:len(path)-1] {
+			next, ok := m[p].(map[string]any)
+			if !ok {
+				next = make(map[string]any)
+				m[p] = next
+			}
+			m = next
+		}
+		m[path[len(path)-1]] = v
+	}
+	return json.Marshal(out)
+}
+
+// decodeAnswer parses a 2xx answer and checks the expected fields. An answer without
+// expectations may be empty or not JSON; it is then kept as nil.
+func (s *httpStep) decodeAnswer(raw []byte) (any, error) {
+	var v any
+	if len(bytes.TrimSpace(raw)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(&v); err != nil {
+			if len(s.expect) > 0 {
+				return nil, fmt.Errorf("%w: answer is not JSON", ErrInvalidResponse)
+			}
+			return nil, nil
+		}
+	}
+	for _, field := range sortedKeys(s.expect) {
+		want := s.expect[field]
+		got, ok := walk(v, strings.Split(field, "."))
+		if !ok || jsonType(got) != want {
+			return nil, fmt.Errorf("%w: answer has no %s field %q", ErrInvalidResponse, want, field)
+		}
+	}
+	return v, nil
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case json.Number, float64:
+		return "number"
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case map[string]any:
+		return "object"
+	}
+	return "other"
+}

@@ -1,0 +1,361 @@
+// Package worker turns one queued Dataverse event into its downstream effects: it decodes the
+// canonical event, skips the worker's own echoes, runs every route that matches (HTTP calls to
+// the ERP and the credit scorer, Dataverse updates, a log line) and decides an Outcome: complete,
+// retry later with back-off, or dead-letter with a reason. It knows nothing of the transport;
+// the Functions trigger (HandleTriggered) and the embedded queue's consumer make the outcome true.
+//
+// Delivery is at least once. A message can be processed again after a lost lock, a crash, a
+// retry or a rerouter failure, and a retry runs every step again, including the ones that
+// succeeded before. That is safe because every downstream call carries
+// Idempotency-Key: <EventId> and Dataverse updates set values rather than add to them.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/dvrelay/dvrelay/internal/event"
+)
+
+// EventDecoder decodes and validates a queue message body as a canonical event.
+// *event.Parser implements it; invalid bodies yield *event.ValidationError or event.ErrMalformed.
+type EventDecoder interface {
+	DecodeCanonical(body []byte) (event.Event, error)
+}
+
+var _ EventDecoder = (*event.Parser)(nil)
+
+// DefaultProcessTimeout bounds one delivery, quick retries included: well inside a Service Bus
+// lock (host.json maxAutoLockRenewalDuration must be longer) and the host's functionTimeout.
+const DefaultProcessTimeout = 2 * time.Minute
+
+// Config is the worker's part of the settings, read once at start.
+type Config struct {
+	RoutesPath string // the routes file, routes.json at the app root by default
+	// MaxAttempts is the number of delivery attempts before MaxAttemptsExceeded; 0 means
+	// DefaultMaxAttempts (a schedule spanning at least six hours).
+	MaxAttempts int
+	// IgnoreUserIDs are systemuser ids (the worker's application user) whose changes never
+	// trigger work: DVRELAY_IGNORE_USER_IDS.
+	IgnoreUserIDs []string
+	// WrittenColumns are columns the worker writes outside its routes; like the columns of the
+	// dataverse-update steps, an event that changed only these is the worker's own echo.
+	WrittenColumns []string
+	// ProcessTimeout bounds one delivery; 0 means DefaultProcessTimeout.
+	ProcessTimeout time.Duration
+	// Retry overrides the back-off policy; zero fields take DefaultRetryPolicy's values.
+	// MaxAttempts above wins over Retry.MaxAttempts when set.
+	Retry RetryPolicy
+}
+
+// Deps are the worker's collaborators.
+type Deps struct {
+	Settings   func(name string) (string, bool) // expands ${SETTING} in the routes file
+	HTTPClient *http.Client                     // for http steps; nil means a plain client (deadlines come from step timeouts)
+	Dataverse  Updater                          // nil: dataverse-update steps are skipped, with a warning
+	Decoder    EventDecoder
+	Now        func() time.Time // the clock for RetryAt; nil means time.Now
+	Jitter     func() float64   // a sample in [0,1); nil means math/rand/v2
+	StepTypes  map[string]StepType
+}
+
+// Worker processes deliveries. It is safe for concurrent use.
+type Worker struct {
+	routes         []route
+	written        map[string]bool
+	ignore         map[string]bool
+	decoder        EventDecoder
+	now            func() time.Time
+	jitter         func() float64
+	policy         RetryPolicy
+	processTimeout time.Duration
+	log            *slog.Logger
+}
+
+// New loads and checks the routes file and returns a worker. A routes file with errors fails
+// here, naming the route, the step and the field; steps whose settings are unset are skipped
+// with one warning each.
+func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
+	if deps.Decoder == nil {
+		return nil, errors.New("worker: an event decoder is required")
+	}
+	if deps.Settings == nil {
+		return nil, errors.New("worker: a settings lookup is required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := &Worker{
+		written:        make(map[string]bool),
+		ignore:         make(map[string]bool),
+		decoder:        deps.Decoder,
+		now:            deps.Now,
+		jitter:         deps.Jitter,
+		policy:         cfg.Retry.withDefaults(),
+		processTimeout: cfg.ProcessTimeout,
+		log:            log,
+	}
+	if w.now == nil {
+		w.now = time.Now
+	}
+	if w.jitter == nil {
+		w.jitter = rand.Float64
+	}
+	if cfg.MaxAttempts > 0 {
+		w.policy.MaxAttempts = cfg.MaxAttempts
+	}
+	if w.processTimeout <= 0 {
+		w.processTimeout = DefaultProcessTimeout
+	}
+	for _, id := range cfg.IgnoreUserIDs {
+		if id = strings.TrimSpace(id); id != "" {
+			w.ignore[strings.ToLower(id)] = true
+		}
+	}
+	types := builtinStepTypes()
+	for name, t := range deps.StepTypes {
+		if _, taken := types[name]; taken {
+			return nil, fmt.Errorf("worker: step type %q is built in and cannot be replaced", name)
+		}
+		types[name] = t
+	}
+	client := deps.HTTPClient
+	if client == nil {
+		client = &http.Client{}
+	}
+	env := BuildEnv{
+		Expand:     func(s string) (string, error) { return expandSettings(s, deps.Settings) },
+		HTTPClient: client,
+		Dataverse:  deps.Dataverse,
+	}
+	set, err := loadRoutes(cfg.RoutesPath, types, env)
+	if err != nil {
+		return nil, err
+	}
+	w.routes = set.routes
+	w.written = set.written
+	for _, c := range cfg.WrittenColumns {
+		w.written[strings.ToLower(c)] = true
+	}
+	for _, s := range set.skipped {
+		log.Warn("route step will be skipped", "detail", s)
+	}
+	log.Info("routes loaded", "path", cfg.RoutesPath, "routes", len(w.routes), "maxAttempts", w.policy.MaxAttempts)
+	return w, nil
+}
+
+// progress records where a delivery got to, so that a panic can still name the failing step.
+type progress struct {
+	event *event.Event
+	route string
+	step  string
+}
+
+// Process decides the outcome of one delivery. The chain is fixed here, outermost first:
+//
+//  1. recover: a panic is a bug in this code, not in the message, so it becomes a transient
+//     failure (RetryLater, capped by MaxAttempts) and the event is not lost;
+//  2. correlate: every log line carries correlationId and messageId, then eventId;
+//  3. time out: the whole delivery, quick retries included, gets ProcessTimeout;
+//  4. decode and validate: an invalid body is dead-lettered at once as InvalidMessage
+//     (poison never burns retries);
+//  5. loop guard: events caused by the worker itself complete without work;
+//  6. route match: no matching route completes without work;
+//  7. steps, each try under its own timeout, with quick in-process retries;
+//  8. outcome: complete, RetryLater on the back-off schedule, or DeadLetter with a reason.
+func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
+	attempt := d.Attempt()
+	log := w.log.With("correlationId", d.CorrelationID, "messageId", d.MessageID, "attempt", attempt)
+	var at progress
+	defer func() {
+		if v := recover(); v != nil {
+			log.Error("panic while processing", "step", at.step, "route", at.route, "panic", panicText(v), "stack", string(debug.Stack()))
+			out = w.transientFailure(attempt, &at, fmt.Errorf("panic: %s", panicText(v)), 0)
+			w.logOutcome(log, out)
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(ctx, w.processTimeout)
+	defer cancel()
+
+	ev, err := w.decoder.DecodeCanonical(d.Body)
+	if err != nil {
+		out = Outcome{Kind: DeadLetter, Reason: ReasonInvalidMessage, Description: err.Error()}
+		out.Summary = fmt.Sprintf("dead-letter %s: %s", out.Reason, out.Description)
+		w.logOutcome(log, out)
+		return out
+	}
+	at.event = &ev
+	log = log.With("eventId", ev.EventId, "entity", ev.Entity, "message", ev.Message)
+
+	if why, skip := w.loopGuard(&ev); skip {
+		out = Outcome{Kind: Complete, EventID: ev.EventId, Summary: "complete: skipped, " + why}
+		w.logOutcome(log, out)
+		return out
+	}
+
+	var matched []*route
+	for i := range w.routes {
+		if w.routes[i].match.matches(&ev) {
+			matched = append(matched, &w.routes[i])
+		}
+	}
+	if len(matched) == 0 {
+		out = Outcome{Kind: Complete, EventID: ev.EventId, Summary: "complete: no route matches"}
+		w.logOutcome(log, out)
+		return out
+	}
+
+	steps, err := w.runRoutes(ctx, &ev, matched, attempt, log, &at)
+	switch v := Classify(err); {
+	case err == nil:
+		names := make([]string, len(matched))
+		for i, r := range matched {
+			names[i] = r.name
+		}
+		out = Outcome{Kind: Complete, EventID: ev.EventId,
+			Summary: fmt.Sprintf("complete: %d steps, routes %s", steps, strings.Join(names, ", "))}
+	case v.Class == Permanent:
+		out = Outcome{Kind: DeadLetter, Reason: ReasonPermanentFailure, Step: at.step, EventID: ev.EventId,
+			Description: fmt.Sprintf("route %s step %s: %v", at.route, at.step, err)}
+		out.Summary = fmt.Sprintf("dead-letter %s: %s", out.Reason, out.Description)
+	default:
+		out = w.transientFailure(attempt, &at, err, v.RetryAfter)
+	}
+	w.logOutcome(log, out)
+	return out
+}
+
+// transientFailure schedules the next attempt, or dead-letters once attempts are spent.
+func (w *Worker) transientFailure(attempt int, at *progress, err error, retryAfter time.Duration) Outcome {
+	out := Outcome{Step: at.step}
+	if at.event != nil {
+		out.EventID = at.event.EventId
+	}
+	where := "decode"
+	if at.step != "" {
+		where = fmt.Sprintf("route %s step %s", at.route, at.step)
+	}
+	if attempt >= w.policy.MaxAttempts {
+		out.Kind = DeadLetter
+		out.Reason = ReasonMaxAttemptsExceeded
+		out.Description = fmt.Sprintf("attempt %d of %d failed: %s: %v", attempt, w.policy.MaxAttempts, where, err)
+		out.Summary = fmt.Sprintf("dead-letter %s: %s", out.Reason, out.Description)
+		return out
+	}
+	out.Kind = RetryLater
+	out.Attempt = attempt + 1
+	out.RetryAt = w.now().Add(w.policy.LaterDelay(attempt, retryAfter, w.jitter()))
+	out.Description = fmt.Sprintf("%s: %v", where, err)
+	out.Summary = fmt.Sprintf("retry-later: attempt %d at %s after %s", out.Attempt, out.RetryAt.UTC().Format(time.RFC3339), out.Description)
+	return out
+}
+
+// loopGuard reports why an event must not trigger work: it was made by a user the worker
+// ignores (its own application user), or it changed nothing but columns the worker writes.
+func (w *Worker) loopGuard(ev *event.Event) (string, bool) {
+	if ev.TriggeredBy != "" && w.ignore[strings.ToLower(ev.TriggeredBy)] {
+		return "triggered by an ignored user", true
+	}
+	if len(ev.ChangedFields) == 0 || len(w.written) == 0 {
+		return "", false
+	}
+	for _, f := range ev.ChangedFields {
+		if !w.written[strings.ToLower(f)] {
+			return "", false
+		}
+	}
+	return "only columns the worker writes changed", true
+}
+
+// runRoutes runs the matched routes in order and stops at the first failing step. It returns
+// how many steps ran.
+func (w *Worker) runRoutes(ctx context.Context, ev *event.Event, routes []*route, attempt int, log *slog.Logger, at *progress) (int, error) {
+	doc, err := eventDocument(ev)
+	if err != nil {
+		return 0, MarkPermanent(fmt.Errorf("render event: %w", err))
+	}
+	ran := 0
+	for _, r := range routes {
+		run := &Run{Event: ev, Route: r.name, Attempt: attempt, Log: log.With("route", r.name), doc: doc}
+		at.route = r.name
+		for i := range r.steps {
+			at.step = r.steps[i].name
+			if err := w.runStep(ctx, run, &r.steps[i]); err != nil {
+				return ran, err
+			}
+			ran++
+		}
+	}
+	at.route, at.step = "", ""
+	return ran, nil
+}
+
+// runStep runs one step with quick in-process retries; each try gets its own timeout (a shared
+// one would leave later tries with an expired context, watermill #467). It logs one line.
+func (w *Worker) runStep(ctx context.Context, run *Run, s *boundStep) error {
+	log := run.Log.With("step", s.name)
+	if s.skip != "" {
+		log.Info("step", "status", "skipped", "why", s.skip, "durationMs", 0)
+		return nil
+	}
+	start := time.Now()
+	var err error
+	tries := 0
+	for {
+		tries++
+		tryCtx, cancel := context.WithTimeout(ctx, s.timeout)
+		err = s.step.Run(tryCtx, run)
+		cancel()
+		if err == nil || errors.Is(err, ErrNothingToDo) || tries >= w.policy.QuickAttempts || ctx.Err() != nil {
+			break
+		}
+		v := Classify(err)
+		if v.Class == Permanent {
+			break
+		}
+		d, ok := w.policy.QuickWait(tries, v.RetryAfter, w.jitter())
+		if !ok || wait(ctx, d) != nil {
+			break
+		}
+	}
+	ms := time.Since(start).Milliseconds()
+	switch {
+	case err == nil:
+		log.Info("step", "status", "ok", "tries", tries, "durationMs", ms)
+		return nil
+	case errors.Is(err, ErrNothingToDo):
+		log.Info("step", "status", "skipped", "why", err.Error(), "tries", tries, "durationMs", ms)
+		return nil
+	}
+	log.Warn("step", "status", "failed", "class", Classify(err).Class.String(), "error", err.Error(), "tries", tries, "durationMs", ms)
+	return err
+}
+
+func (w *Worker) logOutcome(log *slog.Logger, out Outcome) {
+	level := slog.LevelInfo
+	if out.Kind != Complete {
+		level = slog.LevelWarn
+	}
+	log.Log(context.Background(), level, "outcome", "outcome", out.Kind.String(), "reason", out.Reason, "step", out.Step, "summary", out.Summary)
+}
+
+// panicText describes a panic value without echoing arbitrary data: runtime errors and errors
+// are shown, anything else only by type (a panic value could hold column values).
+func panicText(v any) string {
+	switch e := v.(type) {
+	case runtime.Error:
+		return e.Error()
+	case error:
+		return fmt.Sprintf("%T", e)
+	}
+	return fmt.Sprintf("%T", v)
+}
