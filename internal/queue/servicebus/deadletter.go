@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
@@ -32,6 +33,8 @@ type DeadLetterQueue struct {
 	maxScan int
 	// idleWait is how long a Resubmit receive waits before it decides the queue has no more.
 	idleWait time.Duration
+
+	resubmitting sync.Mutex // one Resubmit at a time: the SDK receiver refuses concurrent receives
 }
 
 var _ queue.DeadLetterer = (*DeadLetterQueue)(nil)
@@ -131,6 +134,8 @@ func (d *DeadLetterQueue) ListDeadLetters(ctx context.Context, limit int) ([]que
 // fails nothing changes. If the send succeeds but the removal fails, the new ID is returned with
 // the error: the event is on its way, and the entry left behind is a stale copy.
 func (d *DeadLetterQueue) Resubmit(ctx context.Context, seq int64) (string, error) {
+	d.resubmitting.Lock()
+	defer d.resubmitting.Unlock()
 	var passed []*azservicebus.ReceivedMessage
 	defer func() { d.abandonAll(ctx, passed) }()
 

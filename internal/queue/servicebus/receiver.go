@@ -105,7 +105,7 @@ func (r *Receiver) forget(rc *queue.Received) {
 
 // settle runs one settlement of rc. The message is forgotten once settled, and also when the
 // lock is lost: either way this process can do nothing more with it.
-func (r *Receiver) settle(ctx context.Context, op string, rc *queue.Received, fn func(*azservicebus.ReceivedMessage) error) error {
+func (r *Receiver) settle(op string, rc *queue.Received, fn func(*azservicebus.ReceivedMessage) error) error {
 	m, err := r.message(rc)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
@@ -122,7 +122,7 @@ func (r *Receiver) settle(ctx context.Context, op string, rc *queue.Received, fn
 
 // Complete removes the message from the queue.
 func (r *Receiver) Complete(ctx context.Context, rc *queue.Received) error {
-	return r.settle(ctx, "complete", rc, func(m *azservicebus.ReceivedMessage) error {
+	return r.settle("complete", rc, func(m *azservicebus.ReceivedMessage) error {
 		return r.recv.CompleteMessage(ctx, m, nil)
 	})
 }
@@ -130,7 +130,7 @@ func (r *Receiver) Complete(ctx context.Context, rc *queue.Received) error {
 // Abandon unlocks the message at once; the broker counts the delivery and dead-letters the
 // message once the count passes the queue's MaxDeliveryCount.
 func (r *Receiver) Abandon(ctx context.Context, rc *queue.Received) error {
-	return r.settle(ctx, "abandon", rc, func(m *azservicebus.ReceivedMessage) error {
+	return r.settle("abandon", rc, func(m *azservicebus.ReceivedMessage) error {
 		return r.recv.AbandonMessage(ctx, m, nil)
 	})
 }
@@ -138,7 +138,7 @@ func (r *Receiver) Abandon(ctx context.Context, rc *queue.Received) error {
 // DeadLetterReceived moves the message to the queue's dead-letter sub-queue with reason and
 // description; infra forwards that sub-queue to the shared dead-letter queue.
 func (r *Receiver) DeadLetterReceived(ctx context.Context, rc *queue.Received, reason, description string) error {
-	return r.settle(ctx, "dead-letter", rc, func(m *azservicebus.ReceivedMessage) error {
+	return r.settle("dead-letter", rc, func(m *azservicebus.ReceivedMessage) error {
 		return r.recv.DeadLetterMessage(ctx, m, &azservicebus.DeadLetterOptions{
 			Reason:           &reason,
 			ErrorDescription: &description,
