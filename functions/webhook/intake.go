@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -132,7 +133,7 @@ func (in *Intake) Handle(ctx context.Context, req Request) Response {
 	start := in.now()
 	rec := record{correlationID: validCorrelationID(req.Header.Get(headerCorrelationRequestID))}
 
-	resp, err := in.handle(ctx, req, &rec)
+	resp, err := in.handleRecovered(ctx, req, &rec)
 	if rec.correlationID == "" {
 		// Known nowhere: give the answer and the log line one anyway, so they can be matched.
 		rec.correlationID = in.newID()
@@ -155,6 +156,18 @@ type record struct {
 	eventID       string
 	entity        string
 	message       string
+}
+
+// handleRecovered turns a panic below (a parser bug on an odd payload) into the plain 500 of
+// any unexpected error, so one bad request cannot take the process down with it.
+func (in *Intake) handleRecovered(ctx context.Context, req Request, rec *record) (resp Response, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			// The panic value may quote the payload; its type and the stack are enough to debug.
+			err = fmt.Errorf("panic %T in intake: %s", v, debug.Stack())
+		}
+	}()
+	return in.handle(ctx, req, rec)
 }
 
 func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Response, error) {

@@ -514,3 +514,28 @@ func TestIntake_logs_one_line_per_request_without_secret_or_values(t *testing.T)
 		}
 	}
 }
+
+type panickingParser struct{}
+
+func (panickingParser) Parse([]byte, event.Hints) (event.Event, error) {
+	panic("index out of range while reading Top secret deal")
+}
+
+func TestIntake_answers_a_parser_panic_with_a_bare_500_and_logs_no_value(t *testing.T) {
+	logs := &syncBuffer{}
+	pub := &recordingPublisher{}
+	in := webhook.New(webhook.Config{}, panickingParser{}, pub, slog.New(slog.NewJSONHandler(logs, nil)))
+	res := in.Handle(context.Background(), validRequest())
+	if res.Status != http.StatusInternalServerError {
+		t.Fatalf("status = %d", res.Status)
+	}
+	if p := decodeProblem(t, res); p.Detail != "" || strings.Contains(string(res.Body), "secret") {
+		t.Errorf("500 leaks detail: %s", res.Body)
+	}
+	if !strings.Contains(logs.String(), `"status":500`) || strings.Contains(logs.String(), "Top secret deal") {
+		t.Errorf("log = %s", logs.String())
+	}
+	if len(pub.messages()) != 0 {
+		t.Error("published")
+	}
+}
