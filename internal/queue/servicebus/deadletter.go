@@ -136,10 +136,8 @@ func (d *DeadLetterQueue) ListDeadLetters(ctx context.Context, limit int) ([]que
 func (d *DeadLetterQueue) Resubmit(ctx context.Context, seq int64) (string, error) {
 	d.resubmitting.Lock()
 	defer d.resubmitting.Unlock()
-	var passed []*azservicebus.ReceivedMessage
+	target, passed, err := d.lockBySequence(ctx, seq)
 	defer func() { d.abandonAll(ctx, passed) }()
-
-	target, passed, err := d.lockBySequence(ctx, seq, passed)
 	if err != nil {
 		return "", err
 	}
@@ -161,21 +159,15 @@ func (d *DeadLetterQueue) Resubmit(ctx context.Context, seq int64) (string, erro
 }
 
 // lockBySequence receives until it holds the message numbered seq. Messages it passes over stay
-// locked (so the next receive moves on) and are returned in passed for the caller to abandon.
-func (d *DeadLetterQueue) lockBySequence(ctx context.Context, seq int64, passed []*azservicebus.ReceivedMessage) (*azservicebus.ReceivedMessage, []*azservicebus.ReceivedMessage, error) {
+// locked (so the next receive moves on) and are returned in passed, also on error, for the
+// caller to abandon.
+func (d *DeadLetterQueue) lockBySequence(ctx context.Context, seq int64) (*azservicebus.ReceivedMessage, []*azservicebus.ReceivedMessage, error) {
+	var target *azservicebus.ReceivedMessage
+	var passed []*azservicebus.ReceivedMessage
 	for scanned := 0; scanned < d.maxScan; {
 		round, cancel := context.WithTimeout(ctx, d.idleWait)
 		msgs, err := d.reader.ReceiveMessages(round, min(d.maxScan-scanned, peekPageSize), nil)
 		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return nil, passed, fmt.Errorf("find dead letter %d: %w", seq, ctx.Err())
-		case errors.Is(err, context.DeadlineExceeded):
-			return nil, passed, fmt.Errorf("sequence %d after %d messages: %w", seq, scanned, ErrDeadLetterNotFound)
-		case err != nil:
-			return nil, passed, fmt.Errorf("find dead letter %d: %w", seq, err)
-		}
-		var target *azservicebus.ReceivedMessage
 		for _, m := range msgs {
 			scanned++
 			if target == nil && deref(m.SequenceNumber) == seq {
@@ -184,8 +176,15 @@ func (d *DeadLetterQueue) lockBySequence(ctx context.Context, seq int64, passed 
 			}
 			passed = append(passed, m)
 		}
-		if target != nil {
+		switch {
+		case target != nil:
 			return target, passed, nil
+		case ctx.Err() != nil:
+			return nil, passed, fmt.Errorf("find dead letter %d: %w", seq, ctx.Err())
+		case errors.Is(err, context.DeadlineExceeded):
+			return nil, passed, fmt.Errorf("sequence %d after %d messages: %w", seq, scanned, ErrDeadLetterNotFound)
+		case err != nil:
+			return nil, passed, fmt.Errorf("find dead letter %d: %w", seq, err)
 		}
 	}
 	return nil, passed, fmt.Errorf("sequence %d not within the first %d messages: %w", seq, d.maxScan, ErrDeadLetterNotFound)
