@@ -1,0 +1,148 @@
+package webhook_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/dvrelay/dvrelay/functions/webhook"
+	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/queue"
+)
+
+// nativeContact is the documented Dataverse webhook body (an Update of a contact).
+const nativeContact = "docs-powerapps-update-contact-async.json"
+
+func readTestdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func newRealParser(t testing.TB) *event.Parser {
+	t.Helper()
+	p, err := event.NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func nativeRequest(body []byte) webhook.Request {
+	return webhook.Request{
+		Method: http.MethodPost,
+		Header: http.Header{
+			"Content-Type":                {"application/json; charset=utf-8"},
+			"X-Dvrelay-Secret":            {secret},
+			"X-Ms-Dynamics-Entity-Name":   {"contact"},
+			"X-Ms-Dynamics-Request-Name":  {"Update"},
+			"X-Ms-Dynamics-Organization":  {"orgname.crm.dynamics.com"},
+			"X-Ms-Correlation-Request-Id": {"b374239d-4233-41a9-8b17-a86cb4f737b5"},
+		},
+		Body:          body,
+		ContentLength: int64(len(body)),
+	}
+}
+
+func TestIntake_with_the_real_parser_queues_a_native_webhook(t *testing.T) {
+	pub := &recordingPublisher{}
+	logs := &syncBuffer{}
+	in := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(secret)}}, newRealParser(t), pub, slog.New(slog.NewJSONHandler(logs, nil)))
+
+	res := in.Handle(context.Background(), nativeRequest(readTestdata(t, nativeContact)))
+	if res.Status != http.StatusAccepted {
+		t.Fatalf("status = %d, body %s", res.Status, res.Body)
+	}
+	msgs := pub.messages()
+	if len(msgs) != 1 {
+		t.Fatalf("published %d", len(msgs))
+	}
+	m := msgs[0]
+	var ev event.Event
+	if err := json.Unmarshal(m.Body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.EventId == "" || m.MessageID != ev.EventId || m.Subject != "ContactUpdated" || ev.Entity != "contact" {
+		t.Errorf("message %+v, event %+v", m, ev)
+	}
+	if m.CorrelationID != "b374239d-4233-41a9-8b17-a86cb4f737b5" || ev.CorrelationId != m.CorrelationID {
+		t.Errorf("correlation: message %q, event %q", m.CorrelationID, ev.CorrelationId)
+	}
+	if m.ApplicationProperties[queue.PropEntity] != "contact" {
+		t.Errorf("properties = %v", m.ApplicationProperties)
+	}
+	if strings.Contains(logs.String(), "James") {
+		t.Errorf("an attribute value reached the logs: %s", logs.String())
+	}
+}
+
+func TestIntake_with_the_real_parser_lists_every_invalid_field(t *testing.T) {
+	in := webhook.New(webhook.Config{}, newRealParser(t), &recordingPublisher{}, slog.New(slog.DiscardHandler))
+	req := nativeRequest([]byte(`{"EventName":"X","RecordId":"nope","ChangedFields":[],"TriggeredBy":"u","Timestamp":"bad"}`))
+	res := in.Handle(context.Background(), req)
+	if res.Status != http.StatusBadRequest {
+		t.Fatalf("status = %d", res.Status)
+	}
+	p := decodeProblem(t, res)
+	got := map[string]bool{}
+	for _, e := range p.Errors {
+		got[e.Pointer] = e.Detail != ""
+	}
+	if !got["/RecordId"] || !got["/Timestamp"] {
+		t.Errorf("errors = %+v", p.Errors)
+	}
+
+	res = in.Handle(context.Background(), nativeRequest([]byte(`[1]`)))
+	if p := decodeProblem(t, res); res.Status != http.StatusBadRequest || len(p.Errors) != 0 {
+		t.Errorf("malformed: status %d, problem %+v", res.Status, p)
+	}
+}
+
+// countingPublisher is an in-memory broker that acks at once.
+type countingPublisher struct{ n atomic.Int64 }
+
+func (p *countingPublisher) Publish(context.Context, *queue.Message) error {
+	p.n.Add(1)
+	return nil
+}
+
+func BenchmarkIntake_Handle_native_payload(b *testing.B) {
+	body := readTestdata(b, nativeContact)
+	in := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(secret)}}, newRealParser(b), &countingPublisher{}, slog.New(slog.DiscardHandler))
+	req := nativeRequest(body)
+	ctx := context.Background()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := in.Handle(ctx, req); res.Status != http.StatusAccepted {
+			b.Fatalf("status %d", res.Status)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+func BenchmarkIntake_Handle_native_payload_parallel(b *testing.B) {
+	body := readTestdata(b, nativeContact)
+	in := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(secret)}}, newRealParser(b), &countingPublisher{}, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req := nativeRequest(body)
+		for pb.Next() {
+			if res := in.Handle(ctx, req); res.Status != http.StatusAccepted {
+				b.Errorf("status %d", res.Status)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
