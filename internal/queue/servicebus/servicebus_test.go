@@ -753,3 +753,24 @@ func TestMessageIDs_stay_unique_per_chain_and_short(t *testing.T) {
 		})
 	}
 }
+
+func TestDeadLetterQueue_resubmit_releases_the_locks_it_took_when_its_context_ends(t *testing.T) {
+	f := newFixture(t)
+	ctx := testContext(t)
+	for _, id := range []string{"evt-1", "evt-2"} {
+		if err := f.dlq.DeadLetter(ctx, event(id), "PermanentFailure", "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := f.dlq.Resubmit(cancelled, 99); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Resubmit error = %v, want context.Canceled", err)
+	}
+	active, _ := f.broker.state(dlqQueue)
+	for _, m := range active {
+		if m.LockedUntil != nil {
+			t.Errorf("%s is still locked after Resubmit gave up", m.MessageID)
+		}
+	}
+}
