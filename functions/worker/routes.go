@@ -220,7 +220,8 @@ func describeField(doc any, field string) string {
 		return ""
 	}
 	parts := strings.Split(field, ".")
-	var out []string
+	var where []string
+	rest := ""
 	cur := doc
 	for i := 0; i < len(parts); i++ {
 		p := parts[i]
@@ -229,22 +230,25 @@ func describeField(doc any, field string) string {
 			item := index(cur, p, n)
 			name, _ := lookupKey(item, "name").(string)
 			if p == "routes" {
-				out = append(out, fmt.Sprintf("route %q", name))
+				where = append(where, fmt.Sprintf("route %q", name))
 			} else {
-				out = append(out, fmt.Sprintf("step %d (%q)", n+1, name))
+				where = append(where, fmt.Sprintf("step %d (%q)", n+1, name))
 			}
 			cur = item
 			i++
 			continue
 		}
-		out = append(out, strings.Join(parts[i:], ".")+":")
+		rest = strings.Join(parts[i:], ".")
 		break
 	}
-	s := strings.Join(out, " ")
-	if strings.HasSuffix(s, ":") {
-		return s + " "
+	var b strings.Builder
+	if len(where) > 0 {
+		b.WriteString(strings.Join(where, " ") + ": ")
 	}
-	return s + ": "
+	if rest != "" {
+		b.WriteString(rest + ": ")
+	}
+	return b.String()
 }
 
 func index(v any, key string, n int) any {
