@@ -34,7 +34,7 @@ type DeadLetterQueue struct {
 	// idleWait is how long a Resubmit receive waits before it decides the queue has no more.
 	idleWait time.Duration
 
-	resubmitting sync.Mutex // one Resubmit at a time: the SDK receiver refuses concurrent receives
+	resubmitting sync.Mutex // one Resubmit or purge at a time: the SDK receiver refuses concurrent receives
 }
 
 var _ queue.DeadLetterer = (*DeadLetterQueue)(nil)
@@ -156,6 +156,22 @@ func (d *DeadLetterQueue) Resubmit(ctx context.Context, seq int64) (string, erro
 			target.MessageID, *c.MessageID, settleError(err))
 	}
 	return *c.MessageID, nil
+}
+
+// PurgeDeadLetter removes the parked message with sequence number seq for good. It finds it
+// the way Resubmit does, and fails with ErrDeadLetterNotFound when it is not there.
+func (d *DeadLetterQueue) PurgeDeadLetter(ctx context.Context, seq int64) error {
+	d.resubmitting.Lock()
+	defer d.resubmitting.Unlock()
+	target, passed, err := d.lockBySequence(ctx, seq)
+	defer func() { d.abandonAll(ctx, passed) }()
+	if err != nil {
+		return err
+	}
+	if err := d.reader.CompleteMessage(ctx, target, nil); err != nil {
+		return fmt.Errorf("purge dead letter %d (%s): %w", seq, target.MessageID, settleError(err))
+	}
+	return nil
 }
 
 // lockBySequence receives until it holds the message numbered seq. Messages it passes over stay

@@ -774,3 +774,29 @@ func TestDeadLetterQueue_resubmit_releases_the_locks_it_took_when_its_context_en
 		}
 	}
 }
+
+func TestDeadLetterQueue_purge_removes_only_the_named_dead_letter(t *testing.T) {
+	f := newFixture(t)
+	ctx := testContext(t)
+	for _, id := range []string{"evt-1", "evt-2", "evt-3"} {
+		if err := f.dlq.DeadLetter(ctx, event(id), "PermanentFailure", "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.dlq.PurgeDeadLetter(ctx, 2); err != nil {
+		t.Fatalf("PurgeDeadLetter: %v", err)
+	}
+	rest, err := f.dlq.ListDeadLetters(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(rest); len(got) != 2 || got[0] != "evt-1" || got[1] != "evt-3" {
+		t.Errorf("dead letters after purge = %v, want evt-1 and evt-3", got)
+	}
+	if n := len(f.resubmit.messages()); n != 0 {
+		t.Errorf("purge sent %d messages to the main queue, want none", n)
+	}
+	if err := f.dlq.PurgeDeadLetter(ctx, 2); !errors.Is(err, ErrDeadLetterNotFound) {
+		t.Errorf("second purge = %v, want ErrDeadLetterNotFound", err)
+	}
+}
