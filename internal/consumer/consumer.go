@@ -1,0 +1,331 @@
+// Package consumer drives a peek-lock queue with the worker in standalone mode: it receives
+// messages, hands each to the worker as a Delivery, keeps the lock alive while the worker runs,
+// and makes the worker's outcome true on the queue. In Functions mode the host plays this part.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/queue"
+)
+
+// Processor decides what happens to one delivery. The worker implements it.
+type Processor interface {
+	Process(ctx context.Context, d worker.Delivery) worker.Outcome
+}
+
+// Options tune the loop. Zero values take the defaults noted on each field.
+type Options struct {
+	// Concurrency is the most messages processed at once (default 16).
+	Concurrency int
+	// LockDuration is the queue's lock duration; a message's lock is renewed every half of it
+	// while the worker is busy with it (default 30s, the embedded queue's default).
+	LockDuration time.Duration
+	// ShutdownGrace is how long in-flight messages may keep running once Run's ctx is cancelled;
+	// what is still running after that is abandoned, so it comes back to the next process
+	// (default 30s).
+	ShutdownGrace time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.LockDuration <= 0 {
+		o.LockDuration = 30 * time.Second
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 30 * time.Second
+	}
+	return o
+}
+
+const (
+	// settleTimeout bounds one settlement. Settling must not share the processing ctx: a message
+	// whose work was cut short by shutdown still has to be released.
+	settleTimeout = 10 * time.Second
+	// A failing Receive is retried with exponential back-off between these bounds, so a broken
+	// queue is logged, not spun on.
+	minReceiveBackoff = 100 * time.Millisecond
+	maxReceiveBackoff = 30 * time.Second
+)
+
+// Consumer is the receive → process → settle loop.
+type Consumer struct {
+	receiver  queue.Receiver
+	processor Processor
+	opts      Options
+	log       *slog.Logger
+}
+
+// New returns a Consumer that feeds p from r.
+func New(r queue.Receiver, p Processor, opts Options, log *slog.Logger) *Consumer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Consumer{receiver: r, processor: p, opts: opts.withDefaults(), log: log}
+}
+
+// Run receives and processes messages until ctx is cancelled. It then stops receiving, lets the
+// messages in flight finish within ShutdownGrace, cancels and abandons those still running, and
+// returns nil. A Processor that ignores its ctx after that is left running unobserved: its
+// message has already been released.
+func (c *Consumer) Run(ctx context.Context) error {
+	// Work outlives ctx: cancelling ctx stops receiving, stopWork ends the grace period.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+
+	slots := make(chan struct{}, c.opts.Concurrency)
+	var inFlight sync.WaitGroup
+	backoff := minReceiveBackoff
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return c.drain(&inFlight, stopWork)
+		}
+		want := 1
+	fill:
+		for want < c.opts.Concurrency {
+			select {
+			case slots <- struct{}{}:
+				want++
+			default:
+				break fill
+			}
+		}
+		msgs, err := c.receiver.Receive(ctx, want)
+		for range want - len(msgs) {
+			<-slots
+		}
+		for _, r := range msgs {
+			inFlight.Go(func() {
+				defer func() { <-slots }()
+				c.handle(workCtx, r)
+			})
+		}
+		if err == nil {
+			backoff = minReceiveBackoff
+			continue
+		}
+		if ctx.Err() != nil {
+			return c.drain(&inFlight, stopWork)
+		}
+		c.log.Error("receive failed; backing off", "error", err, "backoffMs", backoff.Milliseconds())
+		if !sleep(ctx, backoff) {
+			return c.drain(&inFlight, stopWork)
+		}
+		backoff = min(2*backoff, maxReceiveBackoff)
+	}
+}
+
+// drain waits for the messages in flight, for at most ShutdownGrace, then cancels the rest
+// (which abandons them) and waits for their release.
+func (c *Consumer) drain(inFlight *sync.WaitGroup, stopWork context.CancelFunc) error {
+	done := make(chan struct{})
+	go func() {
+		inFlight.Wait()
+		close(done)
+	}()
+	grace := time.NewTimer(c.opts.ShutdownGrace)
+	defer grace.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-grace.C:
+	}
+	c.log.Warn("shutdown grace period over; releasing messages still in flight", "graceMs", c.opts.ShutdownGrace.Milliseconds())
+	stopWork()
+	<-done
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// result is what one Process call came to.
+type result struct {
+	outcome  worker.Outcome
+	panicked bool
+}
+
+// handle processes one message and settles it. workCtx ends when the shutdown grace is over.
+func (c *Consumer) handle(workCtx context.Context, r *queue.Received) {
+	started := time.Now()
+	log := c.log.With("eventId", r.MessageID, "correlationId", r.CorrelationID, "deliveryCount", r.DeliveryCount)
+
+	procCtx, cancelProc := context.WithCancel(workCtx)
+	defer cancelProc()
+	renewCtx, stopRenew := context.WithCancel(workCtx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		c.renewLock(renewCtx, r, log)
+	}()
+
+	results := make(chan result, 1) // buffered: a Process that outlives the grace must not block
+	go func() { results <- c.process(procCtx, r, log) }()
+
+	// Once the grace period is over the message is released whatever Process still returns:
+	// an answer given because its ctx was cancelled is not a verdict on the event.
+	var res result
+	var cut bool
+	select {
+	case res = <-results:
+	case <-workCtx.Done():
+		cut = true
+	}
+	cancelProc()
+	stopRenew()
+	<-renewed
+
+	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(workCtx), settleTimeout)
+	defer cancel()
+	switch {
+	case cut:
+		log.Warn("processing cut short by shutdown; releasing the message")
+		c.abandon(settleCtx, r, log)
+	case res.panicked:
+		c.abandon(settleCtx, r, log)
+	default:
+		c.apply(settleCtx, r, res.outcome, log, time.Since(started))
+	}
+}
+
+// process calls the Processor, turning a panic into an abandon: the message comes back and the
+// queue's max delivery count parks it if the panic is deterministic.
+func (c *Consumer) process(ctx context.Context, r *queue.Received, log *slog.Logger) (res result) {
+	defer func() {
+		if v := recover(); v != nil {
+			// The panic value may quote event data, so only its type is logged.
+			log.Error("processor panicked; abandoning the message", "panic", fmt.Sprintf("%T", v), "stack", string(debug.Stack()))
+			res = result{panicked: true}
+		}
+	}()
+	return result{outcome: c.processor.Process(ctx, toDelivery(r))}
+}
+
+func toDelivery(r *queue.Received) worker.Delivery {
+	return worker.Delivery{
+		MessageID:             r.MessageID,
+		CorrelationID:         r.CorrelationID,
+		Subject:               r.Subject,
+		SessionID:             r.SessionID,
+		Body:                  r.Body,
+		DeliveryCount:         r.DeliveryCount,
+		ApplicationProperties: r.ApplicationProperties,
+		EnqueuedTime:          r.EnqueuedTime,
+	}
+}
+
+// renewLock keeps r locked until ctx ends, renewing every half lock duration as the Service Bus
+// SDK's sample does. A lost lock cannot be won back: the message will be delivered again.
+func (c *Consumer) renewLock(ctx context.Context, r *queue.Received, log *slog.Logger) {
+	ticker := time.NewTicker(c.opts.LockDuration / 2)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		err := c.receiver.RenewLock(ctx, r)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, queue.ErrLockLost):
+			log.Warn("lock lost while processing; the message will be delivered again", "error", err)
+			return
+		default:
+			log.Warn("lock renewal failed; retrying at the next tick", "error", err)
+		}
+	}
+}
+
+// apply makes the outcome true on the queue. When a retry or a dead-letter cannot be written
+// the message is abandoned instead, so it comes back rather than being lost.
+func (c *Consumer) apply(ctx context.Context, r *queue.Received, out worker.Outcome, log *slog.Logger, took time.Duration) {
+	log = log.With("outcome", out.Kind.String(), "durationMs", took.Milliseconds())
+	if out.Step != "" {
+		log = log.With("step", out.Step)
+	}
+	switch out.Kind {
+	case worker.Complete:
+		if err := c.receiver.Complete(ctx, r); err != nil {
+			logSettleError(log, "complete", err)
+			return
+		}
+		log.Debug("message completed")
+	case worker.RetryLater:
+		props := map[string]any{queue.PropAttempt: int64(out.Attempt)}
+		if err := c.receiver.Reschedule(ctx, r, out.RetryAt, props); err != nil {
+			logSettleError(log, "reschedule", err)
+			c.abandonUnlessLost(ctx, r, err, log)
+			return
+		}
+		log.Info("message rescheduled", "attempt", out.Attempt, "retryAt", out.RetryAt.UTC().Format(time.RFC3339))
+	case worker.DeadLetter:
+		reason := out.Reason
+		if reason == "" {
+			reason = worker.ReasonPermanentFailure
+		}
+		if err := c.receiver.DeadLetterReceived(ctx, r, reason, deadLetterDescription(out)); err != nil {
+			logSettleError(log, "dead-letter", err)
+			c.abandonUnlessLost(ctx, r, err, log)
+			return
+		}
+		log.Warn("message dead-lettered", "reason", reason)
+	default:
+		log.Error("processor returned an unknown outcome; abandoning the message")
+		c.abandon(ctx, r, log)
+	}
+}
+
+// deadLetterDescription puts the failed step in front of the description: DeadLetterReceived
+// carries only reason and description, and support needs to know where it broke.
+func deadLetterDescription(out worker.Outcome) string {
+	switch {
+	case out.Step == "":
+		return out.Description
+	case out.Description == "":
+		return "step " + out.Step
+	}
+	return "step " + out.Step + ": " + out.Description
+}
+
+func (c *Consumer) abandonUnlessLost(ctx context.Context, r *queue.Received, err error, log *slog.Logger) {
+	if errors.Is(err, queue.ErrLockLost) {
+		return
+	}
+	c.abandon(ctx, r, log)
+}
+
+func (c *Consumer) abandon(ctx context.Context, r *queue.Received, log *slog.Logger) {
+	if err := c.receiver.Abandon(ctx, r); err != nil {
+		logSettleError(log, "abandon", err)
+	}
+}
+
+func logSettleError(log *slog.Logger, op string, err error) {
+	if errors.Is(err, queue.ErrLockLost) {
+		log.Warn(op+" failed: lock lost; the message will be delivered again", "error", err)
+		return
+	}
+	log.Error(op+" failed", "error", err)
+}

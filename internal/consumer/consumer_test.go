@@ -1,0 +1,394 @@
+package consumer_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/consumer"
+	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/queue/local"
+)
+
+// patience bounds every wait for something that should happen; tests poll, never sleep to assert.
+const patience = 10 * time.Second
+
+type processorFunc func(ctx context.Context, d worker.Delivery) worker.Outcome
+
+func (f processorFunc) Process(ctx context.Context, d worker.Delivery) worker.Outcome {
+	return f(ctx, d)
+}
+
+// recorder is a Processor double that records every delivery and answers with decide.
+type recorder struct {
+	mu         sync.Mutex
+	deliveries []worker.Delivery
+	decide     func(ctx context.Context, d worker.Delivery) worker.Outcome
+}
+
+func (r *recorder) Process(ctx context.Context, d worker.Delivery) worker.Outcome {
+	r.mu.Lock()
+	r.deliveries = append(r.deliveries, d)
+	r.mu.Unlock()
+	return r.decide(ctx, d)
+}
+
+func (r *recorder) seen() []worker.Delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]worker.Delivery(nil), r.deliveries...)
+}
+
+func openQueue(t *testing.T, opts local.Options) *local.Queue {
+	t.Helper()
+	q, err := local.Open(context.Background(), t.TempDir(), opts, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = q.Close() })
+	return q
+}
+
+func publish(t *testing.T, q *local.Queue, id string, props map[string]any) {
+	t.Helper()
+	err := q.Publish(context.Background(), &queue.Message{
+		MessageID:             id,
+		CorrelationID:         "corr-" + id,
+		Subject:               "OpportunityUpdated",
+		ContentType:           "application/json",
+		Body:                  []byte(`{"EventId":"` + id + `"}`),
+		ApplicationProperties: props,
+	})
+	if err != nil {
+		t.Fatalf("Publish %s: %v", id, err)
+	}
+}
+
+// start runs c until the test ends. cancel asks Run to shut down; wait returns Run's error.
+func start(t *testing.T, c *consumer.Consumer) (cancel context.CancelFunc, wait func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	wait = func() error {
+		once.Do(func() {
+			select {
+			case runErr = <-done:
+			case <-time.After(patience):
+				runErr = errors.New("Run did not return after cancel")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = wait()
+	})
+	return cancel, wait
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func stats(t *testing.T, q *local.Queue) local.Stats {
+	t.Helper()
+	s, err := q.Stats(context.Background())
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	return s
+}
+
+func deadLetters(t *testing.T, q *local.Queue) []queue.DeadLettered {
+	t.Helper()
+	dl, err := q.ListDeadLetters(context.Background(), 100)
+	if err != nil {
+		t.Fatalf("ListDeadLetters: %v", err)
+	}
+	return dl
+}
+
+func TestConsumer_hands_the_worker_the_message_as_a_delivery(t *testing.T) {
+	q := openQueue(t, local.Options{})
+	p := &recorder{decide: func(context.Context, worker.Delivery) worker.Outcome { return worker.Outcome{Kind: worker.Complete} }}
+	start(t, consumer.New(q, p, consumer.Options{}, nil))
+	publish(t, q, "evt-1", map[string]any{queue.PropAttempt: int64(2)})
+
+	eventually(t, "the delivery", func() bool { return len(p.seen()) == 1 })
+	d := p.seen()[0]
+	if d.MessageID != "evt-1" || d.CorrelationID != "corr-evt-1" || d.Subject != "OpportunityUpdated" ||
+		string(d.Body) != `{"EventId":"evt-1"}` || d.DeliveryCount != 1 || d.Attempt() != 2 || d.EnqueuedTime.IsZero() {
+		t.Fatalf("delivery = %+v", d)
+	}
+}
+
+func TestConsumer_applies_the_outcome_to_the_queue(t *testing.T) {
+	cases := []struct {
+		name    string
+		outcome func(d worker.Delivery) worker.Outcome
+		check   func(t *testing.T, q *local.Queue, p *recorder)
+	}{
+		{
+			name:    "complete_removes_the_message",
+			outcome: func(worker.Delivery) worker.Outcome { return worker.Outcome{Kind: worker.Complete} },
+			check: func(t *testing.T, q *local.Queue, p *recorder) {
+				eventually(t, "the queue to empty", func() bool { return stats(t, q) == local.Stats{} })
+			},
+		},
+		{
+			name: "retry_later_redelivers_at_retry_at_as_the_next_attempt",
+			outcome: func(d worker.Delivery) worker.Outcome {
+				if d.Attempt() == 1 {
+					return worker.Outcome{Kind: worker.RetryLater, RetryAt: time.Now().Add(300 * time.Millisecond), Attempt: 2}
+				}
+				return worker.Outcome{Kind: worker.Complete}
+			},
+			check: func(t *testing.T, q *local.Queue, p *recorder) {
+				eventually(t, "the retry", func() bool { return len(p.seen()) == 2 })
+				first, retry := p.seen()[0], p.seen()[1]
+				if retry.Attempt() != 2 || retry.DeliveryCount != 1 {
+					t.Errorf("retry has Attempt %d, DeliveryCount %d; want 2 and 1", retry.Attempt(), retry.DeliveryCount)
+				}
+				if gap := retry.EnqueuedTime.Sub(first.EnqueuedTime); gap < 0 {
+					t.Errorf("retry enqueued before the first delivery (%v)", gap)
+				}
+				eventually(t, "the queue to empty", func() bool { return stats(t, q) == local.Stats{} })
+			},
+		},
+		{
+			name: "dead_letter_parks_it_with_reason_and_step",
+			outcome: func(worker.Delivery) worker.Outcome {
+				return worker.Outcome{Kind: worker.DeadLetter, Reason: worker.ReasonPermanentFailure, Step: "erp", Description: "erp answered 422"}
+			},
+			check: func(t *testing.T, q *local.Queue, p *recorder) {
+				eventually(t, "the dead letter", func() bool { return len(deadLetters(t, q)) == 1 })
+				d := deadLetters(t, q)[0]
+				if d.Reason != worker.ReasonPermanentFailure || d.Description != "step erp: erp answered 422" {
+					t.Errorf("dead letter reason %q description %q", d.Reason, d.Description)
+				}
+				if s := stats(t, q); s.Queued != 0 || s.Scheduled != 0 {
+					t.Errorf("Stats = %+v, want the main queue empty", s)
+				}
+			},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			q := openQueue(t, local.Options{})
+			p := &recorder{decide: func(_ context.Context, d worker.Delivery) worker.Outcome { return c.outcome(d) }}
+			start(t, consumer.New(q, p, consumer.Options{}, nil))
+			publish(t, q, "evt-"+c.name, map[string]any{queue.PropAttempt: int64(1)})
+			c.check(t, q, p)
+		})
+	}
+}
+
+func TestConsumer_never_runs_more_than_Concurrency_at_once(t *testing.T) {
+	q := openQueue(t, local.Options{})
+	const concurrency = 3
+	var running, peak atomic.Int32
+	gate := make(chan struct{})
+	var processed atomic.Int32
+	p := processorFunc(func(ctx context.Context, d worker.Delivery) worker.Outcome {
+		n := running.Add(1)
+		for {
+			old := peak.Load()
+			if n <= old || peak.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		<-gate
+		running.Add(-1)
+		processed.Add(1)
+		return worker.Outcome{Kind: worker.Complete}
+	})
+	for i := range 12 {
+		publish(t, q, fmt.Sprintf("evt-%d", i), nil)
+	}
+	start(t, consumer.New(q, p, consumer.Options{Concurrency: concurrency}, nil))
+
+	eventually(t, "the workers to fill up", func() bool { return running.Load() == concurrency })
+	time.Sleep(100 * time.Millisecond) // give an unbounded loop the chance to start a fourth
+	if got := peak.Load(); got != concurrency {
+		t.Fatalf("peak concurrency = %d, want %d", got, concurrency)
+	}
+	close(gate)
+	eventually(t, "all messages", func() bool { return processed.Load() == 12 })
+	if got := peak.Load(); got > concurrency {
+		t.Fatalf("peak concurrency = %d, want at most %d", got, concurrency)
+	}
+}
+
+func TestConsumer_finishes_in_flight_work_on_shutdown(t *testing.T) {
+	q := openQueue(t, local.Options{})
+	started := make(chan struct{})
+	release := make(chan struct{})
+	var calls atomic.Int32
+	p := processorFunc(func(ctx context.Context, d worker.Delivery) worker.Outcome {
+		calls.Add(1)
+		close(started)
+		<-release
+		return worker.Outcome{Kind: worker.Complete}
+	})
+	cancel, wait := start(t, consumer.New(q, p, consumer.Options{ShutdownGrace: patience}, nil))
+	publish(t, q, "in-flight", nil)
+	<-started
+
+	cancel()
+	publish(t, q, "after-shutdown", nil) // must not be picked up any more
+	stopped := make(chan error, 1)
+	go func() { stopped <- wait() }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("Run returned (%v) while a message was still in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run = %v, want nil after a graceful shutdown", err)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("Process called %d times, want once: nothing new after shutdown", calls.Load())
+	}
+	if s := stats(t, q); s.Queued != 1 {
+		t.Fatalf("Stats = %+v, want only after-shutdown left", s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	left, err := q.Receive(ctx, 10)
+	if err != nil || len(left) != 1 || left[0].MessageID != "after-shutdown" || left[0].DeliveryCount != 1 {
+		t.Fatalf("left on the queue: %v, %v; want after-shutdown, never delivered", left, err)
+	}
+}
+
+func TestConsumer_releases_work_still_running_after_the_grace_period(t *testing.T) {
+	q := openQueue(t, local.Options{LockDuration: time.Hour})
+	started := make(chan struct{})
+	p := processorFunc(func(ctx context.Context, d worker.Delivery) worker.Outcome {
+		close(started)
+		<-ctx.Done()
+		return worker.Outcome{Kind: worker.Complete} // must not be applied: the grace is over
+	})
+	cancel, wait := start(t, consumer.New(q, p, consumer.Options{ShutdownGrace: 50 * time.Millisecond, LockDuration: time.Hour}, nil))
+	publish(t, q, "stuck", nil)
+	<-started
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	back, err := q.Receive(ctx, 1) // at once, not after the hour-long lock
+	if err != nil || len(back) != 1 || back[0].MessageID != "stuck" || back[0].DeliveryCount != 2 {
+		t.Fatalf("after shutdown got %v, %v; want stuck released for redelivery", back, err)
+	}
+}
+
+func TestConsumer_redelivers_after_a_panic_then_parks_the_message(t *testing.T) {
+	const maxDeliveries = 3
+	q := openQueue(t, local.Options{MaxDeliveryCount: maxDeliveries})
+	var calls atomic.Int32
+	p := processorFunc(func(context.Context, worker.Delivery) worker.Outcome {
+		calls.Add(1)
+		panic("poison")
+	})
+	start(t, consumer.New(q, p, consumer.Options{}, nil))
+	publish(t, q, "poison", nil)
+
+	eventually(t, "the dead letter", func() bool { return len(deadLetters(t, q)) == 1 })
+	if d := deadLetters(t, q)[0]; d.Reason != local.ReasonMaxDeliveryCountExceeded || d.DeliveryCount != maxDeliveries {
+		t.Fatalf("dead letter reason %q after %d deliveries", d.Reason, d.DeliveryCount)
+	}
+	if got := calls.Load(); got != maxDeliveries {
+		t.Fatalf("Process called %d times, want %d", got, maxDeliveries)
+	}
+}
+
+func TestConsumer_renews_the_lock_while_work_is_slow(t *testing.T) {
+	const lock = 200 * time.Millisecond
+	q := openQueue(t, local.Options{LockDuration: lock})
+	var calls atomic.Int32
+	p := processorFunc(func(ctx context.Context, d worker.Delivery) worker.Outcome {
+		calls.Add(1)
+		time.Sleep(4 * lock) // far past the lock: only renewal keeps it
+		return worker.Outcome{Kind: worker.Complete}
+	})
+	start(t, consumer.New(q, p, consumer.Options{LockDuration: lock, Concurrency: 2}, nil))
+	publish(t, q, "slow", nil)
+
+	eventually(t, "the queue to empty", func() bool { return calls.Load() == 1 && stats(t, q) == local.Stats{} })
+	if got := calls.Load(); got != 1 {
+		t.Fatalf("Process called %d times, want once: the lock must not have expired", got)
+	}
+}
+
+// failingDeadLetter is a queue whose dead-letter write fails, as a full disk or a broken link would.
+type failingDeadLetter struct {
+	*local.Queue
+	abandons atomic.Int32
+}
+
+func (f *failingDeadLetter) DeadLetterReceived(context.Context, *queue.Received, string, string) error {
+	return errors.New("disk full")
+}
+
+func (f *failingDeadLetter) Abandon(ctx context.Context, r *queue.Received) error {
+	f.abandons.Add(1)
+	return f.Queue.Abandon(ctx, r)
+}
+
+// syncBuffer is a log sink safe for the consumer's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestConsumer_abandons_when_a_dead_letter_cannot_be_written(t *testing.T) {
+	q := &failingDeadLetter{Queue: openQueue(t, local.Options{LockDuration: time.Hour})}
+	var logs syncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	p := processorFunc(func(context.Context, worker.Delivery) worker.Outcome {
+		return worker.Outcome{Kind: worker.DeadLetter, Reason: worker.ReasonInvalidMessage, Description: "not an event"}
+	})
+	start(t, consumer.New(q, p, consumer.Options{}, log))
+	publish(t, q.Queue, "evt-7", nil)
+
+	eventually(t, "an abandon", func() bool { return q.abandons.Load() >= 1 })
+	eventually(t, "the error log", func() bool { return strings.Contains(logs.String(), `"dead-letter failed"`) })
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "dead-letter failed") &&
+			(!strings.Contains(line, `"eventId":"evt-7"`) || !strings.Contains(line, `"correlationId":"corr-evt-7"`)) {
+			t.Errorf("settle error log %s lacks eventId or correlationId", line)
+		}
+	}
+}
