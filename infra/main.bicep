@@ -68,7 +68,7 @@ var roles = {
 // Identity: one user-assigned identity for the app, so role assignments can exist before the
 // app does and survive its re-creation.
 
-resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+resource appIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: names.identity
   location: location
 }
@@ -137,31 +137,31 @@ resource mainQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
 // Data Sender: the intake publishes, the worker schedules retries and parks copies.
 // Data Receiver: the Functions trigger, `handler serve` and the dead-letter tooling receive.
 resource serviceBusSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(serviceBus.id, identity.id, roles.serviceBusDataSender)
+  name: guid(serviceBus.id, appIdentity.id, roles.serviceBusDataSender)
   scope: serviceBus
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
-    principalId: identity.properties.principalId
+    principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
   }
 }
 
 resource serviceBusReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(serviceBus.id, identity.id, roles.serviceBusDataReceiver)
+  name: guid(serviceBus.id, appIdentity.id, roles.serviceBusDataReceiver)
   scope: serviceBus
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
-    principalId: identity.properties.principalId
+    principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
   }
 }
 
 resource triggerScaleOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantTriggerScaleOwner) {
-  name: guid(mainQueue.id, identity.id, roles.serviceBusDataOwner)
+  name: guid(mainQueue.id, appIdentity.id, roles.serviceBusDataOwner)
   scope: mainQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataOwner)
-    principalId: identity.properties.principalId
+    principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
   }
 }
@@ -199,11 +199,11 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 }
 
 resource storageBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, identity.id, roles.storageBlobDataOwner)
+  name: guid(storage.id, appIdentity.id, roles.storageBlobDataOwner)
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
-    principalId: identity.properties.principalId
+    principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
   }
 }
@@ -234,11 +234,11 @@ resource insights 'Microsoft.Insights/components@2020-02-02' = {
 }
 
 resource insightsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(insights.id, identity.id, roles.monitoringMetricsPublisher)
+  name: guid(insights.id, appIdentity.id, roles.monitoringMetricsPublisher)
   scope: insights
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
-    principalId: identity.properties.principalId
+    principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
   }
 }
@@ -272,7 +272,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   identity: {
     type: 'UserAssigned'
     userAssignedIdentities: {
-      '${identity.id}': {}
+      '${appIdentity.id}': {}
     }
   }
   properties: {
@@ -292,7 +292,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         }
         {
           name: 'AzureWebJobsStorage__clientId'
-          value: identity.properties.clientId
+          value: appIdentity.properties.clientId
         }
         // Service Bus by identity: read by the trigger ("connection": "ServiceBusConnection")
         // and by the handler's own publisher and dead-letter sender, from the same settings.
@@ -306,7 +306,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         }
         {
           name: 'ServiceBusConnection__clientId'
-          value: identity.properties.clientId
+          value: appIdentity.properties.clientId
         }
         {
           name: 'ServiceBusQueueName'
@@ -323,7 +323,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         }
         {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
-          value: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+          value: 'ClientId=${appIdentity.properties.clientId};Authorization=AAD'
         }
       ]
     }
@@ -334,7 +334,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
           value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
           authentication: {
             type: 'UserAssignedIdentity'
-            userAssignedIdentityResourceId: identity.id
+            userAssignedIdentityResourceId: appIdentity.id
           }
         }
       }
@@ -362,4 +362,4 @@ output webhookUrl string = 'https://${app.properties.defaultHostName}/api/datave
 output serviceBusNamespace string = serviceBusHost
 output queueName string = mainQueue.name
 output deadLetterQueueName string = deadLetterQueue.name
-output identityClientId string = identity.properties.clientId
+output identityClientId string = appIdentity.properties.clientId
