@@ -185,7 +185,7 @@ type harness struct {
 	cred        azcore.TokenCredential
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{
 		credit: &downstream{script: func(int) reply { return reply{status: 200, body: `{"score": 712, "band": "B"}`} }},
@@ -210,7 +210,7 @@ func newHarness(t *testing.T) *harness {
 // fastRetry keeps quick retries short so tests run in milliseconds.
 var fastRetry = worker.RetryPolicy{QuickBase: 2 * time.Millisecond, QuickMaxWait: 50 * time.Millisecond}
 
-func newDecoder(t *testing.T) worker.EventDecoder {
+func newDecoder(t testing.TB) worker.EventDecoder {
 	t.Helper()
 	p, err := event.NewParser()
 	if err != nil {
@@ -275,7 +275,7 @@ func opportunityEvent(adjust ...func(map[string]any)) map[string]any {
 	return ev
 }
 
-func delivery(t *testing.T, ev map[string]any, attempt int) worker.Delivery {
+func delivery(t testing.TB, ev map[string]any, attempt int) worker.Delivery {
 	t.Helper()
 	body, err := json.Marshal(ev)
 	if err != nil {

@@ -76,7 +76,7 @@ type Run struct {
 	Attempt int
 	Log     *slog.Logger // carries correlationId, eventId and route
 
-	doc       map[string]any // the event as generic JSON, for $event paths
+	doc       *eventDoc      // the event as generic JSON, for $event paths
 	responses map[string]any // step name → decoded JSON response
 }
 
@@ -91,7 +91,7 @@ func (r *Run) Keep(step string, v any) {
 // EventValue returns the value at a dotted path of the canonical event (RecordId,
 // Attributes.estimatedvalue, Attributes.parentaccountid.id).
 func (r *Run) EventValue(path []string) (any, bool) {
-	return walk(r.doc, path)
+	return walk(r.doc.get(), path)
 }
 
 // StepValue returns the value at a dotted path of an earlier step's response.
@@ -116,19 +116,26 @@ func walk(v any, path []string) (any, bool) {
 	return v, v != nil
 }
 
-// eventDocument renders ev as generic JSON with exact numbers, the form paths walk.
-func eventDocument(ev *event.Event) (map[string]any, error) {
-	raw, err := json.Marshal(ev)
-	if err != nil {
-		return nil, err
+// eventDoc is the event as generic JSON with exact numbers, the form $event paths walk. It is
+// decoded from the message body on first use only: most routes never walk a path.
+type eventDoc struct {
+	body  []byte
+	doc   map[string]any
+	ready bool
+}
+
+func (d *eventDoc) get() map[string]any {
+	if d == nil {
+		return nil
 	}
-	var doc map[string]any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, err
+	if !d.ready {
+		d.ready = true
+		dec := json.NewDecoder(bytes.NewReader(d.body))
+		dec.UseNumber()
+		// The body already passed the decoder's validation; a failure leaves an empty document.
+		_ = dec.Decode(&d.doc)
 	}
-	return doc, nil
+	return d.doc
 }
 
 // valueRef is a value in the routes file: a literal, "$event.<path>" or "$steps.<step>.<path>".

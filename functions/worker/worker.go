@@ -214,7 +214,7 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 		return out
 	}
 
-	steps, err := w.runRoutes(ctx, &ev, matched, attempt, log, &at)
+	steps, err := w.runRoutes(ctx, &ev, &eventDoc{body: d.Body}, matched, attempt, log, &at)
 	switch v := Classify(err); {
 	case err == nil:
 		names := make([]string, len(matched))
@@ -278,11 +278,7 @@ func (w *Worker) loopGuard(ev *event.Event) (string, bool) {
 
 // runRoutes runs the matched routes in order and stops at the first failing step. It returns
 // how many steps ran.
-func (w *Worker) runRoutes(ctx context.Context, ev *event.Event, routes []*route, attempt int, log *slog.Logger, at *progress) (int, error) {
-	doc, err := eventDocument(ev)
-	if err != nil {
-		return 0, MarkPermanent(fmt.Errorf("render event: %w", err))
-	}
+func (w *Worker) runRoutes(ctx context.Context, ev *event.Event, doc *eventDoc, routes []*route, attempt int, log *slog.Logger, at *progress) (int, error) {
 	ran := 0
 	for _, r := range routes {
 		run := &Run{Event: ev, Route: r.name, Attempt: attempt, Log: log.With("route", r.name), doc: doc}

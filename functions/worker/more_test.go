@@ -1,0 +1,125 @@
+package worker_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/dataverse"
+)
+
+func TestWorker_updates_the_related_record_named_by_a_lookup(t *testing.T) {
+	routes := `{"routes":[{"name":"account-score","steps":[
+		{"name":"credit-score","type":"http","url":"${DVRELAY_CREDIT_URL}","expect":{"score":"number"}},
+		{"name":"write-account","type":"dataverse-update","record":{"lookup":"parentaccountid"},
+		 "set":{"new_lastscore":"$steps.credit-score.score","new_lastopportunityid":"$event.RecordId","new_note":"$event.Attributes.description"}}]}]}`
+	tests := []struct {
+		name      string
+		adjust    func(map[string]any)
+		wantPatch string
+	}{
+		{"lookup present", nil, `/api/data/v9.2/accounts(22222222-3333-4444-5555-666666666666)`},
+		{"lookup absent from the event", func(ev map[string]any) { delete(ev["Attributes"].(map[string]any), "parentaccountid") }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			w := h.worker(t, worker.Config{RoutesPath: writeRoutes(t, routes)})
+			var adjust []func(map[string]any)
+			if tt.adjust != nil {
+				adjust = append(adjust, tt.adjust)
+			}
+
+			out := w.Process(context.Background(), delivery(t, opportunityEvent(adjust...), 1))
+
+			if out.Kind != worker.Complete {
+				t.Fatalf("outcome = %+v, want complete", out)
+			}
+			patches := h.dv.calls()
+			if tt.wantPatch == "" {
+				if len(patches) != 0 {
+					t.Fatalf("PATCH sent to %s, want none when the lookup is empty", patches[0].path)
+				}
+				return
+			}
+			if len(patches) != 1 || patches[0].path != tt.wantPatch {
+				t.Fatalf("PATCH calls = %v, want one to %s", patches, tt.wantPatch)
+			}
+			// description is not in the event (unchanged column of an Update): it is left alone.
+			if got, want := string(patches[0].body), `{"new_lastopportunityid":"`+recordID+`","new_lastscore":712}`; got != want {
+				t.Errorf("PATCH body = %s, want %s", got, want)
+			}
+		})
+	}
+}
+
+func TestWorker_unreachable_downstream_is_retried_later_without_leaking_the_url(t *testing.T) {
+	h := newHarness(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	h.settings["DVRELAY_CREDIT_URL"] = "http://" + closed + "/score?code=function-key-abc"
+	w := h.worker(t, worker.Config{})
+
+	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
+
+	if out.Kind != worker.RetryLater || out.Step != "credit-score" {
+		t.Fatalf("outcome = %+v, want retry-later at credit-score", out)
+	}
+	for _, s := range []string{out.Description, out.Summary, h.logs.String()} {
+		if strings.Contains(s, "function-key-abc") {
+			t.Errorf("the function key leaked: %s", s)
+		}
+	}
+	if !strings.Contains(out.Description, "${DVRELAY_CREDIT_URL}") {
+		t.Errorf("description %q does not name the setting", out.Description)
+	}
+}
+
+// BenchmarkProcess measures one delivery through the default routes: the full credit route
+// (three HTTP round trips to local doubles) and the catch-all log route only.
+func BenchmarkProcess(b *testing.B) {
+	cases := []struct {
+		name   string
+		adjust func(map[string]any)
+	}{
+		{"default_route_with_3_http_calls", nil},
+		{"catch_all_log_only", func(ev map[string]any) { ev["ChangedFields"] = []string{"name"} }},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			h := newHarness(b)
+			dv, err := dataverse.NewClient(h.dvURL, h.cred, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w, err := worker.New(worker.Config{RoutesPath: "../../routes.json"}, worker.Deps{
+				Settings:  func(k string) (string, bool) { v, ok := h.settings[k]; return v, ok },
+				Dataverse: dv,
+				Decoder:   newDecoder(b),
+			}, slog.New(slog.DiscardHandler))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var adjust []func(map[string]any)
+			if c.adjust != nil {
+				adjust = append(adjust, c.adjust)
+			}
+			d := delivery(b, opportunityEvent(adjust...), 1)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if out := w.Process(context.Background(), d); out.Kind != worker.Complete {
+					b.Fatalf("outcome %+v", out)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
