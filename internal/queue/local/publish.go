@@ -10,9 +10,9 @@ import (
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
-// maxBatch caps one group commit so a flood of publishers cannot hold the single connection
+// defaultMaxBatch caps one group commit so a flood of publishers cannot hold the single connection
 // (and with it every Receive) for long.
-const maxBatch = 256
+const defaultMaxBatch = 256
 
 // row is a message ready to be written: copied from the caller and with its properties encoded,
 // so the writer never touches caller memory and never fails on bad input.
@@ -63,7 +63,7 @@ type publishRequest struct {
 //
 // Group commit: an fsync costs far more than an insert, so Publish does not commit on its own.
 // It hands m to the single writer goroutine, which takes every publish waiting at that moment
-// (up to maxBatch), writes them in one transaction with one fsync, and then answers each
+// (up to defaultMaxBatch), writes them in one transaction with one fsync, and then answers each
 // caller. Under concurrency the callers share the fsync; a lone caller pays exactly one. A caller
 // whose ctx ends before the commit gets ctx.Err() while its message may still land: a retry with
 // the same MessageID is then dropped as a duplicate, so nothing is stored twice.
@@ -95,7 +95,7 @@ func (q *Queue) Publish(ctx context.Context, m *queue.Message) error {
 // leaves a request it has taken unanswered.
 func (q *Queue) writer() {
 	defer close(q.writerDone)
-	batch := make([]*publishRequest, 0, maxBatch)
+	batch := make([]*publishRequest, 0, q.opts.maxBatch)
 	for {
 		select {
 		case <-q.closing:
@@ -104,7 +104,7 @@ func (q *Queue) writer() {
 			batch = append(batch[:0], req)
 		}
 	drain:
-		for len(batch) < maxBatch {
+		for len(batch) < q.opts.maxBatch {
 			select {
 			case req := <-q.publishes:
 				batch = append(batch, req)

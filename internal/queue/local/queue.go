@@ -69,6 +69,10 @@ type Options struct {
 	DuplicateWindow time.Duration
 	// Now is the clock; tests replace it to move through lock and schedule times without sleeping.
 	Now func() time.Time
+
+	// maxBatch caps a group commit (defaultMaxBatch); 1 turns group commit off, for the
+	// benchmark that prices it.
+	maxBatch int
 }
 
 func (o Options) withDefaults() Options {
@@ -83,6 +87,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.maxBatch <= 0 {
+		o.maxBatch = defaultMaxBatch
 	}
 	return o
 }
