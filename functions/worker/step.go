@@ -10,13 +10,16 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dvrelay/dvrelay/internal/event"
 )
 
 // Step is one unit of work of a route. Run may be called more than once for the same event (quick
 // retries, scheduled retries, redeliveries): steps must be idempotent by r.Event.EventId, which is
-// why every built-in downstream call carries Idempotency-Key: <EventId>.
+// why every built-in downstream call carries Idempotency-Key: <EventId>. Errors are classified
+// by Classify (wrap with MarkPermanent for a reject no retry can fix) and end up in logs and
+// dead-letter descriptions, so they must never quote a column value or a secret.
 type Step interface {
 	Run(ctx context.Context, r *Run) error
 }
@@ -50,7 +53,8 @@ type BuildEnv struct {
 	// default yields a *SkipError.
 	Expand     func(string) (string, error)
 	HTTPClient *http.Client
-	Dataverse  Updater // nil when no Dataverse environment is configured
+	Dataverse  Updater          // nil when no Dataverse environment is configured
+	Now        func() time.Time // the worker's clock, for Retry-After dates
 }
 
 // SkipError reports that a step cannot run in this deployment. The worker starts anyway, warns

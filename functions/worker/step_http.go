@@ -42,6 +42,7 @@ type httpStep struct {
 	setting string // the URL as declared, ${SETTING} unexpanded: safe to show
 	url     string // may carry a function key: never logged
 	client  *http.Client
+	now     func() time.Time
 	selects [][]string
 	expect  map[string]string
 }
@@ -60,7 +61,7 @@ func newHTTPStep(decl StepDecl, env BuildEnv) (Step, error) {
 		// The expanded value is not shown: a URL setting may hold a function key.
 		return nil, fmt.Errorf("url: %s is not an absolute http(s) URL", d.URL)
 	}
-	s := &httpStep{name: decl.Name, setting: d.URL, url: target, client: env.HTTPClient, expect: d.Expect}
+	s := &httpStep{name: decl.Name, setting: d.URL, url: target, client: env.HTTPClient, now: env.Now, expect: d.Expect}
 	if d.Body != nil {
 		for _, sel := range d.Body.Select {
 			path := strings.Split(sel, ".")
@@ -114,7 +115,7 @@ func (s *httpStep) Run(ctx context.Context, r *Run) error {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("POST %s: %w", s.setting, &StatusError{
 			Status:     resp.StatusCode,
-			RetryAfter: dataverse.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+			RetryAfter: dataverse.ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()),
 		})
 	}
 	answer, err := s.decodeAnswer(raw)

@@ -59,7 +59,7 @@ type Config struct {
 // Deps are the worker's collaborators.
 type Deps struct {
 	Settings   func(name string) (string, bool) // expands ${SETTING} in the routes file
-	HTTPClient *http.Client                     // for http steps; nil means a plain client (deadlines come from step timeouts)
+	HTTPClient *http.Client                     // for http steps; nil means a client that does not follow redirects
 	Dataverse  Updater                          // nil: dataverse-update steps are skipped, with a warning
 	Decoder    EventDecoder
 	Now        func() time.Time // the clock for RetryAt; nil means time.Now
@@ -129,12 +129,15 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
 	}
 	client := deps.HTTPClient
 	if client == nil {
-		client = &http.Client{}
+		// Deadlines come from the step timeouts. Redirects are not followed: a POST would turn
+		// into a GET, so a 3xx is reported (as a permanent failure) instead.
+		client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	env := BuildEnv{
 		Expand:     func(s string) (string, error) { return expandSettings(s, deps.Settings) },
 		HTTPClient: client,
 		Dataverse:  deps.Dataverse,
+		Now:        w.now,
 	}
 	set, err := loadRoutes(cfg.RoutesPath, types, env)
 	if err != nil {

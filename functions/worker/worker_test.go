@@ -209,8 +209,6 @@ func TestWorker_honours_Retry_After_on_429(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
-			// The HTTP-date form is measured against the real clock by the step.
-			h.now = time.Now().Truncate(time.Second)
 			tt.setup(h)
 			w := h.worker(t, worker.Config{})
 
@@ -289,6 +287,9 @@ func TestWorker_dead_letters_permanent_failures_at_once(t *testing.T) {
 				return reply{status: http.StatusNotFound, body: `{"error":{"code":"0x80040217","message":"opportunity With Id = x Does Not Exist"}}`}
 			}
 		}, "write-score"},
+		{"credit API redirects (a POST is not followed to a GET)", func(h *harness) {
+			h.credit.script = func(int) reply { return reply{status: http.StatusFound} }
+		}, "credit-score"},
 		{"ERP answers 501", func(h *harness) {
 			h.erp.script = func(int) reply { return reply{status: http.StatusNotImplemented} }
 		}, "erp-sync"},
