@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 
@@ -59,10 +60,11 @@ func newUpdateStep(decl StepDecl, env BuildEnv) (Step, error) {
 			return nil, fmt.Errorf("set: %s: %q is not a Dataverse column logical name", key, col)
 		}
 		v, err := parseValue(d.Set[key], decl.Earlier)
-		if err != nil {
-			if _, skip := err.(*SkipError); skip {
-				return nil, err
-			}
+		var skip *SkipError
+		switch {
+		case errors.As(err, &skip):
+			return nil, err
+		case err != nil:
 			return nil, fmt.Errorf("set.%s: %w", key, err)
 		}
 		s.columns[col] = v

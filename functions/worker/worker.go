@@ -4,6 +4,20 @@
 // retry later with back-off, or dead-letter with a reason. It knows nothing of the transport;
 // the Functions trigger (HandleTriggered) and the embedded queue's consumer make the outcome true.
 //
+// # Routes
+//
+// Routes are declared in routes.json (schema: routes.schema.json, embedded and checked at
+// start). A route has a name, an optional match {entity, messages[], eventName, anyChanged[]}
+// whose given conditions must all hold (anyChanged: any of these columns is in ChangedFields),
+// and ordered steps. Every matching route runs, in file order; the first match does not stop
+// the others. Step types: http (POST the event, or a projection of it, to a ${SETTING} URL;
+// keep the JSON answer for later steps, optionally requiring typed fields), dataverse-update
+// (PATCH columns of the event's record, or of a record named by a lookup, from $event.<path>,
+// $steps.<step>.<path> or literals) and log. A step whose ${SETTING} is unset is skipped, with
+// one warning at start.
+//
+// # At least once
+//
 // Delivery is at least once. A message can be processed again after a lost lock, a crash, a
 // retry or a rerouter failure, and a retry runs every step again, including the ones that
 // succeeded before. That is safe because every downstream call carries
@@ -94,7 +108,6 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &Worker{
-		written:        make(map[string]bool),
 		ignore:         make(map[string]bool),
 		decoder:        deps.Decoder,
 		now:            deps.Now,
