@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -56,4 +57,41 @@ func BenchmarkPublish_concurrent(b *testing.B) { benchPublish(b, Options{}, true
 // one transaction and one fsync each.
 func BenchmarkPublish_concurrent_without_group_commit(b *testing.B) {
 	benchPublish(b, Options{maxBatch: 1}, true)
+}
+
+// BenchmarkReceive_and_complete measures the consumer side as the consumer loop drives it: lock
+// up to 16 messages at a time and complete them concurrently, so the completions share commits.
+func BenchmarkReceive_and_complete(b *testing.B) {
+	q := openTestQueue(b, b.TempDir(), Options{})
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range b.N {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := q.Publish(context.Background(), msg(fmt.Sprintf("evt-%d", i))); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		got, err := q.Receive(context.Background(), 16)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var settled sync.WaitGroup
+		for _, r := range got {
+			settled.Go(func() {
+				if err := q.Complete(context.Background(), r); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		settled.Wait()
+		done += len(got)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

@@ -109,8 +109,8 @@ type Queue struct {
 	closeErr  error
 	closeOnce sync.Once
 
-	// publishes feeds the group-commit writer (see Publish).
-	publishes  chan *publishRequest
+	// writes feeds the group-commit writer (see write).
+	writes     chan *writeRequest
 	writerDone chan struct{}
 
 	// wakeMu guards wakeCh: a channel that is closed (and replaced) whenever a message may have
@@ -139,7 +139,7 @@ func Open(ctx context.Context, dir string, opts Options, log *slog.Logger) (*Que
 		log:        log,
 		dirLock:    dirLock,
 		closing:    make(chan struct{}),
-		publishes:  make(chan *publishRequest),
+		writes:     make(chan *writeRequest),
 		writerDone: make(chan struct{}),
 		wakeCh:     make(chan struct{}),
 	}
@@ -263,8 +263,8 @@ func (q *Queue) releaseLocks(ctx context.Context) (int64, error) {
 	return released, err
 }
 
-// Close stops the publish writer, closes the database and releases the data directory.
-// Publishes still waiting fail with ErrClosed. Message locks are left as they are; the next
+// Close stops the group-commit writer, closes the database and releases the data directory.
+// Writes still waiting fail with ErrClosed. Message locks are left as they are; the next
 // Open releases them.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {

@@ -18,8 +18,8 @@ const (
 )
 
 // Receive waits until at least one message is available, or ctx ends (then it returns ctx.Err()),
-// and locks up to max of them in sequence order of when they became due. Each delivery gets a
-// fresh lock token and raises the delivery count (1 on the first delivery).
+// and locks up to maxMessages of them, those due longest first. Each delivery gets a fresh lock
+// token and raises the delivery count (1 on the first delivery).
 func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received, error) {
 	maxMessages = max(maxMessages, 1)
 	for {
@@ -207,13 +207,9 @@ func lockArgs(r *queue.Received) []any {
 	return []any{sql.Named("seq", r.SequenceNumber), sql.Named("token", r.LockToken)}
 }
 
-// settle runs fn in a transaction after checking that r's lock is still held.
-func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn func(tx *sql.Tx, now int64) error) error {
-	if err := q.checkOpen(); err != nil {
-		return fmt.Errorf("%s %s: %w", op, r.MessageID, err)
-	}
-	err := q.inTx(ctx, func(tx *sql.Tx) error {
-		now := q.nowNS()
+// settle applies fn through the group-commit writer after checking that r's lock is still held.
+func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn func(ctx context.Context, tx *sql.Tx, now int64) error) error {
+	err := q.write(ctx, func(ctx context.Context, tx *sql.Tx, now int64) error {
 		var held int
 		args := append(lockArgs(r), sql.Named("now", now))
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages WHERE `+heldLock, args...).Scan(&held); err != nil {
@@ -222,7 +218,7 @@ func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn fun
 		if held == 0 {
 			return queue.ErrLockLost
 		}
-		return fn(tx, now)
+		return fn(ctx, tx, now)
 	})
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", op, r.MessageID, err)
@@ -232,7 +228,7 @@ func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn fun
 
 // Complete removes r from the queue.
 func (q *Queue) Complete(ctx context.Context, r *queue.Received) error {
-	return q.settle(ctx, "complete", r, func(tx *sql.Tx, _ int64) error {
+	return q.settle(ctx, "complete", r, func(ctx context.Context, tx *sql.Tx, _ int64) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE seq = ?`, r.SequenceNumber)
 		return err
 	})
@@ -241,7 +237,7 @@ func (q *Queue) Complete(ctx context.Context, r *queue.Received) error {
 // Abandon releases r's lock at once. Its delivery count stays raised; once it has been delivered
 // MaxDeliveryCount times it goes to the dead-letter queue with reason MaxDeliveryCountExceeded.
 func (q *Queue) Abandon(ctx context.Context, r *queue.Received) error {
-	err := q.settle(ctx, "abandon", r, func(tx *sql.Tx, now int64) error {
+	err := q.settle(ctx, "abandon", r, func(ctx context.Context, tx *sql.Tx, now int64) error {
 		moved, err := q.moveToDeadLetter(ctx, tx, `seq = @seq AND delivery_count >= @max`, now,
 			sql.Named("seq", r.SequenceNumber), sql.Named("max", q.opts.MaxDeliveryCount))
 		if err != nil || moved > 0 {
@@ -250,9 +246,6 @@ func (q *Queue) Abandon(ctx context.Context, r *queue.Received) error {
 		_, err = tx.ExecContext(ctx, `UPDATE messages SET lock_token = NULL, locked_until = 0 WHERE seq = ?`, r.SequenceNumber)
 		return err
 	})
-	if err == nil {
-		q.wake()
-	}
 	return err
 }
 
@@ -263,7 +256,7 @@ func (q *Queue) Reschedule(ctx context.Context, r *queue.Received, at time.Time,
 	if _, err := encodeProps(props); err != nil {
 		return fmt.Errorf("reschedule %s: %w", r.MessageID, err)
 	}
-	err := q.settle(ctx, "reschedule", r, func(tx *sql.Tx, now int64) error {
+	err := q.settle(ctx, "reschedule", r, func(ctx context.Context, tx *sql.Tx, now int64) error {
 		var stored string
 		if err := tx.QueryRowContext(ctx, `SELECT props FROM messages WHERE seq = ?`, r.SequenceNumber).Scan(&stored); err != nil {
 			return fmt.Errorf("read properties: %w", err)
@@ -282,16 +275,13 @@ func (q *Queue) Reschedule(ctx context.Context, r *queue.Received, at time.Time,
 		_, err = tx.ExecContext(ctx, `DELETE FROM messages WHERE seq = ?`, r.SequenceNumber)
 		return err
 	})
-	if err == nil {
-		q.wake()
-	}
 	return err
 }
 
 // DeadLetterReceived moves r to the dead-letter queue with a reason and a description, which are
 // also written as the DeadLetterReason and DeadLetterErrorDescription application properties.
 func (q *Queue) DeadLetterReceived(ctx context.Context, r *queue.Received, reason, description string) error {
-	return q.settle(ctx, "dead-letter", r, func(tx *sql.Tx, now int64) error {
+	return q.settle(ctx, "dead-letter", r, func(ctx context.Context, tx *sql.Tx, now int64) error {
 		_, err := q.moveToDeadLetterWith(ctx, tx, `seq = @seq`, now,
 			&deadLetterReason{reason: reason, description: description}, sql.Named("seq", r.SequenceNumber))
 		return err
@@ -301,7 +291,7 @@ func (q *Queue) DeadLetterReceived(ctx context.Context, r *queue.Received, reaso
 // RenewLock extends r's lock by the lock duration from now and updates r.LockedUntil.
 func (q *Queue) RenewLock(ctx context.Context, r *queue.Received) error {
 	var until int64
-	err := q.settle(ctx, "renew lock", r, func(tx *sql.Tx, now int64) error {
+	err := q.settle(ctx, "renew lock", r, func(ctx context.Context, tx *sql.Tx, now int64) error {
 		until = now + q.opts.LockDuration.Nanoseconds()
 		_, err := tx.ExecContext(ctx, `UPDATE messages SET locked_until = ? WHERE seq = ?`, until, r.SequenceNumber)
 		return err

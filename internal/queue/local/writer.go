@@ -1,0 +1,128 @@
+package local
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// defaultMaxBatch caps one group commit so a flood of writers cannot hold the single connection
+// (and with it every Receive) for long.
+const defaultMaxBatch = 256
+
+// writeRequest is one caller's change, waiting for the writer.
+type writeRequest struct {
+	ctx   context.Context
+	apply func(ctx context.Context, tx *sql.Tx, now int64) error
+	done  chan error // buffered: the writer never waits for a caller that gave up
+}
+
+// write applies one change durably: it returns once the transaction holding it is committed
+// and fsynced, or with the change's own error (and nothing of it written).
+//
+// Group commit: with synchronous=FULL an fsync costs far more than the SQL around it, so
+// publishes, settlements and dead-letters do not commit on their own. write hands the change
+// to the single writer goroutine, which takes every change waiting at that moment (up to
+// defaultMaxBatch), applies each inside its own savepoint (so one change failing, say with
+// ErrLockLost, rolls back only itself), commits them all with one fsync, and then answers each
+// caller. Under concurrency the callers share the fsync; a lone caller pays exactly one, with no
+// timer holding it back. A caller whose ctx ends first gets ctx.Err(); its change may still land.
+func (q *Queue) write(ctx context.Context, apply func(ctx context.Context, tx *sql.Tx, now int64) error) error {
+	req := &writeRequest{ctx: ctx, apply: apply, done: make(chan error, 1)}
+	select {
+	case q.writes <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-q.closing:
+		return ErrClosed
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writer is the only goroutine that commits through write. It stops when the queue closes; it
+// never leaves a request it has taken unanswered.
+func (q *Queue) writer() {
+	defer close(q.writerDone)
+	batch := make([]*writeRequest, 0, q.opts.maxBatch)
+	for {
+		select {
+		case <-q.closing:
+			return
+		case req := <-q.writes:
+			batch = append(batch[:0], req)
+		}
+	drain:
+		for len(batch) < q.opts.maxBatch {
+			select {
+			case req := <-q.writes:
+				batch = append(batch, req)
+			default:
+				break drain
+			}
+		}
+		batch = dropAbandoned(batch)
+		if len(batch) == 0 {
+			continue
+		}
+		errs, err := q.commitBatch(batch)
+		if err != nil {
+			q.log.Error("group commit failed", "count", len(batch), "error", err)
+		}
+		for i, req := range batch {
+			req.done <- errors.Join(errs[i], err)
+		}
+		q.wake()
+		clear(batch)
+	}
+}
+
+// dropAbandoned answers the requests whose caller has already given up and returns the rest:
+// there is no one left to tell whether such a change landed.
+func dropAbandoned(batch []*writeRequest) []*writeRequest {
+	kept := batch[:0]
+	for _, req := range batch {
+		if err := req.ctx.Err(); err != nil {
+			req.done <- err
+			continue
+		}
+		kept = append(kept, req)
+	}
+	clear(batch[len(kept):])
+	return kept
+}
+
+// commitBatch applies every request in one transaction. errs[i] is request i's own error; err is
+// the transaction's, which every request shares.
+func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
+	// The batch belongs to many callers, so no single caller's ctx may abort it.
+	ctx := context.Background()
+	errs = make([]error, len(batch))
+	err = q.inTx(ctx, func(tx *sql.Tx) error {
+		now := q.nowNS()
+		if _, err := tx.ExecContext(ctx, `DELETE FROM duplicates WHERE first_seen <= ?`,
+			now-q.opts.DuplicateWindow.Nanoseconds()); err != nil {
+			return fmt.Errorf("forget old message ids: %w", err)
+		}
+		for i, req := range batch {
+			if _, err := tx.ExecContext(ctx, `SAVEPOINT change`); err != nil {
+				return fmt.Errorf("savepoint: %w", err)
+			}
+			if errs[i] = req.apply(ctx, tx, now); errs[i] != nil {
+				if _, err := tx.ExecContext(ctx, `ROLLBACK TO change`); err != nil {
+					return fmt.Errorf("roll back a failed change: %w", err)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `RELEASE change`); err != nil {
+				return fmt.Errorf("release savepoint: %w", err)
+			}
+		}
+		return nil
+	})
+	return errs, err
+}
