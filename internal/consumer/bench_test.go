@@ -1,0 +1,58 @@
+package consumer_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/consumer"
+	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/queue/local"
+)
+
+// BenchmarkConsumer_drains_the_embedded_queue measures the loop's own cost end to end on a real
+// file: receive, a worker that completes at once, and the durable settlement.
+func BenchmarkConsumer_drains_the_embedded_queue(b *testing.B) {
+	q, err := local.Open(context.Background(), b.TempDir(), local.Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	var published sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range b.N {
+		sem <- struct{}{}
+		published.Go(func() {
+			defer func() { <-sem }()
+			if err := q.Publish(context.Background(), &queue.Message{MessageID: fmt.Sprintf("evt-%d", i), Body: []byte(`{}`)}); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	published.Wait()
+
+	var processed atomic.Int64
+	drained := make(chan struct{})
+	p := processorFunc(func(context.Context, worker.Delivery) worker.Outcome {
+		if processed.Add(1) == int64(b.N) {
+			close(drained)
+		}
+		return worker.Outcome{Kind: worker.Complete}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	b.ReportAllocs()
+	b.ResetTimer()
+	done := make(chan error, 1)
+	go func() { done <- consumer.New(q, p, consumer.Options{}, nil).Run(ctx) }()
+	<-drained
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
