@@ -98,7 +98,9 @@ func (o Options) withDefaults() Options {
 //
 // All SQL runs on a single database connection. SQLite admits one writer at a time and almost
 // every queue operation writes (a Receive takes locks), so one connection turns lock contention
-// into Go-level queueing on the pool: no SQLITE_BUSY, no retry loops.
+// into Go-level queueing on the pool: no SQLITE_BUSY, no retry loops. Publishes, settlements and
+// dead-letters go through one writer goroutine that lets concurrent callers share a commit (see
+// write); Receive and the support tools run their own short transactions.
 type Queue struct {
 	dir       string
 	opts      Options
