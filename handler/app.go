@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/dvrelay/dvrelay/functions/webhook"
+	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/config"
+	"github.com/dvrelay/dvrelay/internal/consumer"
+	"github.com/dvrelay/dvrelay/internal/customhandler"
+	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/httpintake"
+	"github.com/dvrelay/dvrelay/internal/httpworker"
+)
+
+// app is everything one process runs, wired once from the configuration.
+type app struct {
+	cfg     config.Config
+	log     *slog.Logger
+	backend *backend
+	intake  *webhook.Intake
+	worker  *worker.Worker
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level)) // config.Load has checked the value
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// loadApp reads the settings and builds the intake, the worker and the queue backend. Any
+// error here is a configuration or start-up problem and is reported before listening.
+func loadApp(ctx context.Context, lookup func(string) (string, bool), dataDir string, stdout io.Writer) (*app, error) {
+	cfg, err := config.Load(lookup)
+	if err != nil {
+		return nil, fmt.Errorf("configuration:\n%w", err)
+	}
+	if dataDir != "" {
+		cfg.DataDir = dataDir
+	}
+	log := newLogger(stdout, cfg.LogLevel)
+
+	parser, err := event.NewParser()
+	if err != nil {
+		return nil, fmt.Errorf("compile event schemas: %w", err)
+	}
+	w, err := newWorker(ctx, cfg, lookup, parser, log)
+	if err != nil {
+		return nil, err
+	}
+	b, err := openBackend(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	secrets := make([][]byte, 0, len(cfg.WebhookSecrets))
+	for _, s := range cfg.WebhookSecrets {
+		secrets = append(secrets, []byte(s))
+	}
+	intake := webhook.New(webhook.Config{
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		Secrets:        secrets,
+		SecretHeader:   cfg.SecretHeader,
+		PublishTimeout: cfg.PublishTimeout,
+		UseSessions:    cfg.UseSessions,
+	}, parser, b.publisher, log)
+	log.InfoContext(ctx, "backend selected", slog.String("backend", b.name), slog.String("detail", b.detail))
+	return &app{cfg: cfg, log: log, backend: b, intake: intake, worker: w}, nil
+}
+
+// routes are the paths both runtimes serve. Functions mode adds the envelope forms.
+func (a *app) routes(mux *http.ServeMux) {
+	mux.Handle("/api/dataverse/webhook", httpintake.Forwarded(a.intake)) // non-POST: 405 with Allow
+	mux.Handle("GET /api/health", a.health())
+}
+
+// runConsumer drives the worker from the backend's receiver until ctx ends, then lets
+// in-flight messages finish within the shutdown grace.
+func (a *app) runConsumer(ctx context.Context) error {
+	c := consumer.New(a.backend.receiver, a.worker, consumer.Options{
+		Concurrency:   a.cfg.WorkerConcurrency,
+		LockDuration:  a.cfg.LockDuration,
+		ShutdownGrace: a.cfg.ShutdownGrace,
+	}, a.log)
+	return c.Run(ctx)
+}
+
+// serve listens on ln and runs the consumer (when withConsumer) until ctx ends; then it stops
+// taking requests, finishes those in flight, drains the worker and closes the backend.
+func (a *app) serve(ctx context.Context, ln net.Listener, mux *http.ServeMux, withConsumer bool) error {
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Dataverse waits 60 s for an answer; nothing dvrelay does should take longer.
+		ReadTimeout:  60 * time.Second,
+		WriteTimeout: 90 * time.Second,
+		IdleTimeout:  120 * time.Second,
+		ErrorLog:     slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		BaseContext:  func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	consumerCtx, stopConsumer := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConsumer()
+	var wg sync.WaitGroup
+	var consumerErr error
+	if withConsumer {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			consumerErr = a.runConsumer(consumerCtx)
+		}()
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	a.log.InfoContext(ctx, "listening", slog.String("addr", ln.Addr().String()), slog.Bool("worker", withConsumer))
+
+	var err error
+	select {
+	case <-ctx.Done():
+		a.log.InfoContext(ctx, "shutting down: intake closed, draining in-flight work")
+	case err = <-serveErr:
+		err = fmt.Errorf("http server: %w", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownGrace)
+	defer cancel()
+	if serr := srv.Shutdown(shutdownCtx); serr != nil {
+		err = errors.Join(err, fmt.Errorf("http shutdown: %w", serr))
+	}
+	stopConsumer()
+	wg.Wait()
+	if consumerErr != nil && !errors.Is(consumerErr, context.Canceled) {
+		err = errors.Join(err, fmt.Errorf("worker: %w", consumerErr))
+	}
+	if cerr := a.backend.close(shutdownCtx); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close backend: %w", cerr))
+	}
+	a.log.InfoContext(context.WithoutCancel(ctx), "stopped")
+	return err
+}
+
+// runCustomHandler is the Functions mode: the host picked the port and calls us on loopback.
+func runCustomHandler(ctx context.Context, port string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	a, err := loadApp(ctx, lookup, "", stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "handler: %v\n", err)
+		return 2
+	}
+	mux := http.NewServeMux()
+	a.routes(mux)
+	mux.Handle("GET /{$}", customhandler.Ready())
+	mux.Handle("POST /DataverseWebhook", httpintake.Envelope(a.intake, "req", a.log))
+	mux.Handle("POST /EventWorker", httpworker.New(a.worker, a.backend.rerouter, "msg", a.log))
+
+	// The host always calls 127.0.0.1 (never localhost, which may resolve to ::1 only).
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
+	if err != nil {
+		fmt.Fprintf(stderr, "handler: listen on FUNCTIONS_CUSTOMHANDLER_PORT %s: %v\n", port, err)
+		_ = a.backend.close(context.WithoutCancel(ctx))
+		return 1
+	}
+	// With Service Bus the host's trigger feeds the worker; with the embedded queue nobody
+	// else will, so the worker loop runs in process.
+	withConsumer := a.backend.name == config.BackendEmbedded
+	if err := a.serve(ctx, ln, mux, withConsumer); err != nil {
+		a.log.Error("handler stopped with an error", slog.String("error", err.Error()))
+		return 1
+	}
+	return 0
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

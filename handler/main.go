@@ -1,0 +1,61 @@
+// Command handler is dvrelay's one binary. Started by the Azure Functions host (which sets
+// FUNCTIONS_CUSTOMHANDLER_PORT) it is a custom handler serving the DataverseWebhook and
+// EventWorker functions. `handler serve` runs the same intake and worker standalone, on an
+// embedded durable queue unless Service Bus is configured. `handler dlq …` inspects and
+// resubmits dead-lettered events.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/dvrelay/dvrelay/internal/customhandler"
+)
+
+const usage = `usage:
+  handler                      custom handler mode (the Functions host sets FUNCTIONS_CUSTOMHANDLER_PORT)
+  handler serve [flags]        run the intake and the worker standalone
+  handler post FILE...         post event files to a running intake (--url)
+  handler dlq list [flags]     list dead-lettered events
+  handler dlq resubmit SEQ...  send dead-lettered events back to the main queue
+  handler dlq purge SEQ...     delete dead-lettered events
+
+Settings come from the environment; see README.md. Run 'handler serve -h' for its flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: tests call it with their own environment and writers.
+// It returns the exit code: 0 ok, 1 runtime failure, 2 bad usage or configuration.
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		if port, ok := customhandler.Port(lookup); ok {
+			return runCustomHandler(ctx, port, lookup, stdout, stderr)
+		}
+		fmt.Fprint(stderr, "handler: FUNCTIONS_CUSTOMHANDLER_PORT is not set, so this is not the Functions host starting a custom handler.\n\n"+usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], lookup, stdout, stderr)
+	case "post":
+		return runPost(ctx, args[1:], lookup, stdout, stderr)
+	case "dlq":
+		return runDLQ(ctx, args[1:], lookup, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "handler: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}

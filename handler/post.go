@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// runPost posts event files to a running intake, as Dataverse would: the quickest way to see
+// the flow with nothing but Go installed (no curl needed).
+func runPost(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("post", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "http://127.0.0.1:7071/api/dataverse/webhook", "intake URL")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "handler post: name one or more event files, e.g. samples/opportunity-update.json")
+		return 2
+	}
+	code := 0
+	for _, file := range fs.Args() {
+		status, body, err := postFile(ctx, *url, file, lookup)
+		if err != nil {
+			fmt.Fprintf(stderr, "handler post %s: %v\n", file, err)
+			code = 1
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: %d %s\n", file, status, strings.TrimSpace(body))
+		if status/100 != 2 {
+			code = 1
+		}
+	}
+	return code
+}
+
+// postFile sends one event file with the configured webhook secret, if any.
+func postFile(ctx context.Context, url, file string, lookup func(string) (string, bool)) (int, string, error) {
+	body, err := os.ReadFile(file)
+	if err != nil {
+		return 0, "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	if secrets, ok := lookup("DVRELAY_WEBHOOK_SECRET"); ok && secrets != "" {
+		header := "x-dvrelay-secret"
+		if h, ok := lookup("DVRELAY_WEBHOOK_SECRET_HEADER"); ok && h != "" {
+			header = h
+		}
+		req.Header.Set(header, strings.TrimSpace(strings.Split(secrets, ",")[0]))
+	}
+	client := &http.Client{Timeout: 70 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b), err
+}
