@@ -340,17 +340,35 @@ func TestConsumer_renews_the_lock_while_work_is_slow(t *testing.T) {
 	}
 }
 
-// failingDeadLetter is a queue whose dead-letter write fails, as a full disk or a broken link would.
-type failingDeadLetter struct {
+// failingSettler is a queue whose outcome writes fail as configured, recording abandons.
+type failingSettler struct {
 	*local.Queue
-	abandons atomic.Int32
+	completeErr, rescheduleErr, deadLetterErr error
+	abandons                                  atomic.Int32
 }
 
-func (f *failingDeadLetter) DeadLetterReceived(context.Context, *queue.Received, string, string) error {
-	return errors.New("disk full")
+func (f *failingSettler) Complete(ctx context.Context, r *queue.Received) error {
+	if f.completeErr != nil {
+		return f.completeErr
+	}
+	return f.Queue.Complete(ctx, r)
 }
 
-func (f *failingDeadLetter) Abandon(ctx context.Context, r *queue.Received) error {
+func (f *failingSettler) Reschedule(ctx context.Context, r *queue.Received, at time.Time, props map[string]any) error {
+	if f.rescheduleErr != nil {
+		return f.rescheduleErr
+	}
+	return f.Queue.Reschedule(ctx, r, at, props)
+}
+
+func (f *failingSettler) DeadLetterReceived(ctx context.Context, r *queue.Received, reason, description string) error {
+	if f.deadLetterErr != nil {
+		return f.deadLetterErr
+	}
+	return f.Queue.DeadLetterReceived(ctx, r, reason, description)
+}
+
+func (f *failingSettler) Abandon(ctx context.Context, r *queue.Received) error {
 	f.abandons.Add(1)
 	return f.Queue.Abandon(ctx, r)
 }
@@ -373,22 +391,65 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func TestConsumer_abandons_when_a_dead_letter_cannot_be_written(t *testing.T) {
-	q := &failingDeadLetter{Queue: openQueue(t, local.Options{LockDuration: time.Hour})}
-	var logs syncBuffer
-	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	p := processorFunc(func(context.Context, worker.Delivery) worker.Outcome {
-		return worker.Outcome{Kind: worker.DeadLetter, Reason: worker.ReasonInvalidMessage, Description: "not an event"}
-	})
-	start(t, consumer.New(q, p, consumer.Options{}, log))
-	publish(t, q.Queue, "evt-7", nil)
+func TestConsumer_handles_a_failed_settlement(t *testing.T) {
+	diskFull := errors.New("disk full")
+	lockLost := fmt.Errorf("complete: %w", queue.ErrLockLost)
+	cases := []struct {
+		name        string
+		outcome     worker.Outcome
+		settler     func(q *local.Queue) *failingSettler
+		wantLog     string
+		wantAbandon bool
+	}{
+		{
+			name:        "a_dead_letter_that_cannot_be_written_abandons",
+			outcome:     worker.Outcome{Kind: worker.DeadLetter, Reason: worker.ReasonInvalidMessage, Description: "not an event"},
+			settler:     func(q *local.Queue) *failingSettler { return &failingSettler{Queue: q, deadLetterErr: diskFull} },
+			wantLog:     "dead-letter failed",
+			wantAbandon: true,
+		},
+		{
+			name:        "a_retry_that_cannot_be_scheduled_abandons",
+			outcome:     worker.Outcome{Kind: worker.RetryLater, RetryAt: time.Now().Add(time.Minute), Attempt: 2},
+			settler:     func(q *local.Queue) *failingSettler { return &failingSettler{Queue: q, rescheduleErr: diskFull} },
+			wantLog:     "reschedule failed",
+			wantAbandon: true,
+		},
+		{
+			name:        "a_lost_lock_is_left_to_redelivery",
+			outcome:     worker.Outcome{Kind: worker.Complete},
+			settler:     func(q *local.Queue) *failingSettler { return &failingSettler{Queue: q, completeErr: lockLost} },
+			wantLog:     "will be delivered again",
+			wantAbandon: false,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			q := c.settler(openQueue(t, local.Options{LockDuration: time.Hour, MaxDeliveryCount: 1}))
+			var logs syncBuffer
+			log := slog.New(slog.NewJSONHandler(&logs, nil))
+			var calls atomic.Int32
+			p := processorFunc(func(context.Context, worker.Delivery) worker.Outcome {
+				calls.Add(1)
+				return c.outcome
+			})
+			cancel, wait := start(t, consumer.New(q, p, consumer.Options{}, log))
+			publish(t, q.Queue, "evt-7", nil)
 
-	eventually(t, "an abandon", func() bool { return q.abandons.Load() >= 1 })
-	eventually(t, "the error log", func() bool { return strings.Contains(logs.String(), `"dead-letter failed"`) })
-	for _, line := range strings.Split(logs.String(), "\n") {
-		if strings.Contains(line, "dead-letter failed") &&
-			(!strings.Contains(line, `"eventId":"evt-7"`) || !strings.Contains(line, `"correlationId":"corr-evt-7"`)) {
-			t.Errorf("settle error log %s lacks eventId or correlationId", line)
-		}
+			eventually(t, "the settlement log", func() bool { return strings.Contains(logs.String(), c.wantLog) })
+			cancel()
+			if err := wait(); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if got := q.abandons.Load() > 0; got != c.wantAbandon {
+				t.Errorf("abandoned = %v, want %v", got, c.wantAbandon)
+			}
+			for _, line := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(line, c.wantLog) &&
+					(!strings.Contains(line, `"eventId":"evt-7"`) || !strings.Contains(line, `"correlationId":"corr-evt-7"`)) {
+					t.Errorf("settlement log %s lacks eventId or correlationId", line)
+				}
+			}
+		})
 	}
 }
