@@ -23,6 +23,9 @@ const (
 func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received, error) {
 	maxMessages = max(maxMessages, 1)
 	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err // never lock for a caller that has gone
+		}
 		if err := q.checkOpen(); err != nil {
 			return nil, fmt.Errorf("receive: %w", err)
 		}
