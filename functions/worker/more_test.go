@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -121,5 +122,44 @@ func BenchmarkProcess(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 		})
+	}
+}
+
+func TestWorker_writes_the_score_column_named_by_the_setting_and_guards_it(t *testing.T) {
+	h := newHarness(t)
+	h.settings["DVRELAY_SCORE_COLUMN"] = "cr123_riskscore"
+	w := h.worker(t, worker.Config{})
+
+	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
+	if out.Kind != worker.Complete {
+		t.Fatalf("outcome = %+v, want complete", out)
+	}
+	if patches := h.dv.calls(); len(patches) != 1 || string(patches[0].body) != `{"cr123_riskscore":712}` {
+		t.Fatalf("PATCH calls = %v, want one writing cr123_riskscore", patches)
+	}
+
+	echo := w.Process(context.Background(), delivery(t, opportunityEvent(func(ev map[string]any) { ev["ChangedFields"] = []string{"cr123_riskscore"} }), 1))
+	if echo.Kind != worker.Complete || len(h.credit.calls()) != 1 {
+		t.Errorf("echo of the score write: outcome %+v, credit calls %d; want skipped with no new call", echo, len(h.credit.calls()))
+	}
+}
+
+func TestWorker_processes_deliveries_concurrently(t *testing.T) {
+	h := newHarness(t)
+	w := h.worker(t, worker.Config{})
+	const n = 16
+	outs := make(chan worker.Outcome, n)
+	for i := range n {
+		id := fmt.Sprintf("5b1c7f0e-2d3a-4e5f-8a9b-%012d", i)
+		d := delivery(t, opportunityEvent(func(ev map[string]any) { ev["EventId"] = id }), 1)
+		go func() { outs <- w.Process(context.Background(), d) }()
+	}
+	for range n {
+		if out := <-outs; out.Kind != worker.Complete {
+			t.Errorf("outcome = %+v, want complete", out)
+		}
+	}
+	if got := len(h.dv.calls()); got != n {
+		t.Errorf("PATCH calls = %d, want %d", got, n)
 	}
 }

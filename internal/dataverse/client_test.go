@@ -297,3 +297,31 @@ func TestParseRetryAfter_reads_seconds_and_http_dates(t *testing.T) {
 		})
 	}
 }
+
+func TestClient_fetches_a_new_token_after_a_401(t *testing.T) {
+	api := &webAPI{}
+	first := true
+	api.patchReply = func(w http.ResponseWriter) {
+		if first {
+			first = false
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error":{"code":"0x80072560","message":"ExpiredAuthTicket"}}`)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+	cred := &staticCredential{}
+	c := newClient(t, api, cred)
+
+	err := c.Update(context.Background(), "opportunity", recordID, map[string]any{"name": "x"})
+	var dvErr *dataverse.Error
+	if !errors.As(err, &dvErr) || dvErr.Status != http.StatusUnauthorized {
+		t.Fatalf("first Update error = %v, want a 401 *dataverse.Error", err)
+	}
+	if err := c.Update(context.Background(), "opportunity", recordID, map[string]any{"name": "x"}); err != nil {
+		t.Fatalf("second Update: %v", err)
+	}
+	if n := cred.calls.Load(); n != 2 {
+		t.Errorf("token requests = %d, want 2 (the token was dropped after the 401)", n)
+	}
+}
