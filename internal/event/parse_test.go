@@ -185,7 +185,9 @@ func TestParse_normalizes_each_typed_value(t *testing.T) {
 		{"integer", `987654321`, `987654321`},
 		{"boolean", `true`, `true`},
 		{"null", `null`, `null`},
-		{"string with an escaped newline", `"a\u000ab"`, `"a\u000ab"`},
+		{"string with an escaped newline", `"a\u000ab"`, `"a\nb"`},
+		{"string with markup stays unescaped", `"Contoso & <Co>"`, `"Contoso & <Co>"`},
+		{"unknown type passes through", `{"__type":"BooleanManagedProperty:http://schemas.microsoft.com/xrm/2011/Contracts","Value":true}`, `{"Value":true,"__type":"BooleanManagedProperty:http://schemas.microsoft.com/xrm/2011/Contracts"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -389,6 +391,7 @@ func TestParse_points_at_each_bad_field(t *testing.T) {
 			target(m)["Attributes"].([]any)[1].(map[string]any)["key"] = "Name"
 		}, []string{"/InputParameters/0/value/Attributes/1/key"}, "logical name"},
 		{"bad message name", func(m map[string]any) { m["MessageName"] = "Up date" }, []string{"/MessageName"}, "message name"},
+		{"message name without a letter to name the event by", func(m map[string]any) { m["MessageName"] = "_" }, []string{"/MessageName"}, "message name"},
 		{"date in the wrong format", func(m map[string]any) { m["OperationCreatedOn"] = "2025-11-25T07:04:05Z" }, []string{"/OperationCreatedOn"}, "/Date("},
 		{"date offset out of range", func(m map[string]any) { m["OperationCreatedOn"] = "/Date(1764054245000+2500)/" }, []string{"/OperationCreatedOn"}, "offset"},
 		{"attribute date out of range", func(m map[string]any) {
@@ -469,6 +472,7 @@ func TestEventNameFor_follows_the_documented_rule(t *testing.T) {
 		{"opportunity", "Win", "OpportunityWin"},
 		{"account", "new_Approve", "AccountNewApprove"},
 		{"none", "new_RunReport", "NewRunReport"},
+		{"_", "Update", "Updated"},
 	}
 	for _, tt := range tests {
 		if got := event.EventNameFor(tt.entity, tt.message); got != tt.want {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
 	"time"
@@ -104,7 +105,11 @@ func (p *Parser) DecodeCanonical(body []byte) (Event, error) {
 	problems = append(problems, caseVariants(top, p.canonicalFields)...)
 	var ev Event
 	if err := json.Unmarshal(body, &ev); err != nil {
-		problems = append(problems, decodeProblem(err))
+		// The schema admits only what Event can hold, so this adds nothing when the schema has
+		// spoken; alone, it keeps a schema gap from letting a half-decoded event through.
+		if len(problems) == 0 {
+			problems = append(problems, FieldProblem{Pointer: "", Detail: "cannot be read as an event: " + err.Error()})
+		}
 	} else if ev.Timestamp != "" {
 		if _, err := time.Parse(time.RFC3339Nano, ev.Timestamp); err != nil {
 			problems = append(problems, FieldProblem{Pointer: "/Timestamp", Detail: "must be an RFC 3339 date-time"})
@@ -116,22 +121,40 @@ func (p *Parser) DecodeCanonical(body []byte) (Event, error) {
 	return ev, nil
 }
 
-// topLevelObject checks that body is one JSON object and returns its members by exact key.
-func topLevelObject(body []byte) (object, error) {
+// topLevelObject checks that body is exactly one JSON object and decodes it once, with numbers
+// kept as json.Number.
+func topLevelObject(body []byte) (map[string]any, error) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	offset := len(body) - len(trimmed)
-	var top object
-	if err := json.Unmarshal(body, &top); err != nil {
-		var syntax *json.SyntaxError
-		if errors.As(err, &syntax) {
-			return nil, fmt.Errorf("%w: invalid JSON at offset %d: %v", ErrMalformed, syntax.Offset, syntax)
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, malformed(err, len(body))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err == nil {
+			err = fmt.Errorf("data after the top-level value")
 		}
+		return nil, fmt.Errorf("%w: invalid JSON at offset %d: %v", ErrMalformed, dec.InputOffset(), err)
+	}
+	top, ok := v.(map[string]any)
+	if !ok {
 		return nil, fmt.Errorf("%w: found %s at offset %d", ErrMalformed, jsonKind(trimmed), offset)
 	}
-	if top == nil { // the literal null
-		return nil, fmt.Errorf("%w: found null at offset %d", ErrMalformed, offset)
-	}
 	return top, nil
+}
+
+func malformed(err error, end int) error {
+	var syntax *json.SyntaxError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Errorf("%w: invalid JSON at offset %d: %v", ErrMalformed, syntax.Offset, syntax)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w: invalid JSON at offset %d: unexpected end of input", ErrMalformed, end)
+	default:
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
 }
 
 // jsonFieldNames lists the member names of a struct type as its json tags spell them.
@@ -151,7 +174,7 @@ func jsonFieldNames(t reflect.Type) []string {
 // caseVariants reports members that differ from a known field only in case. encoding/json
 // would fold them onto the field (the last one wins), so "recordid" could silently replace a
 // RecordId the schema had checked.
-func caseVariants(top object, known []string) []FieldProblem {
+func caseVariants(top map[string]any, known []string) []FieldProblem {
 	var problems []FieldProblem
 	for key := range top {
 		for _, name := range known {
@@ -182,17 +205,4 @@ func jsonKind(v []byte) string {
 	default:
 		return "a number"
 	}
-}
-
-// decodeProblem turns an encoding/json type error that slipped past the schema into a field
-// problem. It should not happen; it keeps a schema gap from becoming a 500.
-func decodeProblem(err error) FieldProblem {
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) {
-		return FieldProblem{
-			Pointer: "/" + jsonPointerFromDotted(typeErr.Field),
-			Detail:  fmt.Sprintf("must be %s, got a JSON %s", typeErr.Type, typeErr.Value),
-		}
-	}
-	return FieldProblem{Pointer: "", Detail: err.Error()}
 }

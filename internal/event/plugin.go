@@ -18,28 +18,24 @@ import (
 // Entity and Message come from the optional members of the same names; without them they are
 // derived from EventName where that is unambiguous (see entityAndMessageFromEventName).
 // CorrelationId is the optional member, else the EventId, until the intake overrides it.
-func (p *Parser) parsePlugin(body []byte, top object) (Event, error) {
+func (p *Parser) parsePlugin(body []byte, top map[string]any) (Event, error) {
 	problems := validate(p.plugin, body)
 
-	var in struct {
+	in := struct {
 		EventName, RecordId, TriggeredBy, Timestamp, Entity, Message, CorrelationId string
 		ChangedFields                                                               []string
-	}
-	for _, m := range []struct {
-		name string
-		dst  any
 	}{
-		{"EventName", &in.EventName},
-		{"RecordId", &in.RecordId},
-		{"TriggeredBy", &in.TriggeredBy},
-		{"Timestamp", &in.Timestamp},
-		{"Entity", &in.Entity},
-		{"Message", &in.Message},
-		{"CorrelationId", &in.CorrelationId},
-		{"ChangedFields", &in.ChangedFields},
-	} {
-		if err := top.into(m.name, m.dst); err != nil {
-			problems = append(problems, FieldProblem{Pointer: "/" + m.name, Detail: "has the wrong shape: " + typeErrorText(err)})
+		EventName:     str(top, "EventName"),
+		RecordId:      str(top, "RecordId"),
+		TriggeredBy:   str(top, "TriggeredBy"),
+		Timestamp:     str(top, "Timestamp"),
+		Entity:        str(top, "Entity"),
+		Message:       str(top, "Message"),
+		CorrelationId: str(top, "CorrelationId"),
+	}
+	for _, field := range list(top, "ChangedFields") {
+		if name, ok := field.(string); ok {
+			in.ChangedFields = append(in.ChangedFields, name)
 		}
 	}
 
@@ -54,10 +50,7 @@ func (p *Parser) parsePlugin(body []byte, top object) (Event, error) {
 		return Event{}, newValidationError(KindPluginEvent, problems)
 	}
 
-	changed := slices.Clone(in.ChangedFields)
-	if changed == nil {
-		changed = []string{}
-	}
+	changed := append([]string{}, in.ChangedFields...)
 	slices.Sort(changed)
 	changed = slices.Compact(changed)
 

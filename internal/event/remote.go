@@ -2,7 +2,6 @@ package event
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -21,7 +20,7 @@ type remoteContext struct {
 	OperationCreatedOn string
 	OperationID        string
 	OrganizationID     string
-	OwningExtension    entityReference
+	OwningExtensionID  string
 	PostEntityImages   []keyValue
 	PreEntityImages    []keyValue
 	PrimaryEntityID    string
@@ -30,45 +29,29 @@ type remoteContext struct {
 	UserID             string
 }
 
-// decodeRemote reads the top-level members by exact name. A member of the wrong type was
-// already reported by the schema; it is reported again here (and deduplicated) so that a gap
-// in the schema can never let a half-decoded context through.
-func decodeRemote(top object) (remoteContext, []FieldProblem) {
-	var rc remoteContext
-	var problems []FieldProblem
-	for _, m := range []struct {
-		name string
-		dst  any
-	}{
-		{"CorrelationId", &rc.CorrelationID},
-		{"Depth", &rc.Depth},
-		{"InitiatingUserId", &rc.InitiatingUserID},
-		{"InputParameters", &rc.InputParameters},
-		{"MessageName", &rc.MessageName},
-		{"OperationCreatedOn", &rc.OperationCreatedOn},
-		{"OperationId", &rc.OperationID},
-		{"OrganizationId", &rc.OrganizationID},
-		{"OwningExtension", &rc.OwningExtension},
-		{"PostEntityImages", &rc.PostEntityImages},
-		{"PreEntityImages", &rc.PreEntityImages},
-		{"PrimaryEntityId", &rc.PrimaryEntityID},
-		{"PrimaryEntityName", &rc.PrimaryEntityName},
-		{"RequestId", &rc.RequestID},
-		{"UserId", &rc.UserID},
-	} {
-		if err := top.into(m.name, m.dst); err != nil {
-			problems = append(problems, FieldProblem{Pointer: "/" + m.name, Detail: "has the wrong shape: " + typeErrorText(err)})
-		}
+// readRemote picks the fields out of the decoded body. Members of the wrong type read as zero
+// values; the schema has already reported them.
+func readRemote(top map[string]any) remoteContext {
+	rc := remoteContext{
+		CorrelationID:      str(top, "CorrelationId"),
+		InitiatingUserID:   str(top, "InitiatingUserId"),
+		MessageName:        str(top, "MessageName"),
+		OperationCreatedOn: str(top, "OperationCreatedOn"),
+		OperationID:        str(top, "OperationId"),
+		OrganizationID:     str(top, "OrganizationId"),
+		OwningExtensionID:  str(obj(top, "OwningExtension"), "Id"),
+		PostEntityImages:   keyValues(list(top, "PostEntityImages")),
+		PreEntityImages:    keyValues(list(top, "PreEntityImages")),
+		PrimaryEntityID:    str(top, "PrimaryEntityId"),
+		PrimaryEntityName:  str(top, "PrimaryEntityName"),
+		RequestID:          str(top, "RequestId"),
+		UserID:             str(top, "UserId"),
 	}
-	return rc, problems
-}
-
-func typeErrorText(err error) string {
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) {
-		return fmt.Sprintf("a JSON %s cannot be read as %s", typeErr.Value, typeErr.Type)
+	rc.Depth, _ = top["Depth"].(json.Number)
+	if params, ok := top["InputParameters"].([]any); ok {
+		rc.InputParameters = keyValues(params)
 	}
-	return err.Error()
+	return rc
 }
 
 // platformStamps are the columns Dataverse writes on every save. They say nothing about what the
@@ -91,10 +74,9 @@ func isPlatformStamp(column string) bool {
 // same operation to the same step (its one retry, a resumed system job) gives the same id, so
 // Service Bus duplicate detection drops the copy; another operation, or another step
 // registered on the same operation, gives a different id.
-func (p *Parser) parseRemote(body []byte, top object, h Hints) (Event, error) {
+func (p *Parser) parseRemote(body []byte, top map[string]any, h Hints) (Event, error) {
 	problems := validate(p.remote, body)
-	rc, decodeProblems := decodeRemote(top)
-	problems = append(problems, decodeProblems...)
+	rc := readRemote(top)
 
 	n := &normalizer{}
 	ev := Event{
@@ -130,54 +112,55 @@ func (p *Parser) parseRemote(body []byte, top object, h Hints) (Event, error) {
 		}
 	}
 
+	var plain map[string]any
 	if !ev.Trimmed {
-		attrs, changed := n.recordData(rc)
-		ev.Attributes, ev.ChangedFields = attrs, changed
+		plain, ev.ChangedFields = n.recordData(rc)
 	}
 	problems = append(problems, n.problems...)
 	if len(problems) > 0 {
 		return Event{}, newValidationError(KindRemoteExecutionContext, problems)
 	}
+	attrs, err := encodeAttributes(plain)
+	if err != nil {
+		return Event{}, err
+	}
+	ev.Attributes = attrs
 
 	operation := firstNonEmpty(rc.OperationID, rc.RequestID, rc.CorrelationID)
-	ev.EventId = p.eventID("webhook", rc.OrganizationID, operation, rc.OwningExtension.Id, rc.MessageName, rc.PrimaryEntityID)
+	ev.EventId = p.eventID("webhook", rc.OrganizationID, operation, rc.OwningExtensionID, rc.MessageName, rc.PrimaryEntityID)
 	return ev, nil
 }
 
 const nilGUID = "00000000-0000-0000-0000-000000000000"
 
-// recordData builds Attributes and ChangedFields from the Target and the images:
+// recordData builds the plain attributes and ChangedFields from the Target and the images:
 //   - Create/Update (Target is an Entity): the PostImage (or the first post image) overlaid with
 //     the Target's attributes; ChangedFields are the Target's columns minus platform stamps and
 //     the primary key.
 //   - Delete (Target is an EntityReference): the PreImage (or the first pre-image); no
 //     ChangedFields.
-func (n *normalizer) recordData(rc remoteContext) (map[string]json.RawMessage, []string) {
-	attrs := make(map[string]json.RawMessage)
+func (n *normalizer) recordData(rc remoteContext) (map[string]any, []string) {
+	plain := make(map[string]any)
 	changed := []string{}
 
 	targetIndex := slices.IndexFunc(rc.InputParameters, func(kv keyValue) bool { return kv.Key == "Target" })
-	var target entity
+	var targetAttrs []any
 	targetIsEntity := false
 	if targetIndex >= 0 {
-		raw := rc.InputParameters[targetIndex].Value
-		if o, err := decodeObject(raw); err == nil {
-			if _, ok := o["Attributes"]; ok {
-				targetIsEntity = json.Unmarshal(raw, &target) == nil
-			}
+		if t, ok := rc.InputParameters[targetIndex].Value.(map[string]any); ok {
+			targetAttrs, targetIsEntity = t["Attributes"].([]any)
 		}
 	} else if isCreateUpdateDelete(rc.MessageName) {
 		n.fail("/InputParameters", "has no Target; a %s carries the record there", rc.MessageName)
 	}
 
 	if targetIsEntity {
-		if i, img := chooseImage(rc.PostEntityImages, "PostImage"); img != nil {
-			n.attributes(img.Attributes, fmt.Sprintf("/PostEntityImages/%d/value/Attributes", i), attrs)
+		if i, attrs, ok := chooseImage(rc.PostEntityImages, "PostImage"); ok {
+			n.attributes(attrs, fmt.Sprintf("/PostEntityImages/%d/value/Attributes", i), plain)
 		}
-		at := fmt.Sprintf("/InputParameters/%d/value/Attributes", targetIndex)
-		n.attributes(target.Attributes, at, attrs)
+		n.attributes(targetAttrs, fmt.Sprintf("/InputParameters/%d/value/Attributes", targetIndex), plain)
 		primaryKey := rc.PrimaryEntityName + "id"
-		for _, kv := range target.Attributes {
+		for _, kv := range keyValues(targetAttrs) {
 			if isPlatformStamp(kv.Key) || kv.Key == primaryKey || isActivityKey(kv, rc.PrimaryEntityID) {
 				continue
 			}
@@ -185,43 +168,38 @@ func (n *normalizer) recordData(rc remoteContext) (map[string]json.RawMessage, [
 		}
 		slices.Sort(changed)
 		changed = slices.Compact(changed)
-	} else if i, img := chooseImage(rc.PreEntityImages, "PreImage"); img != nil {
-		n.attributes(img.Attributes, fmt.Sprintf("/PreEntityImages/%d/value/Attributes", i), attrs)
+	} else if i, attrs, ok := chooseImage(rc.PreEntityImages, "PreImage"); ok {
+		n.attributes(attrs, fmt.Sprintf("/PreEntityImages/%d/value/Attributes", i), plain)
 	}
-	if len(attrs) == 0 {
-		attrs = nil
-	}
-	return attrs, changed
+	return plain, changed
 }
 
 // isActivityKey reports the primary key of an activity table, which is activityid rather than
 // <entity>id (new_customactivity's key column is activityid).
 func isActivityKey(kv keyValue, recordID string) bool {
-	if kv.Key != "activityid" {
-		return false
-	}
-	var id string
-	return json.Unmarshal(kv.Value, &id) == nil && strings.EqualFold(id, recordID)
+	id, ok := kv.Value.(string)
+	return kv.Key == "activityid" && ok && strings.EqualFold(id, recordID)
 }
 
 func isCreateUpdateDelete(message string) bool {
 	return message == "Create" || message == "Update" || message == "Delete"
 }
 
-// chooseImage returns the image registered under alias, else the first image, with its index.
-func chooseImage(images []keyValue, alias string) (int, *entity) {
+// chooseImage returns the attributes of the image registered under alias, else of the first
+// image, with the image's index.
+func chooseImage(images []keyValue, alias string) (int, []any, bool) {
 	i := slices.IndexFunc(images, func(kv keyValue) bool { return kv.Key == alias })
 	if i < 0 {
 		if len(images) == 0 {
-			return 0, nil
+			return 0, nil, false
 		}
 		i = 0
 	}
-	var e entity
-	if err := json.Unmarshal(images[i].Value, &e); err != nil {
-		return 0, nil // the schema reported it
+	image, ok := images[i].Value.(map[string]any)
+	if !ok {
+		return 0, nil, false // the schema reports it
 	}
-	return i, &e
+	return i, list(image, "Attributes"), true
 }
 
 func firstNonEmpty(values ...string) string {

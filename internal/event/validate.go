@@ -64,8 +64,8 @@ const (
 	patternGUID          = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
 	patternLogicalName   = "^[a-z_][a-z0-9_]*$"
 	patternOptionalName  = "^([a-z_][a-z0-9_]*)?$"
-	patternMessageName   = "^[A-Za-z_][A-Za-z0-9_]*$"
-	patternOptionalMsg   = "^([A-Za-z_][A-Za-z0-9_]*)?$"
+	patternMessageName   = "^[A-Za-z][A-Za-z0-9_]*$"
+	patternOptionalMsg   = "^([A-Za-z][A-Za-z0-9_]*)?$"
 	patternWCFDate       = `^/Date\(-?[0-9]+([+-][0-9]{4})?\)/$`
 	patternDateTime      = `^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	patternPascalName    = "^[A-Z][A-Za-z0-9]*$"
@@ -80,7 +80,7 @@ func describePattern(pattern string) string {
 	case patternLogicalName, patternOptionalName:
 		return "must be a Dataverse logical name (lower-case letters, digits and _, not starting with a digit)"
 	case patternMessageName, patternOptionalMsg:
-		return "must be a message name (letters, digits and _, not starting with a digit)"
+		return "must be a message name (a letter, then letters, digits and _)"
 	case patternWCFDate:
 		return `must be a date in the form /Date(<milliseconds>)/ or /Date(<milliseconds>±hhmm)/`
 	case patternDateTime:
@@ -97,13 +97,20 @@ func describePattern(pattern string) string {
 }
 
 func article(jsonType string) string {
+	if alternatives := strings.Trim(jsonType, "[]"); alternatives != jsonType {
+		types := strings.Split(alternatives, ",")
+		for i, t := range types {
+			types[i] = article(t)
+		}
+		return strings.Join(types, " or ")
+	}
 	switch jsonType {
 	case "array", "integer", "object":
 		return "an " + jsonType
 	case "null":
 		return "null"
 	default:
-		return "a " + strings.ReplaceAll(jsonType, "/", " or ")
+		return "a " + jsonType
 	}
 }
 
@@ -124,10 +131,6 @@ func pointerFromContext(ctx *gojsonschema.JsonContext) string {
 
 func escapePointerToken(s string) string {
 	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
-}
-
-func jsonPointerFromDotted(field string) string {
-	return strings.Join(strings.Split(escapePointerToken(field), "."), "/")
 }
 
 // newValidationError sorts problems by pointer, keeps the first problem reported for each

@@ -10,78 +10,47 @@ import (
 	"strings"
 )
 
-// object is a JSON object decoded with exact, case-sensitive keys. encoding/json matches struct
-// fields case-insensitively, so in {"Id":…,"ID":…} a key the schema never checked could win;
-// every payload struct below decodes through object instead.
-type object map[string]json.RawMessage
+// The body is decoded once into generic JSON (objects as map[string]any, numbers as
+// json.Number so decimals keep their exact text) and read from there. Map lookups are exact,
+// unlike encoding/json's case-insensitive struct matching, which in {"Id":…,"ID":…} could let a
+// key the schema never checked win.
 
-func decodeObject(raw []byte) (object, error) {
-	var o object
-	if err := json.Unmarshal(raw, &o); err != nil {
-		return nil, err
-	}
-	if o == nil {
-		return nil, errors.New("must be an object, got null")
-	}
-	return o, nil
+// str returns the string member name of o, or "" when it is absent, null or not a string (the
+// schema reports wrong types).
+func str(o map[string]any, name string) string {
+	s, _ := o[name].(string)
+	return s
 }
 
-// into decodes the member name into dst; an absent member leaves dst unchanged, as does null.
-func (o object) into(name string, dst any) error {
-	raw, ok := o[name]
-	if !ok {
-		return nil
-	}
-	if err := json.Unmarshal(raw, dst); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	return nil
+// obj returns the object member name of o, or nil.
+func obj(o map[string]any, name string) map[string]any {
+	m, _ := o[name].(map[string]any)
+	return m
+}
+
+// list returns the array member name of o, or nil.
+func list(o map[string]any, name string) []any {
+	a, _ := o[name].([]any)
+	return a
 }
 
 // keyValue is one entry of the DataContract {"key":…,"value":…} lists that stand in for every
 // dictionary in a RemoteExecutionContext (parameters, images, attributes).
 type keyValue struct {
 	Key   string
-	Value json.RawMessage
+	Value any
 }
 
-func (kv *keyValue) UnmarshalJSON(b []byte) error {
-	o, err := decodeObject(b)
-	if err != nil {
-		return err
+// keyValues reads such a list. An entry that is not an object (the schema reports it) reads as
+// an empty entry, so indexes still match the body for pointers.
+func keyValues(items []any) []keyValue {
+	out := make([]keyValue, len(items))
+	for i, item := range items {
+		if o, ok := item.(map[string]any); ok {
+			out[i] = keyValue{Key: str(o, "key"), Value: o["value"]}
+		}
 	}
-	kv.Value = o["value"]
-	return o.into("key", &kv.Key)
-}
-
-// entity is an Entity: a Target of Create/Update, an image, or a member of an EntityCollection.
-type entity struct {
-	Attributes  []keyValue
-	Id          string
-	LogicalName string
-}
-
-func (e *entity) UnmarshalJSON(b []byte) error {
-	o, err := decodeObject(b)
-	if err != nil {
-		return err
-	}
-	return errors.Join(o.into("Attributes", &e.Attributes), o.into("Id", &e.Id), o.into("LogicalName", &e.LogicalName))
-}
-
-// entityReference is an EntityReference: a lookup value, a Delete Target, OwningExtension.
-type entityReference struct {
-	Id          string
-	LogicalName string
-	Name        *string
-}
-
-func (r *entityReference) UnmarshalJSON(b []byte) error {
-	o, err := decodeObject(b)
-	if err != nil {
-		return err
-	}
-	return errors.Join(o.into("Id", &r.Id), o.into("LogicalName", &r.LogicalName), o.into("Name", &r.Name))
+	return out
 }
 
 // lookup is the plain form of an EntityReference in canonical Attributes.
@@ -105,11 +74,15 @@ func (n *normalizer) fail(pointer, format string, args ...any) {
 	n.problems = append(n.problems, FieldProblem{Pointer: pointer, Detail: fmt.Sprintf(format, args...)})
 }
 
-// attributes flattens an Attributes list into a map of plain values. at is the pointer of the
-// list itself. Later duplicates of a key win, as they would in the SDK's AttributeCollection.
-func (n *normalizer) attributes(list []keyValue, at string, into map[string]json.RawMessage) {
-	for i, kv := range list {
-		into[kv.Key] = n.value(kv.Value, fmt.Sprintf("%s/%d/value", at, i))
+// attributes flattens an Attributes list into plain values. at is the pointer of the list
+// itself. Later duplicates of a key win, as they do in the SDK's AttributeCollection.
+func (n *normalizer) attributes(items []any, at string, into map[string]any) {
+	for i, item := range items {
+		o, ok := item.(map[string]any)
+		if !ok {
+			continue // the schema reports it
+		}
+		into[str(o, "key")] = n.value(o["value"], at+"/"+strconv.Itoa(i)+"/value")
 	}
 }
 
@@ -124,116 +97,97 @@ func (n *normalizer) attributes(list []keyValue, at string, into map[string]json
 // A string that matches the /Date(...)/ grammar is taken as a date: without table metadata a
 // text column holding that exact text cannot be told apart, and Dataverse writes every DateTime
 // that way.
-func (n *normalizer) value(raw json.RawMessage, at string) json.RawMessage {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return json.RawMessage("null")
-	}
-	switch raw[0] {
-	case '"':
-		return n.stringValue(raw, at)
-	case '[':
-		var items []json.RawMessage
-		if err := json.Unmarshal(raw, &items); err != nil {
-			n.fail(at, "must be an array")
-			return json.RawMessage("null")
+func (n *normalizer) value(v any, at string) any {
+	switch v := v.(type) {
+	case string:
+		return n.stringValue(v, at)
+	case []any:
+		out := make([]any, len(v))
+		for i, item := range v {
+			out[i] = n.value(item, at+"/"+strconv.Itoa(i))
 		}
-		out := make([]json.RawMessage, len(items))
-		for i, item := range items {
-			out[i] = n.value(item, fmt.Sprintf("%s/%d", at, i))
-		}
-		return mustMarshal(out)
-	case '{':
-		return n.typedObject(raw, at)
-	default: // number, true, false, null: already plain JSON
-		return raw
+		return out
+	case map[string]any:
+		return n.typedObject(v, at)
+	default: // json.Number, bool, nil: already plain JSON
+		return v
 	}
 }
 
-func (n *normalizer) stringValue(raw json.RawMessage, at string) json.RawMessage {
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		n.fail(at, "must be a string")
-		return json.RawMessage("null")
-	}
+func (n *normalizer) stringValue(s, at string) any {
 	if !strings.HasPrefix(s, "/Date(") {
-		return raw
+		return s
 	}
 	t, err := parseWCFDate(s)
 	if errors.Is(err, errNotWCFDate) {
-		return raw // text that merely starts like a date
+		return s // text that merely starts like a date
 	}
 	if err != nil {
 		n.fail(at, "is not a valid date: %v", err)
-		return json.RawMessage("null")
+		return nil
 	}
-	return mustMarshal(formatTime(t))
+	return formatTime(t)
 }
 
-func (n *normalizer) typedObject(raw json.RawMessage, at string) json.RawMessage {
-	o, err := decodeObject(raw)
-	if err != nil {
-		n.fail(at, "must be an object")
-		return json.RawMessage("null")
-	}
-	var typ string
-	// A non-string __type is left to the schema; such an object passes through unchanged.
-	_ = o.into("__type", &typ)
-	kind, _, _ := strings.Cut(typ, ":")
+func (n *normalizer) typedObject(o map[string]any, at string) any {
+	kind, _, _ := strings.Cut(str(o, "__type"), ":")
 	switch kind {
 	case "Money":
-		var v json.Number
-		if err := o.into("Value", &v); err != nil || v == "" {
+		v, ok := o["Value"].(json.Number)
+		if !ok {
 			n.fail(at+"/Value", "must be a number")
-			return json.RawMessage("null")
+			return nil
 		}
-		return json.RawMessage(v)
+		return v
 	case "OptionSetValue":
-		var v json.Number
-		if err := o.into("Value", &v); err != nil || !integerLiteral.MatchString(string(v)) {
+		v, ok := o["Value"].(json.Number)
+		if !ok || !integerLiteral.MatchString(string(v)) {
 			n.fail(at+"/Value", "must be an integer")
-			return json.RawMessage("null")
+			return nil
 		}
-		i, _ := strconv.ParseInt(string(v), 10, 64)
-		return strconv.AppendInt(nil, i, 10)
+		return v
 	case "EntityReference":
-		var ref entityReference
-		if err := json.Unmarshal(raw, &ref); err != nil {
-			n.fail(at, "must be an EntityReference with Id, LogicalName and Name")
-			return json.RawMessage("null")
+		ref := lookup{ID: strings.ToLower(str(o, "Id")), LogicalName: str(o, "LogicalName")}
+		if name, ok := o["Name"].(string); ok {
+			ref.Name = &name
 		}
-		return mustMarshal(lookup{ID: strings.ToLower(ref.Id), LogicalName: ref.LogicalName, Name: ref.Name})
+		return ref
 	case "EntityCollection":
-		var entities []entity
-		if err := o.into("Entities", &entities); err != nil {
-			n.fail(at+"/Entities", "must be an array of entities")
-			return json.RawMessage("null")
-		}
-		out := make([]map[string]json.RawMessage, len(entities))
+		entities := list(o, "Entities")
+		out := make([]map[string]any, 0, len(entities))
 		for i, e := range entities {
-			out[i] = make(map[string]json.RawMessage, len(e.Attributes))
-			n.attributes(e.Attributes, fmt.Sprintf("%s/Entities/%d/Attributes", at, i), out[i])
+			plain := make(map[string]any)
+			if e, ok := e.(map[string]any); ok {
+				n.attributes(list(e, "Attributes"), at+"/Entities/"+strconv.Itoa(i)+"/Attributes", plain)
+			}
+			out = append(out, plain)
 		}
-		return mustMarshal(out)
+		return out
 	case "Entity":
-		var e entity
-		if err := json.Unmarshal(raw, &e); err != nil {
-			n.fail(at+"/Attributes", "must be an array of attributes")
-			return json.RawMessage("null")
-		}
-		out := make(map[string]json.RawMessage, len(e.Attributes))
-		n.attributes(e.Attributes, at+"/Attributes", out)
-		return mustMarshal(out)
+		plain := make(map[string]any)
+		n.attributes(list(o, "Attributes"), at+"/Attributes", plain)
+		return plain
 	default:
-		return raw
+		return o
 	}
 }
 
-// mustMarshal encodes values built from already-valid JSON and plain Go strings; it cannot fail.
-func mustMarshal(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("event: marshal normalized value: %v", err))
+// encodeAttributes writes each plain value as JSON. HTML escaping is off: the text is data for
+// programs, and "&" should stay "&".
+func encodeAttributes(plain map[string]any) (map[string]json.RawMessage, error) {
+	if len(plain) == 0 {
+		return nil, nil
 	}
-	return b
+	out := make(map[string]json.RawMessage, len(plain))
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	for k, v := range plain {
+		buf.Reset()
+		if err := enc.Encode(v); err != nil {
+			return nil, fmt.Errorf("encode attribute %s: %w", k, err)
+		}
+		out[k] = json.RawMessage(bytes.TrimSuffix(bytes.Clone(buf.Bytes()), []byte("\n")))
+	}
+	return out, nil
 }
