@@ -1,0 +1,87 @@
+package httpworker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/httpworker"
+	"github.com/dvrelay/dvrelay/internal/queue"
+)
+
+type fakeWorker struct {
+	got     worker.Delivery
+	outcome worker.Outcome
+	err     error
+}
+
+func (f *fakeWorker) HandleTriggered(_ context.Context, d worker.Delivery, _ worker.Rerouter) (worker.Outcome, error) {
+	f.got = d
+	return f.outcome, f.err
+}
+
+type nopRerouter struct{}
+
+func (nopRerouter) Publish(context.Context, *queue.Message) error { return nil }
+func (nopRerouter) DeadLetter(context.Context, *queue.Message, string, string) error {
+	return nil
+}
+
+func invoke(t *testing.T, h http.Handler, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/EventWorker", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func fixture(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../customhandler/testdata/servicebus-invocation.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestEventWorker_hands_the_decoded_message_to_the_worker_and_answers_200_json(t *testing.T) {
+	w := &fakeWorker{outcome: worker.Outcome{Kind: worker.Complete, Summary: "processed evt_01HZX9"}}
+	rec := invoke(t, httpworker.New(w, nopRerouter{}, "msg", slog.New(slog.DiscardHandler)), fixture(t))
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("answered %d %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	if w.got.MessageID != "evt_01HZX9" || w.got.DeliveryCount != 1 || !strings.HasPrefix(string(w.got.Body), `{"eventId"`) {
+		t.Errorf("delivery = %+v (body %s)", w.got, w.got.Body)
+	}
+	var res struct{ Logs []string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &res); err != nil || len(res.Logs) != 1 || res.Logs[0] != "processed evt_01HZX9" {
+		t.Errorf("body %s (%v)", rec.Body, err)
+	}
+}
+
+func TestEventWorker_answers_500_when_the_outcome_could_not_be_made_true(t *testing.T) {
+	w := &fakeWorker{outcome: worker.Outcome{Kind: worker.DeadLetter}, err: errors.New("dead-letter queue unreachable")}
+	rec := invoke(t, httpworker.New(w, nopRerouter{}, "msg", slog.New(slog.DiscardHandler)), fixture(t))
+	if rec.Code != http.StatusInternalServerError || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("answered %d %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+}
+
+func TestEventWorker_answers_500_to_an_envelope_it_cannot_read(t *testing.T) {
+	w := &fakeWorker{}
+	rec := invoke(t, httpworker.New(w, nopRerouter{}, "msg", slog.New(slog.DiscardHandler)), `{"Data":{}}`)
+	if rec.Code != http.StatusInternalServerError {
+		t.Fatalf("answered %d", rec.Code)
+	}
+	if w.got.MessageID != "" || w.got.Body != nil {
+		t.Errorf("the worker ran on an unreadable envelope: %+v", w.got)
+	}
+}
