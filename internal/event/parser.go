@@ -80,7 +80,23 @@ func NewParser() (*Parser, error) {
 // it against its schema, and normalizes it into the canonical Event.
 //
 // Errors: a body that is not a JSON object wraps ErrMalformed; a body that is an object but
-// breaks its schema or a format is a *ValidationError listing every failing field.
+// breaks its schema or a format is a *ValidationError listing every failing field, each with a
+// JSON pointer into the posted body.
+//
+// Naming: EventName is EventNameFor(PrimaryEntityName, MessageName), e.g. OpportunityUpdated.
+//
+// EventId is a name-based UUID, uuid.NewSHA1(EventIDNamespace, parts joined by "\n"), GUIDs
+// lower-cased:
+//   - webhook: "webhook", OrganizationId, OperationId (else RequestId, else CorrelationId),
+//     OwningExtension.Id (the step), MessageName, PrimaryEntityId. Dataverse re-posting the
+//     same operation to the same step (its one retry, a resumed system job) gives the same id,
+//     so duplicate detection drops the copy; another operation or another step registered on
+//     the same operation gives another id.
+//   - plugin event: "plugin", EventName, RecordId, Timestamp (RFC 3339 UTC), TriggeredBy, and
+//     the sorted ChangedFields joined by ",". The same event posted twice gets one id however
+//     its timestamp's offset was written.
+//
+// Timestamp is OperationCreatedOn in RFC 3339 UTC, else h.ReceivedAt (else the clock).
 func (p *Parser) Parse(body []byte, h Hints) (Event, error) {
 	top, err := topLevelObject(body)
 	if err != nil {
@@ -134,7 +150,7 @@ func topLevelObject(body []byte) (map[string]any, error) {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		if err == nil {
-			err = fmt.Errorf("data after the top-level value")
+			err = errors.New("data after the top-level value")
 		}
 		return nil, fmt.Errorf("%w: invalid JSON at offset %d: %v", ErrMalformed, dec.InputOffset(), err)
 	}

@@ -8,12 +8,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// parsePlugin validates the compact plugin event and normalizes it.
-//
-// EventId is uuid.NewSHA1(EventIDNamespace, "plugin\n" + EventName + "\n" + RecordId + "\n" +
-// Timestamp + "\n" + TriggeredBy + "\n" + the sorted ChangedFields joined by ","), using the
-// normalized values (lower-case RecordId, Timestamp in RFC 3339 UTC), so the same event posted
-// twice gets one id however its timestamp was written.
+// parsePlugin validates the compact plugin event and normalizes it (EventId: see Parse).
 //
 // Entity and Message come from the optional members of the same names; without them they are
 // derived from EventName where that is unambiguous (see entityAndMessageFromEventName).

@@ -66,14 +66,7 @@ func isPlatformStamp(column string) bool {
 	return false
 }
 
-// parseRemote validates a RemoteExecutionContext and normalizes it.
-//
-// EventId is uuid.NewSHA1(EventIDNamespace, "webhook\n" + OrganizationId + "\n" + operation +
-// "\n" + OwningExtension.Id + "\n" + MessageName + "\n" + PrimaryEntityId), ids lower-cased,
-// where operation is OperationId, else RequestId, else CorrelationId. Dataverse re-posting the
-// same operation to the same step (its one retry, a resumed system job) gives the same id, so
-// Service Bus duplicate detection drops the copy; another operation, or another step
-// registered on the same operation, gives a different id.
+// parseRemote validates a RemoteExecutionContext and normalizes it (EventId: see Parse).
 func (p *Parser) parseRemote(body []byte, top map[string]any, h Hints) (Event, error) {
 	problems := validate(p.remote, body)
 	rc := readRemote(top)
