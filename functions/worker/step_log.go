@@ -5,7 +5,9 @@ import (
 	"log/slog"
 )
 
-// logStep writes one JSON line naming the event: ids and names, never a column value.
+// logStep writes one JSON line naming the event: ids and names, never a column value. r.Log
+// already carries correlationId, eventId, entity, message and attempt, so only what it lacks is
+// added here (a JSON line must not repeat a key).
 type logStep struct{}
 
 func newLogStep(StepDecl, BuildEnv) (Step, error) { return logStep{}, nil }
@@ -13,14 +15,11 @@ func newLogStep(StepDecl, BuildEnv) (Step, error) { return logStep{}, nil }
 func (logStep) Run(ctx context.Context, r *Run) error {
 	ev := r.Event
 	r.Log.LogAttrs(ctx, slog.LevelInfo, "event",
-		slog.String("entity", ev.Entity),
-		slog.String("message", ev.Message),
 		slog.String("eventName", ev.EventName),
 		slog.String("recordId", ev.RecordId),
 		slog.Any("changedFields", ev.ChangedFields),
 		slog.String("triggeredBy", ev.TriggeredBy),
 		slog.String("source", ev.Source),
-		slog.Int("attempt", r.Attempt),
 	)
 	return nil
 }
