@@ -21,6 +21,11 @@ const (
 
 var errNotWCFDate = errors.New("not a /Date(...)/ value")
 
+// logicalName is a Dataverse table or column logical name, as the schemas constrain it.
+var logicalName = regexp.MustCompile(patternLogicalName)
+
+const maxLogicalNameLength = 128
+
 // parseWCFDate reads a DataContract date. The milliseconds are UTC; the optional ±hhmm suffix
 // is the server's offset as the .NET serializer records it and does not shift the instant.
 func parseWCFDate(s string) (time.Time, error) {
@@ -103,7 +108,7 @@ func entityAndMessageFromEventName(name string) (entity, message string) {
 		}
 		if prefix != "" && strings.IndexFunc(prefix[1:], isUpper) < 0 && isUpper(rune(prefix[0])) {
 			lower := strings.ToLower(prefix)
-			if logicalName.MatchString(lower) {
+			if len(lower) <= maxLogicalNameLength && logicalName.MatchString(lower) {
 				entity = lower
 			}
 		}
@@ -113,5 +118,3 @@ func entityAndMessageFromEventName(name string) (entity, message string) {
 }
 
 func isUpper(r rune) bool { return r >= 'A' && r <= 'Z' }
-
-var logicalName = regexp.MustCompile(patternLogicalName)

@@ -290,6 +290,7 @@ func TestParse_derives_plugin_entity_only_when_unambiguous(t *testing.T) {
 		{`{"EventName":"AccountCreated","RecordId":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8","TriggeredBy":"x","Timestamp":"2025-11-25T09:04:05+02:00"}`, "account", "Create"},
 		{`{"EventName":"NewCustomactivityUpdated","RecordId":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8","TriggeredBy":"x","Timestamp":"2025-11-25T07:04:05Z"}`, "", "Update"},
 		{`{"EventName":"OpportunityWon","RecordId":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8","TriggeredBy":"x","Timestamp":"2025-11-25T07:04:05Z"}`, "", ""},
+		{`{"EventName":"A` + strings.Repeat("b", 128) + `Deleted","RecordId":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8","TriggeredBy":"x","Timestamp":"2025-11-25T07:04:05Z"}`, "", "Delete"},
 		{`{"EventName":"NewThingUpdated","Entity":"new_thing","Message":"Update","RecordId":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8","TriggeredBy":"x","Timestamp":"2025-11-25T07:04:05Z"}`, "new_thing", "Update"},
 	}
 	for _, tt := range tests {
@@ -451,6 +452,7 @@ func TestParse_points_at_bad_plugin_event_fields(t *testing.T) {
 	}{
 		{"bad record id and missing timestamp", `{"EventName":"OpportunityUpdated","RecordId":"42","TriggeredBy":"x"}`, []string{"/RecordId", "/Timestamp"}},
 		{"impossible date", `{"EventName":"OpportunityUpdated","RecordId":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8","TriggeredBy":"x","Timestamp":"2025-02-30T00:00:00Z"}`, []string{"/Timestamp"}},
+		{"date that leaves RFC 3339's range in UTC", `{"EventName":"OpportunityUpdated","RecordId":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8","TriggeredBy":"x","Timestamp":"9999-12-31T23:59:59-01:00"}`, []string{"/Timestamp"}},
 		{"bad changed field", `{"EventName":"OpportunityUpdated","RecordId":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8","ChangedFields":["name","Estimated Value"],"TriggeredBy":"x","Timestamp":"2025-11-25T07:04:05Z"}`, []string{"/ChangedFields/1"}},
 		{"event name not PascalCase", `{"EventName":"opportunity_updated","RecordId":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8","TriggeredBy":"x","Timestamp":"2025-11-25T07:04:05Z"}`, []string{"/EventName"}},
 	}

@@ -39,6 +39,9 @@ func (p *Parser) parsePlugin(body []byte, top map[string]any) (Event, error) {
 		var err error
 		if ts, err = time.Parse(time.RFC3339Nano, in.Timestamp); err != nil {
 			problems = append(problems, FieldProblem{Pointer: "/Timestamp", Detail: "is not a valid RFC 3339 date-time"})
+		} else if y := ts.UTC().Year(); y < 0 || y > 9999 {
+			// 9999-12-31T23:59:59-01:00 is year 10000 in UTC, which RFC 3339 cannot write.
+			problems = append(problems, FieldProblem{Pointer: "/Timestamp", Detail: "is outside years 0000-9999 in UTC"})
 		}
 	}
 	if len(problems) > 0 {
