@@ -323,15 +323,21 @@ func TestConsumer_redelivers_after_a_panic_then_parks_the_message(t *testing.T) 
 }
 
 func TestConsumer_renews_the_lock_while_work_is_slow(t *testing.T) {
-	const lock = 400 * time.Millisecond
+	const lock = time.Second
 	q := openQueue(t, local.Options{LockDuration: lock})
 	var calls atomic.Int32
 	p := processorFunc(func(ctx context.Context, d worker.Delivery) worker.Outcome {
 		calls.Add(1)
-		time.Sleep(3 * lock) // far past the lock: only renewal keeps it
+		time.Sleep(5 * lock / 2) // well past the lock: only renewal keeps it
 		return worker.Outcome{Kind: worker.Complete}
 	})
-	start(t, consumer.New(q, p, consumer.Options{LockDuration: lock, Concurrency: 2}, nil))
+	var logs syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	})
+	start(t, consumer.New(q, p, consumer.Options{LockDuration: lock, Concurrency: 2}, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	publish(t, q, "slow", nil)
 
 	eventually(t, "the queue to empty", func() bool { return calls.Load() == 1 && stats(t, q) == local.Stats{} })
