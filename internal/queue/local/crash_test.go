@@ -15,9 +15,9 @@ import (
 // crashHelperEnv names the data dir when the test binary runs as the process that crashes.
 const crashHelperEnv = "DVRELAY_LOCAL_QUEUE_CRASH_DIR"
 
-// TestCrashHelper is not a test: run by TestQueue_survives_a_killed_process as a child process,
+// TestHelperProcess_holds_a_lock_until_killed is not a test: run by TestQueue_survives_a_killed_process as a child process,
 // it opens the queue, locks a message, says so, and waits to be killed.
-func TestCrashHelper(t *testing.T) {
+func TestHelperProcess_holds_a_lock_until_killed(t *testing.T) {
 	dir := os.Getenv(crashHelperEnv)
 	if dir == "" {
 		t.Skip("helper process for TestQueue_survives_a_killed_process")
@@ -45,7 +45,7 @@ func TestQueue_survives_a_killed_process(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 
-	child := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$")
+	child := exec.Command(os.Args[0], "-test.run=^TestHelperProcess_holds_a_lock_until_killed$")
 	child.Env = append(os.Environ(), crashHelperEnv+"="+dir)
 	out, err := child.StdoutPipe()
 	if err != nil {
