@@ -15,8 +15,8 @@ import (
 // crashHelperEnv names the data dir when the test binary runs as the process that crashes.
 const crashHelperEnv = "DVRELAY_LOCAL_QUEUE_CRASH_DIR"
 
-// TestHelperProcess_holds_a_lock_until_killed is not a test: run by TestQueue_survives_a_killed_process as a child process,
-// it opens the queue, locks a message, says so, and waits to be killed.
+// TestHelperProcess_holds_a_lock_until_killed is not a test. TestQueue_survives_a_killed_process
+// runs it as a child process: it opens the queue, locks a message, says so, and waits to be killed.
 func TestHelperProcess_holds_a_lock_until_killed(t *testing.T) {
 	dir := os.Getenv(crashHelperEnv)
 	if dir == "" {
