@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -21,33 +20,9 @@ func startCustomHandler(t *testing.T, env []string) string {
 	t.Helper()
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	p := &process{addr: addr, out: &lockedBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(binaryPath)
-	p.cmd.Dir = appRoot
-	p.cmd.Env = append(env, "FUNCTIONS_CUSTOMHANDLER_PORT="+port, "FUNCTIONS_WORKER_RUNTIME=custom")
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("handler output:\n%s", p.out.String())
-		}
-	})
+	env = append(env, "FUNCTIONS_CUSTOMHANDLER_PORT="+port, "FUNCTIONS_WORKER_RUNTIME=custom")
 	// The host polls GET / until any HTTP answer arrives.
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + addr + "/"); err == nil {
-			resp.Body.Close()
-			return addr
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("custom handler never answered GET /\n%s", p.out.String())
-	return ""
+	return startProcess(t, addr, "/", env).addr
 }
 
 // unreachableServiceBus is a connection string whose endpoint nobody answers.

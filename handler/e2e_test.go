@@ -155,8 +155,16 @@ func baseEnv(extra ...string) []string {
 
 func startServe(t testing.TB, dataDir, addr string, env []string) *process {
 	t.Helper()
+	return startProcess(t, addr, "/api/health", env, "serve", "--addr", addr, "--data-dir", dataDir)
+}
+
+// startProcess starts the binary in the app root with args and env, and waits until GET
+// readyPath on addr answers 200 (or, for "/", answers at all, as the Functions host waits).
+// The process is killed when the test ends; its output is shown if the test failed.
+func startProcess(t testing.TB, addr, readyPath string, env []string, args ...string) *process {
+	t.Helper()
 	p := &process{addr: addr, out: &lockedBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(binaryPath, "serve", "--addr", addr, "--data-dir", dataDir)
+	p.cmd = exec.Command(binaryPath, args...)
 	p.cmd.Env = env
 	p.cmd.Dir = appRoot
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
@@ -173,21 +181,21 @@ func startServe(t testing.TB, dataDir, addr string, env []string) *process {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + addr + "/api/health")
+		resp, err := http.Get("http://" + addr + readyPath)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || readyPath == "/" {
 				return p
 			}
 		}
 		select {
 		case err := <-p.done:
 			p.done <- err
-			t.Fatalf("handler serve exited at start: %v\n%s", err, p.out.String())
-		case <-time.After(50 * time.Millisecond):
+			t.Fatalf("handler %v exited at start: %v\n%s", args, err, p.out.String())
+		case <-time.After(25 * time.Millisecond):
 		}
 	}
-	t.Fatalf("handler serve did not become healthy\n%s", p.out.String())
+	t.Fatalf("handler %v did not become ready\n%s", args, p.out.String())
 	return nil
 }
 
