@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -38,6 +40,9 @@ func newWorker(_ context.Context, cfg config.Config, lookup func(string) (string
 		MaxAttempts:   cfg.MaxAttempts,
 		IgnoreUserIDs: cfg.IgnoreUserIDs,
 	}, deps, log)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("worker: %w (run from the app root, where routes.json is, or set DVRELAY_ROUTES)", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
