@@ -28,7 +28,15 @@ type Receiver struct {
 	receiving sync.Mutex // the SDK refuses concurrent ReceiveMessages calls on one receiver
 
 	mu     sync.Mutex
-	locked map[string]*azservicebus.ReceivedMessage // by lock token
+	locked map[string]*heldMessage // by lock token
+}
+
+// heldMessage is a received message not yet settled. lockedUntil is this package's copy of the
+// lock expiry, guarded by Receiver.mu: the SDK rewrites msg.LockedUntil in place on renewal,
+// outside that mutex, so forgetExpired must not read it while a renewal may be running.
+type heldMessage struct {
+	msg         *azservicebus.ReceivedMessage
+	lockedUntil time.Time
 }
 
 var _ queue.Receiver = (*Receiver)(nil)
@@ -47,7 +55,7 @@ func NewReceiver(client *azservicebus.Client, queueName string) (*Receiver, erro
 }
 
 func newReceiver(r messageReceiver, s messageSender) *Receiver {
-	return &Receiver{recv: r, sender: s, now: time.Now, locked: map[string]*azservicebus.ReceivedMessage{}}
+	return &Receiver{recv: r, sender: s, now: time.Now, locked: map[string]*heldMessage{}}
 }
 
 // Receive waits until at least one message is available or ctx is done, and locks up to max.
@@ -65,7 +73,7 @@ func (r *Receiver) Receive(ctx context.Context, max int) ([]*queue.Received, err
 	r.forgetExpired(now)
 	for _, m := range msgs {
 		rc := fromReceived(m)
-		r.locked[rc.LockToken] = m
+		r.locked[rc.LockToken] = &heldMessage{msg: m, lockedUntil: rc.LockedUntil}
 		out = append(out, rc)
 	}
 	return out, nil
@@ -75,8 +83,8 @@ func (r *Receiver) Receive(ctx context.Context, max int) ([]*queue.Received, err
 // them), so the map cannot grow without bound. Settling one later still works by token and
 // fails with ErrLockLost, as it should. Call with mu held.
 func (r *Receiver) forgetExpired(now time.Time) {
-	for tok, m := range r.locked {
-		if m.LockedUntil != nil && m.LockedUntil.Before(now) {
+	for tok, h := range r.locked {
+		if !h.lockedUntil.IsZero() && h.lockedUntil.Before(now) {
 			delete(r.locked, tok)
 		}
 	}
@@ -85,10 +93,10 @@ func (r *Receiver) forgetExpired(now time.Time) {
 // message returns the ReceivedMessage to settle rc by: the one received, or a token-only one.
 func (r *Receiver) message(rc *queue.Received) (*azservicebus.ReceivedMessage, error) {
 	r.mu.Lock()
-	m, ok := r.locked[rc.LockToken]
+	h, ok := r.locked[rc.LockToken]
 	r.mu.Unlock()
 	if ok {
-		return m, nil
+		return h.msg, nil
 	}
 	tok, err := parseLockToken(rc.LockToken)
 	if err != nil {
@@ -160,6 +168,11 @@ func (r *Receiver) RenewLock(ctx context.Context, rc *queue.Received) error {
 	}
 	if m.LockedUntil != nil {
 		rc.LockedUntil = *m.LockedUntil
+		r.mu.Lock()
+		if h, ok := r.locked[rc.LockToken]; ok {
+			h.lockedUntil = rc.LockedUntil
+		}
+		r.mu.Unlock()
 	}
 	return nil
 }

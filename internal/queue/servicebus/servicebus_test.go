@@ -800,3 +800,35 @@ func TestDeadLetterQueue_purge_removes_only_the_named_dead_letter(t *testing.T) 
 		t.Errorf("second purge = %v, want ErrDeadLetterNotFound", err)
 	}
 }
+
+// The consumer renews locks of messages in flight while its loop keeps receiving: the two must
+// not race on the received message the SDK updates in place.
+func TestReceiver_renews_locks_while_it_receives_more_without_a_data_race(t *testing.T) {
+	f := newFixture(t)
+	ctx := testContext(t)
+	for i := range 21 {
+		if err := f.pub.Publish(ctx, event("evt-"+strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := receiveOne(t, ctx, f.recv)
+	renewed := make(chan error, 1)
+	go func() {
+		for range 50 {
+			if err := f.recv.RenewLock(ctx, held); err != nil {
+				renewed <- err
+				return
+			}
+		}
+		renewed <- nil
+	}()
+	for range 20 {
+		receiveOne(t, ctx, f.recv)
+	}
+	if err := <-renewed; err != nil {
+		t.Fatalf("RenewLock: %v", err)
+	}
+	if err := f.recv.Complete(ctx, held); err != nil {
+		t.Fatalf("Complete after renewals: %v", err)
+	}
+}
