@@ -127,7 +127,7 @@ func ClassifyStatus(status int) Class {
 // in-process (QuickAttempts tries, jittered exponential waits from QuickBase); if it still fails
 // transiently the whole event is scheduled again (RetryLater) after
 // min(LaterBase·2^(n-1), LaterMax) plus up to 20 % jitter for attempt n, or after the
-// downstream's Retry-After when that is longer. Attempt MaxAttempts is the last one.
+// downstream's Retry-After when that is longer, up to LaterMax. Attempt MaxAttempts is the last one.
 type RetryPolicy struct {
 	QuickAttempts int           // tries per step within one delivery, including the first
 	QuickBase     time.Duration // wait before the second try; doubles per try
@@ -193,13 +193,16 @@ func (p RetryPolicy) QuickWait(try int, retryAfter time.Duration, jitter float64
 
 // LaterDelay is the delay before attempt n+1 after attempt n failed transiently. Jitter only
 // lengthens the delay (by up to 20 %), so the schedule's total never falls below its design.
+// A Retry-After is honoured up to LaterMax only: the header is the downstream's to choose, and
+// one that names next week (or a date decades away) would otherwise park the event where no
+// one looks, outliving the message's time to live.
 func (p RetryPolicy) LaterDelay(n int, retryAfter time.Duration, jitter float64) time.Duration {
 	d := p.LaterMax
 	if shift := n - 1; shift < 30 {
 		d = min(p.LaterBase<<max(shift, 0), p.LaterMax)
 	}
 	d += time.Duration(float64(d) * 0.2 * jitter)
-	return max(d, retryAfter)
+	return max(d, min(retryAfter, p.LaterMax))
 }
 
 // wait sleeps for d or until ctx is done.

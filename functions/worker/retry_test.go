@@ -70,7 +70,7 @@ func TestDefaultMaxAttempts_spans_at_least_six_hours_and_no_more_attempts_than_n
 	}
 }
 
-func TestRetryPolicy_LaterDelay_doubles_caps_jitters_upward_and_honours_Retry_After(t *testing.T) {
+func TestRetryPolicy_LaterDelay_doubles_caps_jitters_upward_and_honours_Retry_After_up_to_LaterMax(t *testing.T) {
 	p := worker.DefaultRetryPolicy()
 	tests := []struct {
 		n          int
@@ -87,6 +87,8 @@ func TestRetryPolicy_LaterDelay_doubles_caps_jitters_upward_and_honours_Retry_Af
 		{8, 0, 0.5, time.Hour + 6*time.Minute},
 		{1, 5 * time.Minute, 0, 5 * time.Minute},
 		{3, time.Second, 0, 2 * time.Minute},
+		{1, 7 * 24 * time.Hour, 0, time.Hour},
+		{8, 3 * time.Hour, 0.5, time.Hour + 6*time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("n=%d after=%s jitter=%v", tt.n, tt.retryAfter, tt.jitter), func(t *testing.T) {

@@ -224,6 +224,31 @@ func TestWorker_honours_Retry_After_on_429(t *testing.T) {
 	}
 }
 
+func TestWorker_bounds_an_absurd_Retry_After_by_the_longest_back_off(t *testing.T) {
+	tests := []struct{ name, retryAfter string }{
+		{"a week in seconds", "604800"},
+		{"a date decades away", "Fri, 31 Dec 2100 23:59:59 GMT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.credit.script = func(int) reply { return reply{status: http.StatusServiceUnavailable, retryAfter: tt.retryAfter} }
+			w := h.worker(t, worker.Config{})
+
+			out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
+
+			if out.Kind != worker.RetryLater {
+				t.Fatalf("outcome = %+v, want retry-later", out)
+			}
+			// A downstream must not be able to park an event for longer than the policy's own
+			// longest delay (LaterMax plus jitter): a message scheduled decades away is lost.
+			if latest := h.now.Add(worker.DefaultRetryPolicy().LaterMax * 6 / 5); out.RetryAt.After(latest) {
+				t.Errorf("RetryAt = %s, want no later than %s", out.RetryAt, latest)
+			}
+		})
+	}
+}
+
 func TestWorker_does_not_wait_in_process_for_a_long_Retry_After(t *testing.T) {
 	h := newHarness(t)
 	h.credit.script = func(int) reply { return reply{status: http.StatusTooManyRequests, retryAfter: "120"} }

@@ -288,6 +288,8 @@ func TestParseRetryAfter_reads_seconds_and_http_dates(t *testing.T) {
 		{"Wed, 25 Nov 2026 06:01:30 GMT", 90 * time.Second},
 		{"Wed, 25 Nov 2026 05:59:00 GMT", 0},
 		{"soon", 0},
+		{"999999999999", 7 * 24 * time.Hour},
+		{"Fri, 31 Dec 2100 23:59:59 GMT", 7 * 24 * time.Hour},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -58,8 +58,12 @@ func errorFromResponse(resp *http.Response, body []byte, now time.Time) *Error {
 	return e
 }
 
+// maxRetryAfter caps what ParseRetryAfter reports, in both of the header's forms. Callers bound
+// their waits further; this keeps an absurd header from overflowing or meaning "never".
+const maxRetryAfter = 7 * 24 * time.Hour
+
 // ParseRetryAfter reads a Retry-After header in either form RFC 9110 allows: delay-seconds or an
-// HTTP date. It returns zero for an absent, malformed or past value.
+// HTTP date. It returns zero for an absent, malformed or past value, and at most a week.
 func ParseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -69,12 +73,12 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 		if secs <= 0 {
 			return 0
 		}
-		// Cap absurd values so the multiplication cannot overflow.
-		return time.Duration(min(secs, int64(7*24*time.Hour/time.Second))) * time.Second
+		// Compare in seconds so the multiplication cannot overflow.
+		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
 	}
 	if at, err := http.ParseTime(v); err == nil {
 		if d := at.Sub(now); d > 0 {
-			return d
+			return min(d, maxRetryAfter)
 		}
 	}
 	return 0
