@@ -5,6 +5,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -268,7 +269,7 @@ func parseError(err error) error {
 }
 
 func (in *Intake) message(ev event.Event) (*queue.Message, error) {
-	body, err := json.Marshal(ev)
+	body, err := encodeEvent(ev)
 	if err != nil {
 		return nil, fmt.Errorf("encode event %s: %w", ev.EventId, err)
 	}
@@ -288,6 +289,20 @@ func (in *Intake) message(ev event.Event) (*queue.Message, error) {
 		m.SessionID = ev.RecordId
 	}
 	return m, nil
+}
+
+// encodeEvent writes the queue message body without HTML escaping. json.Marshal would turn
+// every '<', '>' and '&' in a column value into a six-byte \u escape, so markup-heavy text (an
+// email's HTML description) could grow a body Dataverse kept under 256 KB past what a Service
+// Bus message holds, and that event could then never be queued.
+func encodeEvent(ev event.Event) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ev); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // publish waits for the publisher at most PublishTimeout, even if the publisher ignores its
