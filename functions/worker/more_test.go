@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -161,5 +162,37 @@ func TestWorker_processes_deliveries_concurrently(t *testing.T) {
 	}
 	if got := len(h.dv.calls()); got != n {
 		t.Errorf("PATCH calls = %d, want %d", got, n)
+	}
+}
+
+func TestWorker_a_401_from_Dataverse_is_retried_rather_than_dead_lettered(t *testing.T) {
+	expired := reply{status: http.StatusUnauthorized, body: `{"error":{"code":"0x80072560","message":"ExpiredAuthTicket"}}`}
+	tests := []struct {
+		name   string
+		script func(n int) reply
+		want   worker.OutcomeKind
+	}{
+		// The client drops the refused token; the quick retry fetches a fresh one.
+		{"once, as when a cached token was revoked", func(n int) reply {
+			if n == 1 {
+				return expired
+			}
+			return reply{status: http.StatusNoContent}
+		}, worker.Complete},
+		// An identity outage or a role being fixed must back off, not dead-letter every event.
+		{"on every try", func(int) reply { return expired }, worker.RetryLater},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.dv.patchReply = tt.script
+			w := h.worker(t, worker.Config{})
+
+			out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
+
+			if out.Kind != tt.want {
+				t.Fatalf("outcome = %+v, want %s", out, tt.want)
+			}
+		})
 	}
 }
