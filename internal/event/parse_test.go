@@ -346,6 +346,28 @@ func TestParse_gives_one_EventId_per_operation_and_step(t *testing.T) {
 	})
 }
 
+func TestParse_tells_operations_apart_when_OperationId_is_the_empty_GUID(t *testing.T) {
+	// OperationId is a non-nullable .NET Guid: a context with no system job behind it carries
+	// Guid.Empty. Taken as the operation, it would give every change to a record through one
+	// step the same EventId, and duplicate detection would silently drop all but the first.
+	p := newParser(t)
+	withRequest := func(requestID string) []byte {
+		return mutate(t, sample(t, "opportunity-update.json"), func(m map[string]any) {
+			m["OperationId"] = "00000000-0000-0000-0000-000000000000"
+			m["RequestId"] = requestID
+		})
+	}
+	a := parse(t, p, withRequest("5a0c7f2e-1b3d-4e6f-8a9b-0c1d2e3f4a5b"), event.Hints{ReceivedAt: receivedAt})
+	b := parse(t, p, withRequest("6b1d803f-2c4e-4f70-9bac-1d2e3f4a5b6c"), event.Hints{ReceivedAt: receivedAt})
+	if a.EventId == b.EventId {
+		t.Errorf("two requests got the one EventId %s", a.EventId)
+	}
+	again := parse(t, p, withRequest("5a0c7f2e-1b3d-4e6f-8a9b-0c1d2e3f4a5b"), event.Hints{ReceivedAt: receivedAt})
+	if again.EventId != a.EventId {
+		t.Errorf("the same request posted twice got %s and %s", a.EventId, again.EventId)
+	}
+}
+
 func TestParse_rejects_a_body_that_is_not_a_JSON_object_as_malformed(t *testing.T) {
 	p := newParser(t)
 	tests := map[string]struct {

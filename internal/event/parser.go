@@ -87,8 +87,9 @@ func NewParser() (*Parser, error) {
 //
 // EventId is a name-based UUID, uuid.NewSHA1(EventIDNamespace, parts joined by "\n"), GUIDs
 // lower-cased:
-//   - webhook: "webhook", OrganizationId, OperationId (else RequestId, else CorrelationId),
-//     OwningExtension.Id (the step), MessageName, PrimaryEntityId. Dataverse re-posting the
+//   - webhook: "webhook", OrganizationId, OperationId (else RequestId, else CorrelationId; an
+//     all-zero GUID counts as absent), OwningExtension.Id (the step), MessageName,
+//     PrimaryEntityId. Dataverse re-posting the
 //     same operation to the same step (its one retry, a resumed system job) gives the same id,
 //     so duplicate detection drops the copy; another operation or another step registered on
 //     the same operation gives another id.

@@ -119,7 +119,7 @@ func (p *Parser) parseRemote(body []byte, top map[string]any, h Hints) (Event, e
 	}
 	ev.Attributes = attrs
 
-	operation := firstNonEmpty(rc.OperationID, rc.RequestID, rc.CorrelationID)
+	operation := firstID(rc.OperationID, rc.RequestID, rc.CorrelationID)
 	ev.EventId = p.eventID("webhook", rc.OrganizationID, operation, rc.OwningExtensionID, rc.MessageName, rc.PrimaryEntityID)
 	return ev, nil
 }
@@ -199,6 +199,17 @@ func firstNonEmpty(values ...string) string {
 	for _, v := range values {
 		if v != "" {
 			return v
+		}
+	}
+	return ""
+}
+
+// firstID returns the first id that names something: "" and the all-zero GUID (what a .NET
+// Guid holds when nothing was assigned, e.g. OperationId without a system job) do not.
+func firstID(ids ...string) string {
+	for _, id := range ids {
+		if id != "" && id != nilGUID {
+			return id
 		}
 	}
 	return ""
