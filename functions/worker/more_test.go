@@ -196,3 +196,34 @@ func TestWorker_a_401_from_Dataverse_is_retried_rather_than_dead_lettered(t *tes
 		})
 	}
 }
+
+func TestWorker_dead_letters_at_once_a_lookup_Dataverse_cannot_address(t *testing.T) {
+	routes := `{"routes":[{"name":"account-touch","steps":[
+		{"name":"write-account","type":"dataverse-update","record":{"lookup":"parentaccountid"},
+		 "set":{"new_lastopportunityid":"$event.RecordId"}}]}]}`
+	tests := []struct {
+		name   string
+		lookup map[string]any
+	}{
+		{"id is not a GUID", map[string]any{"id": "ACC-0042", "logicalName": "account"}},
+		{"logical name is not one", map[string]any{"id": "22222222-3333-4444-5555-666666666666", "logicalName": "Account Table"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			w := h.worker(t, worker.Config{RoutesPath: writeRoutes(t, routes)})
+			ev := opportunityEvent(func(ev map[string]any) { ev["Attributes"].(map[string]any)["parentaccountid"] = tt.lookup })
+
+			out := w.Process(context.Background(), delivery(t, ev, 1))
+
+			// The same input fails the same way on every attempt: retrying it for hours only
+			// delays the dead letter support has to look at.
+			if out.Kind != worker.DeadLetter || out.Reason != worker.ReasonPermanentFailure {
+				t.Fatalf("outcome = %+v, want dead-letter %s", out, worker.ReasonPermanentFailure)
+			}
+			if n := len(h.dv.calls()); n != 0 {
+				t.Errorf("PATCH calls = %d, want none", n)
+			}
+		})
+	}
+}

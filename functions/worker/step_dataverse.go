@@ -106,7 +106,12 @@ func (s *updateStep) Run(ctx context.Context, r *Run) error {
 		return fmt.Errorf("no values to write: %w", ErrNothingToDo)
 	}
 	ctx = dataverse.WithRequestIDs(ctx, dataverse.RequestIDs{IdempotencyKey: r.Event.EventId, CorrelationID: r.Event.CorrelationId})
-	return s.client.Update(ctx, entity, id, cols)
+	err := s.client.Update(ctx, entity, id, cols)
+	if errors.Is(err, dataverse.ErrInvalidInput) {
+		// A lookup naming no addressable record fails alike on every attempt.
+		return MarkPermanent(err)
+	}
+	return err
 }
 
 func walkString(v any, key string) (string, bool) {

@@ -138,10 +138,11 @@ func WithRequestIDs(ctx context.Context, ids RequestIDs) context.Context {
 func (c *Client) Update(ctx context.Context, entity, id string, columns map[string]any) error {
 	recordID, err := uuid.Parse(id)
 	if err != nil {
-		return fmt.Errorf("dataverse update %s: record id %q is not a GUID", entity, id)
+		// The id is not quoted: it comes from the event, and error text ends up in logs.
+		return fmt.Errorf("dataverse update %s: record id is not a GUID: %w", entity, ErrInvalidInput)
 	}
 	if len(columns) == 0 {
-		return fmt.Errorf("dataverse update %s(%s): no columns to set", entity, recordID)
+		return fmt.Errorf("dataverse update %s(%s): no columns to set: %w", entity, recordID, ErrInvalidInput)
 	}
 	set, err := c.EntitySetName(ctx, entity)
 	if err != nil {
@@ -149,7 +150,7 @@ func (c *Client) Update(ctx context.Context, entity, id string, columns map[stri
 	}
 	body, err := json.Marshal(columns)
 	if err != nil {
-		return fmt.Errorf("dataverse update %s(%s): encode columns: %w", entity, recordID, err)
+		return fmt.Errorf("dataverse update %s(%s): encode columns: %w: %w", entity, recordID, ErrInvalidInput, err)
 	}
 	req, err := c.newRequest(ctx, http.MethodPatch, c.base+apiPath+set+"("+recordID.String()+")", body)
 	if err != nil {
@@ -167,7 +168,7 @@ func (c *Client) Update(ctx context.Context, entity, id string, columns map[stri
 // the life of the client.
 func (c *Client) EntitySetName(ctx context.Context, entity string) (string, error) {
 	if !logicalName.MatchString(entity) {
-		return "", fmt.Errorf("entity %q is not a Dataverse logical name", entity)
+		return "", fmt.Errorf("entity %q is not a Dataverse logical name: %w", entity, ErrInvalidInput)
 	}
 	c.setsMu.RLock()
 	set, ok := c.sets[entity]
@@ -195,6 +196,11 @@ func (c *Client) EntitySetName(ctx context.Context, entity string) (string, erro
 	c.setsMu.Unlock()
 	return def.EntitySetName, nil
 }
+
+// ErrInvalidInput reports arguments no request can be built from (a record id that is not a
+// GUID, a table name that is not a logical name, no columns). The same input fails the same way
+// every time, so callers can treat it as permanent; nothing was sent.
+var ErrInvalidInput = errors.New("dataverse: invalid input")
 
 // ErrInvalidResponse reports a 2xx answer whose body is not what the Web API documents.
 var ErrInvalidResponse = errors.New("dataverse: invalid response")

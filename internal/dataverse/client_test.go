@@ -221,7 +221,7 @@ func TestClient_Update_of_an_unknown_entity_fails_with_404(t *testing.T) {
 	}
 }
 
-func TestClient_Update_rejects_bad_input_before_sending(t *testing.T) {
+func TestClient_Update_rejects_bad_input_before_sending_as_ErrInvalidInput(t *testing.T) {
 	tests := []struct {
 		name, entity, id string
 		columns          map[string]any
@@ -234,8 +234,12 @@ func TestClient_Update_rejects_bad_input_before_sending(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			api := &webAPI{}
 			c := newClient(t, api, &staticCredential{})
-			if err := c.Update(context.Background(), tt.entity, tt.id, tt.columns); err == nil {
-				t.Fatal("Update succeeded, want an error")
+			err := c.Update(context.Background(), tt.entity, tt.id, tt.columns)
+			if !errors.Is(err, dataverse.ErrInvalidInput) {
+				t.Fatalf("Update error = %v, want dataverse.ErrInvalidInput", err)
+			}
+			if strings.Contains(err.Error(), "DROP") {
+				t.Errorf("error %q quotes the record id it was given", err)
 			}
 			if len(api.patches) != 0 || api.metaCalls != 0 {
 				t.Errorf("requests were sent for invalid input")
