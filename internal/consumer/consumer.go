@@ -26,7 +26,9 @@ type Options struct {
 	// Concurrency is the most messages processed at once (default 16).
 	Concurrency int
 	// LockDuration is the queue's lock duration; a message's lock is renewed every half of it
-	// while the worker is busy with it (default 30s, the embedded queue's default).
+	// while the worker is busy with it (default 30s, the embedded queue's default). When the
+	// message's own LockedUntil leaves less time than that, renewal comes sooner: the broker's
+	// lock, not this setting, decides when the message goes back to the queue.
 	LockDuration time.Duration
 	// ShutdownGrace is how long in-flight messages may keep running once Run's ctx is cancelled;
 	// what is still running after that is abandoned, so it comes back to the next process
@@ -55,6 +57,8 @@ const (
 	// queue is logged, not spun on.
 	minReceiveBackoff = 100 * time.Millisecond
 	maxReceiveBackoff = 30 * time.Second
+	// minRenewInterval keeps a failing renewal of a lock close to its end from spinning.
+	minRenewInterval = 50 * time.Millisecond
 )
 
 // Consumer is the receive → process → settle loop.
@@ -233,16 +237,17 @@ func toDelivery(r *queue.Received) worker.Delivery {
 	}
 }
 
-// renewLock keeps r locked until ctx ends, renewing every half lock duration as the Service Bus
-// SDK's sample does. A lost lock cannot be won back: the message will be delivered again.
+// renewLock keeps r locked until ctx ends, renewing at half the time the lock has left (at
+// most every half lock duration, as the Service Bus SDK's sample does). A lost lock cannot be
+// won back: the message will be delivered again.
 func (c *Consumer) renewLock(ctx context.Context, r *queue.Received, log *slog.Logger) {
-	ticker := time.NewTicker(c.opts.LockDuration / 2)
-	defer ticker.Stop()
+	timer := time.NewTimer(c.renewIn(r))
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case <-timer.C:
 		}
 		err := c.receiver.RenewLock(ctx, r)
 		switch {
@@ -253,9 +258,21 @@ func (c *Consumer) renewLock(ctx context.Context, r *queue.Received, log *slog.L
 			log.Warn("lock lost while processing; the message will be delivered again", "error", err)
 			return
 		default:
-			log.Warn("lock renewal failed; retrying at the next tick", "error", err)
+			log.Warn("lock renewal failed; retrying", "error", err)
 		}
+		timer.Reset(c.renewIn(r))
 	}
+}
+
+// renewIn is how long to wait before renewing r's lock: half of what is left of it by
+// r.LockedUntil, capped at half the configured lock duration. The cap also covers a queue clock
+// behind this one; a failed renewal is retried sooner and sooner as the lock nears its end.
+func (c *Consumer) renewIn(r *queue.Received) time.Duration {
+	wait := c.opts.LockDuration / 2
+	if !r.LockedUntil.IsZero() {
+		wait = min(wait, time.Until(r.LockedUntil)/2)
+	}
+	return max(wait, minRenewInterval)
 }
 
 // apply makes the outcome true on the queue. When a retry or a dead-letter cannot be written

@@ -459,3 +459,23 @@ func TestConsumer_handles_a_failed_settlement(t *testing.T) {
 		})
 	}
 }
+
+// The consumer's LockDuration is configuration, the queue's lock is the broker's: when the queue
+// locks for less than the consumer was told, renewal must follow the lock the message carries.
+func TestConsumer_renews_by_the_messages_own_lock_when_the_queue_locks_for_less_than_configured(t *testing.T) {
+	const lock = time.Second
+	q := openQueue(t, local.Options{LockDuration: lock})
+	var calls atomic.Int32
+	p := processorFunc(func(ctx context.Context, d worker.Delivery) worker.Outcome {
+		calls.Add(1)
+		time.Sleep(5 * lock / 2) // well past the lock: only renewal keeps it
+		return worker.Outcome{Kind: worker.Complete}
+	})
+	start(t, consumer.New(q, p, consumer.Options{LockDuration: time.Minute, Concurrency: 2}, nil))
+	publish(t, q, "slow", nil)
+
+	eventually(t, "the queue to empty", func() bool { return calls.Load() >= 1 && stats(t, q) == local.Stats{} })
+	if got := calls.Load(); got != 1 {
+		t.Fatalf("Process called %d times, want once: the lock must not have expired", got)
+	}
+}
