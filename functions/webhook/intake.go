@@ -307,12 +307,21 @@ func encodeEvent(ev event.Event) ([]byte, error) {
 
 // publish waits for the publisher at most PublishTimeout, even if the publisher ignores its
 // context: the caller gets its 503 in time, and a late success only makes Dataverse's retry a
-// duplicate that the queue drops by MessageID.
+// duplicate that the queue drops by MessageID. A publisher panic is recovered here, because
+// Handle's recover does not reach this goroutine; it is a failure to queue like any other.
 func (in *Intake) publish(ctx context.Context, m *queue.Message) error {
 	ctx, cancel := context.WithTimeout(ctx, in.cfg.PublishTimeout)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- in.pub.Publish(ctx, m) }()
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				// The panic value may quote the message; its type and the stack are enough.
+				done <- fmt.Errorf("publisher panic %T: %s", v, debug.Stack())
+			}
+		}()
+		done <- in.pub.Publish(ctx, m)
+	}()
 	select {
 	case err := <-done:
 		if err != nil {

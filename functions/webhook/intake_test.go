@@ -54,6 +54,7 @@ type recordingPublisher struct {
 	hang     bool          // wait for ctx
 	block    chan struct{} // wait for this, ignoring ctx
 	deadline bool          // records whether ctx had a deadline
+	panics   any           // panic with this when set
 }
 
 func (p *recordingPublisher) Publish(ctx context.Context, m *queue.Message) error {
@@ -61,6 +62,9 @@ func (p *recordingPublisher) Publish(ctx context.Context, m *queue.Message) erro
 	p.mu.Lock()
 	p.deadline = hasDeadline
 	p.mu.Unlock()
+	if p.panics != nil {
+		panic(p.panics)
+	}
 	if p.block != nil {
 		<-p.block
 		return nil
@@ -359,6 +363,9 @@ func TestIntake_answers_503_with_Retry_After_when_the_event_cannot_be_queued(t *
 		{"publisher fails", &recordingPublisher{err: errors.New("amqp: link detached")}},
 		{"publisher hangs until its context ends", &recordingPublisher{hang: true}},
 		{"publisher ignores its context", &recordingPublisher{block: make(chan struct{})}},
+		// A panic on the publishing goroutine is out of Handle's recover: unhandled, it would
+		// take every in-flight request and the consumer down with the process.
+		{"publisher panics", &recordingPublisher{panics: "assignment to entry in nil map"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -396,6 +403,9 @@ func TestIntake_answers_503_with_Retry_After_when_the_event_cannot_be_queued(t *
 			}
 			if !strings.Contains(logs.String(), `"status":503`) {
 				t.Errorf("no 503 log line: %s", logs.String())
+			}
+			if tc.pub.panics != nil && strings.Contains(logs.String(), fmt.Sprint(tc.pub.panics)) {
+				t.Errorf("the panic value reached the logs: %s", logs.String())
 			}
 		})
 	}
