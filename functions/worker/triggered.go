@@ -22,8 +22,9 @@ type Rerouter interface {
 //
 //   - Complete: nothing to do; the host completes the message.
 //   - RetryLater: a copy is published on the same queue, hidden until RetryAt, with MessageID
-//     <EventId>/retry/<n> (duplicate detection drops a second copy of the same retry) and the
-//     Attempt property set to n; then the host completes the original.
+//     <EventId>/retry/<n> (duplicate detection drops a second copy of the same retry; see
+//     chainID for resubmitted events) and the Attempt property set to n; then the host
+//     completes the original.
 //   - DeadLetter: a copy goes to the dead-letter queue with the reason, description, failed
 //     step and the original's id and delivery count; then the host completes the original.
 //
@@ -71,12 +72,15 @@ func copyOf(d Delivery) *queue.Message {
 	}
 }
 
-// chainID is the id retries are named after: the EventId, or when the body could not be read
-// that far (a panic before decoding), the original message id without its retry suffix.
+// chainID is the id retries are named after: the id of the message that started the delivery
+// chain, which is the delivery's id without its /retry/<n> suffix. For an event the intake
+// published that is the EventId; for one resubmitted from the dead-letter queue it is the
+// resubmission's id (<EventId>/resubmit/<t>). Naming retries after the EventId alone would give
+// a resubmitted event's first retry the id its first chain already used, and duplicate
+// detection would drop it. The EventId serves only when the delivery has no id.
 func chainID(d Delivery, out Outcome) string {
-	if out.EventID != "" {
-		return out.EventID
+	if id, _, _ := strings.Cut(d.MessageID, "/retry/"); id != "" {
+		return id
 	}
-	id, _, _ := strings.Cut(d.MessageID, "/retry/")
-	return id
+	return out.EventID
 }

@@ -163,3 +163,53 @@ func TestHandleTriggered_returns_the_error_when_the_copy_cannot_be_sent(t *testi
 		})
 	}
 }
+
+func TestHandleTriggered_names_the_retries_of_a_resubmitted_event_apart_from_its_first_chain(t *testing.T) {
+	h := newHarness(t)
+	h.erp.script = func(int) reply { return reply{status: http.StatusServiceUnavailable} }
+	w := h.worker(t, worker.Config{})
+	r := &fakeRerouter{}
+
+	// The first chain schedules <EventId>/retry/2, then dead-letters (say, a 404 on attempt 2).
+	// Support resubmits it minutes later: a fresh chain (no Attempt) under a new MessageID.
+	first := delivery(t, opportunityEvent(), 1)
+	resubmitted := delivery(t, opportunityEvent(), 1)
+	resubmitted.MessageID = eventID + "/resubmit/1764050400000000000"
+	for _, d := range []worker.Delivery{first, resubmitted} {
+		if _, err := w.HandleTriggered(context.Background(), d, r); err != nil {
+			t.Fatalf("HandleTriggered(%s): %v", d.MessageID, err)
+		}
+	}
+
+	if len(r.published) != 2 {
+		t.Fatalf("published %d copies, want 2", len(r.published))
+	}
+	// The same id inside the queue's duplicate detection window would be accepted and dropped:
+	// the resubmitted original completes and the event is gone.
+	if a, b := r.published[0].MessageID, r.published[1].MessageID; a == b {
+		t.Errorf("both chains scheduled their retry as %q; want distinct ids", a)
+	}
+	if got, want := r.published[0].MessageID, eventID+"/retry/2"; got != want {
+		t.Errorf("first chain's retry = %q, want %q", got, want)
+	}
+}
+
+func TestHandleTriggered_names_a_redelivered_original_retry_as_the_first_did(t *testing.T) {
+	h := newHarness(t)
+	h.erp.script = func(int) reply { return reply{status: http.StatusServiceUnavailable} }
+	w := h.worker(t, worker.Config{})
+	r := &fakeRerouter{}
+	d := delivery(t, opportunityEvent(), 3)
+
+	// The host redelivers a message whose 200 it never saw: the second copy must carry the same
+	// id so that duplicate detection drops it.
+	for range 2 {
+		if _, err := w.HandleTriggered(context.Background(), d, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if len(r.published) != 2 || r.published[0].MessageID != eventID+"/retry/4" || r.published[1].MessageID != eventID+"/retry/4" {
+		t.Errorf("published %v, want two copies named %s/retry/4", r.published, eventID)
+	}
+}
