@@ -227,3 +227,24 @@ func TestWorker_dead_letters_at_once_a_lookup_Dataverse_cannot_address(t *testin
 		})
 	}
 }
+
+func TestWorker_loop_guard_knows_a_lookup_it_binds_by_its_column_name(t *testing.T) {
+	// Every Update of an opportunity binds its account: without the guard, the worker's own
+	// PATCH fires the step again, and again, for ever.
+	routes := `{"routes":[{"name":"bind-account","match":{"entity":"opportunity","messages":["Update"]},"steps":[
+		{"name":"bind","type":"dataverse-update",
+		 "set":{"parentaccountid@odata.bind":"/accounts(22222222-3333-4444-5555-666666666666)"}}]}]}`
+	h := newHarness(t)
+	w := h.worker(t, worker.Config{RoutesPath: writeRoutes(t, routes)})
+	// Dataverse reports the lookup it was sent as parentaccountid@odata.bind by its column name.
+	echo := opportunityEvent(func(ev map[string]any) { ev["ChangedFields"] = []string{"parentaccountid"} })
+
+	out := w.Process(context.Background(), delivery(t, echo, 1))
+
+	if out.Kind != worker.Complete {
+		t.Fatalf("outcome = %+v, want complete", out)
+	}
+	if n := len(h.dv.calls()); n != 0 {
+		t.Errorf("PATCH calls = %d, want none: the event is the worker's own echo", n)
+	}
+}

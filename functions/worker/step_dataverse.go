@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 )
@@ -75,8 +76,15 @@ func newUpdateStep(decl StepDecl, env BuildEnv) (Step, error) {
 	return s, nil
 }
 
-// WrittenColumns lists the columns this step writes, for the loop guard.
-func (s *updateStep) WrittenColumns() []string { return sortedKeys(s.columns) }
+// WrittenColumns lists the columns this step writes, for the loop guard. A lookup set through
+// <column>@odata.bind comes back in the echo's ChangedFields as <column>, so it is listed so.
+func (s *updateStep) WrittenColumns() []string {
+	cols := sortedKeys(s.columns)
+	for i, c := range cols {
+		cols[i] = strings.TrimSuffix(c, "@odata.bind")
+	}
+	return cols
+}
 
 func (s *updateStep) Run(ctx context.Context, r *Run) error {
 	entity, id := r.Event.Entity, r.Event.RecordId
