@@ -70,7 +70,13 @@ func DecodeServiceBusTrigger(body []byte, binding string) (SBMessage, error) {
 	return m, nil
 }
 
-// decodeMessageBody unwraps the trigger's Data value into the message body bytes.
+// decodeMessageBody unwraps the trigger's Data value into the message body bytes. Once the
+// Data string is decoded, its first character tells the host's encodings apart: a quote is the
+// default dataType "string", whose JSON text encoding is peeled exactly once (the body may be a
+// JSON string itself, whose own quotes belong to it); '{' or '[' is JSON text encoded only once;
+// anything else is base64 (dataType "binary"), or else plain text, handed on as is for the
+// consumer to judge. Text is never taken for base64: "test" would decode to garbage, and a
+// dead-letter copy would keep that instead of what was sent.
 func decodeMessageBody(raw json.RawMessage) ([]byte, error) {
 	t := bytes.TrimSpace(raw)
 	if len(t) > 0 && (t[0] == '{' || t[0] == '[') {
@@ -83,23 +89,18 @@ func decodeMessageBody(raw json.RawMessage) ([]byte, error) {
 	if err := json.Unmarshal(t, &s); err != nil {
 		return nil, fmt.Errorf("body string: %w", err)
 	}
-	for range maxUnwrap {
-		trimmed := strings.TrimSpace(s)
-		if strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "[") {
+	trimmed := strings.TrimSpace(s)
+	switch {
+	case strings.HasPrefix(trimmed, "{"), strings.HasPrefix(trimmed, "["):
+		return []byte(s), nil
+	case strings.HasPrefix(trimmed, `"`):
+		var text string
+		if err := json.Unmarshal([]byte(trimmed), &text); err != nil {
 			return []byte(s), nil
 		}
-		if !strings.HasPrefix(trimmed, `"`) {
-			break
-		}
-		var inner string
-		if err := json.Unmarshal([]byte(trimmed), &inner); err != nil {
-			break
-		}
-		s = inner
+		return []byte(text), nil
 	}
-	// Neither JSON object nor array: a base64 body (dataType "binary"), or else plain text,
-	// which is handed on as is for the consumer to judge.
-	if b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s)); err == nil && len(b) > 0 {
+	if b, err := base64.StdEncoding.DecodeString(trimmed); err == nil && len(b) > 0 {
 		return b, nil
 	}
 	return []byte(s), nil

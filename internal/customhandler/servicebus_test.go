@@ -81,6 +81,11 @@ func TestDecodeServiceBusTrigger_accepts_every_body_encoding(t *testing.T) {
 		{"object", map[string]any{"a": 1}, `{"a":1}`},
 		{"array", []any{1, 2}, `[1,2]`},
 		{"plain text that is not base64", "hello!", "hello!"},
+		// The default dataType encodes text twice; text that happens to spell base64 ("test",
+		// "ping") must not be decoded as such, or the dead-letter copy of a stray text
+		// message holds garbage instead of what was sent.
+		{"text under the default dataType that looks like base64", `"test"`, "test"},
+		{"JSON string under the default dataType", `"\"ping\""`, `"ping"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
