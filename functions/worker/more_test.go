@@ -248,3 +248,29 @@ func TestWorker_loop_guard_knows_a_lookup_it_binds_by_its_column_name(t *testing
 		t.Errorf("PATCH calls = %d, want none: the event is the worker's own echo", n)
 	}
 }
+
+func TestWorker_binds_a_custom_lookup_by_its_case_sensitive_navigation_property(t *testing.T) {
+	// A custom lookup's navigation property is its schema name (new_AccountId), and the Web API
+	// matches it case-sensitively; the echo reports the column in lower case.
+	routes := `{"routes":[{"name":"bind-account","steps":[
+		{"name":"bind","type":"dataverse-update",
+		 "set":{"new_AccountId@odata.bind":"/accounts(22222222-3333-4444-5555-666666666666)"}}]}]}`
+	h := newHarness(t)
+	w := h.worker(t, worker.Config{RoutesPath: writeRoutes(t, routes)})
+
+	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
+	echo := w.Process(context.Background(), delivery(t, opportunityEvent(func(ev map[string]any) {
+		ev["ChangedFields"] = []string{"new_accountid"}
+	}), 1))
+
+	if out.Kind != worker.Complete || echo.Kind != worker.Complete {
+		t.Fatalf("outcomes = %+v, %+v; want complete", out, echo)
+	}
+	patches := h.dv.calls()
+	if len(patches) != 1 {
+		t.Fatalf("PATCH calls = %d, want 1 (the echo skipped)", len(patches))
+	}
+	if got, want := string(patches[0].body), `{"new_AccountId@odata.bind":"/accounts(22222222-3333-4444-5555-666666666666)"}`; got != want {
+		t.Errorf("PATCH body = %s, want %s", got, want)
+	}
+}

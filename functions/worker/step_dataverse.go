@@ -34,8 +34,10 @@ type updateDecl struct {
 	Set map[string]json.RawMessage `json:"set"`
 }
 
-// columnName is a Dataverse column logical name, or a lookup's navigation property binding.
-var columnName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,127}(@odata\.bind)?$`)
+// columnName is a Dataverse column logical name (lower case), or a lookup's navigation property
+// binding: a navigation property is the lookup's schema name for custom lookups (new_AccountId)
+// and the Web API matches it case-sensitively, so upper case is allowed there.
+var columnName = regexp.MustCompile(`^(?:[a-z_][a-z0-9_]{0,127}|[A-Za-z_][A-Za-z0-9_]{0,127}@odata\.bind)$`)
 
 type updateStep struct {
 	lookup  string
@@ -77,7 +79,8 @@ func newUpdateStep(decl StepDecl, env BuildEnv) (Step, error) {
 }
 
 // WrittenColumns lists the columns this step writes, for the loop guard. A lookup set through
-// <column>@odata.bind comes back in the echo's ChangedFields as <column>, so it is listed so.
+// <navigation property>@odata.bind comes back in the echo's ChangedFields as its column, which
+// is the navigation property's name in lower case (the guard compares case-insensitively).
 func (s *updateStep) WrittenColumns() []string {
 	cols := sortedKeys(s.columns)
 	for i, c := range cols {
