@@ -20,8 +20,8 @@ const DefaultHTTPBinding = "req"
 // HTTPRequest is the original HTTP request an HTTP trigger invocation carries.
 type HTTPRequest struct {
 	Method string
-	// URL is the public URL as the caller sent it, including a function key in ?code=. Log
-	// RedactedURL instead.
+	// URL is the public URL as the caller sent it, including a function key in ?code= or
+	// another query secret. Log RedactedURL instead.
 	URL    string
 	Query  url.Values
 	Header http.Header
@@ -32,31 +32,41 @@ type HTTPRequest struct {
 	Params map[string]string
 }
 
-// secretQueryParams are query parameters that carry keys and must never reach a log.
-var secretQueryParams = [...]string{"code"}
-
-// RedactedURL is URL with the function key replaced, safe to log.
+// RedactedURL is URL without anything that can carry a secret, safe to log: every query value
+// is replaced, not only the function key in ?code=, because Dataverse's HttpQueryString auth
+// puts its secret under whatever parameter name the registration chose; user info goes too.
 func (r HTTPRequest) RedactedURL() string {
 	u, err := url.Parse(r.URL)
 	if err != nil {
-		// Unparsable: keep only what precedes the query, which cannot hold the key.
+		// Unparsable: keep only what precedes the query, minus any user info.
 		before, _, _ := strings.Cut(r.URL, "?")
-		return before
+		return withoutUserInfo(before)
 	}
-	q := u.Query()
-	changed := false
-	for _, p := range secretQueryParams {
+	u.User = nil
+	if u.RawQuery != "" {
+		q := u.Query()
 		for k := range q {
-			if strings.EqualFold(k, p) {
-				q[k] = []string{"REDACTED"}
-				changed = true
-			}
+			q[k] = []string{"REDACTED"}
 		}
-	}
-	if changed {
 		u.RawQuery = q.Encode()
 	}
 	return u.String()
+}
+
+// withoutUserInfo drops "user:password@" from the authority of a URL url.Parse refused.
+func withoutUserInfo(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw
+	}
+	authority := rest
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		authority = rest[:i]
+	}
+	if at := strings.LastIndexByte(authority, '@'); at >= 0 {
+		rest = rest[at+1:]
+	}
+	return scheme + "://" + rest
 }
 
 // ContentLength is the declared Content-Length header, or -1 when absent or unreadable.

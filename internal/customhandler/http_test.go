@@ -115,12 +115,17 @@ func TestDecodeHTTPTrigger_tolerates_single_string_header_and_query_values(t *te
 	}
 }
 
-func TestHTTPRequest_RedactedURL_hides_the_function_key(t *testing.T) {
+func TestHTTPRequest_RedactedURL_hides_the_function_key_and_every_other_query_secret(t *testing.T) {
+	// Dataverse's HttpQueryString auth sends its secret under any parameter name the
+	// registration chose, so no list of known names is enough: every value goes.
 	cases := []struct{ url, want string }{
-		{"https://app.example/api/dataverse/webhook?code=k3y-value&x=1", "https://app.example/api/dataverse/webhook?code=REDACTED&x=1"},
+		{"https://app.example/api/dataverse/webhook?code=k3y-value&x=1", "https://app.example/api/dataverse/webhook?code=REDACTED&x=REDACTED"},
 		{"https://app.example/api/dataverse/webhook?Code=k3y-value", "https://app.example/api/dataverse/webhook?Code=REDACTED"},
+		{"https://app.example/api/dataverse/webhook?x-dv-secret=k3y-value", "https://app.example/api/dataverse/webhook?x-dv-secret=REDACTED"},
+		{"https://user:k3y-value@app.example/api/dataverse/webhook", "https://app.example/api/dataverse/webhook"},
 		{"https://app.example/api/dataverse/webhook", "https://app.example/api/dataverse/webhook"},
 		{"https://app.example/%zz?code=k3y-value", "https://app.example/%zz"},
+		{"https://user:k3y-value@app.example/%zz?code=x", "https://app.example/%zz"},
 	}
 	for _, tc := range cases {
 		got := customhandler.HTTPRequest{URL: tc.url}.RedactedURL()
