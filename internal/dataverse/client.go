@@ -40,8 +40,10 @@ type Client struct {
 	cred  azcore.TokenCredential
 	now   func() time.Time
 
-	tokenMu sync.Mutex
-	token   azcore.AccessToken
+	// tokenLock (a one-slot semaphore) guards token and serialises refreshes; unlike a mutex,
+	// a caller waiting for it can give up when its own context ends.
+	tokenLock chan struct{}
+	token     azcore.AccessToken
 
 	setsMu sync.RWMutex
 	sets   map[string]string // logical name → entity set name
@@ -74,6 +76,8 @@ func NewClient(environmentURL string, cred azcore.TokenCredential, opts *Options
 		cred:  cred,
 		now:   time.Now,
 		sets:  make(map[string]string),
+
+		tokenLock: make(chan struct{}, 1),
 	}
 	if opts != nil {
 		if opts.HTTPClient != nil {
@@ -251,20 +255,37 @@ func (c *Client) do(req *http.Request) ([]byte, error) {
 		return body, nil
 	}
 	if resp.StatusCode == http.StatusUnauthorized {
-		// The token may have been revoked early; fetch a fresh one next time.
-		c.tokenMu.Lock()
-		c.token = azcore.AccessToken{}
-		c.tokenMu.Unlock()
+		c.forgetToken(req)
 	}
 	return nil, errorFromResponse(resp, body, c.now())
 }
 
+// forgetToken drops the cached token after a 401 for req, which may have been revoked early,
+// so that the next request fetches a fresh one. Only the token req carried is dropped, not one
+// another caller fetched since; a caller whose context ends first leaves the cache as it is.
+func (c *Client) forgetToken(req *http.Request) {
+	select {
+	case c.tokenLock <- struct{}{}:
+	case <-req.Context().Done():
+		return
+	}
+	defer func() { <-c.tokenLock }()
+	if "Bearer "+c.token.Token == req.Header.Get("Authorization") {
+		c.token = azcore.AccessToken{}
+	}
+}
+
 // accessToken returns a token for the environment, reusing one until shortly before it expires.
 // The credentials cache too; this keeps any credential from being asked on every request, and
-// serialises refreshes so a burst of calls triggers one token request.
+// serialises refreshes so a burst of calls triggers one token request. A caller queued behind a
+// slow refresh (an identity endpoint retrying) leaves when its own context ends.
 func (c *Client) accessToken(ctx context.Context) (string, error) {
-	c.tokenMu.Lock()
-	defer c.tokenMu.Unlock()
+	select {
+	case c.tokenLock <- struct{}{}:
+	case <-ctx.Done():
+		return "", fmt.Errorf("token for %s: %w", c.scope, ctx.Err())
+	}
+	defer func() { <-c.tokenLock }()
 	if c.token.Token != "" && c.now().Add(tokenSlack).Before(c.token.ExpiresOn) {
 		return c.token.Token, nil
 	}

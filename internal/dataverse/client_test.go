@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -329,5 +330,110 @@ func TestClient_fetches_a_new_token_after_a_401(t *testing.T) {
 	}
 	if n := cred.calls.Load(); n != 2 {
 		t.Errorf("token requests = %d, want 2 (the token was dropped after the 401)", n)
+	}
+}
+
+// blockingCredential holds every token request until release is closed.
+type blockingCredential struct {
+	started chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (b *blockingCredential) GetToken(ctx context.Context, _ policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	b.once.Do(func() { close(b.started) })
+	select {
+	case <-b.release:
+		return azcore.AccessToken{Token: "tok-slow", ExpiresOn: time.Now().Add(time.Hour)}, nil
+	case <-ctx.Done():
+		return azcore.AccessToken{}, ctx.Err()
+	}
+}
+
+func TestClient_a_caller_waiting_for_someone_elses_token_request_honours_its_own_deadline(t *testing.T) {
+	api := &webAPI{}
+	cred := &blockingCredential{started: make(chan struct{}), release: make(chan struct{})}
+	c := newClient(t, api, cred)
+	defer close(cred.release)
+
+	// One update is stuck fetching a token (a slow identity endpoint) with a long deadline.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = c.Update(ctx, "opportunity", recordID, map[string]any{"name": "x"})
+	}()
+	<-cred.started
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Update(ctx, "opportunity", recordID, map[string]any{"name": "x"}) }()
+
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Update error = %v, want context.DeadlineExceeded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Update still waiting long after its deadline: it queued behind another caller's token request")
+	}
+}
+
+// sequenceCredential hands out tok-1, tok-2, … each valid for an hour of the given clock.
+type sequenceCredential struct {
+	calls atomic.Int32
+	now   func() time.Time
+}
+
+func (s *sequenceCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	n := s.calls.Add(1)
+	return azcore.AccessToken{Token: fmt.Sprintf("tok-%d", n), ExpiresOn: s.now().Add(time.Hour)}, nil
+}
+
+func TestClient_a_late_401_does_not_drop_a_token_fetched_since(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC).Unix())
+	now := func() time.Time { return time.Unix(clock.Load(), 0) }
+	holdFirst, firstArrived := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			_, _ = io.WriteString(w, `{"EntitySetName":"opportunities"}`)
+			return
+		}
+		if r.Header.Get("Authorization") == "Bearer tok-1" {
+			close(firstArrived)
+			<-holdFirst // answered only once tok-2 is in use
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	cred := &sequenceCredential{now: now}
+	c, err := dataverse.NewClient(srv.URL, cred, &dataverse.Options{HTTPClient: srv.Client(), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	update := func() error {
+		return c.Update(context.Background(), "opportunity", recordID, map[string]any{"name": "x"})
+	}
+
+	first := make(chan error, 1)
+	go func() { first <- update() }()
+	<-firstArrived
+	clock.Add(int64(time.Hour / time.Second)) // tok-1 is now due for renewal
+	if err := update(); err != nil {
+		t.Fatalf("update with tok-2: %v", err)
+	}
+	close(holdFirst)
+	if err := <-first; err == nil {
+		t.Fatal("update with tok-1 succeeded, want its 401")
+	}
+	if err := update(); err != nil {
+		t.Fatalf("update after the late 401: %v", err)
+	}
+
+	if n := cred.calls.Load(); n != 2 {
+		t.Errorf("token requests = %d, want 2: the late 401 for tok-1 dropped tok-2", n)
 	}
 }
