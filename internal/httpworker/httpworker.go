@@ -32,7 +32,12 @@ func New(h Handler, r worker.Rerouter, binding string, log *slog.Logger) http.Ha
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		ctx := req.Context()
 		invocationID := req.Header.Get("X-Azure-Functions-InvocationId")
-		body, err := io.ReadAll(io.LimitReader(req.Body, maxInvocationBytes))
+		body, err := io.ReadAll(io.LimitReader(req.Body, maxInvocationBytes+1))
+		if err == nil && len(body) > maxInvocationBytes {
+			// Not the worker's to judge: the host redelivers it until the broker dead-letters it
+			// (MaxDeliveryCountExceeded), where the original stays intact for support.
+			err = fmt.Errorf("invocation is larger than %d bytes", maxInvocationBytes)
+		}
 		if err != nil {
 			customhandler.WriteFailure(ctx, w, log, fmt.Errorf("read invocation: %w", err),
 				slog.String("invocationId", invocationID))

@@ -85,3 +85,15 @@ func TestEventWorker_answers_500_to_an_envelope_it_cannot_read(t *testing.T) {
 		t.Errorf("the worker ran on an unreadable envelope: %+v", w.got)
 	}
 }
+
+func TestEventWorker_answers_500_to_an_invocation_over_the_size_limit(t *testing.T) {
+	w := &fakeWorker{}
+	huge := `{"Data":{"msg":"` + strings.Repeat("a", 9<<20) + `"},"Metadata":{}}`
+	rec := invoke(t, httpworker.New(w, nopRerouter{}, "msg", slog.New(slog.DiscardHandler)), huge)
+	if rec.Code != http.StatusInternalServerError {
+		t.Fatalf("answered %d", rec.Code)
+	}
+	if w.got.Body != nil {
+		t.Errorf("the worker ran on a cut-off invocation")
+	}
+}
