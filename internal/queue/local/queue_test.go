@@ -389,3 +389,66 @@ func TestOpen_sets_up_sqlite_for_durability(t *testing.T) {
 		t.Fatalf("journal_mode=%s synchronous=%d, want wal and 2 (FULL)", mode, sync)
 	}
 }
+
+// Close while publishes are in flight: each Publish either returned nil and its message is
+// there after a reopen, or failed with ErrClosed. Nothing in between.
+func TestClose_keeps_every_publish_that_returned_nil_and_fails_the_rest(t *testing.T) {
+	dir := t.TempDir()
+	q := openTestQueue(t, dir, Options{})
+	const publishers = 64
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		accepted []string
+	)
+	acceptedCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepted)
+	}
+	for i := range publishers {
+		wg.Go(func() {
+			for n := 0; ; n++ {
+				id := fmt.Sprintf("evt-%02d-%d", i, n)
+				err := q.Publish(context.Background(), msg(id))
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Publish %s = %v, want nil or ErrClosed", id, err)
+					return
+				}
+				mu.Lock()
+				accepted = append(accepted, id)
+				mu.Unlock()
+			}
+		})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for acceptedCount() < 2*publishers && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+
+	q = openTestQueue(t, dir, Options{})
+	seen := map[string]bool{}
+	for len(seen) < len(accepted) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		got, err := q.Receive(ctx, 500)
+		cancel()
+		if err != nil {
+			break
+		}
+		for _, r := range got {
+			seen[r.MessageID] = true
+		}
+	}
+	for _, id := range accepted {
+		if !seen[id] {
+			t.Errorf("%s: Publish returned nil, but the message is gone after Close", id)
+		}
+	}
+}
