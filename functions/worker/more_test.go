@@ -274,3 +274,23 @@ func TestWorker_binds_a_custom_lookup_by_its_case_sensitive_navigation_property(
 		t.Errorf("PATCH body = %s, want %s", got, want)
 	}
 }
+
+func TestWorker_retries_a_409_for_a_request_still_in_flight_under_the_same_idempotency_key(t *testing.T) {
+	// The first try timed out on our side while the credit API kept working on it; the quick
+	// retry carries the same Idempotency-Key, and an API following the Idempotency-Key draft
+	// answers 409 until the first request completes. Nothing about the event is wrong.
+	h := newHarness(t)
+	h.credit.script = func(n int) reply {
+		if n == 1 {
+			return reply{status: http.StatusConflict, body: `{"title":"A request is outstanding for this Idempotency-Key"}`}
+		}
+		return reply{status: http.StatusOK, body: `{"score": 712}`}
+	}
+	w := h.worker(t, worker.Config{})
+
+	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
+
+	if out.Kind != worker.Complete {
+		t.Fatalf("outcome = %+v, want complete", out)
+	}
+}

@@ -15,7 +15,8 @@ import (
 type Class int
 
 const (
-	// Transient failures may succeed later: network errors, timeouts, 401, 408, 429, 5xx but 501.
+	// Transient failures may succeed later: network errors, timeouts, 401, 408, 409, 429, 5xx
+	// but 501.
 	Transient Class = iota + 1
 	// Permanent failures will fail the same way however often they are retried: other 4xx
 	// (404 = the record is gone), 501, invalid responses, invalid messages.
@@ -113,9 +114,13 @@ func Classify(err error) Verdict {
 // ClassifyStatus classifies a non-2xx HTTP status. A 401 says nothing about the event: the
 // token was expired or revoked (the Dataverse client drops it, so the next try fetches a fresh
 // one) or the identity is being set up; every event fails alike, so it backs off like an outage.
+// A 409 is what an API following the Idempotency-Key draft answers while an earlier request
+// with the same key is still in flight, which is exactly the case after a try timed out; the
+// draft exempts it from "correct the request before retrying".
 func ClassifyStatus(status int) Class {
 	switch {
-	case status == http.StatusUnauthorized, status == http.StatusRequestTimeout, status == http.StatusTooManyRequests:
+	case status == http.StatusUnauthorized, status == http.StatusRequestTimeout,
+		status == http.StatusConflict, status == http.StatusTooManyRequests:
 		return Transient
 	case status == http.StatusNotImplemented:
 		return Permanent

@@ -25,6 +25,7 @@ func TestClassify_separates_transient_from_permanent(t *testing.T) {
 		{"connection refused", &url.Error{Op: "Post", URL: "http://x", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}, worker.Transient, 0},
 		{"try timed out", fmt.Errorf("POST: %w", context.DeadlineExceeded), worker.Transient, 0},
 		{"408", &worker.StatusError{Status: 408}, worker.Transient, 0},
+		{"409 same Idempotency-Key in flight", &worker.StatusError{Status: 409}, worker.Transient, 0},
 		{"401 expired token", fmt.Errorf("update: %w", &dataverse.Error{Status: 401, Code: "0x80072560"}), worker.Transient, 0},
 		{"429 with Retry-After", fmt.Errorf("step: %w", &worker.StatusError{Status: 429, RetryAfter: 7 * time.Second}), worker.Transient, 7 * time.Second},
 		{"500", &worker.StatusError{Status: 500}, worker.Transient, 0},
