@@ -77,6 +77,40 @@ func TestNewCredential_uses_the_functions_managed_identity_endpoint(t *testing.T
 	}
 }
 
+// Not parallel: the managed identity source is detected from process environment variables.
+func TestNewCredential_asks_for_the_user_assigned_identity_named_by_AZURE_CLIENT_ID(t *testing.T) {
+	mi := &managedIdentityEndpoint{}
+	miSrv := httptest.NewServer(mi)
+	defer miSrv.Close()
+	t.Setenv("IDENTITY_ENDPOINT", miSrv.URL+"/msi/token")
+	t.Setenv("IDENTITY_HEADER", "header-secret")
+	// A Function App with only a user-assigned identity (as infra/ deploys it) has no
+	// system-assigned one to fall back on: asking without a client id fails every token.
+	const identity = "7d0c2a44-1b9e-4f3a-9c55-0e2f6a1b3c4d"
+	lookup := func(k string) (string, bool) {
+		if k == "AZURE_CLIENT_ID" {
+			return identity, true
+		}
+		return os.LookupEnv(k)
+	}
+
+	cred, err := dataverse.NewCredential(lookup, "")
+	if err != nil {
+		t.Fatalf("NewCredential: %v", err)
+	}
+	c := newClient(t, &webAPI{}, cred)
+	if err := c.Update(context.Background(), "opportunity", recordID, map[string]any{"name": "x"}); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+
+	if len(mi.requests) != 1 {
+		t.Fatalf("identity endpoint asked %d times, want 1", len(mi.requests))
+	}
+	if got := mi.requests[0].URL.Query().Get("client_id"); got != identity {
+		t.Errorf("client_id = %q, want %q (AZURE_CLIENT_ID)", got, identity)
+	}
+}
+
 func TestNewCredential_picks_by_environment(t *testing.T) {
 	tests := []struct {
 		name string
@@ -84,6 +118,9 @@ func TestNewCredential_picks_by_environment(t *testing.T) {
 		want any
 	}{
 		{"client secret", map[string]string{"AZURE_TENANT_ID": "00000000-0000-0000-0000-000000000001", "AZURE_CLIENT_ID": "app", "AZURE_CLIENT_SECRET": "s"}, &azidentity.ClientSecretCredential{}},
+		// On Azure IDENTITY_ENDPOINT is always set; an app registration configured on purpose
+		// (the application user Dataverse knows) must still win, as the README promises.
+		{"client secret on a Function App", map[string]string{"IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi/token", "AZURE_TENANT_ID": "00000000-0000-0000-0000-000000000001", "AZURE_CLIENT_ID": "app", "AZURE_CLIENT_SECRET": "s"}, &azidentity.ClientSecretCredential{}},
 		{"nothing set", map[string]string{}, &azidentity.DefaultAzureCredential{}},
 		{"secret missing", map[string]string{"AZURE_TENANT_ID": "00000000-0000-0000-0000-000000000001", "AZURE_CLIENT_ID": "app"}, &azidentity.DefaultAzureCredential{}},
 	}
