@@ -265,12 +265,14 @@ func (c *Consumer) renewLock(ctx context.Context, r *queue.Received, log *slog.L
 }
 
 // renewIn is how long to wait before renewing r's lock: half of what is left of it by
-// r.LockedUntil, capped at half the configured lock duration. The cap also covers a queue clock
-// behind this one; a failed renewal is retried sooner and sooner as the lock nears its end.
+// r.LockedUntil, capped at half the configured lock duration, so a failed renewal is retried
+// sooner and sooner as the lock nears its end. LockedUntil is the queue's clock: when it says
+// the lock is already over (a broker clock behind this one, or a lock really gone), the
+// configured pace is kept rather than renewing in a tight loop.
 func (c *Consumer) renewIn(r *queue.Received) time.Duration {
 	wait := c.opts.LockDuration / 2
-	if !r.LockedUntil.IsZero() {
-		wait = min(wait, time.Until(r.LockedUntil)/2)
+	if left := time.Until(r.LockedUntil); !r.LockedUntil.IsZero() && left > 0 {
+		wait = min(wait, left/2)
 	}
 	return max(wait, minRenewInterval)
 }

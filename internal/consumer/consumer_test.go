@@ -479,3 +479,63 @@ func TestConsumer_renews_by_the_messages_own_lock_when_the_queue_locks_for_less_
 		t.Fatalf("Process called %d times, want once: the lock must not have expired", got)
 	}
 }
+
+// skewedQueue hands out one message whose lock, by this machine's clock, always looks expired,
+// as a broker clock running well behind this one would report it. It counts renewals.
+type skewedQueue struct {
+	once      sync.Once
+	renewals  atomic.Int32
+	completed chan struct{}
+}
+
+func (s *skewedQueue) Receive(ctx context.Context, _ int) ([]*queue.Received, error) {
+	var out []*queue.Received
+	s.once.Do(func() {
+		out = []*queue.Received{{
+			Message:     queue.Message{MessageID: "evt-skew"},
+			LockToken:   "t",
+			LockedUntil: time.Now().Add(-2 * time.Minute),
+		}}
+	})
+	if out != nil {
+		return out, nil
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (s *skewedQueue) RenewLock(_ context.Context, r *queue.Received) error {
+	s.renewals.Add(1)
+	r.LockedUntil = time.Now().Add(-2 * time.Minute)
+	return nil
+}
+
+func (s *skewedQueue) Complete(context.Context, *queue.Received) error {
+	close(s.completed)
+	return nil
+}
+func (s *skewedQueue) Abandon(context.Context, *queue.Received) error { return nil }
+func (s *skewedQueue) Reschedule(context.Context, *queue.Received, time.Time, map[string]any) error {
+	return nil
+}
+func (s *skewedQueue) DeadLetterReceived(context.Context, *queue.Received, string, string) error {
+	return nil
+}
+
+func TestConsumer_does_not_hammer_renewals_when_the_queue_clock_disagrees(t *testing.T) {
+	q := &skewedQueue{completed: make(chan struct{})}
+	p := processorFunc(func(ctx context.Context, d worker.Delivery) worker.Outcome {
+		time.Sleep(300 * time.Millisecond)
+		return worker.Outcome{Kind: worker.Complete}
+	})
+	start(t, consumer.New(q, p, consumer.Options{LockDuration: time.Second}, nil))
+	select {
+	case <-q.completed:
+	case <-time.After(patience):
+		t.Fatal("the message was never completed")
+	}
+	// Every half lock duration (500ms) there is at most one renewal in 300ms of work.
+	if got := q.renewals.Load(); got > 1 {
+		t.Fatalf("RenewLock called %d times in 300ms with a 1s lock, want at most 1", got)
+	}
+}
