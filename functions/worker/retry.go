@@ -205,8 +205,10 @@ func (p RetryPolicy) QuickWait(try int, retryAfter time.Duration, jitter float64
 // one looks, outliving the message's time to live.
 func (p RetryPolicy) LaterDelay(n int, retryAfter time.Duration, jitter float64) time.Duration {
 	d := p.LaterMax
-	if shift := n - 1; shift < 30 {
-		d = min(p.LaterBase<<max(shift, 0), p.LaterMax)
+	// Double only while that stays under LaterMax: shifting first would overflow a Duration
+	// (30s·2^29 is negative) and a long attempts setting would retry at once.
+	if shift := max(n-1, 0); shift < 63 && p.LaterBase <= p.LaterMax>>shift {
+		d = p.LaterBase << shift
 	}
 	d += time.Duration(float64(d) * 0.2 * jitter)
 	return max(d, min(retryAfter, p.LaterMax))

@@ -85,6 +85,8 @@ func TestRetryPolicy_LaterDelay_doubles_caps_jitters_upward_and_honours_Retry_Af
 		{7, 0, 0, 32 * time.Minute},
 		{8, 0, 0, time.Hour},
 		{40, 0, 0, time.Hour},
+		// 30s·2^29 overflows a Duration: a long DVRELAY_MAX_ATTEMPTS must not retry at once.
+		{30, 0, 0, time.Hour},
 		{1, 0, 0.5, 33 * time.Second},
 		{8, 0, 0.5, time.Hour + 6*time.Minute},
 		{1, 5 * time.Minute, 0, 5 * time.Minute},
@@ -98,6 +100,20 @@ func TestRetryPolicy_LaterDelay_doubles_caps_jitters_upward_and_honours_Retry_Af
 				t.Errorf("LaterDelay = %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestRetryPolicy_LaterDelay_never_shrinks_as_attempts_grow(t *testing.T) {
+	for _, base := range []time.Duration{time.Second, 30 * time.Second, 5 * time.Minute, time.Hour} {
+		p := worker.RetryPolicy{LaterBase: base, LaterMax: 6 * time.Hour, MaxAttempts: 100}
+		prev := time.Duration(0)
+		for n := 1; n <= 100; n++ {
+			d := p.LaterDelay(n, 0, 0)
+			if d < prev || d <= 0 {
+				t.Fatalf("base %s: LaterDelay(%d) = %s after %s, want a non-decreasing positive delay", base, n, d, prev)
+			}
+			prev = d
+		}
 	}
 }
 
