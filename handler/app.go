@@ -137,7 +137,11 @@ func (a *app) serve(ctx context.Context, ln net.Listener, mux *http.ServeMux, wi
 	if consumerErr != nil && !errors.Is(consumerErr, context.Canceled) {
 		err = errors.Join(err, fmt.Errorf("worker: %w", consumerErr))
 	}
-	if cerr := a.backend.close(shutdownCtx); cerr != nil {
+	// The drain above may have used up the grace; closing the backend gets its own time, so
+	// Service Bus links close cleanly and hand back messages received but not yet processed.
+	closeCtx, cancelClose := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancelClose()
+	if cerr := a.backend.close(closeCtx); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close backend: %w", cerr))
 	}
 	a.log.InfoContext(context.WithoutCancel(ctx), "stopped")
