@@ -73,6 +73,10 @@ func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64)
 		return err
 	}
 	if !fresh {
+		// Said at Info because a re-post that "did nothing" is otherwise a mystery (posting the
+		// same sample twice, or Dataverse retrying an operation that was already queued).
+		q.log.InfoContext(ctx, "duplicate dropped: this MessageID was queued within the duplicate window",
+			"messageId", r.messageID)
 		return nil
 	}
 	due := max(r.scheduledNS, now)
