@@ -294,3 +294,15 @@ func TestWorker_retries_a_409_for_a_request_still_in_flight_under_the_same_idemp
 		t.Fatalf("outcome = %+v, want complete", out)
 	}
 }
+
+func TestWorker_loop_guard_accepts_an_ignored_user_id_written_in_braces(t *testing.T) {
+	// Dataverse shows record ids as {GUID} in its URLs and Advanced Find; events carry them bare.
+	h := newHarness(t)
+	w := h.worker(t, worker.Config{IgnoreUserIDs: []string{"{" + strings.ToUpper(workerID) + "}"}})
+
+	w.Process(context.Background(), delivery(t, opportunityEvent(func(ev map[string]any) { ev["TriggeredBy"] = workerID }), 1))
+
+	if n := len(h.credit.calls()); n != 0 {
+		t.Errorf("credit calls = %d, want none: the event was made by the ignored user", n)
+	}
+}

@@ -129,7 +129,8 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
 		w.processTimeout = DefaultProcessTimeout
 	}
 	for _, id := range cfg.IgnoreUserIDs {
-		if id = strings.TrimSpace(id); id != "" {
+		// Events carry bare lower-case GUIDs; Dataverse's own screens show {GUID}.
+		if id = strings.Trim(strings.TrimSpace(id), "{}"); id != "" {
 			w.ignore[strings.ToLower(id)] = true
 		}
 	}
