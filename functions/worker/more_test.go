@@ -306,3 +306,31 @@ func TestWorker_loop_guard_accepts_an_ignored_user_id_written_in_braces(t *testi
 		t.Errorf("credit calls = %d, want none: the event was made by the ignored user", n)
 	}
 }
+
+func TestWorker_loop_guard_does_not_skip_another_tables_column_of_the_same_name(t *testing.T) {
+	// The worker writes new_creditscore on opportunities only. An account whose own
+	// new_creditscore a person changed is not an echo and must be synced.
+	routes := `{"routes":[
+		{"name":"score","match":{"entity":"opportunity"},"steps":[
+			{"name":"write","type":"dataverse-update","set":{"new_creditscore":1}}]},
+		{"name":"account-sync","match":{"entity":"account"},"steps":[
+			{"name":"erp","type":"http","url":"${DVRELAY_ERP_URL}"}]}]}`
+	h := newHarness(t)
+	w := h.worker(t, worker.Config{RoutesPath: writeRoutes(t, routes)})
+	account := opportunityEvent(func(ev map[string]any) {
+		ev["Entity"] = "account"
+		ev["EventName"] = "AccountUpdated"
+		ev["ChangedFields"] = []string{"new_creditscore"}
+	})
+	echo := opportunityEvent(func(ev map[string]any) { ev["ChangedFields"] = []string{"new_creditscore"} })
+
+	w.Process(context.Background(), delivery(t, account, 1))
+	w.Process(context.Background(), delivery(t, echo, 1))
+
+	if n := len(h.erp.calls()); n != 1 {
+		t.Errorf("ERP calls = %d, want 1: the account change was taken for the worker's echo", n)
+	}
+	if n := len(h.dv.calls()); n != 0 {
+		t.Errorf("PATCH calls = %d, want none: the opportunity event is the worker's echo", n)
+	}
+}

@@ -94,7 +94,7 @@ type routeSet struct {
 	routes []route
 	// written holds, lower-cased, every column a dataverse-update step writes: an Update event
 	// that changed nothing else is the worker's own echo.
-	written map[string]bool
+	written writtenColumns
 	// skipped lists "route/step: why" for the start-up warning.
 	skipped []string
 }
@@ -119,7 +119,7 @@ func parseRoutes(path string, raw []byte, types map[string]StepType, env BuildEn
 	if err := json.Unmarshal(raw, &file); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	set := &routeSet{written: make(map[string]bool)}
+	set := &routeSet{written: make(writtenColumns)}
 	var problems []string
 	seenRoutes := make(map[string]bool)
 	for _, rd := range file.Routes {
@@ -170,9 +170,7 @@ func parseRoutes(path string, raw []byte, types map[string]StepType, env BuildEn
 				bs.step = step
 				earlier[h.Name] = StepReady
 				if w, ok := step.(ColumnWriter); ok {
-					for _, c := range w.WrittenColumns() {
-						set.written[strings.ToLower(c)] = true
-					}
+					set.written.add(writtenTable(step, rd.Match), w.WrittenColumns())
 				}
 			}
 			r.steps = append(r.steps, bs)
@@ -183,6 +181,36 @@ func parseRoutes(path string, raw []byte, types map[string]StepType, env BuildEn
 		return nil, fmt.Errorf("%s: %s", path, strings.Join(problems, "; "))
 	}
 	return set, nil
+}
+
+// writtenColumns are the columns the worker writes, by lower-cased table logical name; the
+// table "" stands for any table, when the step's target is not known before an event names it.
+type writtenColumns map[string]map[string]bool
+
+func (w writtenColumns) add(table string, columns []string) {
+	table = strings.ToLower(table)
+	if w[table] == nil {
+		w[table] = make(map[string]bool)
+	}
+	for _, c := range columns {
+		w[table][strings.ToLower(c)] = true
+	}
+}
+
+// has reports whether the worker writes column on table.
+func (w writtenColumns) has(table, column string) bool {
+	column = strings.ToLower(column)
+	return w[""][column] || w[strings.ToLower(table)][column]
+}
+
+// writtenTable is the table a column-writing step writes to, when the routes file fixes it: a
+// dataverse-update of the event's own record in a route that matches one entity. Any other
+// writer (a lookup's record, a custom step) may write anywhere.
+func writtenTable(step Step, m matchDecl) string {
+	if u, ok := step.(*updateStep); ok && u.lookup == "" {
+		return m.Entity
+	}
+	return ""
 }
 
 // validateRoutesSchema checks raw against the embedded schema and names each problem by route

@@ -84,7 +84,7 @@ type Deps struct {
 // Worker processes deliveries. It is safe for concurrent use.
 type Worker struct {
 	routes         []route
-	written        map[string]bool
+	written        writtenColumns
 	ignore         map[string]bool
 	decoder        EventDecoder
 	now            func() time.Time
@@ -159,9 +159,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
 	}
 	w.routes = set.routes
 	w.written = set.written
-	for _, c := range cfg.WrittenColumns {
-		w.written[strings.ToLower(c)] = true
-	}
+	w.written.add("", cfg.WrittenColumns)
 	for _, s := range set.skipped {
 		log.Warn("route step will be skipped", "detail", s)
 	}
@@ -277,16 +275,17 @@ func (w *Worker) transientFailure(attempt int, at *progress, err error, retryAft
 }
 
 // loopGuard reports why an event must not trigger work: it was made by a user the worker
-// ignores (its own application user), or it changed nothing but columns the worker writes.
+// ignores (its own application user), or it changed nothing but columns the worker writes on
+// that table.
 func (w *Worker) loopGuard(ev *event.Event) (string, bool) {
 	if ev.TriggeredBy != "" && w.ignore[strings.ToLower(ev.TriggeredBy)] {
 		return "triggered by an ignored user", true
 	}
-	if len(ev.ChangedFields) == 0 || len(w.written) == 0 {
+	if len(ev.ChangedFields) == 0 {
 		return "", false
 	}
 	for _, f := range ev.ChangedFields {
-		if !w.written[strings.ToLower(f)] {
+		if !w.written.has(ev.Entity, f) {
 			return "", false
 		}
 	}
