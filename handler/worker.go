@@ -19,7 +19,13 @@ import (
 func newWorker(_ context.Context, cfg config.Config, lookup func(string) (string, bool), parser *event.Parser, log *slog.Logger) (*worker.Worker, error) {
 	deps := worker.Deps{Settings: lookup, Decoder: parser}
 	if cfg.DataverseURL != "" {
-		cred, err := dataverse.NewCredential(lookup, "")
+		// A user-assigned identity is named by AZURE_CLIENT_ID; without it, the identity the app
+		// already uses for Service Bus (infra/ deploys one identity for both) is the natural one.
+		clientID := ""
+		if v, _ := lookup("AZURE_CLIENT_ID"); v == "" {
+			clientID = cfg.ServiceBusClientID
+		}
+		cred, err := dataverse.NewCredential(lookup, clientID)
 		if err != nil {
 			return nil, fmt.Errorf("dataverse credential: %w", err)
 		}
