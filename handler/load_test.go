@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,7 +21,7 @@ import (
 //	go test -run '^$' -bench Serve_intake -benchtime 5000x ./handler
 func BenchmarkServe_intake(b *testing.B) {
 	addr := freeAddr(b)
-	startServe(b, b.TempDir(), addr, baseEnv("DVRELAY_LOG_LEVEL=warn"))
+	p := startServe(b, b.TempDir(), addr, baseEnv("DVRELAY_LOG_LEVEL=warn"))
 	bodies := make([][]byte, b.N)
 	for i := range bodies {
 		bodies[i] = sampleEvent(b)
@@ -62,4 +65,24 @@ func BenchmarkServe_intake(b *testing.B) {
 		b.Fatalf("%d of %d posts were not accepted", failed.Load(), b.N)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	if kb, ok := peakRSSKiB(p.cmd.Process.Pid); ok {
+		b.ReportMetric(float64(kb)/1024, "peak-RSS-MiB")
+	}
+}
+
+// peakRSSKiB reads a process's peak resident set size (VmHWM) on Linux.
+func peakRSSKiB(pid int) (int, bool) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil {
+				return kb, true
+			}
+		}
+	}
+	return 0, false
 }
