@@ -149,30 +149,26 @@ func (r *reader) duration(name string, def time.Duration) time.Duration {
 }
 
 func (r *reader) positiveInt64(name string, def int64) int64 {
-	v := r.str(name, "")
-	if v == "" {
-		return def
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n <= 0 {
-		r.fail(name, fmt.Sprintf("%q is not a positive whole number", v))
-		return def
-	}
-	return n
+	return r.intAtLeast(name, def, 1, "a positive whole number")
 }
 
 func (r *reader) positiveInt(name string, def int) int {
-	return int(r.positiveInt64(name, int64(def)))
+	return int(r.intAtLeast(name, int64(def), 1, "a positive whole number"))
 }
 
 func (r *reader) nonNegativeInt(name string, def int) int {
+	return int(r.intAtLeast(name, int64(def), 0, "a whole number ≥ 0"))
+}
+
+// intAtLeast reads a whole number no smaller than least; what names the accepted values.
+func (r *reader) intAtLeast(name string, def, least int64, what string) int64 {
 	v := r.str(name, "")
 	if v == "" {
 		return def
 	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		r.fail(name, fmt.Sprintf("%q is not a whole number ≥ 0", v))
+	n, err := strconv.ParseInt(v, 10, 32)
+	if err != nil || n < least {
+		r.fail(name, fmt.Sprintf("%q is not %s", v, what))
 		return def
 	}
 	return n
