@@ -98,9 +98,11 @@ func (a *app) serve(ctx context.Context, ln net.Listener, mux *http.ServeMux, wi
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		// Dataverse waits 60 s for an answer; nothing dvrelay does should take longer.
-		ReadTimeout:  60 * time.Second,
-		WriteTimeout: 90 * time.Second,
+		// Dataverse waits 60 s for an answer; no request body should take longer to arrive.
+		ReadTimeout: 60 * time.Second,
+		// An EventWorker invocation answers after the whole delivery (bounded by the worker) and
+		// the reroute of its outcome; cutting it short would make the host redeliver work done.
+		WriteTimeout: worker.DefaultProcessTimeout + time.Minute,
 		IdleTimeout:  120 * time.Second,
 		ErrorLog:     slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		BaseContext:  func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
