@@ -103,9 +103,9 @@ func closedLoopbackPort(t *testing.T) int {
 	return port
 }
 
-// This one runs the real SDK: a broker that refuses connections must make Publish fail, not
-// hang and not report success, once the caller's deadline passes.
-func TestPublisher_on_the_real_SDK_fails_when_the_broker_is_unreachable(t *testing.T) {
+// unreachablePublisher is a Publisher on the real SDK whose broker refuses every connection.
+func unreachablePublisher(t *testing.T) *Publisher {
+	t.Helper()
 	port := closedLoopbackPort(t)
 	client, err := NewClient(ConnectionSettings{
 		ConnectionString: "Endpoint=sb://127.0.0.1:" + strconv.Itoa(port) + "/;SharedAccessKeyName=k;SharedAccessKey=" + testKey + ";UseDevelopmentEmulator=true",
@@ -122,6 +122,13 @@ func TestPublisher_on_the_real_SDK_fails_when_the_broker_is_unreachable(t *testi
 	if err != nil {
 		t.Fatalf("NewPublisher: %v", err)
 	}
+	return pub
+}
+
+// This one runs the real SDK: a broker that refuses connections must make Publish fail, not
+// hang and not report success, once the caller's deadline passes.
+func TestPublisher_on_the_real_SDK_fails_when_the_broker_is_unreachable(t *testing.T) {
+	pub := unreachablePublisher(t)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
@@ -149,25 +156,10 @@ func TestPublisher_on_the_real_SDK_fails_when_the_broker_is_unreachable(t *testi
 // The client's retry policy is short on purpose (see clientOptions): with the SDK defaults an
 // unreachable broker keeps a send retrying for about 45 s, so this ctx would run out first.
 func TestPublisher_on_the_real_SDK_reports_connection_lost_after_its_own_short_retries(t *testing.T) {
-	port := closedLoopbackPort(t)
-	client, err := NewClient(ConnectionSettings{
-		ConnectionString: "Endpoint=sb://127.0.0.1:" + strconv.Itoa(port) + "/;SharedAccessKeyName=k;SharedAccessKey=" + testKey + ";UseDevelopmentEmulator=true",
-	})
-	if err != nil {
-		t.Fatalf("NewClient: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = client.Close(ctx)
-	})
-	pub, err := NewPublisher(client, DefaultQueueName)
-	if err != nil {
-		t.Fatalf("NewPublisher: %v", err)
-	}
+	pub := unreachablePublisher(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	err = pub.Publish(ctx, &queue.Message{MessageID: "evt-unreachable", Body: []byte(`{}`)})
+	err := pub.Publish(ctx, &queue.Message{MessageID: "evt-unreachable", Body: []byte(`{}`)})
 	var sbErr *azservicebus.Error
 	if !errors.As(err, &sbErr) || sbErr.Code != azservicebus.CodeConnectionLost {
 		t.Fatalf("Publish error = %v, want *azservicebus.Error with code %s before the ctx deadline", err, azservicebus.CodeConnectionLost)

@@ -319,59 +319,47 @@ func (r *fakeReceiver) CompleteMessage(_ context.Context, msg *azservicebus.Rece
 			return err
 		}
 	}
-	b := r.b
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	q := b.queue(r.queue)
-	m, err := b.lockedMessage(q, msg.LockToken)
-	if err != nil {
-		return err
-	}
-	q.msgs = slices.DeleteFunc(q.msgs, func(x *fakeMsg) bool { return x == m })
-	return nil
+	return r.settleLocked(msg, func(b *fakeBroker, q *fakeQueue, m *fakeMsg) {
+		q.msgs = slices.DeleteFunc(q.msgs, func(x *fakeMsg) bool { return x == m })
+	})
 }
 
 func (r *fakeReceiver) AbandonMessage(_ context.Context, msg *azservicebus.ReceivedMessage, o *azservicebus.AbandonMessageOptions) error {
 	r.mu.Lock()
 	r.abandons++
 	r.mu.Unlock()
-	b := r.b
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	q := b.queue(r.queue)
-	m, err := b.lockedMessage(q, msg.LockToken)
-	if err != nil {
-		return err
-	}
-	if o != nil && o.PropertiesToModify != nil {
-		if m.rm.ApplicationProperties == nil {
-			m.rm.ApplicationProperties = map[string]any{}
+	return r.settleLocked(msg, func(b *fakeBroker, q *fakeQueue, m *fakeMsg) {
+		if o != nil && o.PropertiesToModify != nil {
+			if m.rm.ApplicationProperties == nil {
+				m.rm.ApplicationProperties = map[string]any{}
+			}
+			maps.Copy(m.rm.ApplicationProperties, o.PropertiesToModify)
 		}
-		maps.Copy(m.rm.ApplicationProperties, o.PropertiesToModify)
-	}
-	b.release(q, m)
-	return nil
+		b.release(q, m)
+	})
 }
 
 func (r *fakeReceiver) DeadLetterMessage(_ context.Context, msg *azservicebus.ReceivedMessage, o *azservicebus.DeadLetterOptions) error {
-	b := r.b
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	q := b.queue(r.queue)
-	m, err := b.lockedMessage(q, msg.LockToken)
-	if err != nil {
-		return err
-	}
 	var reason, description string
 	var props map[string]any
 	if o != nil {
 		reason, description, props = deref(o.Reason), deref(o.ErrorDescription), o.PropertiesToModify
 	}
-	b.deadLetter(q, m, reason, description, props)
-	return nil
+	return r.settleLocked(msg, func(b *fakeBroker, q *fakeQueue, m *fakeMsg) {
+		b.deadLetter(q, m, reason, description, props)
+	})
 }
 
 func (r *fakeReceiver) RenewMessageLock(_ context.Context, msg *azservicebus.ReceivedMessage, _ *azservicebus.RenewMessageLockOptions) error {
+	return r.settleLocked(msg, func(b *fakeBroker, q *fakeQueue, m *fakeMsg) {
+		m.lockedUntil = b.now().Add(q.cfg.lockDuration)
+		msg.LockedUntil = ptr(m.lockedUntil)
+	})
+}
+
+// settleLocked runs fn under the broker's lock on the message msg's lock token still holds,
+// or fails as the broker does when that lock is gone.
+func (r *fakeReceiver) settleLocked(msg *azservicebus.ReceivedMessage, fn func(b *fakeBroker, q *fakeQueue, m *fakeMsg)) error {
 	b := r.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -380,8 +368,7 @@ func (r *fakeReceiver) RenewMessageLock(_ context.Context, msg *azservicebus.Rec
 	if err != nil {
 		return err
 	}
-	m.lockedUntil = b.now().Add(q.cfg.lockDuration)
-	msg.LockedUntil = ptr(m.lockedUntil)
+	fn(b, q, m)
 	return nil
 }
 
