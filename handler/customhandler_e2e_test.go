@@ -206,12 +206,12 @@ func canonicalSample(t *testing.T) (body []byte, eventID string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev.CorrelationId = "corr-1"
+	ev.CorrelationID = "corr-1"
 	b, err := json.Marshal(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b, ev.EventId
+	return b, ev.EventID
 }
 
 func invokeWorker(t *testing.T, addr string, inv []byte) hostResult {

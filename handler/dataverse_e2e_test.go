@@ -86,7 +86,7 @@ func TestCustomHandler_EventWorker_scores_writes_back_and_syncs_an_opportunity(t
 	))
 
 	body, id := canonicalSample(t)
-	var ev struct{ RecordId string }
+	var ev struct{ RecordID string }
 	if err := json.Unmarshal(body, &ev); err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestCustomHandler_EventWorker_scores_writes_back_and_syncs_an_opportunity(t
 		t.Fatalf("PATCHes = %+v, want one", patches)
 	}
 	p := patches[0]
-	if want := "/api/data/v9.2/opportunities(" + ev.RecordId + ")"; p.path != want {
+	if want := "/api/data/v9.2/opportunities(" + ev.RecordID + ")"; p.path != want {
 		t.Errorf("PATCH %s, want %s", p.path, want)
 	}
 	if p.authorization != "Bearer token-from-managed-identity" || p.ifMatch != "*" || p.idempotencyKey != id {

@@ -194,14 +194,14 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 	if err != nil {
 		return Response{}, parseError(err)
 	}
-	rec.eventID, rec.entity, rec.message = ev.EventId, ev.Entity, ev.Message
+	rec.eventID, rec.entity, rec.message = ev.EventID, ev.Entity, ev.Message
 	if rec.correlationID == "" {
-		rec.correlationID = validCorrelationID(ev.CorrelationId)
+		rec.correlationID = validCorrelationID(ev.CorrelationID)
 	}
 	if rec.correlationID == "" {
 		rec.correlationID = newCorrelationID()
 	}
-	ev.CorrelationId = rec.correlationID
+	ev.CorrelationID = rec.correlationID
 
 	msg, err := in.message(ev)
 	if err != nil {
@@ -211,7 +211,7 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 		return Response{}, &Error{Kind: KindUnavailable, Detail: "the event could not be queued; retry later", Err: err}
 	}
 
-	body, err := json.Marshal(accepted{EventID: ev.EventId, CorrelationID: ev.CorrelationId, EventName: ev.EventName})
+	body, err := json.Marshal(accepted{EventID: ev.EventID, CorrelationID: ev.CorrelationID, EventName: ev.EventName})
 	if err != nil {
 		return Response{}, fmt.Errorf("encode accepted answer: %w", err)
 	}
@@ -271,11 +271,11 @@ func parseError(err error) error {
 func (in *Intake) message(ev event.Event) (*queue.Message, error) {
 	body, err := encodeEvent(ev)
 	if err != nil {
-		return nil, fmt.Errorf("encode event %s: %w", ev.EventId, err)
+		return nil, fmt.Errorf("encode event %s: %w", ev.EventID, err)
 	}
 	m := &queue.Message{
-		MessageID:     ev.EventId,
-		CorrelationID: ev.CorrelationId,
+		MessageID:     ev.EventID,
+		CorrelationID: ev.CorrelationID,
 		Subject:       ev.EventName,
 		ContentType:   "application/json",
 		Body:          body,
@@ -286,7 +286,7 @@ func (in *Intake) message(ev event.Event) (*queue.Message, error) {
 		},
 	}
 	if in.cfg.UseSessions {
-		m.SessionID = ev.RecordId
+		m.SessionID = ev.RecordID
 	}
 	return m, nil
 }

@@ -38,7 +38,7 @@ func (p *fakeParser) Parse(body []byte, h event.Hints) (event.Event, error) {
 	if err := json.Unmarshal(body, &ev); err != nil || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
 		return event.Event{}, fmt.Errorf("fake parser: %w", event.ErrMalformed)
 	}
-	if ev.EventId == "" {
+	if ev.EventID == "" {
 		return event.Event{}, &event.ValidationError{Kind: "PluginEvent", Problems: []event.FieldProblem{
 			{Pointer: "/EventId", Detail: "is required"},
 		}}
@@ -210,7 +210,7 @@ func TestIntake_accepts_a_valid_event_with_202_after_publishing(t *testing.T) {
 	if err := json.Unmarshal(m.Body, &ev); err != nil {
 		t.Fatalf("message body is not an event: %v", err)
 	}
-	if ev.EventId != "evt-1" || ev.CorrelationId != "payload-corr-1" {
+	if ev.EventID != "evt-1" || ev.CorrelationID != "payload-corr-1" {
 		t.Errorf("queued event = %+v", ev)
 	}
 	h.pub.mu.Lock()
@@ -449,8 +449,8 @@ func TestIntake_takes_the_correlation_id_from_header_then_payload_then_a_new_uui
 			m := h.pub.messages()[0]
 			var ev event.Event
 			_ = json.Unmarshal(m.Body, &ev)
-			if m.CorrelationID != got || ev.CorrelationId != got {
-				t.Errorf("message %q / event %q, answer %q", m.CorrelationID, ev.CorrelationId, got)
+			if m.CorrelationID != got || ev.CorrelationID != got {
+				t.Errorf("message %q / event %q, answer %q", m.CorrelationID, ev.CorrelationID, got)
 			}
 		})
 	}

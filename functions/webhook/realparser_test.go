@@ -73,11 +73,11 @@ func TestIntake_with_the_real_parser_queues_a_native_webhook(t *testing.T) {
 	if err := json.Unmarshal(m.Body, &ev); err != nil {
 		t.Fatal(err)
 	}
-	if ev.EventId == "" || m.MessageID != ev.EventId || m.Subject != "ContactUpdated" || ev.Entity != "contact" {
+	if ev.EventID == "" || m.MessageID != ev.EventID || m.Subject != "ContactUpdated" || ev.Entity != "contact" {
 		t.Errorf("message %+v, event %+v", m, ev)
 	}
-	if m.CorrelationID != "b374239d-4233-41a9-8b17-a86cb4f737b5" || ev.CorrelationId != m.CorrelationID {
-		t.Errorf("correlation: message %q, event %q", m.CorrelationID, ev.CorrelationId)
+	if m.CorrelationID != "b374239d-4233-41a9-8b17-a86cb4f737b5" || ev.CorrelationID != m.CorrelationID {
+		t.Errorf("correlation: message %q, event %q", m.CorrelationID, ev.CorrelationID)
 	}
 	if m.ApplicationProperties[queue.PropEntity] != "contact" {
 		t.Errorf("properties = %v", m.ApplicationProperties)

@@ -90,7 +90,7 @@ func (s *updateStep) WrittenColumns() []string {
 }
 
 func (s *updateStep) Run(ctx context.Context, r *Run) error {
-	entity, id := r.Event.Entity, r.Event.RecordId
+	entity, id := r.Event.Entity, r.Event.RecordID
 	if s.lookup != "" {
 		ref, ok := r.EventValue([]string{"Attributes", s.lookup})
 		if !ok {
@@ -116,7 +116,7 @@ func (s *updateStep) Run(ctx context.Context, r *Run) error {
 	if len(cols) == 0 {
 		return fmt.Errorf("no values to write: %w", ErrNothingToDo)
 	}
-	ctx = dataverse.WithRequestIDs(ctx, dataverse.RequestIDs{IdempotencyKey: r.Event.EventId, CorrelationID: r.Event.CorrelationId})
+	ctx = dataverse.WithRequestIDs(ctx, dataverse.RequestIDs{IdempotencyKey: r.Event.EventID, CorrelationID: r.Event.CorrelationID})
 	err := s.client.Update(ctx, entity, id, cols)
 	if errors.Is(err, dataverse.ErrInvalidInput) {
 		// A lookup naming no addressable record fails alike on every attempt.

@@ -96,8 +96,8 @@ func (s *httpStep) Run(ctx context.Context, r *Run) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Idempotency-Key", r.Event.EventId)
-	req.Header.Set("X-Correlation-ID", r.Event.CorrelationId)
+	req.Header.Set("Idempotency-Key", r.Event.EventID)
+	req.Header.Set("X-Correlation-ID", r.Event.CorrelationID)
 	resp, err := s.client.Do(req)
 	if err != nil {
 		// *url.Error repeats the URL, query string and all; keep only the cause.

@@ -16,7 +16,7 @@ func (logStep) Run(ctx context.Context, r *Run) error {
 	ev := r.Event
 	r.Log.LogAttrs(ctx, slog.LevelInfo, "event",
 		slog.String("eventName", ev.EventName),
-		slog.String("recordId", ev.RecordId),
+		slog.String("recordId", ev.RecordID),
 		slog.Any("changedFields", ev.ChangedFields),
 		slog.String("triggeredBy", ev.TriggeredBy),
 		slog.String("source", ev.Source),

@@ -209,10 +209,10 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 		return out
 	}
 	at.event = &ev
-	log = log.With("eventId", ev.EventId, "entity", ev.Entity, "message", ev.Message)
+	log = log.With("eventId", ev.EventID, "entity", ev.Entity, "message", ev.Message)
 
 	if why, skip := w.loopGuard(&ev); skip {
-		out = Outcome{Kind: Complete, EventID: ev.EventId, Summary: "complete: skipped, " + why}
+		out = Outcome{Kind: Complete, EventID: ev.EventID, Summary: "complete: skipped, " + why}
 		w.logOutcome(log, out)
 		return out
 	}
@@ -224,7 +224,7 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 		}
 	}
 	if len(matched) == 0 {
-		out = Outcome{Kind: Complete, EventID: ev.EventId, Summary: "complete: no route matches"}
+		out = Outcome{Kind: Complete, EventID: ev.EventID, Summary: "complete: no route matches"}
 		w.logOutcome(log, out)
 		return out
 	}
@@ -236,10 +236,10 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 		for i, r := range matched {
 			names[i] = r.name
 		}
-		out = Outcome{Kind: Complete, EventID: ev.EventId,
+		out = Outcome{Kind: Complete, EventID: ev.EventID,
 			Summary: fmt.Sprintf("complete: %d steps, routes %s", steps, strings.Join(names, ", "))}
 	case v.Class == Permanent:
-		out = Outcome{Kind: DeadLetter, Reason: ReasonPermanentFailure, Step: at.step, EventID: ev.EventId,
+		out = Outcome{Kind: DeadLetter, Reason: ReasonPermanentFailure, Step: at.step, EventID: ev.EventID,
 			Description: fmt.Sprintf("route %s step %s: %v", at.route, at.step, err)}
 		out.Summary = fmt.Sprintf("dead-letter %s: %s", out.Reason, out.Description)
 	default:
@@ -253,7 +253,7 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 func (w *Worker) transientFailure(attempt int, at *progress, err error, retryAfter time.Duration) Outcome {
 	out := Outcome{Step: at.step}
 	if at.event != nil {
-		out.EventID = at.event.EventId
+		out.EventID = at.event.EventID
 	}
 	where := "decode"
 	if at.step != "" {

@@ -171,7 +171,7 @@ type result struct {
 // handle processes one message and settles it. workCtx ends when the shutdown grace is over.
 func (c *Consumer) handle(workCtx context.Context, r *queue.Received) {
 	started := time.Now()
-	log := c.log.With("eventId", r.MessageID, "correlationId", r.CorrelationID, "deliveryCount", r.DeliveryCount)
+	log := c.log.With("messageId", r.MessageID, "correlationId", r.CorrelationID, "deliveryCount", r.DeliveryCount)
 
 	procCtx, cancelProc := context.WithCancel(workCtx)
 	defer cancelProc()

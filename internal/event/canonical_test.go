@@ -30,10 +30,10 @@ func TestDecodeCanonical_accepts_an_event_built_in_Go_with_nil_slices(t *testing
 	p := newParser(t)
 	body, _ := json.Marshal(event.Event{
 		SchemaVersion: event.SchemaVersion,
-		EventId:       "0f8e3a52-4b8e-5d61-9a0c-1d2e3f405162",
-		CorrelationId: "corr-1",
+		EventID:       "0f8e3a52-4b8e-5d61-9a0c-1d2e3f405162",
+		CorrelationID: "corr-1",
 		EventName:     "OpportunityUpdated",
-		RecordId:      "c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8",
+		RecordID:      "c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8",
 		TriggeredBy:   "someone",
 		Timestamp:     "2025-11-25T07:04:05Z",
 		Source:        event.SourcePlugin,
@@ -88,14 +88,14 @@ func TestDecodeCanonical_rejects_a_poison_message_before_anything_runs(t *testin
 func TestParser_is_safe_for_concurrent_use(t *testing.T) {
 	p := newParser(t)
 	body := sample(t, "opportunity-update.json")
-	want := parse(t, p, body, event.Hints{ReceivedAt: receivedAt}).EventId
+	want := parse(t, p, body, event.Hints{ReceivedAt: receivedAt}).EventID
 	errs := make(chan error, 8)
 	for range 8 {
 		go func() {
 			for range 20 {
 				ev, err := p.Parse(body, event.Hints{ReceivedAt: receivedAt})
-				if err == nil && ev.EventId != want {
-					err = errors.New("EventId changed under concurrency: " + ev.EventId)
+				if err == nil && ev.EventID != want {
+					err = errors.New("EventId changed under concurrency: " + ev.EventID)
 				}
 				if err != nil {
 					errs <- err

@@ -18,12 +18,12 @@ const (
 // plugin event (EventName, RecordId, ChangedFields, TriggeredBy, Timestamp) keep their meaning.
 type Event struct {
 	SchemaVersion string `json:"SchemaVersion"`
-	EventId       string `json:"EventId"`
-	CorrelationId string `json:"CorrelationId"`
+	EventID       string `json:"EventId"`
+	CorrelationID string `json:"CorrelationId"`
 	EventName     string `json:"EventName"` // e.g. OpportunityUpdated
 	Entity        string `json:"Entity"`    // Dataverse logical name, e.g. opportunity
 	Message       string `json:"Message"`   // Create, Update, Delete, or a custom message
-	RecordId      string `json:"RecordId"`  // lower-case GUID
+	RecordID      string `json:"RecordId"`  // lower-case GUID
 	// ChangedFields are the columns the operation set, minus the platform's own stamps.
 	ChangedFields []string `json:"ChangedFields"`
 	// Attributes holds column values as plain JSON (money → number, option set → integer,
@@ -31,7 +31,7 @@ type Event struct {
 	Attributes     map[string]json.RawMessage `json:"Attributes,omitempty"`
 	TriggeredBy    string                     `json:"TriggeredBy"` // systemuser id (or name for plugin events)
 	Timestamp      string                     `json:"Timestamp"`   // RFC 3339, UTC
-	OrganizationId string                     `json:"OrganizationId,omitempty"`
+	OrganizationID string                     `json:"OrganizationId,omitempty"`
 	Source         string                     `json:"Source"`
 	// Trimmed is true when Dataverse dropped the images and InputParameters because the
 	// payload exceeded 256 KB (x-ms-dynamics-msg-size-exceeded); read the record if you need it.

@@ -25,7 +25,7 @@ func TestParse_accepts_every_captured_fixture_and_sample(t *testing.T) {
 	for _, f := range append(files, samples...) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			ev := parse(t, p, readFile(t, f), event.Hints{ReceivedAt: receivedAt})
-			if ev.EventId == "" || ev.EventName == "" || ev.RecordId == "" || ev.Timestamp == "" {
+			if ev.EventID == "" || ev.EventName == "" || ev.RecordID == "" || ev.Timestamp == "" {
 				t.Errorf("incomplete event: %+v", ev)
 			}
 			if ev.ChangedFields == nil {
@@ -121,8 +121,8 @@ func TestParse_normalizes_fixtures_as_read_by_hand(t *testing.T) {
 			if ev.EventName != tt.eventName || ev.Entity != tt.entity || ev.Message != tt.message {
 				t.Errorf("name = %s (%s, %s), want %s (%s, %s)", ev.EventName, ev.Entity, ev.Message, tt.eventName, tt.entity, tt.message)
 			}
-			if ev.RecordId != tt.recordID {
-				t.Errorf("RecordId = %s, want %s", ev.RecordId, tt.recordID)
+			if ev.RecordID != tt.recordID {
+				t.Errorf("RecordId = %s, want %s", ev.RecordID, tt.recordID)
 			}
 			if !slices.Equal(ev.ChangedFields, tt.changedFields) {
 				t.Errorf("ChangedFields = %q\nwant %q", ev.ChangedFields, tt.changedFields)
@@ -130,8 +130,8 @@ func TestParse_normalizes_fixtures_as_read_by_hand(t *testing.T) {
 			if ev.TriggeredBy != tt.triggeredBy || ev.Timestamp != tt.timestamp {
 				t.Errorf("TriggeredBy, Timestamp = %s, %s; want %s, %s", ev.TriggeredBy, ev.Timestamp, tt.triggeredBy, tt.timestamp)
 			}
-			if ev.OrganizationId != tt.organization || ev.CorrelationId != tt.correlation || ev.Depth != tt.depth {
-				t.Errorf("OrganizationId, CorrelationId, Depth = %s, %s, %d", ev.OrganizationId, ev.CorrelationId, ev.Depth)
+			if ev.OrganizationID != tt.organization || ev.CorrelationID != tt.correlation || ev.Depth != tt.depth {
+				t.Errorf("OrganizationId, CorrelationId, Depth = %s, %s, %d", ev.OrganizationID, ev.CorrelationID, ev.Depth)
 			}
 			if ev.Source != event.SourceWebhook || ev.SchemaVersion != event.SchemaVersion || ev.Trimmed {
 				t.Errorf("Source, SchemaVersion, Trimmed = %s, %s, %v", ev.Source, ev.SchemaVersion, ev.Trimmed)
@@ -209,8 +209,8 @@ func TestParse_normalizes_each_typed_value(t *testing.T) {
 func TestParse_takes_a_delete_from_its_entity_reference_and_pre_image(t *testing.T) {
 	p := newParser(t)
 	ev := parse(t, p, sample(t, "opportunity-delete.json"), event.Hints{ReceivedAt: receivedAt})
-	if ev.EventName != "OpportunityDeleted" || ev.Message != "Delete" || ev.RecordId != "c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8" {
-		t.Errorf("EventName, Message, RecordId = %s, %s, %s", ev.EventName, ev.Message, ev.RecordId)
+	if ev.EventName != "OpportunityDeleted" || ev.Message != "Delete" || ev.RecordID != "c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8" {
+		t.Errorf("EventName, Message, RecordId = %s, %s, %s", ev.EventName, ev.Message, ev.RecordID)
 	}
 	if len(ev.ChangedFields) != 0 {
 		t.Errorf("ChangedFields = %q, want none for a Delete", ev.ChangedFields)
@@ -241,8 +241,8 @@ func TestParse_marks_a_size_exceeded_post_as_trimmed(t *testing.T) {
 			if !ev.Trimmed {
 				t.Error("Trimmed = false")
 			}
-			if ev.EventName != "OpportunityUpdated" || ev.RecordId != "c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8" {
-				t.Errorf("EventName, RecordId = %s, %s", ev.EventName, ev.RecordId)
+			if ev.EventName != "OpportunityUpdated" || ev.RecordID != "c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8" {
+				t.Errorf("EventName, RecordId = %s, %s", ev.EventName, ev.RecordID)
 			}
 			if ev.Attributes != nil || len(ev.ChangedFields) != 0 {
 				t.Errorf("a trimmed body has no data, got Attributes %v, ChangedFields %q", keys(ev.Attributes), ev.ChangedFields)
@@ -264,12 +264,12 @@ func TestParse_reads_the_compact_plugin_event(t *testing.T) {
 	ev := parse(t, p, sample(t, "plugin-event.json"), event.Hints{ReceivedAt: receivedAt})
 	want := event.Event{
 		SchemaVersion: event.SchemaVersion,
-		EventId:       ev.EventId,
-		CorrelationId: ev.EventId,
+		EventID:       ev.EventID,
+		CorrelationID: ev.EventID,
 		EventName:     "OpportunityUpdated",
 		Entity:        "opportunity",
 		Message:       "Update",
-		RecordId:      "c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8",
+		RecordID:      "c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8",
 		ChangedFields: []string{"estimatedvalue", "name"},
 		TriggeredBy:   "7a41d1a4-3c6b-ef11-a670-000d3a5c1e22",
 		Timestamp:     "2025-11-25T07:04:05Z",
@@ -277,7 +277,7 @@ func TestParse_reads_the_compact_plugin_event(t *testing.T) {
 	}
 	got, _ := json.Marshal(ev)
 	wantJSON, _ := json.Marshal(want)
-	if string(got) != string(wantJSON) || ev.EventId == "" {
+	if string(got) != string(wantJSON) || ev.EventID == "" {
 		t.Errorf("got  %s\nwant %s", got, wantJSON)
 	}
 }
@@ -309,15 +309,15 @@ func TestParse_gives_one_EventId_per_operation_and_step(t *testing.T) {
 	body := sample(t, "opportunity-update.json")
 	first := parse(t, p, body, event.Hints{ReceivedAt: receivedAt})
 	again := parse(t, p, body, event.Hints{ReceivedAt: receivedAt.Add(time.Minute)})
-	if first.EventId != again.EventId {
-		t.Errorf("the same body posted twice got %s and %s", first.EventId, again.EventId)
+	if first.EventID != again.EventID {
+		t.Errorf("the same body posted twice got %s and %s", first.EventID, again.EventID)
 	}
 	upper := mutate(t, body, func(m map[string]any) {
 		m["PrimaryEntityId"] = strings.ToUpper(m["PrimaryEntityId"].(string))
 		m["OperationId"] = strings.ToUpper(m["OperationId"].(string))
 	})
-	if ev := parse(t, p, upper, event.Hints{ReceivedAt: receivedAt}); ev.EventId != first.EventId {
-		t.Errorf("upper-case ids changed the EventId: %s vs %s", ev.EventId, first.EventId)
+	if ev := parse(t, p, upper, event.Hints{ReceivedAt: receivedAt}); ev.EventID != first.EventID {
+		t.Errorf("upper-case ids changed the EventId: %s vs %s", ev.EventID, first.EventID)
 	}
 	for name, change := range map[string]func(map[string]any){
 		"another operation": func(m map[string]any) { m["OperationId"] = "d81f4c6a-9e51-f011-8f7c-000d3a5c1e23" },
@@ -329,8 +329,8 @@ func TestParse_gives_one_EventId_per_operation_and_step(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			ev := parse(t, p, mutate(t, body, change), event.Hints{ReceivedAt: receivedAt})
-			if ev.EventId == first.EventId {
-				t.Errorf("EventId %s did not change", ev.EventId)
+			if ev.EventID == first.EventID {
+				t.Errorf("EventId %s did not change", ev.EventID)
 			}
 		})
 	}
@@ -340,8 +340,8 @@ func TestParse_gives_one_EventId_per_operation_and_step(t *testing.T) {
 			m["Timestamp"] = "2025-11-25T09:04:05+02:00"
 			m["ChangedFields"] = []any{"name", "estimatedvalue"}
 		}), event.Hints{})
-		if a.EventId != b.EventId {
-			t.Errorf("EventIds differ: %s vs %s", a.EventId, b.EventId)
+		if a.EventID != b.EventID {
+			t.Errorf("EventIds differ: %s vs %s", a.EventID, b.EventID)
 		}
 	})
 }
@@ -359,12 +359,12 @@ func TestParse_tells_operations_apart_when_OperationId_is_the_empty_GUID(t *test
 	}
 	a := parse(t, p, withRequest("5a0c7f2e-1b3d-4e6f-8a9b-0c1d2e3f4a5b"), event.Hints{ReceivedAt: receivedAt})
 	b := parse(t, p, withRequest("6b1d803f-2c4e-4f70-9bac-1d2e3f4a5b6c"), event.Hints{ReceivedAt: receivedAt})
-	if a.EventId == b.EventId {
-		t.Errorf("two requests got the one EventId %s", a.EventId)
+	if a.EventID == b.EventID {
+		t.Errorf("two requests got the one EventId %s", a.EventID)
 	}
 	again := parse(t, p, withRequest("5a0c7f2e-1b3d-4e6f-8a9b-0c1d2e3f4a5b"), event.Hints{ReceivedAt: receivedAt})
-	if again.EventId != a.EventId {
-		t.Errorf("the same request posted twice got %s and %s", a.EventId, again.EventId)
+	if again.EventID != a.EventID {
+		t.Errorf("the same request posted twice got %s and %s", a.EventID, again.EventID)
 	}
 }
 

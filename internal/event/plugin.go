@@ -17,16 +17,16 @@ func (p *Parser) parsePlugin(body []byte, top map[string]any) (Event, error) {
 	problems := validate(p.plugin, body)
 
 	in := struct {
-		EventName, RecordId, TriggeredBy, Timestamp, Entity, Message, CorrelationId string
+		EventName, RecordID, TriggeredBy, Timestamp, Entity, Message, CorrelationID string
 		ChangedFields                                                               []string
 	}{
 		EventName:     str(top, "EventName"),
-		RecordId:      str(top, "RecordId"),
+		RecordID:      str(top, "RecordId"),
 		TriggeredBy:   str(top, "TriggeredBy"),
 		Timestamp:     str(top, "Timestamp"),
 		Entity:        str(top, "Entity"),
 		Message:       str(top, "Message"),
-		CorrelationId: str(top, "CorrelationId"),
+		CorrelationID: str(top, "CorrelationId"),
 	}
 	for _, field := range list(top, "ChangedFields") {
 		if name, ok := field.(string); ok {
@@ -66,14 +66,14 @@ func (p *Parser) parsePlugin(body []byte, top map[string]any) (Event, error) {
 		EventName:     in.EventName,
 		Entity:        entity,
 		Message:       message,
-		RecordId:      strings.ToLower(in.RecordId),
+		RecordID:      strings.ToLower(in.RecordID),
 		ChangedFields: changed,
 		TriggeredBy:   triggeredBy,
 		Timestamp:     formatTime(ts),
 		Source:        SourcePlugin,
 	}
-	ev.EventId = p.eventID("plugin", ev.EventName, ev.RecordId, ev.Timestamp, ev.TriggeredBy, strings.Join(changed, ","))
-	ev.CorrelationId = firstNonEmpty(in.CorrelationId, ev.EventId)
+	ev.EventID = p.eventID("plugin", ev.EventName, ev.RecordID, ev.Timestamp, ev.TriggeredBy, strings.Join(changed, ","))
+	ev.CorrelationID = firstNonEmpty(in.CorrelationID, ev.EventID)
 	return ev, nil
 }
 

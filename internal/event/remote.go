@@ -74,14 +74,14 @@ func (p *Parser) parseRemote(body []byte, top map[string]any, h Hints) (Event, e
 	n := &normalizer{}
 	ev := Event{
 		SchemaVersion:  SchemaVersion,
-		CorrelationId:  strings.ToLower(rc.CorrelationID),
+		CorrelationID:  strings.ToLower(rc.CorrelationID),
 		EventName:      EventNameFor(rc.PrimaryEntityName, rc.MessageName),
 		Entity:         rc.PrimaryEntityName,
 		Message:        rc.MessageName,
-		RecordId:       strings.ToLower(rc.PrimaryEntityID),
+		RecordID:       strings.ToLower(rc.PrimaryEntityID),
 		ChangedFields:  []string{},
 		TriggeredBy:    strings.ToLower(rc.UserID),
-		OrganizationId: strings.ToLower(rc.OrganizationID),
+		OrganizationID: strings.ToLower(rc.OrganizationID),
 		Source:         SourceWebhook,
 		Trimmed:        h.SizeExceeded || rc.InputParameters == nil,
 	}
@@ -120,7 +120,7 @@ func (p *Parser) parseRemote(body []byte, top map[string]any, h Hints) (Event, e
 	ev.Attributes = attrs
 
 	operation := firstID(rc.OperationID, rc.RequestID, rc.CorrelationID)
-	ev.EventId = p.eventID("webhook", rc.OrganizationID, operation, rc.OwningExtensionID, rc.MessageName, rc.PrimaryEntityID)
+	ev.EventID = p.eventID("webhook", rc.OrganizationID, operation, rc.OwningExtensionID, rc.MessageName, rc.PrimaryEntityID)
 	return ev, nil
 }
 

@@ -37,7 +37,7 @@ func (tinyParser) Parse(body []byte, _ event.Hints) (event.Event, error) {
 	if err := json.Unmarshal(body, &ev); err != nil {
 		return event.Event{}, fmt.Errorf("tiny parser: %w", event.ErrMalformed)
 	}
-	if ev.EventId == "" {
+	if ev.EventID == "" {
 		return event.Event{}, &event.ValidationError{Kind: "PluginEvent", Problems: []event.FieldProblem{{Pointer: "/EventId", Detail: "is required"}}}
 	}
 	return ev, nil

@@ -31,20 +31,20 @@ func main() {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /credit", func(w http.ResponseWriter, r *http.Request) {
-		var ev struct{ RecordId string }
+		var ev struct{ RecordID string }
 		if !decode(w, r, log, "credit", &ev) {
 			return
 		}
 		h := fnv.New32a()
-		_, _ = io.WriteString(h, ev.RecordId)
+		_, _ = io.WriteString(h, ev.RecordID)
 		writeJSON(w, map[string]any{"score": 300 + int(h.Sum32()%551)}) // 300–850, like a bureau score
 	})
 	mux.HandleFunc("POST /erp", func(w http.ResponseWriter, r *http.Request) {
-		var ev struct{ EventId string }
+		var ev struct{ EventID string }
 		if !decode(w, r, log, "erp", &ev) {
 			return
 		}
-		writeJSON(w, map[string]any{"accepted": true, "reference": "ERP-" + ev.EventId})
+		writeJSON(w, map[string]any{"accepted": true, "reference": "ERP-" + ev.EventID})
 	})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
