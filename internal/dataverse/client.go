@@ -17,11 +17,15 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/dvrelay/dvrelay/internal/outbound"
 	"github.com/google/uuid"
 )
 
 // apiPath is the Web API version every request uses.
 const apiPath = "/api/data/v9.2/"
+
+// requestTimeout bounds one Web API call when the caller's context does not bound it sooner.
+const requestTimeout = 30 * time.Second
 
 // tokenSlack is how long before its expiry a cached token is replaced, so a request never leaves
 // with a token that expires on the way.
@@ -51,8 +55,9 @@ type Client struct {
 
 // Options tune a Client. The zero value is fine.
 type Options struct {
-	// HTTPClient sends the requests; nil means a client with a 30 s timeout. Per-call deadlines
-	// come from the context.
+	// HTTPClient sends the requests; nil means outbound.NewClient with a 30 s timeout. Per-call
+	// deadlines come from the context. A client given here must refuse redirects as
+	// outbound.NewClient's does: a followed redirect carries the bearer token elsewhere.
 	HTTPClient *http.Client
 	// Now is the clock, for Retry-After dates and token expiry; nil means time.Now.
 	Now func() time.Time
@@ -72,7 +77,7 @@ func NewClient(environmentURL string, cred azcore.TokenCredential, opts *Options
 	c := &Client{
 		base:  base,
 		scope: base + "/.default",
-		http:  &http.Client{Timeout: 30 * time.Second},
+		http:  outbound.NewClient(outbound.Options{Timeout: requestTimeout, MaxResponseBytes: maxBody}),
 		cred:  cred,
 		now:   time.Now,
 		sets:  make(map[string]string),
@@ -240,18 +245,27 @@ func (c *Client) newRequest(ctx context.Context, method, target string, body []b
 	return req, nil
 }
 
-// do sends req and returns the body of a 2xx answer, or an *Error.
+// do sends req and returns the body of a 2xx answer, or an *Error. A redirect is refused by
+// the outbound client and comes back as an *outbound.RedirectError.
 func (c *Client) do(req *http.Request) ([]byte, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, err
+		// *url.Error repeats the whole URL; the callers already name the record.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, fmt.Errorf("%s: %w", req.Method, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	body, truncated, err := outbound.ReadLimited(resp.Body, maxBody)
 	if err != nil {
 		return nil, fmt.Errorf("read answer: %w", err)
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		if truncated {
+			return nil, fmt.Errorf("%w: answer larger than %d bytes", ErrInvalidResponse, maxBody)
+		}
 		return body, nil
 	}
 	if resp.StatusCode == http.StatusUnauthorized {

@@ -35,8 +35,9 @@ func (e *Error) HTTPStatus() int { return e.Status }
 // RetryAfterDelay reports how long the server asked to wait; zero when it did not say.
 func (e *Error) RetryAfterDelay() time.Duration { return e.RetryAfter }
 
-// maxErrorBody bounds how much of an error answer is read; Dataverse error bodies are small.
-const maxErrorBody = 64 << 10
+// maxBody bounds how much of an answer is read: the client reads metadata and error bodies
+// only, and both are small.
+const maxBody = 64 << 10
 
 // errorFromResponse builds an *Error from a non-2xx response. A body that is not the OData error
 // shape still yields an *Error carrying the status.
