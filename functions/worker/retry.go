@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -9,17 +10,18 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/outbound"
 )
 
 // Class is the retry classifier's verdict on a failure.
 type Class int
 
 const (
-	// Transient failures may succeed later: network errors, timeouts, 401, 408, 409, 429, 5xx
-	// but 501.
+	// Transient failures may succeed later: network errors, timeouts, TLS certificate
+	// verification failures, 401, 408, 409, 429, 5xx but 501.
 	Transient Class = iota + 1
 	// Permanent failures will fail the same way however often they are retried: other 4xx
-	// (404 = the record is gone), 501, invalid responses, invalid messages.
+	// (404 = the record is gone), 501, a refused redirect, invalid responses, invalid messages.
 	Permanent
 )
 
@@ -85,20 +87,29 @@ func Classify(err error) Verdict {
 		return Verdict{}
 	}
 	var (
-		perm   *permanentError
-		status interface{ HTTPStatus() int }
-		after  interface{ RetryAfterDelay() time.Duration }
-		verr   *event.ValidationError
-		unkCA  x509.UnknownAuthorityError
-		badCrt x509.CertificateInvalidError
-		host   x509.HostnameError
+		perm     *permanentError
+		redirect *outbound.RedirectError
+		status   interface{ HTTPStatus() int }
+		after    interface{ RetryAfterDelay() time.Duration }
+		verr     *event.ValidationError
+		verify   *tls.CertificateVerificationError
+		unkCA    x509.UnknownAuthorityError
+		badCrt   x509.CertificateInvalidError
+		host     x509.HostnameError
 	)
 	switch {
-	case errors.As(err, &perm),
+	case errors.As(err, &perm):
+		return Verdict{Class: Permanent}
+	case errors.As(err, &verify), errors.As(err, &unkCA), errors.As(err, &badCrt), errors.As(err, &host):
+		// An untrusted, expired or misnamed certificate is configuration an operator fixes
+		// (renews, replaces, trusts). Until then every event fails alike; dead-lettering them
+		// would empty the queue in minutes, while the back-off outlasts a working day.
+		return Verdict{Class: Transient}
+	case errors.As(err, &redirect),
 		errors.Is(err, ErrInvalidResponse),
-		errors.As(err, &verr), errors.Is(err, event.ErrMalformed),
-		// An untrusted or wrong certificate is configuration, not weather.
-		errors.As(err, &unkCA), errors.As(err, &badCrt), errors.As(err, &host):
+		errors.As(err, &verr), errors.Is(err, event.ErrMalformed):
+		// A redirect is the URL setting's answer on every try: the outbound client refuses to
+		// follow it, so as not to carry credentials and writes to a host nobody configured.
 		return Verdict{Class: Permanent}
 	case errors.As(err, &status):
 		v := Verdict{Class: ClassifyStatus(status.HTTPStatus())}

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/outbound"
 )
 
 func TestClassify_separates_transient_from_permanent(t *testing.T) {
@@ -38,7 +40,14 @@ func TestClassify_separates_transient_from_permanent(t *testing.T) {
 		{"invalid message", &event.ValidationError{Kind: "CanonicalEvent"}, worker.Permanent, 0},
 		{"malformed message", fmt.Errorf("decode: %w", event.ErrMalformed), worker.Permanent, 0},
 		{"marked permanent by a custom step", worker.MarkPermanent(errors.New("rejected")), worker.Permanent, 0},
-		{"untrusted certificate", &url.Error{Op: "Post", URL: "https://x", Err: x509.UnknownAuthorityError{}}, worker.Permanent, 0},
+		// A certificate is fixed by an operator; meanwhile every event fails alike and none may be dead-lettered.
+		{"untrusted certificate", &url.Error{Op: "Post", URL: "https://x", Err: x509.UnknownAuthorityError{}}, worker.Transient, 0},
+		{"certificate verification failed", fmt.Errorf("POST: %w", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), worker.Transient, 0},
+		{"expired certificate", &url.Error{Op: "Post", URL: "https://x", Err: x509.CertificateInvalidError{Reason: x509.Expired}}, worker.Transient, 0},
+		{"certificate for another host", &url.Error{Op: "Post", URL: "https://x", Err: x509.HostnameError{Certificate: &x509.Certificate{}, Host: "x"}}, worker.Transient, 0},
+		{"certificate error marked permanent by a custom step", worker.MarkPermanent(x509.UnknownAuthorityError{}), worker.Permanent, 0},
+		{"redirect refused", &url.Error{Op: "Post", URL: "https://x", Err: &outbound.RedirectError{Status: 307, Location: "http://elsewhere"}}, worker.Permanent, 0},
+		{"redirect refused by Dataverse", fmt.Errorf("dataverse update opportunity(x): %w", &outbound.RedirectError{Status: 308, Location: "http://elsewhere"}), worker.Permanent, 0},
 		{"unknown error", errors.New("something odd"), worker.Transient, 0},
 	}
 	for _, tt := range tests {

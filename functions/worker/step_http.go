@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/outbound"
 )
 
 // maxResponseBody bounds how much of a downstream answer is read and kept for later steps.
@@ -100,7 +100,8 @@ func (s *httpStep) Run(ctx context.Context, r *Run) error {
 	req.Header.Set("X-Correlation-ID", r.Event.CorrelationID)
 	resp, err := s.client.Do(req)
 	if err != nil {
-		// *url.Error repeats the URL, query string and all; keep only the cause.
+		// *url.Error repeats the URL, query string and all; keep only the cause (a refused
+		// redirect, a certificate the handshake rejected, a timeout, ...).
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err
@@ -108,7 +109,7 @@ func (s *httpStep) Run(ctx context.Context, r *Run) error {
 		return fmt.Errorf("POST %s: %w", s.setting, err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	raw, truncated, err := outbound.ReadLimited(resp.Body, maxResponseBody)
 	if err != nil {
 		return fmt.Errorf("POST %s: read answer: %w", s.setting, err)
 	}
@@ -117,6 +118,13 @@ func (s *httpStep) Run(ctx context.Context, r *Run) error {
 			Status:     resp.StatusCode,
 			RetryAfter: dataverse.ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()),
 		})
+	}
+	if truncated {
+		// The call succeeded downstream; only an answer the route relies on makes a cut one fatal.
+		if len(s.expect) > 0 {
+			return fmt.Errorf("POST %s: %w: answer is larger than %d bytes", s.setting, ErrInvalidResponse, maxResponseBody)
+		}
+		raw = nil
 	}
 	answer, err := s.decodeAnswer(raw)
 	if err != nil {

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/outbound"
 )
 
 // EventDecoder decodes and validates a queue message body as a canonical event.
@@ -73,7 +74,7 @@ type Config struct {
 // Deps are the worker's collaborators.
 type Deps struct {
 	Settings   func(name string) (string, bool) // expands ${SETTING} in the routes file
-	HTTPClient *http.Client                     // for http steps; nil means a client that does not follow redirects
+	HTTPClient *http.Client                     // for http steps; nil means outbound.NewClient, which refuses redirects
 	Dataverse  Updater                          // nil: dataverse-update steps are skipped, with a warning
 	Decoder    EventDecoder
 	Now        func() time.Time // the clock for RetryAt; nil means time.Now
@@ -143,9 +144,8 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
 	}
 	client := deps.HTTPClient
 	if client == nil {
-		// Deadlines come from the step timeouts. Redirects are not followed: a POST would turn
-		// into a GET, so a 3xx is reported (as a permanent failure) instead.
-		client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		// Deadlines come from the step timeouts; the client's own only backs up the longest.
+		client = outbound.NewClient(outbound.Options{Timeout: maxStepTimeout, MaxResponseBytes: maxResponseBody})
 	}
 	env := BuildEnv{
 		Expand:     func(s string) (string, error) { return expandSettings(s, deps.Settings) },
