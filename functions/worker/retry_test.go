@@ -48,6 +48,7 @@ func TestClassify_separates_transient_from_permanent(t *testing.T) {
 		{"certificate error marked permanent by a custom step", worker.MarkPermanent(x509.UnknownAuthorityError{}), worker.Permanent, 0},
 		{"redirect refused", &url.Error{Op: "Post", URL: "https://x", Err: &outbound.RedirectError{Status: 307, Location: "http://elsewhere"}}, worker.Permanent, 0},
 		{"redirect refused by Dataverse", fmt.Errorf("dataverse update opportunity(x): %w", &outbound.RedirectError{Status: 308, Location: "http://elsewhere"}), worker.Permanent, 0},
+		{"identity endpoint refused the token", fmt.Errorf("token: %w", &dataverse.TokenError{Status: 400, Code: "invalid_request"}), worker.Transient, 0},
 		{"unknown error", errors.New("something odd"), worker.Transient, 0},
 	}
 	for _, tt := range tests {

@@ -305,7 +305,7 @@ func (c *Client) accessToken(ctx context.Context) (string, error) {
 	}
 	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.scope}})
 	if err != nil {
-		return "", fmt.Errorf("token for %s: %w", c.scope, err)
+		return "", fmt.Errorf("token for %s: %w", c.scope, tokenError(err))
 	}
 	c.token = tok
 	return tok.Token, nil
