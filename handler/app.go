@@ -13,10 +13,12 @@ import (
 
 	"github.com/dvrelay/dvrelay/functions/webhook"
 	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/admin"
 	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/consumer"
 	"github.com/dvrelay/dvrelay/internal/customhandler"
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/httpauth"
 	"github.com/dvrelay/dvrelay/internal/httpintake"
 	"github.com/dvrelay/dvrelay/internal/httpworker"
 )
@@ -28,6 +30,7 @@ type app struct {
 	backend *backend
 	intake  *webhook.Intake
 	worker  *worker.Worker
+	admin   *admin.Server
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
@@ -36,23 +39,16 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-// loadApp reads the settings and builds the intake, the worker and the queue backend. Any
-// error here is a configuration or start-up problem and is reported before listening.
-func loadApp(ctx context.Context, lookup func(string) (string, bool), dataDir string, stdout io.Writer) (*app, error) {
-	cfg, err := config.Load(lookup)
-	if err != nil {
-		return nil, fmt.Errorf("configuration:\n%w", err)
-	}
-	if dataDir != "" {
-		cfg.DataDir = dataDir
-	}
+// newApp builds the intake, the worker, the queue backend and the admin routes from the
+// settings. Any error here is a start-up problem and is reported before listening.
+func newApp(ctx context.Context, cfg config.Config, stdout io.Writer) (*app, error) {
 	log := newLogger(stdout, cfg.LogLevel)
 
 	parser, err := event.NewParser()
 	if err != nil {
 		return nil, fmt.Errorf("compile event schemas: %w", err)
 	}
-	w, err := newWorker(ctx, cfg, lookup, parser, log)
+	w, err := newWorker(ctx, cfg, parser, log)
 	if err != nil {
 		return nil, err
 	}
@@ -64,6 +60,13 @@ func loadApp(ctx context.Context, lookup func(string) (string, bool), dataDir st
 	for _, s := range cfg.WebhookSecrets {
 		secrets = append(secrets, []byte(s))
 	}
+	// The admin routes take the webhook's secret: one secret to rotate, and the same check.
+	adm := admin.NewServer(admin.Config{
+		Backend:     b.name,
+		DeadLetters: b.deadLetters,
+		Stats:       b.stats,
+		Auth:        httpauth.New(cfg.SecretHeader, secrets...),
+	}, log)
 	intake := webhook.New(webhook.Config{
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		Secrets:        secrets,
@@ -72,13 +75,13 @@ func loadApp(ctx context.Context, lookup func(string) (string, bool), dataDir st
 		UseSessions:    cfg.UseSessions,
 	}, parser, b.publisher, log)
 	log.InfoContext(ctx, "backend selected", slog.String("backend", b.name), slog.String("detail", b.detail))
-	return &app{cfg: cfg, log: log, backend: b, intake: intake, worker: w}, nil
+	return &app{cfg: cfg, log: log, backend: b, intake: intake, worker: w, admin: adm}, nil
 }
 
 // routes are the paths both runtimes serve. Functions mode adds the envelope forms.
 func (a *app) routes(mux *http.ServeMux) {
 	mux.Handle("/api/dataverse/webhook", httpintake.Forwarded(a.intake)) // non-POST: 405 with Allow
-	mux.Handle("GET /api/health", a.health())
+	a.admin.HealthRoute(mux)
 }
 
 // runConsumer drives the worker from the backend's receiver until ctx ends, then lets
@@ -151,8 +154,18 @@ func (a *app) serve(ctx context.Context, ln net.Listener, mux *http.ServeMux, wi
 }
 
 // runCustomHandler is the Functions mode: the host picked the port and calls us on loopback.
-func runCustomHandler(ctx context.Context, port string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
-	a, err := loadApp(ctx, lookup, "", stdout)
+func runCustomHandler(ctx context.Context, lookup config.Lookup, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(lookup)
+	port := cfg.CustomHandlerPort
+	if port == "" {
+		fmt.Fprint(stderr, "handler: FUNCTIONS_CUSTOMHANDLER_PORT is not set, so this is not the Functions host starting a custom handler.\n\n"+usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "handler: configuration:\n%v\n", err)
+		return 2
+	}
+	a, err := newApp(ctx, cfg, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "handler: %v\n", err)
 		return 2

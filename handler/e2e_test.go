@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dvrelay/dvrelay/internal/admin"
 	"github.com/google/uuid"
 )
 
@@ -365,7 +366,7 @@ func TestServe_dead_letters_a_permanently_failing_event_with_its_reason(t *testi
 	}
 	defer resp.Body.Close()
 	var list struct {
-		DeadLetters []deadLetterView `json:"deadLetters"`
+		DeadLetters []admin.DeadLetter `json:"deadLetters"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/dvrelay/dvrelay/internal/customhandler"
+	"github.com/dvrelay/dvrelay/internal/config"
 )
 
 const usage = `usage:
@@ -29,20 +29,17 @@ Settings come from the environment; see README.md. Run 'handler serve -h' for it
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], config.Environment, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // run is main without the process: tests call it with their own environment and writers.
+// Every subcommand reads its settings through config.Load(lookup), once.
 // It returns the exit code: 0 ok, 1 runtime failure, 2 bad usage or configuration.
-func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		if port, ok := customhandler.Port(lookup); ok {
-			return runCustomHandler(ctx, port, lookup, stdout, stderr)
-		}
-		fmt.Fprint(stderr, "handler: FUNCTIONS_CUSTOMHANDLER_PORT is not set, so this is not the Functions host starting a custom handler.\n\n"+usage)
-		return 2
+		return runCustomHandler(ctx, lookup, stdout, stderr)
 	}
 	switch args[0] {
 	case "serve":
@@ -58,4 +55,15 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		fmt.Fprintf(stderr, "handler: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+}
+
+// loadConfig reads the settings for the command named by prefix; a bad setting is reported on
+// stderr, each naming its variable.
+func loadConfig(lookup config.Lookup, prefix string, stderr io.Writer) (config.Config, bool) {
+	cfg, err := config.Load(lookup)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: configuration:\n%v\n", prefix, err)
+		return cfg, false
+	}
+	return cfg, true
 }

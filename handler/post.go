@@ -11,11 +11,13 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/dvrelay/dvrelay/internal/config"
 )
 
 // runPost posts event files to a running intake, as Dataverse would: the quickest way to see
 // the flow with nothing but Go installed (no curl needed).
-func runPost(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+func runPost(ctx context.Context, args []string, lookup config.Lookup, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("post", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	url := fs.String("url", "http://127.0.0.1:7071/api/dataverse/webhook", "intake URL")
@@ -29,9 +31,13 @@ func runPost(ctx context.Context, args []string, lookup func(string) (string, bo
 		fmt.Fprintln(stderr, "handler post: name one or more event files, e.g. samples/opportunity-update.json")
 		return 2
 	}
+	cfg, ok := loadConfig(lookup, "handler post", stderr)
+	if !ok {
+		return 2
+	}
 	code := 0
 	for _, file := range fs.Args() {
-		status, body, err := postFile(ctx, *url, file, lookup)
+		status, body, err := postFile(ctx, *url, file, cfg)
 		if err != nil {
 			fmt.Fprintf(stderr, "handler post %s: %v\n", file, err)
 			code = 1
@@ -45,8 +51,8 @@ func runPost(ctx context.Context, args []string, lookup func(string) (string, bo
 	return code
 }
 
-// postFile sends one event file with the configured webhook secret, if any.
-func postFile(ctx context.Context, url, file string, lookup func(string) (string, bool)) (int, string, error) {
+// postFile sends one event file with the first configured webhook secret, if any.
+func postFile(ctx context.Context, url, file string, cfg config.Config) (int, string, error) {
 	body, err := os.ReadFile(file)
 	if err != nil {
 		return 0, "", err
@@ -56,12 +62,8 @@ func postFile(ctx context.Context, url, file string, lookup func(string) (string
 		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	if secrets, ok := lookup("DVRELAY_WEBHOOK_SECRET"); ok && secrets != "" {
-		header := "x-dvrelay-secret"
-		if h, ok := lookup("DVRELAY_WEBHOOK_SECRET_HEADER"); ok && h != "" {
-			header = h
-		}
-		req.Header.Set(header, strings.TrimSpace(strings.Split(secrets, ",")[0]))
+	if len(cfg.WebhookSecrets) > 0 {
+		req.Header.Set(cfg.SecretHeader, cfg.WebhookSecrets[0])
 	}
 	client := &http.Client{Timeout: 70 * time.Second}
 	resp, err := client.Do(req)

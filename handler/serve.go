@@ -10,53 +10,50 @@ import (
 	"net"
 	"net/http"
 	"strings"
+
+	"github.com/dvrelay/dvrelay/internal/config"
 )
 
+// serveFlags are `handler serve`'s flags.
+type serveFlags struct {
+	addr        string
+	dataDir     string
+	postOnStart string
+}
+
 // runServe is standalone mode: the intake on a local port and the worker in the same process.
-func runServe(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:7071", "address to listen on (host:port)")
-	dataDir := fs.String("data-dir", "", "embedded queue directory (default $DVRELAY_DATA_DIR, else ./.dvrelay)")
-	postOnStart := fs.String("post", "", "once listening, post this event file to the intake (a demo: watch it flow in the logs)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+func runServe(ctx context.Context, args []string, lookup config.Lookup, stdout, stderr io.Writer) int {
+	flags, code, ok := parseServe(args, stderr)
+	if !ok {
+		return code
+	}
+	cfg, ok := loadConfig(lookup, "handler serve", stderr)
+	if !ok {
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "handler serve: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if flags.dataDir != "" {
+		cfg.DataDir = flags.dataDir
 	}
-	if err := checkListenAddr(*addr, lookup); err != nil {
+	if err := checkListenAddr(flags.addr, cfg.WebhookSecrets); err != nil {
 		fmt.Fprintf(stderr, "handler serve: %v\n", err)
 		return 2
 	}
-	a, err := loadApp(ctx, lookup, *dataDir, stdout)
+	a, err := newApp(ctx, cfg, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "handler serve: %v\n", err)
 		return 2
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", flags.addr)
 	if err != nil {
-		fmt.Fprintf(stderr, "handler serve: listen on %s: %v\n", *addr, err)
+		fmt.Fprintf(stderr, "handler serve: listen on %s: %v\n", flags.addr, err)
 		_ = a.backend.close(context.WithoutCancel(ctx))
 		return 1
 	}
 	mux := http.NewServeMux()
 	a.routes(mux)
-	a.deadLetterRoutes(mux)
-	if *postOnStart != "" {
-		url := "http://" + ln.Addr().String() + "/api/dataverse/webhook"
-		go func() {
-			status, body, err := postFile(ctx, url, *postOnStart, lookup)
-			if err != nil {
-				a.log.Error("post sample event", slog.String("file", *postOnStart), slog.String("error", err.Error()))
-				return
-			}
-			a.log.Info("sample event posted", slog.String("file", *postOnStart), slog.Int("status", status), slog.String("answer", strings.TrimSpace(body)))
-		}()
+	a.admin.DeadLetterRoutes(mux)
+	if flags.postOnStart != "" {
+		go a.postSample(ctx, "http://"+ln.Addr().String()+"/api/dataverse/webhook", flags.postOnStart)
 	}
 	if err := a.serve(ctx, ln, mux, true); err != nil {
 		a.log.Error("serve stopped with an error", slog.String("error", err.Error()))
@@ -65,9 +62,41 @@ func runServe(ctx context.Context, args []string, lookup func(string) (string, b
 	return 0
 }
 
+// parseServe reads the flags. When ok is false the command is over, with exit code code (0
+// after -h).
+func parseServe(args []string, stderr io.Writer) (flags serveFlags, code int, ok bool) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&flags.addr, "addr", "127.0.0.1:7071", "address to listen on (host:port)")
+	fs.StringVar(&flags.dataDir, "data-dir", "", "embedded queue directory (default $DVRELAY_DATA_DIR, else ./.dvrelay)")
+	fs.StringVar(&flags.postOnStart, "post", "", "once listening, post this event file to the intake (a demo: watch it flow in the logs)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return flags, 0, false
+		}
+		return flags, 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "handler serve: unexpected argument %q\n", fs.Arg(0))
+		return flags, 2, false
+	}
+	return flags, 0, true
+}
+
+// postSample posts file to the intake at url, as `serve --post` promises, and logs the answer.
+func (a *app) postSample(ctx context.Context, url, file string) {
+	status, body, err := postFile(ctx, url, file, a.cfg)
+	if err != nil {
+		a.log.Error("post sample event", slog.String("file", file), slog.String("error", err.Error()))
+		return
+	}
+	a.log.Info("sample event posted", slog.String("file", file), slog.Int("status", status), slog.String("answer", strings.TrimSpace(body)))
+}
+
 // checkListenAddr refuses to expose an unauthenticated intake: anything but a loopback address
-// needs DVRELAY_WEBHOOK_SECRET, since anyone who can reach the port could queue events.
-func checkListenAddr(addr string, lookup func(string) (string, bool)) error {
+// needs DVRELAY_WEBHOOK_SECRET, since anyone who can reach the port could queue events. It looks
+// at the secrets the intake will check, as parsed, never at the raw setting.
+func checkListenAddr(addr string, secrets []string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("--addr %q is not host:port: %w", addr, err)
@@ -75,7 +104,7 @@ func checkListenAddr(addr string, lookup func(string) (string, bool)) error {
 	if isLoopbackHost(host) {
 		return nil
 	}
-	if v, ok := lookup("DVRELAY_WEBHOOK_SECRET"); ok && v != "" {
+	if len(secrets) > 0 {
 		return nil
 	}
 	return fmt.Errorf("--addr %q is reachable from other machines, so DVRELAY_WEBHOOK_SECRET must be set "+

@@ -7,8 +7,6 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/httpauth"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -86,11 +85,11 @@ type Response struct {
 
 // Intake validates, correlates and queues webhook events. It is safe for concurrent use.
 type Intake struct {
-	cfg          Config
-	secretHashes [][sha256.Size]byte
-	parser       Parser
-	pub          queue.Publisher
-	log          *slog.Logger
+	cfg    Config
+	auth   *httpauth.Authorizer
+	parser Parser
+	pub    queue.Publisher
+	log    *slog.Logger
 }
 
 // New builds an intake that publishes through pub.
@@ -104,15 +103,8 @@ func New(cfg Config, p Parser, pub queue.Publisher, log *slog.Logger) *Intake {
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = DefaultPublishTimeout
 	}
-	in := &Intake{cfg: cfg, parser: p, pub: pub, log: log}
-	// Comparing digests rather than the secrets keeps the comparison fixed-length, so neither
-	// the secret's length nor which secret matched shows in the timing.
-	for _, s := range cfg.Secrets {
-		if len(s) > 0 {
-			in.secretHashes = append(in.secretHashes, sha256.Sum256(s))
-		}
-	}
-	in.cfg.Secrets = nil // the digests are all the intake needs; don't keep the secrets around
+	in := &Intake{cfg: cfg, auth: httpauth.New(cfg.SecretHeader, cfg.Secrets...), parser: p, pub: pub, log: log}
+	in.cfg.Secrets = nil // the authorizer keeps digests only; don't keep the secrets around
 	return in
 }
 
@@ -182,8 +174,8 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 	if err := checkContentType(req.Header.Get("Content-Type")); err != nil {
 		return Response{}, err
 	}
-	if !in.authorized(req.Header.Get(in.cfg.SecretHeader)) {
-		return Response{}, &Error{Kind: KindUnauthorized, Detail: "missing or wrong webhook secret"}
+	if !in.auth.Allows(req.Header) {
+		return Response{}, &Error{Kind: KindUnauthorized, Detail: httpauth.Refusal().Detail}
 	}
 
 	hints := event.Hints{
@@ -235,20 +227,6 @@ func checkContentType(v string) error {
 		return nil
 	}
 	return &Error{Kind: KindUnsupportedMediaType, Detail: "the body must be JSON (Content-Type: application/json)"}
-}
-
-// authorized reports whether got matches one of the configured secrets. Every secret is
-// compared, whatever the earlier results, so the timing does not say which one matched.
-func (in *Intake) authorized(got string) bool {
-	if len(in.secretHashes) == 0 {
-		return true
-	}
-	sum := sha256.Sum256([]byte(got))
-	match := 0
-	for i := range in.secretHashes {
-		match |= subtle.ConstantTimeCompare(sum[:], in.secretHashes[i][:])
-	}
-	return match == 1 && got != ""
 }
 
 // parseError classifies a parser error: both kinds of bad payload are the sender's to fix;

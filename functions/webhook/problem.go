@@ -1,12 +1,13 @@
 package webhook
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
 
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/httpauth"
+	"github.com/dvrelay/dvrelay/internal/problem"
 )
 
 // Kind is what went wrong, as far as the caller needs to know.
@@ -57,9 +58,8 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// ProblemTypeBase prefixes every problem type URI. The URIs are stable identifiers for
-// clients to switch on; they need not resolve.
-const ProblemTypeBase = "https://dvrelay.dev/problems/"
+// ProblemTypeBase prefixes every problem type URI, as on every other dvrelay route.
+const ProblemTypeBase = problem.TypeBase
 
 // RetryAfterSeconds is sent with 503. Dataverse retries once on 503 whatever the header says;
 // other callers get a hint short enough to fit inside Dataverse's own 60 s budget.
@@ -68,61 +68,41 @@ const RetryAfterSeconds = 5
 // maxProblems bounds the errors array, so a pathological payload cannot blow up the answer.
 const maxProblems = 50
 
-// problem is an RFC 9457 problem details document.
-type problem struct {
-	Type          string               `json:"type"`
-	Title         string               `json:"title"`
-	Status        int                  `json:"status"`
-	Detail        string               `json:"detail,omitempty"`
-	CorrelationID string               `json:"correlationId,omitempty"`
-	Errors        []event.FieldProblem `json:"errors,omitempty"`
-}
-
 // problemResponse is the one place that maps an intake error to HTTP. An error that is not an
 // *Error is unexpected and becomes a bare 500 that says nothing about the cause.
 func problemResponse(err error, correlationID string) Response {
-	p := problem{
-		Type:          "about:blank",
-		Title:         http.StatusText(http.StatusInternalServerError),
-		Status:        http.StatusInternalServerError,
-		CorrelationID: correlationID,
-	}
-	h := http.Header{"Content-Type": {"application/problem+json"}}
+	p := problem.Internal()
+	h := http.Header{"Content-Type": {problem.ContentType}}
 
 	var ie *Error
 	if errors.As(err, &ie) {
-		p.Type = ProblemTypeBase + ie.Kind.String()
-		p.Detail = ie.Detail
 		switch ie.Kind {
 		case KindInvalid:
-			p.Status, p.Title = http.StatusBadRequest, "Invalid payload"
-			p.Errors = ie.Problems
-			if len(p.Errors) > maxProblems {
-				p.Errors = p.Errors[:maxProblems]
+			p = problem.New(http.StatusBadRequest, ie.Kind.String(), "Invalid payload", ie.Detail)
+			if errs := ie.Problems; len(errs) > 0 {
+				if len(errs) > maxProblems {
+					errs = errs[:maxProblems]
+				}
+				p.Errors = errs
 			}
 		case KindUnauthorized:
-			p.Status, p.Title = http.StatusUnauthorized, "Unauthorized"
+			// The same answer as the admin routes give; Detail holds the same text.
+			p = httpauth.Refusal()
+			p.Detail = ie.Detail
 		case KindTooLarge:
-			p.Status, p.Title = http.StatusRequestEntityTooLarge, "Payload too large"
+			p = problem.New(http.StatusRequestEntityTooLarge, ie.Kind.String(), "Payload too large", ie.Detail)
 		case KindUnsupportedMediaType:
-			p.Status, p.Title = http.StatusUnsupportedMediaType, "Unsupported media type"
+			p = problem.New(http.StatusUnsupportedMediaType, ie.Kind.String(), "Unsupported media type", ie.Detail)
 		case KindMethodNotAllowed:
-			p.Status, p.Title = http.StatusMethodNotAllowed, "Method not allowed"
+			p = problem.New(http.StatusMethodNotAllowed, ie.Kind.String(), "Method not allowed", ie.Detail)
 			h.Set("Allow", http.MethodPost)
 		case KindUnavailable:
 			// Never 500: Dataverse retries only 502, 503 and 504.
-			p.Status, p.Title = http.StatusServiceUnavailable, "Service unavailable"
+			p = problem.New(http.StatusServiceUnavailable, ie.Kind.String(), "Service unavailable", ie.Detail)
 			h.Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
-		default:
-			p = problem{Type: "about:blank", Title: p.Title, Status: p.Status, CorrelationID: correlationID}
 		}
 	}
-
-	body, mErr := json.Marshal(p)
-	if mErr != nil {
-		// Only plain strings and ints go in; this cannot fail, but if it did the status stands.
-		body = []byte(`{"type":"about:blank","status":500}`)
-		p.Status = http.StatusInternalServerError
-	}
-	return Response{Status: p.Status, Header: h, Body: body}
+	p.CorrelationID = correlationID
+	body, status := p.Marshal()
+	return Response{Status: status, Header: h, Body: body}
 }

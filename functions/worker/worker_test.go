@@ -42,7 +42,7 @@ func TestWorker_runs_the_default_route_for_an_opportunity_whose_estimated_value_
 	mi := miEndpoint(t, "mi-token-xyz")
 	t.Setenv("IDENTITY_ENDPOINT", mi.URL+"/msi/token")
 	t.Setenv("IDENTITY_HEADER", "id-header")
-	cred, err := dataverse.NewCredential(os.LookupEnv, "")
+	cred, err := dataverse.NewCredential(dataverse.Identity{IdentityEndpoint: os.Getenv("IDENTITY_ENDPOINT")}, "")
 	if err != nil {
 		t.Fatalf("NewCredential: %v", err)
 	}

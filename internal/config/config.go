@@ -6,6 +6,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -17,8 +19,23 @@ const (
 	BackendEmbedded   = "embedded"
 )
 
+// DefaultShutdownGrace is how long shutdown waits for in-flight requests and messages when
+// DVRELAY_SHUTDOWN_GRACE is not set. The worker loop falls back to it too, so there is one value.
+const DefaultShutdownGrace = 20 * time.Second
+
+// Port variables the Functions host sets for a custom handler. Current hosts set both; older
+// ones set only the legacy name.
+const (
+	CustomHandlerPortEnv       = "FUNCTIONS_CUSTOMHANDLER_PORT"
+	LegacyCustomHandlerPortEnv = "FUNCTIONS_HTTPWORKER_PORT"
+)
+
 // Config is every setting dvrelay reads. The README's settings table lists the same names.
 type Config struct {
+	// CustomHandlerPort is the port the Functions host expects the handler on; empty when the
+	// process was not started by a host (neither port variable holds a port number).
+	CustomHandlerPort string
+
 	// Service Bus (Functions-host names, so one local.settings.json serves both).
 	ServiceBusConnectionString string // ServiceBusConnection
 	ServiceBusNamespace        string // ServiceBusConnection__fullyQualifiedNamespace
@@ -42,12 +59,34 @@ type Config struct {
 	ShutdownGrace     time.Duration
 
 	// Worker.
+	// RoutesPath is DVRELAY_ROUTES; a relative path is resolved against FUNCTIONS_APP_ROOT_PATH
+	// when the host set it, since standalone users may run the binary from elsewhere.
 	RoutesPath    string
 	DataverseURL  string
 	MaxAttempts   int // 0: the worker's default (retries spanning at least six hours)
 	IgnoreUserIDs []string
 
+	// The Dataverse identity: an app registration when all three AZURE_* values are set, else a
+	// managed identity where IDENTITY_ENDPOINT is set (Functions, App Service).
+	AzureTenantID     string // AZURE_TENANT_ID
+	AzureClientID     string // AZURE_CLIENT_ID
+	AzureClientSecret string // AZURE_CLIENT_SECRET
+	IdentityEndpoint  string // IDENTITY_ENDPOINT
+
 	LogLevel string
+
+	// routeVariables answers ${NAME} references in the routes file. Their names are the routes
+	// file's choice, so they cannot be read up front with the settings above.
+	routeVariables Lookup
+}
+
+// RouteVariable reads a variable a routes file references as ${NAME}. The worker expands every
+// reference once, when it loads the routes at start.
+func (c Config) RouteVariable(name string) (string, bool) {
+	if c.routeVariables == nil {
+		return "", false
+	}
+	return c.routeVariables(name)
 }
 
 // Backend says which queue backend the settings select: Service Bus when a connection is
@@ -59,13 +98,21 @@ func (c Config) Backend() string {
 	return BackendEmbedded
 }
 
-// Lookup reads one setting; os.LookupEnv in production, a map in tests.
+// Lookup reads one setting; Environment in production, a map in tests.
 type Lookup func(name string) (string, bool)
 
+// Environment is the process environment, the Lookup main gives Load. It is the only place
+// dvrelay reads environment variables.
+func Environment(name string) (string, bool) { return os.LookupEnv(name) }
+
 // Load reads and checks every setting. The returned error joins one line per bad setting.
+// Every setting is read on every call, whatever the others hold, so a recording Lookup sees
+// them all.
 func Load(lookup Lookup) (Config, error) {
 	r := reader{lookup: lookup}
 	c := Config{
+		CustomHandlerPort: firstPort(r.str(CustomHandlerPortEnv, ""), r.str(LegacyCustomHandlerPortEnv, "")),
+
 		ServiceBusConnectionString: r.str("ServiceBusConnection", ""),
 		ServiceBusNamespace:        r.str("ServiceBusConnection__fullyQualifiedNamespace", ""),
 		ServiceBusClientID:         r.str("ServiceBusConnection__clientId", ""),
@@ -73,7 +120,7 @@ func Load(lookup Lookup) (Config, error) {
 		DeadLetterQueueName:        r.str("DeadLetterQueueName", "dataverse-events-deadletter"),
 
 		MaxBodyBytes:   r.positiveInt64("DVRELAY_MAX_BODY_BYTES", 1<<20),
-		WebhookSecrets: r.list("DVRELAY_WEBHOOK_SECRET"),
+		WebhookSecrets: r.secrets("DVRELAY_WEBHOOK_SECRET"),
 		SecretHeader:   r.str("DVRELAY_WEBHOOK_SECRET_HEADER", "x-dvrelay-secret"),
 		PublishTimeout: r.duration("DVRELAY_PUBLISH_TIMEOUT", 10*time.Second),
 		UseSessions:    r.boolean("DVRELAY_USE_SESSIONS", false),
@@ -83,14 +130,21 @@ func Load(lookup Lookup) (Config, error) {
 		LockDuration:      r.duration("DVRELAY_LOCK_DURATION", 30*time.Second),
 		MaxDeliveryCount:  r.positiveInt("DVRELAY_MAX_DELIVERY_COUNT", 10),
 		DuplicateWindow:   r.duration("DVRELAY_DUPLICATE_WINDOW", 10*time.Minute),
-		ShutdownGrace:     r.duration("DVRELAY_SHUTDOWN_GRACE", 20*time.Second),
+		ShutdownGrace:     r.duration("DVRELAY_SHUTDOWN_GRACE", DefaultShutdownGrace),
 
-		RoutesPath:    r.str("DVRELAY_ROUTES", "routes.json"),
+		RoutesPath:    resolveAgainst(r.str("FUNCTIONS_APP_ROOT_PATH", ""), r.str("DVRELAY_ROUTES", "routes.json")),
 		DataverseURL:  strings.TrimRight(r.str("DATAVERSE_URL", ""), "/"),
 		MaxAttempts:   r.nonNegativeInt("DVRELAY_MAX_ATTEMPTS", 0),
 		IgnoreUserIDs: r.list("DVRELAY_IGNORE_USER_IDS"),
 
+		AzureTenantID:     r.str("AZURE_TENANT_ID", ""),
+		AzureClientID:     r.str("AZURE_CLIENT_ID", ""),
+		AzureClientSecret: r.str("AZURE_CLIENT_SECRET", ""),
+		IdentityEndpoint:  r.str("IDENTITY_ENDPOINT", ""),
+
 		LogLevel: strings.ToLower(r.str("DVRELAY_LOG_LEVEL", "info")),
+
+		routeVariables: lookup,
 	}
 	if c.ServiceBusConnectionString != "" && c.ServiceBusNamespace != "" {
 		r.fail("ServiceBusConnection", "set either a connection string or ServiceBusConnection__fullyQualifiedNamespace, not both")
@@ -126,13 +180,48 @@ func (r *reader) str(name, def string) string {
 }
 
 func (r *reader) list(name string) []string {
+	return splitList(r.str(name, ""))
+}
+
+// secrets reads a comma-separated list of secrets. Empty turns the check off; a value that is
+// set but holds no secret (only commas or blanks) is refused, since the operator meant to turn
+// the check on, and every check made on this setting must see the same answer.
+func (r *reader) secrets(name string) []string {
+	raw, _ := r.lookup(name)
+	out := splitList(raw)
+	if raw != "" && len(out) == 0 {
+		r.fail(name, "is set but holds no secret: give one or more comma-separated secrets, or leave it empty to turn the check off")
+	}
+	return out
+}
+
+func splitList(v string) []string {
 	var out []string
-	for _, part := range strings.Split(r.str(name, ""), ",") {
+	for _, part := range strings.Split(v, ",") {
 		if p := strings.TrimSpace(part); p != "" {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// firstPort returns the first value that is a port number. A value that is not one is passed
+// over rather than refused: only a Functions host sets these, and it always sets a number.
+func firstPort(values ...string) string {
+	for _, v := range values {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 && n <= 65535 {
+			return v
+		}
+	}
+	return ""
+}
+
+// resolveAgainst joins a relative path to root, when root is set.
+func resolveAgainst(root, path string) string {
+	if root == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(root, path)
 }
 
 func (r *reader) duration(name string, def time.Duration) time.Duration {

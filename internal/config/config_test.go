@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -84,5 +85,120 @@ func TestLoad_refuses_both_connection_forms_at_once(t *testing.T) {
 	}))
 	if err == nil || !strings.Contains(err.Error(), "ServiceBusConnection:") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestLoad_refuses_a_webhook_secret_that_holds_no_secret(t *testing.T) {
+	for _, v := range []string{",", ", ", "   ", " , ,"} {
+		_, err := config.Load(lookupFrom(map[string]string{"DVRELAY_WEBHOOK_SECRET": v}))
+		if err == nil || !strings.Contains(err.Error(), "DVRELAY_WEBHOOK_SECRET:") {
+			t.Errorf("DVRELAY_WEBHOOK_SECRET=%q: err = %v, want one naming the setting", v, err)
+		}
+	}
+}
+
+func TestLoad_reads_an_empty_webhook_secret_as_no_check(t *testing.T) {
+	c, err := config.Load(lookupFrom(map[string]string{"DVRELAY_WEBHOOK_SECRET": ""}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.WebhookSecrets) != 0 {
+		t.Errorf("secrets = %q, want none", c.WebhookSecrets)
+	}
+}
+
+func TestLoad_prefers_the_custom_handler_port_then_the_legacy_one(t *testing.T) {
+	cases := []struct {
+		name   string
+		env    map[string]string
+		want   string
+		wantOK bool
+	}{
+		{"current", map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "40123", "FUNCTIONS_HTTPWORKER_PORT": "1"}, "40123", true},
+		{"legacy only", map[string]string{"FUNCTIONS_HTTPWORKER_PORT": "40124"}, "40124", true},
+		{"current is not a port", map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "abc", "FUNCTIONS_HTTPWORKER_PORT": "40124"}, "40124", true},
+		{"out of range", map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "70000"}, "", false},
+		{"not under a host", map[string]string{}, "", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := config.Load(lookupFrom(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := c.CustomHandlerPort, c.CustomHandlerPort != ""; got != tc.want || ok != tc.wantOK {
+				t.Errorf("Port = %q, %v; want %q, %v", got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}
+
+func TestLoad_resolves_a_relative_routes_path_against_the_app_root(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, "routes.json"},
+		{map[string]string{"FUNCTIONS_APP_ROOT_PATH": "/home/site/wwwroot"}, filepath.Join("/home/site/wwwroot", "routes.json")},
+		{map[string]string{"FUNCTIONS_APP_ROOT_PATH": "/home/site/wwwroot", "DVRELAY_ROUTES": "/etc/dvrelay/routes.json"}, "/etc/dvrelay/routes.json"},
+	}
+	for _, tc := range cases {
+		c, err := config.Load(lookupFrom(tc.env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.RoutesPath != tc.want {
+			t.Errorf("%v: RoutesPath = %q, want %q", tc.env, c.RoutesPath, tc.want)
+		}
+	}
+}
+
+func TestLoad_keeps_route_variables_for_the_routes_file(t *testing.T) {
+	c, err := config.Load(lookupFrom(map[string]string{"DVRELAY_ERP_URL": "https://erp.example/api"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := c.RouteVariable("DVRELAY_ERP_URL"); !ok || v != "https://erp.example/api" {
+		t.Errorf("RouteVariable(DVRELAY_ERP_URL) = %q, %v", v, ok)
+	}
+	if _, ok := c.RouteVariable("DVRELAY_CREDIT_URL"); ok {
+		t.Error("an unset route variable reads as set")
+	}
+}
+
+func TestLoad_reads_every_setting_whatever_the_others_hold(t *testing.T) {
+	// A bad value early on must not hide later settings: each is read, and each is reported.
+	read := func(env map[string]string) map[string]bool {
+		seen := map[string]bool{}
+		_, _ = config.Load(func(k string) (string, bool) { seen[k] = true; v, ok := env[k]; return v, ok })
+		return seen
+	}
+	clean := read(nil)
+	broken := read(map[string]string{
+		"ServiceBusConnection":                          "Endpoint=sb://x/",
+		"ServiceBusConnection__fullyQualifiedNamespace": "x",
+		"DVRELAY_WEBHOOK_SECRET":                        ",",
+		"FUNCTIONS_CUSTOMHANDLER_PORT":                  "7000",
+		"DVRELAY_LOG_LEVEL":                             "loud",
+	})
+	for _, name := range []string{"FUNCTIONS_HTTPWORKER_PORT", "AZURE_CLIENT_ID", "IDENTITY_ENDPOINT", "FUNCTIONS_APP_ROOT_PATH", "DVRELAY_WEBHOOK_SECRET"} {
+		if !clean[name] {
+			t.Errorf("Load does not read %s", name)
+		}
+	}
+	if len(broken) != len(clean) {
+		t.Errorf("Load read %d settings with bad values, %d with none", len(broken), len(clean))
+	}
+}
+
+func TestLoad_reads_the_dataverse_identity(t *testing.T) {
+	c, err := config.Load(lookupFrom(map[string]string{
+		"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s", "IDENTITY_ENDPOINT": "http://127.0.0.1:4141/msi/token",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AzureTenantID != "t" || c.AzureClientID != "c" || c.AzureClientSecret != "s" || c.IdentityEndpoint == "" {
+		t.Errorf("identity = %q %q %q %q", c.AzureTenantID, c.AzureClientID, c.AzureClientSecret, c.IdentityEndpoint)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -32,7 +33,7 @@ type Options struct {
 	LockDuration time.Duration
 	// ShutdownGrace is how long in-flight messages may keep running once Run's ctx is cancelled;
 	// what is still running after that is abandoned, so it comes back to the next process
-	// (default 30s).
+	// (default config.DefaultShutdownGrace).
 	ShutdownGrace time.Duration
 }
 
@@ -44,7 +45,7 @@ func (o Options) withDefaults() Options {
 		o.LockDuration = 30 * time.Second
 	}
 	if o.ShutdownGrace <= 0 {
-		o.ShutdownGrace = 30 * time.Second
+		o.ShutdownGrace = config.DefaultShutdownGrace
 	}
 	return o
 }

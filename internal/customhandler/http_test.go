@@ -246,26 +246,3 @@ func TestReady_answers_the_host_probe_at_once(t *testing.T) {
 		t.Errorf("status = %d", res.StatusCode)
 	}
 }
-
-func TestPort_prefers_the_custom_handler_variable_then_the_legacy_one(t *testing.T) {
-	cases := []struct {
-		name   string
-		env    map[string]string
-		want   string
-		wantOK bool
-	}{
-		{"current", map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "40123", "FUNCTIONS_HTTPWORKER_PORT": "1"}, "40123", true},
-		{"legacy only", map[string]string{"FUNCTIONS_HTTPWORKER_PORT": "40124"}, "40124", true},
-		{"current is not a port", map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "abc", "FUNCTIONS_HTTPWORKER_PORT": "40124"}, "40124", true},
-		{"out of range", map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": "70000"}, "", false},
-		{"not under a host", map[string]string{}, "", false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			got, ok := customhandler.Port(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
-			if got != tc.want || ok != tc.wantOK {
-				t.Errorf("Port = %q, %v; want %q, %v", got, ok, tc.want, tc.wantOK)
-			}
-		})
-	}
-}

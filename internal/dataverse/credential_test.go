@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 )
 
@@ -43,7 +44,7 @@ func TestNewCredential_uses_the_functions_managed_identity_endpoint(t *testing.T
 	t.Setenv("IDENTITY_ENDPOINT", miSrv.URL+"/msi/token")
 	t.Setenv("IDENTITY_HEADER", "header-secret")
 
-	cred, err := dataverse.NewCredential(os.LookupEnv, "")
+	cred, err := dataverse.NewCredential(identityFrom(t, os.LookupEnv), "")
 	if err != nil {
 		t.Fatalf("NewCredential: %v", err)
 	}
@@ -94,7 +95,7 @@ func TestNewCredential_asks_for_the_user_assigned_identity_named_by_AZURE_CLIENT
 		return os.LookupEnv(k)
 	}
 
-	cred, err := dataverse.NewCredential(lookup, "")
+	cred, err := dataverse.NewCredential(identityFrom(t, lookup), "")
 	if err != nil {
 		t.Fatalf("NewCredential: %v", err)
 	}
@@ -127,7 +128,7 @@ func TestNewCredential_picks_by_environment(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			lookup := func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }
-			cred, err := dataverse.NewCredential(lookup, "")
+			cred, err := dataverse.NewCredential(identityFrom(t, lookup), "")
 			if err != nil {
 				t.Fatalf("NewCredential: %v", err)
 			}
@@ -142,5 +143,18 @@ func TestNewCredential_picks_by_environment(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// identityFrom reads the identity settings from lookup as the handler does: through config.Load.
+func identityFrom(t *testing.T, lookup config.Lookup) dataverse.Identity {
+	t.Helper()
+	c, err := config.Load(lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dataverse.Identity{
+		TenantID: c.AzureTenantID, ClientID: c.AzureClientID, ClientSecret: c.AzureClientSecret,
+		IdentityEndpoint: c.IdentityEndpoint,
 	}
 }
