@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/config"
+	"github.com/dvrelay/dvrelay/internal/outbound"
 )
 
 // runPost posts event files to a running intake, as Dataverse would: the quickest way to see
@@ -65,12 +66,13 @@ func postFile(ctx context.Context, url, file string, cfg config.Config) (int, st
 	if len(cfg.WebhookSecrets) > 0 {
 		req.Header.Set(cfg.SecretHeader, cfg.WebhookSecrets[0])
 	}
-	client := &http.Client{Timeout: 70 * time.Second}
+	// Dataverse waits 60 s for a webhook; give the intake a little more before giving up.
+	client := outbound.NewClient(outbound.Options{Timeout: 70 * time.Second})
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, "", err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	b, _, err := outbound.ReadLimited(resp.Body, 1<<20)
 	return resp.StatusCode, string(b), err
 }

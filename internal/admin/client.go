@@ -6,10 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/dvrelay/dvrelay/internal/outbound"
 )
 
 // Limits of one call to the admin routes.
@@ -40,12 +41,7 @@ func NewClient(addr, header, secret string) *Client {
 		header:    header,
 		secret:    secret,
 		maxAnswer: MaxAnswerBytes,
-		http: &http.Client{
-			Timeout: clientTimeout,
-			CheckRedirect: func(req *http.Request, _ []*http.Request) error {
-				return fmt.Errorf("refused a redirect to %s", req.URL.Redacted())
-			},
-		},
+		http:      outbound.NewClient(outbound.Options{Timeout: clientTimeout, MaxResponseBytes: MaxAnswerBytes}),
 	}
 }
 
@@ -78,9 +74,12 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 		return fmt.Errorf("ask handler serve at %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()
-	body, err := readAtMost(resp.Body, c.maxAnswer)
+	body, truncated, err := outbound.ReadLimited(resp.Body, c.maxAnswer)
 	if err != nil {
 		return fmt.Errorf("%s %s: %s: read answer: %w", method, path, resp.Status, err)
+	}
+	if truncated {
+		return fmt.Errorf("%s %s: %s: %w: more than %d bytes", method, path, resp.Status, errTooLarge, c.maxAnswer)
 	}
 	if resp.StatusCode/100 != 2 {
 		var p struct{ Detail string }
@@ -95,15 +94,3 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 
 // errTooLarge reports an answer past MaxAnswerBytes.
 var errTooLarge = errors.New("answer too large")
-
-// readAtMost reads r to its end, failing once it holds more than limit bytes.
-func readAtMost(r io.Reader, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w: more than %d bytes", errTooLarge, limit)
-	}
-	return b, nil
-}
