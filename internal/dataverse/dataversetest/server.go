@@ -115,6 +115,8 @@ type Server struct {
 	requests   []Request
 	throttled  int
 	retryAfter time.Duration
+	failures   int
+	failure    *apiError
 	pageSize   int
 	token      string
 	version    int64
@@ -242,6 +244,15 @@ func (s *Server) Throttle(n int, retryAfter time.Duration) {
 	s.throttled, s.retryAfter = n, retryAfter
 }
 
+// Fail answers the next n requests (after any Throttle) with status and Dataverse's error body
+// {"error":{"code":code,"message":message}}, e.g. 403 with "0x80040220" for a missing
+// privilege, or 500 for an outage. They are still recorded.
+func (s *Server) Fail(n, status int, code, message string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures, s.failure = n, &apiError{status: status, code: code, message: message}
+}
+
 // SetPageSize makes collection answers hold at most n records, with @odata.nextLink to the
 // rest, as Dataverse does above its page size (5,000) or odata.maxpagesize. Zero turns it off.
 func (s *Server) SetPageSize(n int) {
@@ -311,6 +322,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(s.retryAfter.Seconds())), 10))
 		writeError(w, errorf(http.StatusTooManyRequests, CodeRequestsLimit,
 			"Number of requests exceeded the limit of 6000 over time window of 300 seconds."))
+		return
+	}
+	if s.failures > 0 {
+		s.failures--
+		writeError(w, s.failure)
 		return
 	}
 	if s.token != "" && r.Header.Get("Authorization") != "Bearer "+s.token {
