@@ -3,6 +3,7 @@ package dataverse_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -226,4 +227,20 @@ func messageOf(err error) string {
 		return dvErr.Message
 	}
 	return ""
+}
+
+func TestDouble_serves_the_workers_Update_by_logical_name(t *testing.T) {
+	srv := dataversetest.NewServer(t, dataversetest.Table{LogicalName: "opportunity", EntitySet: "opportunities"})
+	c, err := dataverse.NewClient(srv.URL(), dataversetest.StaticCredential{Token: "t"}, &dataverse.Options{HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := srv.Seed("opportunities", map[string]any{"name": "deal"})
+
+	if err := c.Update(context.Background(), "opportunity", id, map[string]any{"new_creditscore": 712}); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if rec, _ := srv.Record("opportunities", id); fmt.Sprint(rec["new_creditscore"]) != "712" || rec["name"] != "deal" {
+		t.Errorf("record = %v, want new_creditscore 712 beside the name", rec)
+	}
 }
