@@ -446,3 +446,32 @@ func TestList_returns_the_steps_posting_to_an_intake_url(t *testing.T) {
 		t.Errorf("URL shows the function key: %s", r.URL)
 	}
 }
+
+func TestRegister_enables_a_disabled_step_and_leaves_images_under_other_aliases_alone(t *testing.T) {
+	e := newEnv(t)
+	e.register(t, headerSpec(), false)
+	step := e.srv.Records("sdkmessageprocessingsteps")[0]
+	stepID := fmt.Sprint(step["sdkmessageprocessingstepid"])
+	req, _ := http.NewRequest(http.MethodPatch, e.srv.URL()+dataversetest.APIPath+"sdkmessageprocessingsteps("+stepID+")",
+		strings.NewReader(`{"statecode":1,"statuscode":2}`))
+	req.Header.Set("Authorization", "Bearer registration-token")
+	if resp, err := e.srv.Client().Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("disable the step: %v %v", resp, err)
+	}
+	e.srv.Seed("sdkmessageprocessingstepimages", map[string]any{"entityalias": "Custom", "imagetype": 1, "_sdkmessageprocessingstepid_value": stepID})
+
+	spec := headerSpec()
+	spec.Images = nil
+	changes := e.register(t, spec, false)
+
+	if got := e.srv.Records("sdkmessageprocessingsteps")[0]; fmt.Sprintf("%v/%v", got["statecode"], got["statuscode"]) != "0/1" {
+		t.Errorf("step state = %v/%v, want enabled (0/1)", got["statecode"], got["statuscode"])
+	}
+	imgs := e.srv.Records("sdkmessageprocessingstepimages")
+	if len(imgs) != 1 || imgs[0]["entityalias"] != "Custom" {
+		t.Errorf("images = %v, want only the Custom one (PreImage removed)", imgs)
+	}
+	if got := actions(changes); got != "unchanged serviceendpoints, update sdkmessageprocessingsteps, delete sdkmessageprocessingstepimages" {
+		t.Errorf("changes = %s", got)
+	}
+}
