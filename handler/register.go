@@ -224,8 +224,9 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 		spec.Secret = cfg.WebhookSecrets[0] // the first is the one in use; others are being rotated out
 	}
 	if spec.Auth == "" {
+		// A function key given on its own says which one is meant.
 		spec.Auth = registration.AuthWebhookKey
-		if spec.Secret != "" {
+		if spec.Secret != "" && spec.FunctionKey == "" {
 			spec.Auth = registration.AuthHeader
 		}
 	}

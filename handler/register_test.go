@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -219,6 +220,7 @@ func TestRegisterCommand_usage_errors_exit_2_with_what_to_do(t *testing.T) {
 		{"no environment", registerArgs, map[string]string{"DATAVERSE_URL": ""}, "--dataverse-url is required"},
 		{"message misspelt", []string{"--function-url", regIntake + "?code=" + regKey, "--entity", "opportunity", "--message", "update"}, nil, `Dataverse spells it "Update"`},
 		{"argument", append(append([]string(nil), registerArgs...), "extra"), nil, `unexpected argument "extra"`},
+		{"function key with header auth", append(append([]string(nil), registerArgs...), "--auth", "header", "--function-key", regKey), nil, "--function-key: used with --auth webhookkey only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -284,6 +286,20 @@ func TestRegistrationsCommand_lists_the_steps_posting_to_the_intake(t *testing.T
 	}
 	if none := e.registrations("--function-url", "https://elsewhere.example/api/hook"); none.code != 0 || !strings.Contains(none.stdout, "no webhook endpoint posts to") {
 		t.Errorf("another URL: exit %d\n%s", none.code, none.stdout)
+	}
+}
+
+func TestRegisterCommand_a_function_key_alone_selects_webhook_key_auth(t *testing.T) {
+	e := newCLIEnv(t)
+
+	r := e.register("--function-url", regIntake, "--entity", "opportunity", "--message", "Update", "--attributes", "name", "--function-key", regKey)
+
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	ep := e.srv.Records("serviceendpoints")[0]
+	if ep["authtype"] != json.Number("4") || ep["authvalue"] != regKey || ep["url"] != regIntake {
+		t.Errorf("endpoint = authtype %v, url %v; want WebhookKey with the bare URL and the key as authvalue", ep["authtype"], ep["url"])
 	}
 }
 

@@ -217,6 +217,9 @@ func (s Spec) checkEndpoint() []string {
 		if !headerName.MatchString(s.SecretHeader) {
 			bad("--auth header: DVRELAY_WEBHOOK_SECRET_HEADER %q is not a header name", s.SecretHeader)
 		}
+		if s.FunctionKey != "" {
+			bad("--function-key: used with --auth webhookkey only; with --auth header put the key in --function-url as ?code=")
+		}
 	case AuthWebhookKey:
 		switch {
 		case s.FunctionKey == "" && code == "":
