@@ -80,7 +80,7 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) int {
 }
 
 // registrar signs in and builds the Web API client. Errors are configuration problems (exit 2).
-func (d operatorDeps) registrar(cmd string, cfg config.Config, of operatorFlags, lookup func(string) (string, bool), stderr io.Writer) (*registration.Registrar, error) {
+func (d operatorDeps) registrar(cmd string, cfg config.Config, of operatorFlags, stderr io.Writer) (*registration.Registrar, error) {
 	envURL := *of.dataverseURL
 	if envURL == "" {
 		envURL = cfg.DataverseURL
@@ -88,7 +88,7 @@ func (d operatorDeps) registrar(cmd string, cfg config.Config, of operatorFlags,
 	if envURL == "" {
 		return nil, errors.New("--dataverse-url is required (e.g. https://contoso.crm.dynamics.com), or set DATAVERSE_URL")
 	}
-	cred, err := d.credential(operatorIdentity(lookup, *of.managedIdentity, d.interactive, stderr))
+	cred, err := d.credential(operatorIdentity(cfg, *of.managedIdentity, d.interactive, stderr))
 	if err != nil {
 		return nil, fmt.Errorf("sign-in: %w", err)
 	}
@@ -104,15 +104,14 @@ func (d operatorDeps) registrar(cmd string, cfg config.Config, of operatorFlags,
 	}), nil
 }
 
-// operatorIdentity gathers who the operator signs in as. These settings are read here rather
-// than in config: they choose the operator's sign-in, not how the app runs.
-func operatorIdentity(lookup func(string) (string, bool), managedIdentity, interactive bool, stderr io.Writer) dataverse.OperatorIdentity {
-	get := func(k string) string { v, _ := lookup(k); return strings.TrimSpace(v) }
+// operatorIdentity gathers who the operator signs in as, from the same settings the worker's
+// credential uses.
+func operatorIdentity(cfg config.Config, managedIdentity, interactive bool, stderr io.Writer) dataverse.OperatorIdentity {
 	id := dataverse.OperatorIdentity{
-		TenantID:        get("AZURE_TENANT_ID"),
-		ClientID:        get("AZURE_CLIENT_ID"),
-		ClientSecret:    get("AZURE_CLIENT_SECRET"),
-		ManagedIdentity: managedIdentity || get("IDENTITY_ENDPOINT") != "",
+		TenantID:        cfg.AzureTenantID,
+		ClientID:        cfg.AzureClientID,
+		ClientSecret:    cfg.AzureClientSecret,
+		ManagedIdentity: managedIdentity || cfg.IdentityEndpoint != "",
 	}
 	if interactive {
 		id.DeviceCodePrompt = func(_ context.Context, m azidentity.DeviceCodeMessage) error {
@@ -243,7 +242,7 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 		fmt.Fprintln(stderr, "handler register: note: --function-url has no ?code=; a Function App answers 401 without the function key (handler serve needs none)")
 	}
 
-	reg, err := deps.registrar("register", cfg, of, lookup, stderr)
+	reg, err := deps.registrar("register", cfg, of, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "handler register: %v\n", err)
 		return 2
@@ -286,7 +285,7 @@ func unregisterCommand(ctx context.Context, args []string, lookup func(string) (
 		fmt.Fprintf(stderr, "handler unregister: configuration:\n%v\n", err)
 		return 2
 	}
-	reg, err := deps.registrar("unregister", cfg, of, lookup, stderr)
+	reg, err := deps.registrar("unregister", cfg, of, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "handler unregister: %v\n", err)
 		return 2
@@ -327,7 +326,7 @@ func registrationsCommand(ctx context.Context, args []string, lookup func(string
 		fmt.Fprintf(stderr, "handler registrations: configuration:\n%v\n", err)
 		return 2
 	}
-	reg, err := deps.registrar("registrations", cfg, of, lookup, stderr)
+	reg, err := deps.registrar("registrations", cfg, of, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "handler registrations: %v\n", err)
 		return 2

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -180,27 +179,6 @@ func (c *Client) Delete(ctx context.Context, entitySet, id string) error {
 //	ODataString("O'Brien") == "'O''Brien'"
 func ODataString(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
-}
-
-// doResponse is do for callers that need the answer's headers (Create reads OData-EntityId).
-// It shares do's HTTP client, read bound and error handling.
-func (c *Client) doResponse(req *http.Request) (http.Header, []byte, error) {
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	if err != nil {
-		return nil, nil, fmt.Errorf("read answer: %w", err)
-	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return resp.Header, body, nil
-	}
-	if resp.StatusCode == http.StatusUnauthorized {
-		c.forgetToken(req)
-	}
-	return nil, nil, errorFromResponse(resp, body, c.now())
 }
 
 // resourceURL joins a checked relative path and query onto the Web API root.
