@@ -23,6 +23,7 @@ const usage = `usage:
   handler dlq list [flags]     list dead-lettered events
   handler dlq resubmit SEQ...  send dead-lettered events back to the main queue
   handler dlq purge SEQ...     delete dead-lettered events
+  handler package [--out F]    build for linux/amd64 and write the deployment zip (default dvrelay.zip)
 
 Settings come from the environment; see README.md. Run 'handler serve -h' for its flags.
 `
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return runPost(ctx, args[1:], lookup, stdout, stderr)
 	case "dlq":
 		return runDLQ(ctx, args[1:], lookup, stdout, stderr)
+	case "package":
+		return runPackage(ctx, args[1:], lookup, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
