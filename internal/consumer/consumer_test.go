@@ -452,8 +452,8 @@ func TestConsumer_handles_a_failed_settlement(t *testing.T) {
 			}
 			for _, line := range strings.Split(logs.String(), "\n") {
 				if strings.Contains(line, c.wantLog) &&
-					(!strings.Contains(line, `"eventId":"evt-7"`) || !strings.Contains(line, `"correlationId":"corr-evt-7"`)) {
-					t.Errorf("settlement log %s lacks eventId or correlationId", line)
+					(!strings.Contains(line, `"messageId":"evt-7"`) || !strings.Contains(line, `"correlationId":"corr-evt-7"`)) {
+					t.Errorf("settlement log %s lacks messageId or correlationId", line)
 				}
 			}
 		})
