@@ -37,7 +37,7 @@ type backend struct {
 	receiver    queue.Receiver
 	deadLetters deadLetterAdmin
 	// stats is nil when the backend cannot count (Service Bus without the admin API).
-	stats func(ctx context.Context) (local.Stats, error)
+	stats func(ctx context.Context) (queue.Stats, error)
 	purge func(ctx context.Context, seq int64) error
 	close func(ctx context.Context) error
 }

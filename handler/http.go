@@ -12,7 +12,6 @@ import (
 
 	"github.com/dvrelay/dvrelay/functions/webhook"
 	"github.com/dvrelay/dvrelay/internal/queue"
-	"github.com/dvrelay/dvrelay/internal/queue/local"
 )
 
 // health answers GET /api/health: 200 with the queue counts, 503 when the queue cannot be read.
@@ -70,7 +69,7 @@ func (a *app) deadLetterRoutes(mux *http.ServeMux) {
 		}
 		id, err := a.backend.deadLetters.Resubmit(r.Context(), seq)
 		switch {
-		case errors.Is(err, local.ErrNotFound):
+		case errors.Is(err, queue.ErrNotFound):
 			writeProblem(w, http.StatusNotFound, "dead-letter-not-found", "Dead letter not found", fmt.Sprintf("no dead-lettered message has sequence number %d", seq))
 		case err != nil:
 			a.log.ErrorContext(r.Context(), "resubmit dead letter", slog.Int64("seq", seq), slog.String("error", err.Error()))

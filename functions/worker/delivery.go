@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/queue"
@@ -21,25 +20,8 @@ type Delivery struct {
 }
 
 // Attempt is the number of the delivery chain this message belongs to: 1 for the message the
-// intake published, n+1 for the n-th scheduled retry. It is read from the Attempt application
-// property, which may arrive as a number or as a string depending on the transport.
-func (d Delivery) Attempt() int {
-	switch v := d.ApplicationProperties[queue.PropAttempt].(type) {
-	case int:
-		return max(v, 1)
-	case int32:
-		return max(int(v), 1)
-	case int64:
-		return max(int(v), 1)
-	case float64:
-		return max(int(v), 1)
-	case string:
-		if n, err := strconv.Atoi(v); err == nil {
-			return max(n, 1)
-		}
-	}
-	return 1
-}
+// intake published, n+1 for the n-th scheduled retry (see queue.Attempt).
+func (d Delivery) Attempt() int { return queue.Attempt(d.ApplicationProperties) }
 
 // OutcomeKind is what happens to a message once the worker is done with it.
 type OutcomeKind int

@@ -108,7 +108,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func stats(t *testing.T, q *local.Queue) local.Stats {
+func stats(t *testing.T, q *local.Queue) queue.Stats {
 	t.Helper()
 	s, err := q.Stats(context.Background())
 	if err != nil {
@@ -150,7 +150,7 @@ func TestConsumer_applies_the_outcome_to_the_queue(t *testing.T) {
 			name:    "complete_removes_the_message",
 			outcome: func(worker.Delivery) worker.Outcome { return worker.Outcome{Kind: worker.Complete} },
 			check: func(t *testing.T, q *local.Queue, p *recorder) {
-				eventually(t, "the queue to empty", func() bool { return stats(t, q) == local.Stats{} })
+				eventually(t, "the queue to empty", func() bool { return stats(t, q) == queue.Stats{} })
 			},
 		},
 		{
@@ -170,7 +170,7 @@ func TestConsumer_applies_the_outcome_to_the_queue(t *testing.T) {
 				if gap := retry.EnqueuedTime.Sub(first.EnqueuedTime); gap < 0 {
 					t.Errorf("retry enqueued before the first delivery (%v)", gap)
 				}
-				eventually(t, "the queue to empty", func() bool { return stats(t, q) == local.Stats{} })
+				eventually(t, "the queue to empty", func() bool { return stats(t, q) == queue.Stats{} })
 			},
 		},
 		{
@@ -340,7 +340,7 @@ func TestConsumer_renews_the_lock_while_work_is_slow(t *testing.T) {
 	start(t, consumer.New(q, p, consumer.Options{LockDuration: lock, Concurrency: 2}, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	publish(t, q, "slow", nil)
 
-	eventually(t, "the queue to empty", func() bool { return calls.Load() == 1 && stats(t, q) == local.Stats{} })
+	eventually(t, "the queue to empty", func() bool { return calls.Load() == 1 && stats(t, q) == queue.Stats{} })
 	if got := calls.Load(); got != 1 {
 		t.Fatalf("Process called %d times, want once: the lock must not have expired", got)
 	}
@@ -474,7 +474,7 @@ func TestConsumer_renews_by_the_messages_own_lock_when_the_queue_locks_for_less_
 	start(t, consumer.New(q, p, consumer.Options{LockDuration: time.Minute, Concurrency: 2}, nil))
 	publish(t, q, "slow", nil)
 
-	eventually(t, "the queue to empty", func() bool { return calls.Load() >= 1 && stats(t, q) == local.Stats{} })
+	eventually(t, "the queue to empty", func() bool { return calls.Load() >= 1 && stats(t, q) == queue.Stats{} })
 	if got := calls.Load(); got != 1 {
 		t.Fatalf("Process called %d times, want once: the lock must not have expired", got)
 	}

@@ -1,6 +1,8 @@
-// Package queue holds what every queue backend shares: the message a publisher sends and the
-// small interfaces the intake and the worker depend on. The backends live in queue/servicebus
-// (Azure Service Bus) and queue/local (the embedded SQLite queue).
+// Package queue holds what every queue backend shares: the message a publisher sends, the small
+// interfaces the intake and the worker depend on, the errors and stats the support tools read,
+// and the rules for naming retries and resubmissions and for reading the Attempt property. The
+// backends live in queue/servicebus (Azure Service Bus) and queue/local (the embedded SQLite
+// queue).
 package queue
 
 import (
@@ -87,6 +89,23 @@ type DeadLettered struct {
 	DeadLetteredAt time.Time
 }
 
-// ErrLockLost reports a settlement on a lock that expired or is unknown: the message has gone
-// back to the queue (or to the dead-letter queue) and will be delivered again.
-var ErrLockLost = errors.New("queue: lock lost")
+// Errors every backend reports the same way, so callers (the admin API, the dlq command) need
+// not know which backend answered.
+var (
+	// ErrLockLost reports a settlement on a lock that expired or is unknown: the message has
+	// gone back to the queue (or to the dead-letter queue) and will be delivered again.
+	ErrLockLost = errors.New("queue: lock lost")
+	// ErrNotFound reports a dead-letter sequence number that is not (or no longer) parked.
+	ErrNotFound = errors.New("dead-lettered message not found")
+	// ErrDirInUse reports that another process owns the queue's storage (the embedded queue's
+	// data directory): ask that process instead.
+	ErrDirInUse = errors.New("queue data directory is in use by another process")
+)
+
+// Stats is a snapshot of a queue for health checks and alerts.
+type Stats struct {
+	Queued          int           // available or locked
+	Scheduled       int           // waiting for their scheduled time
+	DeadLettered    int           // parked for support
+	OldestQueuedAge time.Duration // how long the oldest queued message has been due; 0 when none
+}

@@ -47,13 +47,14 @@ const (
 	ReasonMaxDeliveryCountExceeded = "MaxDeliveryCountExceeded"
 )
 
+// ErrClosed reports a call on a queue after Close.
+var ErrClosed = errors.New("queue is closed")
+
+// The backend-neutral errors this queue reports, under their former names here for callers that
+// have not moved to the queue package's yet.
 var (
-	// ErrDirInUse reports that another process holds the data directory.
-	ErrDirInUse = errors.New("queue data directory is in use by another process")
-	// ErrClosed reports a call on a queue after Close.
-	ErrClosed = errors.New("queue is closed")
-	// ErrNotFound reports a dead-letter sequence number that is not (or no longer) parked.
-	ErrNotFound = errors.New("dead-lettered message not found")
+	ErrDirInUse = queue.ErrDirInUse
+	ErrNotFound = queue.ErrNotFound
 )
 
 // Options tune the queue. Zero values take the defaults noted on each field.

@@ -6,6 +6,7 @@ package queuetest
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,11 +36,15 @@ const (
 //   - ListDeadLetters returns parked messages oldest first, with reason and description both in
 //     the fields and as the DeadLetterReason / DeadLetterErrorDescription application properties.
 //   - ApplicationProperties come back with integers as int64 and other numbers as float64.
+//   - Resubmit and PurgeDeadLetter take a dead letter's sequence number and fail with
+//     queue.ErrNotFound when nothing is parked under it.
 type Backend interface {
 	queue.Publisher
 	queue.DeadLetterer
 	queue.Receiver
 	ListDeadLetters(ctx context.Context, limit int) ([]queue.DeadLettered, error)
+	Resubmit(ctx context.Context, seq int64) (string, error)
+	PurgeDeadLetter(ctx context.Context, seq int64) error
 	Now() time.Time
 	Advance(d time.Duration)
 }
@@ -76,6 +81,9 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"settle_with_an_unknown_lock_fails_with_lock_lost", unknownLock},
 		{"renew_lock_keeps_the_message_locked", renewLock},
 		{"complete_removes_the_message", completeRemoves},
+		{"resubmit_sends_a_dead_letter_back_as_a_new_chain", resubmit},
+		{"purge_removes_only_the_named_dead_letter", purge},
+		{"unknown_dead_letter_is_not_found", unknownDeadLetter},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -437,6 +445,91 @@ func completeRemoves(t *testing.T, b Backend) {
 	expectNone(t, b)
 	if dl := deadLetters(t, b); len(dl) != 0 {
 		t.Fatalf("dead letters = %d after complete, want 0", len(dl))
+	}
+}
+
+func resubmit(t *testing.T, b Backend) {
+	m := message("evt-rs/retry/3")
+	m.ApplicationProperties = map[string]any{ // as a failed retry's dead letter carries them
+		queue.PropAttempt:               int64(3),
+		queue.PropFailedStep:            "erp",
+		queue.PropOriginalMessageID:     "evt-rs/retry/3",
+		queue.PropOriginalDeliveryCount: int64(1),
+		queue.PropEventName:             "OpportunityUpdated",
+	}
+	publish(t, b, m)
+	if err := b.DeadLetterReceived(context.Background(), receiveOne(t, b), "PermanentFailure", "route sync step erp: erp answered 422"); err != nil {
+		t.Fatalf("DeadLetterReceived: %v", err)
+	}
+	dl := deadLetters(t, b)
+	if len(dl) != 1 {
+		t.Fatalf("dead letters = %d, want 1", len(dl))
+	}
+	b.Advance(time.Minute) // support looks later, well inside the duplicate window
+
+	id, err := b.Resubmit(context.Background(), dl[0].SequenceNumber)
+	if err != nil {
+		t.Fatalf("Resubmit: %v", err)
+	}
+	if !strings.HasPrefix(id, "evt-rs/resubmit/") {
+		t.Errorf("resubmitted as %q, want evt-rs/resubmit/<n>: a new id named after the event", id)
+	}
+	back := receiveOne(t, b)
+	if back.MessageID != id || back.DeliveryCount != 1 || string(back.Body) != string(m.Body) || back.CorrelationID != m.CorrelationID {
+		t.Errorf("resubmitted message = %s #%d %+v, want %s #1 with the event", back.MessageID, back.DeliveryCount, back.Message, id)
+	}
+	for _, gone := range []string{queue.PropDeadLetterReason, queue.PropDeadLetterErrorDescription, queue.PropFailedStep,
+		queue.PropOriginalDeliveryCount, queue.PropAttempt} {
+		if v, ok := back.ApplicationProperties[gone]; ok {
+			t.Errorf("resubmitted message still has %s = %#v: it must start a fresh chain", gone, v)
+		}
+	}
+	if got := back.ApplicationProperties[queue.PropEventName]; got != "OpportunityUpdated" {
+		t.Errorf("EventName = %#v, want the event's own properties kept", got)
+	}
+	if dl := deadLetters(t, b); len(dl) != 0 {
+		t.Errorf("dead letters = %d after resubmit, want 0", len(dl))
+	}
+	complete(t, b, back)
+}
+
+func purge(t *testing.T, b Backend) {
+	for _, id := range []string{"p1", "p2", "p3"} {
+		if err := b.DeadLetter(context.Background(), message(id), "PermanentFailure", "x"); err != nil {
+			t.Fatalf("DeadLetter %s: %v", id, err)
+		}
+	}
+	dl := deadLetters(t, b)
+	if len(dl) != 3 {
+		t.Fatalf("dead letters = %d, want 3", len(dl))
+	}
+	if err := b.PurgeDeadLetter(context.Background(), dl[1].SequenceNumber); err != nil {
+		t.Fatalf("PurgeDeadLetter: %v", err)
+	}
+	rest := deadLetters(t, b)
+	if len(rest) != 2 || rest[0].MessageID != "p1" || rest[1].MessageID != "p3" {
+		t.Fatalf("dead letters after purge = %+v, want p1 and p3", rest)
+	}
+	if err := b.PurgeDeadLetter(context.Background(), dl[1].SequenceNumber); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("second purge = %v, want queue.ErrNotFound", err)
+	}
+	expectNone(t, b)
+}
+
+func unknownDeadLetter(t *testing.T, b Backend) {
+	if err := b.DeadLetter(context.Background(), message("parked"), "PermanentFailure", "x"); err != nil {
+		t.Fatalf("DeadLetter: %v", err)
+	}
+	const unknown = 9999
+	if _, err := b.Resubmit(context.Background(), unknown); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("Resubmit(%d) = %v, want queue.ErrNotFound", unknown, err)
+	}
+	if err := b.PurgeDeadLetter(context.Background(), unknown); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("PurgeDeadLetter(%d) = %v, want queue.ErrNotFound", unknown, err)
+	}
+	expectNone(t, b)
+	if dl := deadLetters(t, b); len(dl) != 1 || dl[0].MessageID != "parked" {
+		t.Errorf("dead letters = %+v, want parked left alone", dl)
 	}
 }
 

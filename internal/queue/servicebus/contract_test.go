@@ -39,6 +39,7 @@ func TestBackend_keeps_the_queue_contract(t *testing.T) {
 		recv.now = clock.now
 		dlq := newDeadLetterQueue(broker.sender(dlqQueue), broker.receiver(dlqQueue), broker.sender(mainQueue))
 		dlq.now = clock.now
+		dlq.idleWait = 50 * time.Millisecond // how long a scan waits before it calls a sequence number missing
 		return contractBackend{
 			Publisher:       newPublisher(broker.sender(mainQueue)),
 			Receiver:        recv,

@@ -39,10 +39,6 @@ type DeadLetterQueue struct {
 
 var _ queue.DeadLetterer = (*DeadLetterQueue)(nil)
 
-// ErrDeadLetterNotFound reports a Resubmit whose sequence number is not on the dead-letter
-// queue (already resubmitted or removed), or lies beyond the scan bound.
-var ErrDeadLetterNotFound = errors.New("servicebus: dead letter not found")
-
 const (
 	defaultResubmitScan     = 500
 	defaultResubmitIdleWait = 3 * time.Second
@@ -124,7 +120,7 @@ func (d *DeadLetterQueue) ListDeadLetters(ctx context.Context, limit int) ([]que
 
 // Resubmit sends the parked message with sequence number seq back to the main queue and then
 // removes it from the dead-letter queue. The copy has
-//   - a new MessageID, <EventId>/resubmit/<unix-nano>: the original ID is most likely still
+//   - a new MessageID, queue.ResubmitID with the time in ns: the original ID is most likely still
 //     inside the main queue's duplicate detection window, and the broker would accept and drop it;
 //   - the dead-letter properties and the Attempt count removed, so it starts a fresh chain;
 //   - no schedule and no time-to-live of its own (the queue default applies).
@@ -143,7 +139,7 @@ func (d *DeadLetterQueue) Resubmit(ctx context.Context, seq int64) (string, erro
 	}
 
 	c := target.Message()
-	c.MessageID = ptr(resubmitMessageID(target.MessageID, d.now()))
+	c.MessageID = ptr(queue.ResubmitID(target.MessageID, d.now().UnixNano()))
 	c.ApplicationProperties = withoutDeadLetterProps(target.ApplicationProperties)
 	c.ScheduledEnqueueTime = nil
 	c.TimeToLive = nil
@@ -159,7 +155,7 @@ func (d *DeadLetterQueue) Resubmit(ctx context.Context, seq int64) (string, erro
 }
 
 // PurgeDeadLetter removes the parked message with sequence number seq for good. It finds it
-// the way Resubmit does, and fails with ErrDeadLetterNotFound when it is not there.
+// the way Resubmit does, and fails with queue.ErrNotFound when it is not there.
 func (d *DeadLetterQueue) PurgeDeadLetter(ctx context.Context, seq int64) error {
 	d.resubmitting.Lock()
 	defer d.resubmitting.Unlock()
@@ -198,12 +194,12 @@ func (d *DeadLetterQueue) lockBySequence(ctx context.Context, seq int64) (*azser
 		case ctx.Err() != nil:
 			return nil, passed, fmt.Errorf("find dead letter %d: %w", seq, ctx.Err())
 		case errors.Is(err, context.DeadlineExceeded):
-			return nil, passed, fmt.Errorf("sequence %d after %d messages: %w", seq, scanned, ErrDeadLetterNotFound)
+			return nil, passed, fmt.Errorf("sequence %d after %d messages: %w", seq, scanned, queue.ErrNotFound)
 		case err != nil:
 			return nil, passed, fmt.Errorf("find dead letter %d: %w", seq, err)
 		}
 	}
-	return nil, passed, fmt.Errorf("sequence %d not within the first %d messages: %w", seq, d.maxScan, ErrDeadLetterNotFound)
+	return nil, passed, fmt.Errorf("sequence %d not within the first %d messages: %w", seq, d.maxScan, queue.ErrNotFound)
 }
 
 // abandonAll releases locks Resubmit took but did not use. It runs even when ctx is done, with

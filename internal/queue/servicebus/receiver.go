@@ -178,10 +178,10 @@ func (r *Receiver) RenewLock(ctx context.Context, rc *queue.Received) error {
 }
 
 // Reschedule sends a copy of rc due at `at` and then completes rc. The copy starts a fresh
-// delivery chain: its MessageID is <EventId>/retry/<n>, where n is the new Attempt (props'
-// Attempt if the caller set one, else rc's Attempt + 1), so duplicate detection does not drop
-// it. If the send fails rc is left locked and the error returned; the caller abandons it and
-// nothing is lost. If the complete fails after the send, the event will be processed twice,
+// delivery chain: its MessageID is queue.RetryID(rc.MessageID, n), where n is the new Attempt
+// (queue.RetryAttempt: props' Attempt if the caller set one, else rc's Attempt + 1), so
+// duplicate detection does not drop it. If the send fails rc is left locked and the error
+// returned; the caller abandons it and nothing is lost. If the complete fails after the send, the event will be processed twice,
 // which every step tolerates (idempotent by EventId).
 //
 // A lock already past its LockedUntil is reported as ErrLockLost before anything is sent: the
@@ -196,12 +196,9 @@ func (r *Receiver) Reschedule(ctx context.Context, rc *queue.Received, at time.T
 		c.ApplicationProperties = map[string]any{}
 	}
 	maps.Copy(c.ApplicationProperties, props)
-	attempt := attemptOf(rc.ApplicationProperties) + 1
-	if _, set := props[queue.PropAttempt]; set {
-		attempt = attemptOf(props)
-	}
+	attempt := queue.RetryAttempt(rc.ApplicationProperties, props)
 	c.ApplicationProperties[queue.PropAttempt] = int64(attempt)
-	c.MessageID = retryMessageID(rc.MessageID, attempt)
+	c.MessageID = queue.RetryID(rc.MessageID, attempt)
 	c.ScheduledEnqueueTime = at
 	if err := send(ctx, r.sender, &c); err != nil {
 		return fmt.Errorf("reschedule %s as %s: %w", rc.MessageID, c.MessageID, err)
