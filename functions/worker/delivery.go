@@ -7,7 +7,7 @@ import (
 )
 
 // Delivery is one received queue message as the worker sees it, whichever transport brought it
-// (the Functions host's Service Bus trigger, or the embedded queue's consumer loop).
+// (the Functions host's Service Bus trigger, or the consumer loop over a peek-lock receiver).
 type Delivery struct {
 	MessageID             string
 	CorrelationID         string
@@ -17,6 +17,27 @@ type Delivery struct {
 	DeliveryCount         int // 1 on the first delivery, as Service Bus counts
 	ApplicationProperties map[string]any
 	EnqueuedTime          time.Time
+	// LockToken and SequenceNumber let the Settler that received the message find it again to
+	// settle it; the worker never reads them. Empty under the Functions trigger, where the host
+	// holds the lock.
+	LockToken      string
+	SequenceNumber int64
+}
+
+// DeliveryOf is the delivery of a message received under a peek-lock.
+func DeliveryOf(r *queue.Received) Delivery {
+	return Delivery{
+		MessageID:             r.MessageID,
+		CorrelationID:         r.CorrelationID,
+		Subject:               r.Subject,
+		SessionID:             r.SessionID,
+		Body:                  r.Body,
+		DeliveryCount:         r.DeliveryCount,
+		ApplicationProperties: r.ApplicationProperties,
+		EnqueuedTime:          r.EnqueuedTime,
+		LockToken:             r.LockToken,
+		SequenceNumber:        r.SequenceNumber,
+	}
 }
 
 // Attempt is the number of the delivery chain this message belongs to: 1 for the message the
@@ -55,7 +76,7 @@ const (
 	ReasonMaxAttemptsExceeded = "MaxAttemptsExceeded" // transient failures outlasted DVRELAY_MAX_ATTEMPTS
 )
 
-// Outcome is the worker's decision for one delivery. The runtime makes it true.
+// Outcome is the worker's decision for one delivery. A Settler makes it true.
 type Outcome struct {
 	Kind        OutcomeKind
 	RetryAt     time.Time // RetryLater only

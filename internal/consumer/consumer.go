@@ -1,6 +1,7 @@
 // Package consumer drives a peek-lock queue with the worker in standalone mode: it receives
 // messages, hands each to the worker as a Delivery, keeps the lock alive while the worker runs,
-// and makes the worker's outcome true on the queue. In Functions mode the host plays this part.
+// and makes the worker's outcome true through the queue's worker.Settler. In Functions mode the
+// host plays this part.
 package consumer
 
 import (
@@ -19,6 +20,19 @@ import (
 // Processor decides what happens to one delivery. The worker implements it.
 type Processor interface {
 	Process(ctx context.Context, d worker.Delivery) worker.Outcome
+}
+
+// Queue is what the loop needs from a peek-lock backend: messages in, locks kept alive, a message
+// released at once, and the worker's outcomes applied by the backend's one Settler.
+// *local.Queue and *servicebus.Receiver implement it.
+type Queue interface {
+	// Receive waits until at least one message is available (or ctx is done) and locks up to max.
+	Receive(ctx context.Context, max int) ([]*queue.Received, error)
+	// RenewLock extends the lock of r and updates r.LockedUntil.
+	RenewLock(ctx context.Context, r *queue.Received) error
+	// Abandon releases the lock at once, so the message comes back.
+	Abandon(ctx context.Context, r *queue.Received) error
+	worker.Settler
 }
 
 // Options tune the loop. Zero values take the defaults noted on each field.
@@ -63,18 +77,18 @@ const (
 
 // Consumer is the receive → process → settle loop.
 type Consumer struct {
-	receiver  queue.Receiver
+	queue     Queue
 	processor Processor
 	opts      Options
 	log       *slog.Logger
 }
 
-// New returns a Consumer that feeds p from r.
-func New(r queue.Receiver, p Processor, opts Options, log *slog.Logger) *Consumer {
+// New returns a Consumer that feeds p from q and settles p's outcomes on q.
+func New(q Queue, p Processor, opts Options, log *slog.Logger) *Consumer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Consumer{receiver: r, processor: p, opts: opts.withDefaults(), log: log}
+	return &Consumer{queue: q, processor: p, opts: opts.withDefaults(), log: log}
 }
 
 // Run receives and processes messages until ctx is cancelled. It then stops receiving, lets the
@@ -105,7 +119,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 				break fill
 			}
 		}
-		msgs, err := c.receiver.Receive(ctx, want)
+		msgs, err := c.queue.Receive(ctx, want)
 		for range want - len(msgs) {
 			<-slots
 		}
@@ -207,7 +221,7 @@ func (c *Consumer) handle(workCtx context.Context, r *queue.Received) {
 	case res.panicked:
 		c.abandon(settleCtx, r, log)
 	default:
-		c.apply(settleCtx, r, res.outcome, log, time.Since(started))
+		c.settle(settleCtx, r, res.outcome, log, time.Since(started))
 	}
 }
 
@@ -221,20 +235,7 @@ func (c *Consumer) process(ctx context.Context, r *queue.Received, log *slog.Log
 			res = result{panicked: true}
 		}
 	}()
-	return result{outcome: c.processor.Process(ctx, toDelivery(r))}
-}
-
-func toDelivery(r *queue.Received) worker.Delivery {
-	return worker.Delivery{
-		MessageID:             r.MessageID,
-		CorrelationID:         r.CorrelationID,
-		Subject:               r.Subject,
-		SessionID:             r.SessionID,
-		Body:                  r.Body,
-		DeliveryCount:         r.DeliveryCount,
-		ApplicationProperties: r.ApplicationProperties,
-		EnqueuedTime:          r.EnqueuedTime,
-	}
+	return result{outcome: c.processor.Process(ctx, worker.DeliveryOf(r))}
 }
 
 // renewLock keeps r locked until ctx ends, renewing at half the time the lock has left (at
@@ -249,7 +250,7 @@ func (c *Consumer) renewLock(ctx context.Context, r *queue.Received, log *slog.L
 			return
 		case <-timer.C:
 		}
-		err := c.receiver.RenewLock(ctx, r)
+		err := c.queue.RenewLock(ctx, r)
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
@@ -277,55 +278,46 @@ func (c *Consumer) renewIn(r *queue.Received) time.Duration {
 	return max(wait, minRenewInterval)
 }
 
-// apply makes the outcome true on the queue. When a retry or a dead-letter cannot be written
-// the message is abandoned instead, so it comes back rather than being lost.
-func (c *Consumer) apply(ctx context.Context, r *queue.Received, out worker.Outcome, log *slog.Logger, took time.Duration) {
+// settle makes the outcome true through the queue's Settler. When a retry or a dead letter
+// cannot be written the message is abandoned instead, so it comes back rather than being lost;
+// a complete that fails leaves the message to come back when its lock runs out.
+func (c *Consumer) settle(ctx context.Context, r *queue.Received, out worker.Outcome, log *slog.Logger, took time.Duration) {
 	log = log.With("outcome", out.Kind.String(), "durationMs", took.Milliseconds())
+	if out.EventID != "" {
+		log = log.With("eventId", out.EventID)
+	}
 	if out.Step != "" {
 		log = log.With("step", out.Step)
 	}
+	var op string
 	switch out.Kind {
 	case worker.Complete:
-		if err := c.receiver.Complete(ctx, r); err != nil {
-			logSettleError(log, "complete", err)
-			return
-		}
-		log.Debug("message completed")
+		op = "complete"
 	case worker.RetryLater:
-		props := map[string]any{queue.PropAttempt: int64(out.Attempt)}
-		if err := c.receiver.Reschedule(ctx, r, out.RetryAt, props); err != nil {
-			logSettleError(log, "reschedule", err)
-			c.abandonUnlessLost(ctx, r, err, log)
-			return
-		}
-		log.Info("message rescheduled", "attempt", out.Attempt, "retryAt", out.RetryAt.UTC().Format(time.RFC3339))
+		op = "reschedule"
 	case worker.DeadLetter:
-		reason := out.Reason
-		if reason == "" {
-			reason = worker.ReasonPermanentFailure
-		}
-		if err := c.receiver.DeadLetterReceived(ctx, r, reason, deadLetterDescription(out)); err != nil {
-			logSettleError(log, "dead-letter", err)
-			c.abandonUnlessLost(ctx, r, err, log)
-			return
-		}
-		log.Warn("message dead-lettered", "reason", reason)
+		op = "dead-letter"
 	default:
 		log.Error("processor returned an unknown outcome; abandoning the message")
 		c.abandon(ctx, r, log)
+		return
 	}
-}
-
-// deadLetterDescription puts the failed step in front of the description: DeadLetterReceived
-// carries only reason and description, and support needs to know where it broke.
-func deadLetterDescription(out worker.Outcome) string {
-	switch {
-	case out.Step == "":
-		return out.Description
-	case out.Description == "":
-		return "step " + out.Step
+	d := worker.DeliveryOf(r)
+	if err := c.queue.Settle(ctx, d, out); err != nil {
+		logSettleError(log, op, err)
+		if out.Kind != worker.Complete {
+			c.abandonUnlessLost(ctx, r, err, log)
+		}
+		return
 	}
-	return "step " + out.Step + ": " + out.Description
+	switch out.Kind {
+	case worker.Complete:
+		log.Debug("message completed")
+	case worker.RetryLater:
+		log.Info("message rescheduled", "attempt", out.Attempt, "retryAt", out.RetryAt.UTC().Format(time.RFC3339))
+	case worker.DeadLetter:
+		log.Warn("message dead-lettered", "reason", worker.DeadLetterInfo(d, out).Reason)
+	}
 }
 
 func (c *Consumer) abandonUnlessLost(ctx context.Context, r *queue.Received, err error, log *slog.Logger) {
@@ -336,7 +328,7 @@ func (c *Consumer) abandonUnlessLost(ctx context.Context, r *queue.Received, err
 }
 
 func (c *Consumer) abandon(ctx context.Context, r *queue.Received, log *slog.Logger) {
-	if err := c.receiver.Abandon(ctx, r); err != nil {
+	if err := c.queue.Abandon(ctx, r); err != nil {
 		logSettleError(log, "abandon", err)
 	}
 }

@@ -353,25 +353,16 @@ type failingSettler struct {
 	abandons                                  atomic.Int32
 }
 
-func (f *failingSettler) Complete(ctx context.Context, r *queue.Received) error {
-	if f.completeErr != nil {
+func (f *failingSettler) Settle(ctx context.Context, d worker.Delivery, out worker.Outcome) error {
+	switch {
+	case out.Kind == worker.Complete && f.completeErr != nil:
 		return f.completeErr
-	}
-	return f.Queue.Complete(ctx, r)
-}
-
-func (f *failingSettler) Reschedule(ctx context.Context, r *queue.Received, at time.Time, props map[string]any) error {
-	if f.rescheduleErr != nil {
+	case out.Kind == worker.RetryLater && f.rescheduleErr != nil:
 		return f.rescheduleErr
-	}
-	return f.Queue.Reschedule(ctx, r, at, props)
-}
-
-func (f *failingSettler) DeadLetterReceived(ctx context.Context, r *queue.Received, reason, description string) error {
-	if f.deadLetterErr != nil {
+	case out.Kind == worker.DeadLetter && f.deadLetterErr != nil:
 		return f.deadLetterErr
 	}
-	return f.Queue.DeadLetterReceived(ctx, r, reason, description)
+	return f.Queue.Settle(ctx, d, out)
 }
 
 func (f *failingSettler) Abandon(ctx context.Context, r *queue.Received) error {
@@ -510,17 +501,13 @@ func (s *skewedQueue) RenewLock(_ context.Context, r *queue.Received) error {
 	return nil
 }
 
-func (s *skewedQueue) Complete(context.Context, *queue.Received) error {
-	close(s.completed)
+func (s *skewedQueue) Settle(_ context.Context, _ worker.Delivery, out worker.Outcome) error {
+	if out.Kind == worker.Complete {
+		close(s.completed)
+	}
 	return nil
 }
 func (s *skewedQueue) Abandon(context.Context, *queue.Received) error { return nil }
-func (s *skewedQueue) Reschedule(context.Context, *queue.Received, time.Time, map[string]any) error {
-	return nil
-}
-func (s *skewedQueue) DeadLetterReceived(context.Context, *queue.Received, string, string) error {
-	return nil
-}
 
 func TestConsumer_does_not_hammer_renewals_when_the_queue_clock_disagrees(t *testing.T) {
 	q := &skewedQueue{completed: make(chan struct{})}

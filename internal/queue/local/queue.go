@@ -24,6 +24,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -32,6 +33,7 @@ var (
 	_ queue.Publisher    = (*Queue)(nil)
 	_ queue.DeadLetterer = (*Queue)(nil)
 	_ queue.Receiver     = (*Queue)(nil)
+	_ worker.Settler     = (*Queue)(nil)
 )
 
 const (
