@@ -35,6 +35,33 @@ type Queue interface {
 	worker.Settler
 }
 
+// Clock is the loop's time: when a lock is renewed, how long the receive back-off and the
+// shutdown grace last, how long a message took. Tests pass a manual one so that none of it costs
+// wall-clock time.
+type Clock interface {
+	Now() time.Time
+	// NewTimer returns a timer that fires once d has passed by this clock.
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is the part of *time.Timer the loop uses.
+type Timer interface {
+	Chan() <-chan time.Time
+	// Stop releases the timer; the loop calls it whenever it stops waiting.
+	Stop() bool
+}
+
+// systemClock is the real clock.
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                 { return time.Now() }
+func (systemClock) NewTimer(d time.Duration) Timer { return systemTimer{time.NewTimer(d)} }
+
+type systemTimer struct{ t *time.Timer }
+
+func (t systemTimer) Chan() <-chan time.Time { return t.t.C }
+func (t systemTimer) Stop() bool             { return t.t.Stop() }
+
 // Options tune the loop. Zero values take the defaults noted on each field.
 type Options struct {
 	// Concurrency is the most messages processed at once (default 16).
@@ -48,6 +75,9 @@ type Options struct {
 	// what is still running after that is abandoned, so it comes back to the next process
 	// (default 30s).
 	ShutdownGrace time.Duration
+	// Clock is the time the loop goes by (default the system clock). Lock expiry itself is the
+	// queue's to judge, by its own clock.
+	Clock Clock
 }
 
 func (o Options) withDefaults() Options {
@@ -59,6 +89,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = 30 * time.Second
+	}
+	if o.Clock == nil {
+		o.Clock = systemClock{}
 	}
 	return o
 }
@@ -80,6 +113,7 @@ type Consumer struct {
 	queue     Queue
 	processor Processor
 	opts      Options
+	clock     Clock
 	log       *slog.Logger
 }
 
@@ -88,7 +122,8 @@ func New(q Queue, p Processor, opts Options, log *slog.Logger) *Consumer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Consumer{queue: q, processor: p, opts: opts.withDefaults(), log: log}
+	opts = opts.withDefaults()
+	return &Consumer{queue: q, processor: p, opts: opts, clock: opts.Clock, log: log}
 }
 
 // Run receives and processes messages until ctx is cancelled. It then stops receiving, lets the
@@ -137,7 +172,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return c.drain(&inFlight, stopWork)
 		}
 		c.log.Error("receive failed; backing off", "error", err, "backoffMs", backoff.Milliseconds())
-		if !sleep(ctx, backoff) {
+		if !c.sleep(ctx, backoff) {
 			return c.drain(&inFlight, stopWork)
 		}
 		backoff = min(2*backoff, maxReceiveBackoff)
@@ -152,12 +187,12 @@ func (c *Consumer) drain(inFlight *sync.WaitGroup, stopWork context.CancelFunc) 
 		inFlight.Wait()
 		close(done)
 	}()
-	grace := time.NewTimer(c.opts.ShutdownGrace)
+	grace := c.clock.NewTimer(c.opts.ShutdownGrace)
 	defer grace.Stop()
 	select {
 	case <-done:
 		return nil
-	case <-grace.C:
+	case <-grace.Chan():
 	}
 	c.log.Warn("shutdown grace period over; releasing messages still in flight", "graceMs", c.opts.ShutdownGrace.Milliseconds())
 	stopWork()
@@ -165,13 +200,13 @@ func (c *Consumer) drain(inFlight *sync.WaitGroup, stopWork context.CancelFunc) 
 	return nil
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
+func (c *Consumer) sleep(ctx context.Context, d time.Duration) bool {
+	t := c.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C:
+	case <-t.Chan():
 		return true
 	}
 }
@@ -184,7 +219,7 @@ type result struct {
 
 // handle processes one message and settles it. workCtx ends when the shutdown grace is over.
 func (c *Consumer) handle(workCtx context.Context, r *queue.Received) {
-	started := time.Now()
+	started := c.clock.Now()
 	log := c.log.With("messageId", r.MessageID, "correlationId", r.CorrelationID, "deliveryCount", r.DeliveryCount)
 
 	procCtx, cancelProc := context.WithCancel(workCtx)
@@ -221,7 +256,7 @@ func (c *Consumer) handle(workCtx context.Context, r *queue.Received) {
 	case res.panicked:
 		c.abandon(settleCtx, r, log)
 	default:
-		c.settle(settleCtx, r, res.outcome, log, time.Since(started))
+		c.settle(settleCtx, r, res.outcome, log, c.clock.Now().Sub(started))
 	}
 }
 
@@ -242,13 +277,9 @@ func (c *Consumer) process(ctx context.Context, r *queue.Received, log *slog.Log
 // most every half lock duration, as the Service Bus SDK's sample does). A lost lock cannot be
 // won back: the message will be delivered again.
 func (c *Consumer) renewLock(ctx context.Context, r *queue.Received, log *slog.Logger) {
-	timer := time.NewTimer(c.renewIn(r))
-	defer timer.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		if !c.sleep(ctx, c.renewIn(r)) {
 			return
-		case <-timer.C:
 		}
 		err := c.queue.RenewLock(ctx, r)
 		switch {
@@ -261,7 +292,6 @@ func (c *Consumer) renewLock(ctx context.Context, r *queue.Received, log *slog.L
 		default:
 			log.Warn("lock renewal failed; retrying", "error", err)
 		}
-		timer.Reset(c.renewIn(r))
 	}
 }
 
@@ -272,7 +302,7 @@ func (c *Consumer) renewLock(ctx context.Context, r *queue.Received, log *slog.L
 // configured pace is kept rather than renewing in a tight loop.
 func (c *Consumer) renewIn(r *queue.Received) time.Duration {
 	wait := c.opts.LockDuration / 2
-	if left := time.Until(r.LockedUntil); !r.LockedUntil.IsZero() && left > 0 {
+	if left := r.LockedUntil.Sub(c.clock.Now()); !r.LockedUntil.IsZero() && left > 0 {
 		wait = min(wait, left/2)
 	}
 	return max(wait, minRenewInterval)
