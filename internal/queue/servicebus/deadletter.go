@@ -16,10 +16,12 @@ import (
 // DeadLetterQueue is the one place support looks for failed events: a plain queue (by default
 // dataverse-events-deadletter) that receives
 //   - the worker's parked copies: under the Functions trigger the host owns the message lock,
-//     so the worker cannot dead-letter the message itself; it sends a copy here with the reason
-//     as application properties and lets the host complete the original;
-//   - the main queue's own dead letters (crash loops past MaxDeliveryCount), which the broker
-//     forwards here because infra sets forwardDeadLetteredMessagesTo on the main queue.
+//     so TriggerSettler cannot dead-letter the message itself; it sends a copy here with the
+//     reason as application properties and lets the host complete the original;
+//   - the main queue's own dead letters, which the broker forwards here because infra sets
+//     forwardDeadLetteredMessagesTo on the main queue: crash loops past MaxDeliveryCount, and
+//     under `handler serve` the worker's dead letters, which Receiver.Settle makes natively with
+//     the same application properties.
 //
 // It also lists the parked events and resubmits one to the main queue.
 type DeadLetterQueue struct {
