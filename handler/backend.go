@@ -8,6 +8,7 @@ import (
 
 	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/config"
+	"github.com/dvrelay/dvrelay/internal/consumer"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
 	"github.com/dvrelay/dvrelay/internal/queue/servicebus"
@@ -19,25 +20,18 @@ type deadLetterAdmin interface {
 	Resubmit(ctx context.Context, seq int64) (string, error)
 }
 
-// rerouter makes the worker's outcomes true for the Functions trigger, where the host owns the
-// lock: a retry is a scheduled copy on the main queue and a dead letter goes to the DLQ.
-type rerouter struct {
-	queue.Publisher
-	queue.DeadLetterer
-}
-
-var _ worker.Rerouter = rerouter{}
-
 // backend is one queue backend, opened from configuration alone.
 type backend struct {
-	name        string
-	detail      string // where it lives, for the start-up log line
-	publisher   queue.Publisher
-	rerouter    worker.Rerouter
-	receiver    queue.Receiver
+	name      string
+	detail    string // where it lives, for the start-up log line
+	publisher queue.Publisher
+	// triggerSettler applies outcomes for the EventWorker function, where the host owns the lock.
+	triggerSettler worker.Settler
+	// receiver feeds the in-process consumer and settles its outcomes.
+	receiver    consumer.Queue
 	deadLetters deadLetterAdmin
 	// stats is nil when the backend cannot count (Service Bus without the admin API).
-	stats func(ctx context.Context) (local.Stats, error)
+	stats func(ctx context.Context) (queue.Stats, error)
 	purge func(ctx context.Context, seq int64) error
 	close func(ctx context.Context) error
 }
@@ -59,15 +53,17 @@ func openEmbedded(ctx context.Context, cfg config.Config, log *slog.Logger) (*ba
 		return nil, fmt.Errorf("embedded queue (DVRELAY_DATA_DIR): %w", err)
 	}
 	return &backend{
-		name:        config.BackendEmbedded,
-		detail:      cfg.DataDir,
-		publisher:   q,
-		rerouter:    q,
-		receiver:    q,
-		deadLetters: q,
-		stats:       q.Stats,
-		purge:       q.PurgeDeadLetter,
-		close:       func(context.Context) error { return q.Close() },
+		name:      config.BackendEmbedded,
+		detail:    cfg.DataDir,
+		publisher: q,
+		// Nothing triggers EventWorker without Service Bus; should something call it, its
+		// outcomes land on this queue the way the trigger's would.
+		triggerSettler: servicebus.NewTriggerSettler(q, q),
+		receiver:       q,
+		deadLetters:    q,
+		stats:          q.Stats,
+		purge:          q.PurgeDeadLetter,
+		close:          func(context.Context) error { return q.Close() },
 	}, nil
 }
 
@@ -97,13 +93,13 @@ func openServiceBus(cfg config.Config) (*backend, error) {
 		detail = "connection string"
 	}
 	return &backend{
-		name:        config.BackendServiceBus,
-		detail:      detail + " queue " + cfg.QueueName,
-		publisher:   pub,
-		rerouter:    rerouter{Publisher: pub, DeadLetterer: dlq},
-		receiver:    recv,
-		deadLetters: dlq,
-		purge:       dlq.PurgeDeadLetter,
+		name:           config.BackendServiceBus,
+		detail:         detail + " queue " + cfg.QueueName,
+		publisher:      pub,
+		triggerSettler: servicebus.NewTriggerSettler(pub, dlq),
+		receiver:       recv,
+		deadLetters:    dlq,
+		purge:          dlq.PurgeDeadLetter,
 		close: func(ctx context.Context) error {
 			return errors.Join(recv.Close(ctx), pub.Close(ctx), dlq.Close(ctx), client.Close(ctx))
 		},

@@ -13,7 +13,7 @@ import (
 
 	"github.com/dvrelay/dvrelay/internal/admin"
 	"github.com/dvrelay/dvrelay/internal/config"
-	"github.com/dvrelay/dvrelay/internal/queue/local"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // dlqCommand is one `handler dlq` invocation, parsed.
@@ -160,7 +160,7 @@ type deadLetters interface {
 // embedded queue's directory, a client of that process's admin routes.
 func openDeadLetters(ctx context.Context, cfg config.Config, addr string, stderr io.Writer) (deadLetters, func(), error) {
 	b, err := openBackend(ctx, cfg, discardLogger())
-	if errors.Is(err, local.ErrDirInUse) {
+	if errors.Is(err, queue.ErrDirInUse) {
 		fmt.Fprintf(stderr, "handler dlq: %s is in use by a running handler serve; asking it at http://%s\n", cfg.DataDir, addr)
 		secret := ""
 		if len(cfg.WebhookSecrets) > 0 {

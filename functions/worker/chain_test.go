@@ -48,7 +48,7 @@ func TestProcess_chain_runs_recover_correlate_timeout_decode_guard_match_steps_i
 		r := &fakeRerouter{}
 		d := delivery(t, opportunityEvent(), 2)
 
-		out, err := w.HandleTriggered(context.Background(), d, r)
+		out, err := handleTriggered(context.Background(), w, d, r)
 
 		if err != nil || out.Kind != worker.RetryLater || out.Attempt != 3 {
 			t.Fatalf("outcome = %+v, %v; want retry-later as attempt 3", out, err)

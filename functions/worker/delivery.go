@@ -1,14 +1,13 @@
 package worker
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // Delivery is one received queue message as the worker sees it, whichever transport brought it
-// (the Functions host's Service Bus trigger, or the embedded queue's consumer loop).
+// (the Functions host's Service Bus trigger, or the consumer loop over a peek-lock receiver).
 type Delivery struct {
 	MessageID             string
 	CorrelationID         string
@@ -18,28 +17,32 @@ type Delivery struct {
 	DeliveryCount         int // 1 on the first delivery, as Service Bus counts
 	ApplicationProperties map[string]any
 	EnqueuedTime          time.Time
+	// LockToken and SequenceNumber let the Settler that received the message find it again to
+	// settle it; the worker never reads them. Empty under the Functions trigger, where the host
+	// holds the lock.
+	LockToken      string
+	SequenceNumber int64
+}
+
+// DeliveryOf is the delivery of a message received under a peek-lock.
+func DeliveryOf(r *queue.Received) Delivery {
+	return Delivery{
+		MessageID:             r.MessageID,
+		CorrelationID:         r.CorrelationID,
+		Subject:               r.Subject,
+		SessionID:             r.SessionID,
+		Body:                  r.Body,
+		DeliveryCount:         r.DeliveryCount,
+		ApplicationProperties: r.ApplicationProperties,
+		EnqueuedTime:          r.EnqueuedTime,
+		LockToken:             r.LockToken,
+		SequenceNumber:        r.SequenceNumber,
+	}
 }
 
 // Attempt is the number of the delivery chain this message belongs to: 1 for the message the
-// intake published, n+1 for the n-th scheduled retry. It is read from the Attempt application
-// property, which may arrive as a number or as a string depending on the transport.
-func (d Delivery) Attempt() int {
-	switch v := d.ApplicationProperties[queue.PropAttempt].(type) {
-	case int:
-		return max(v, 1)
-	case int32:
-		return max(int(v), 1)
-	case int64:
-		return max(int(v), 1)
-	case float64:
-		return max(int(v), 1)
-	case string:
-		if n, err := strconv.Atoi(v); err == nil {
-			return max(n, 1)
-		}
-	}
-	return 1
-}
+// intake published, n+1 for the n-th scheduled retry (see queue.Attempt).
+func (d Delivery) Attempt() int { return queue.Attempt(d.ApplicationProperties) }
 
 // OutcomeKind is what happens to a message once the worker is done with it.
 type OutcomeKind int
@@ -73,7 +76,7 @@ const (
 	ReasonMaxAttemptsExceeded = "MaxAttemptsExceeded" // transient failures outlasted DVRELAY_MAX_ATTEMPTS
 )
 
-// Outcome is the worker's decision for one delivery. The runtime makes it true.
+// Outcome is the worker's decision for one delivery. A Settler makes it true.
 type Outcome struct {
 	Kind        OutcomeKind
 	RetryAt     time.Time // RetryLater only

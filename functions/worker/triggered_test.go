@@ -10,9 +10,11 @@ import (
 
 	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/queue/servicebus"
 )
 
-// fakeRerouter records what HandleTriggered published and parked, and fails when told to.
+// fakeRerouter is the main queue and the dead-letter queue under the trigger's Settler: it records
+// what was published and parked, and fails when told to.
 type fakeRerouter struct {
 	mu        sync.Mutex
 	published []*queue.Message
@@ -45,7 +47,17 @@ func (f *fakeRerouter) DeadLetter(_ context.Context, m *queue.Message, reason, d
 	return nil
 }
 
-var _ worker.Rerouter = (*fakeRerouter)(nil)
+var (
+	_ queue.Publisher    = (*fakeRerouter)(nil)
+	_ queue.DeadLetterer = (*fakeRerouter)(nil)
+)
+
+// handleTriggered processes d and settles the outcome as the EventWorker function does under the
+// Functions trigger, with r as both queues.
+func handleTriggered(ctx context.Context, w *worker.Worker, d worker.Delivery, r *fakeRerouter) (worker.Outcome, error) {
+	out := w.Process(ctx, d)
+	return out, servicebus.NewTriggerSettler(r, r).Settle(ctx, d, out)
+}
 
 func TestHandleTriggered_schedules_a_copy_for_a_retry(t *testing.T) {
 	h := newHarness(t)
@@ -56,7 +68,7 @@ func TestHandleTriggered_schedules_a_copy_for_a_retry(t *testing.T) {
 	d.SessionID = recordID
 	d.DeliveryCount = 3
 
-	out, err := w.HandleTriggered(context.Background(), d, r)
+	out, err := handleTriggered(context.Background(), w, d, r)
 
 	if err != nil || out.Kind != worker.RetryLater {
 		t.Fatalf("HandleTriggered = %+v, %v; want retry-later and no error", out, err)
@@ -95,7 +107,7 @@ func TestHandleTriggered_parks_a_copy_with_its_reason(t *testing.T) {
 	d := delivery(t, opportunityEvent(), 1)
 	d.DeliveryCount = 2
 
-	out, err := w.HandleTriggered(context.Background(), d, r)
+	out, err := handleTriggered(context.Background(), w, d, r)
 
 	if err != nil || out.Kind != worker.DeadLetter {
 		t.Fatalf("HandleTriggered = %+v, %v; want dead-letter and no error", out, err)
@@ -129,7 +141,7 @@ func TestHandleTriggered_completes_without_rerouting(t *testing.T) {
 	w := h.worker(t, worker.Config{})
 	r := &fakeRerouter{fail: errors.New("must not be called")}
 
-	out, err := w.HandleTriggered(context.Background(), delivery(t, opportunityEvent(), 1), r)
+	out, err := handleTriggered(context.Background(), w, delivery(t, opportunityEvent(), 1), r)
 
 	if err != nil || out.Kind != worker.Complete {
 		t.Fatalf("HandleTriggered = %+v, %v; want complete and no error", out, err)
@@ -152,7 +164,7 @@ func TestHandleTriggered_returns_the_error_when_the_copy_cannot_be_sent(t *testi
 			tt.setup(h)
 			w := h.worker(t, worker.Config{})
 
-			out, err := w.HandleTriggered(context.Background(), delivery(t, opportunityEvent(), 1), &fakeRerouter{fail: brokerDown})
+			out, err := handleTriggered(context.Background(), w, delivery(t, opportunityEvent(), 1), &fakeRerouter{fail: brokerDown})
 
 			if !errors.Is(err, brokerDown) {
 				t.Fatalf("error = %v, want it to wrap the broker's error (the caller answers 500)", err)
@@ -176,7 +188,7 @@ func TestHandleTriggered_names_the_retries_of_a_resubmitted_event_apart_from_its
 	resubmitted := delivery(t, opportunityEvent(), 1)
 	resubmitted.MessageID = eventID + "/resubmit/1764050400000000000"
 	for _, d := range []worker.Delivery{first, resubmitted} {
-		if _, err := w.HandleTriggered(context.Background(), d, r); err != nil {
+		if _, err := handleTriggered(context.Background(), w, d, r); err != nil {
 			t.Fatalf("HandleTriggered(%s): %v", d.MessageID, err)
 		}
 	}
@@ -204,7 +216,7 @@ func TestHandleTriggered_names_a_redelivered_original_retry_as_the_first_did(t *
 	// The host redelivers a message whose 200 it never saw: the second copy must carry the same
 	// id so that duplicate detection drops it.
 	for range 2 {
-		if _, err := w.HandleTriggered(context.Background(), d, r); err != nil {
+		if _, err := handleTriggered(context.Background(), w, d, r); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,7 +2,7 @@
 // canonical event, skips the worker's own echoes, runs every route that matches (HTTP calls to
 // the ERP and the credit scorer, Dataverse updates, a log line) and decides an Outcome: complete,
 // retry later with back-off, or dead-letter with a reason. It knows nothing of the transport;
-// the Functions trigger (HandleTriggered) and the embedded queue's consumer make the outcome true.
+// a Settler, implemented once per queue backend at the edge, makes the outcome true.
 //
 // # Routes
 //
@@ -19,7 +19,7 @@
 // # At least once
 //
 // Delivery is at least once. A message can be processed again after a lost lock, a crash, a
-// retry or a rerouter failure, and a retry runs every step again, including the ones that
+// retry or a failed settlement, and a retry runs every step again, including the ones that
 // succeeded before. That is safe because every downstream call carries
 // Idempotency-Key: <EventId> and Dataverse updates set values rather than add to them.
 package worker

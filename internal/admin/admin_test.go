@@ -20,7 +20,6 @@ import (
 	"github.com/dvrelay/dvrelay/internal/httpauth"
 	"github.com/dvrelay/dvrelay/internal/httpintake"
 	"github.com/dvrelay/dvrelay/internal/queue"
-	"github.com/dvrelay/dvrelay/internal/queue/local"
 )
 
 const secretHeader = "x-dvrelay-secret"
@@ -41,7 +40,7 @@ func (q *parkedQueue) ListDeadLetters(_ context.Context, limit int) ([]queue.Dea
 
 func (q *parkedQueue) Resubmit(_ context.Context, seq int64) (string, error) {
 	if seq != 7 {
-		return "", local.ErrNotFound
+		return "", queue.ErrNotFound
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -176,8 +175,8 @@ func TestClient_refuses_a_redirect_and_sends_nothing_to_its_target(t *testing.T)
 
 func TestServer_health_shows_the_backend_and_its_counts(t *testing.T) {
 	mux := http.NewServeMux()
-	admin.NewServer(admin.Config{Backend: "embedded", Stats: func(context.Context) (local.Stats, error) {
-		return local.Stats{Queued: 3, DeadLettered: 1}, nil
+	admin.NewServer(admin.Config{Backend: "embedded", Stats: func(context.Context) (queue.Stats, error) {
+		return queue.Stats{Queued: 3, DeadLettered: 1}, nil
 	}}, slog.New(slog.DiscardHandler)).HealthRoute(mux)
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/health", nil))

@@ -16,7 +16,6 @@ import (
 	"github.com/dvrelay/dvrelay/internal/httpauth"
 	"github.com/dvrelay/dvrelay/internal/problem"
 	"github.com/dvrelay/dvrelay/internal/queue"
-	"github.com/dvrelay/dvrelay/internal/queue/local"
 )
 
 // Route paths, shared by Server and Client.
@@ -40,7 +39,7 @@ type Config struct {
 	Backend     string
 	DeadLetters DeadLetterQueue
 	// Stats counts the queue for /api/health; nil when the backend cannot count.
-	Stats func(ctx context.Context) (local.Stats, error)
+	Stats func(ctx context.Context) (queue.Stats, error)
 	// Auth guards the dead-letter routes; health stays open, as probes do not carry secrets.
 	Auth *httpauth.Authorizer
 }
@@ -123,7 +122,7 @@ func (s *Server) resubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := s.cfg.DeadLetters.Resubmit(r.Context(), seq)
 	switch {
-	case errors.Is(err, local.ErrNotFound):
+	case errors.Is(err, queue.ErrNotFound):
 		problem.Write(w, problem.New(http.StatusNotFound, "dead-letter-not-found", "Dead letter not found",
 			fmt.Sprintf("no dead-lettered message has sequence number %d", seq)))
 	case err != nil:

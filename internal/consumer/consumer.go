@@ -1,6 +1,7 @@
 // Package consumer drives a peek-lock queue with the worker in standalone mode: it receives
 // messages, hands each to the worker as a Delivery, keeps the lock alive while the worker runs,
-// and makes the worker's outcome true on the queue. In Functions mode the host plays this part.
+// and makes the worker's outcome true through the queue's worker.Settler. In Functions mode the
+// host plays this part.
 package consumer
 
 import (
@@ -22,6 +23,46 @@ type Processor interface {
 	Process(ctx context.Context, d worker.Delivery) worker.Outcome
 }
 
+// Queue is what the loop needs from a peek-lock backend: messages in, locks kept alive, a message
+// released at once, and the worker's outcomes applied by the backend's one Settler.
+// *local.Queue and *servicebus.Receiver implement it.
+type Queue interface {
+	// Receive waits until at least one message is available (or ctx is done) and locks up to max.
+	Receive(ctx context.Context, max int) ([]*queue.Received, error)
+	// RenewLock extends the lock of r and updates r.LockedUntil.
+	RenewLock(ctx context.Context, r *queue.Received) error
+	// Abandon releases the lock at once, so the message comes back.
+	Abandon(ctx context.Context, r *queue.Received) error
+	worker.Settler
+}
+
+// Clock is the loop's time: when a lock is renewed, how long the receive back-off and the
+// shutdown grace last, how long a message took. Tests pass a manual one so that none of it costs
+// wall-clock time.
+type Clock interface {
+	Now() time.Time
+	// NewTimer returns a timer that fires once d has passed by this clock.
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is the part of *time.Timer the loop uses.
+type Timer interface {
+	Chan() <-chan time.Time
+	// Stop releases the timer; the loop calls it whenever it stops waiting.
+	Stop() bool
+}
+
+// systemClock is the real clock.
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                 { return time.Now() }
+func (systemClock) NewTimer(d time.Duration) Timer { return systemTimer{time.NewTimer(d)} }
+
+type systemTimer struct{ t *time.Timer }
+
+func (t systemTimer) Chan() <-chan time.Time { return t.t.C }
+func (t systemTimer) Stop() bool             { return t.t.Stop() }
+
 // Options tune the loop. Zero values take the defaults noted on each field.
 type Options struct {
 	// Concurrency is the most messages processed at once (default 16).
@@ -35,6 +76,9 @@ type Options struct {
 	// what is still running after that is abandoned, so it comes back to the next process
 	// (default config.DefaultShutdownGrace).
 	ShutdownGrace time.Duration
+	// Clock is the time the loop goes by (default the system clock). Lock expiry itself is the
+	// queue's to judge, by its own clock.
+	Clock Clock
 }
 
 func (o Options) withDefaults() Options {
@@ -46,6 +90,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = config.DefaultShutdownGrace
+	}
+	if o.Clock == nil {
+		o.Clock = systemClock{}
 	}
 	return o
 }
@@ -64,18 +111,20 @@ const (
 
 // Consumer is the receive → process → settle loop.
 type Consumer struct {
-	receiver  queue.Receiver
+	queue     Queue
 	processor Processor
 	opts      Options
+	clock     Clock
 	log       *slog.Logger
 }
 
-// New returns a Consumer that feeds p from r.
-func New(r queue.Receiver, p Processor, opts Options, log *slog.Logger) *Consumer {
+// New returns a Consumer that feeds p from q and settles p's outcomes on q.
+func New(q Queue, p Processor, opts Options, log *slog.Logger) *Consumer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Consumer{receiver: r, processor: p, opts: opts.withDefaults(), log: log}
+	opts = opts.withDefaults()
+	return &Consumer{queue: q, processor: p, opts: opts, clock: opts.Clock, log: log}
 }
 
 // Run receives and processes messages until ctx is cancelled. It then stops receiving, lets the
@@ -106,7 +155,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 				break fill
 			}
 		}
-		msgs, err := c.receiver.Receive(ctx, want)
+		msgs, err := c.queue.Receive(ctx, want)
 		for range want - len(msgs) {
 			<-slots
 		}
@@ -124,7 +173,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return c.drain(&inFlight, stopWork)
 		}
 		c.log.Error("receive failed; backing off", "error", err, "backoffMs", backoff.Milliseconds())
-		if !sleep(ctx, backoff) {
+		if !c.sleep(ctx, backoff) {
 			return c.drain(&inFlight, stopWork)
 		}
 		backoff = min(2*backoff, maxReceiveBackoff)
@@ -139,12 +188,12 @@ func (c *Consumer) drain(inFlight *sync.WaitGroup, stopWork context.CancelFunc) 
 		inFlight.Wait()
 		close(done)
 	}()
-	grace := time.NewTimer(c.opts.ShutdownGrace)
+	grace := c.clock.NewTimer(c.opts.ShutdownGrace)
 	defer grace.Stop()
 	select {
 	case <-done:
 		return nil
-	case <-grace.C:
+	case <-grace.Chan():
 	}
 	c.log.Warn("shutdown grace period over; releasing messages still in flight", "graceMs", c.opts.ShutdownGrace.Milliseconds())
 	stopWork()
@@ -152,13 +201,13 @@ func (c *Consumer) drain(inFlight *sync.WaitGroup, stopWork context.CancelFunc) 
 	return nil
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
+func (c *Consumer) sleep(ctx context.Context, d time.Duration) bool {
+	t := c.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C:
+	case <-t.Chan():
 		return true
 	}
 }
@@ -171,8 +220,11 @@ type result struct {
 
 // handle processes one message and settles it. workCtx ends when the shutdown grace is over.
 func (c *Consumer) handle(workCtx context.Context, r *queue.Received) {
-	started := time.Now()
-	log := c.log.With("messageId", r.MessageID, "correlationId", r.CorrelationID, "deliveryCount", r.DeliveryCount)
+	started := c.clock.Now()
+	// The message id names one delivery chain; the event's id is its base (the intake publishes
+	// each event under its EventId), so a support engineer can follow one event across retries.
+	log := c.log.With("messageId", r.MessageID, "eventId", queue.BaseID(r.MessageID),
+		"correlationId", r.CorrelationID, "deliveryCount", r.DeliveryCount)
 
 	procCtx, cancelProc := context.WithCancel(workCtx)
 	defer cancelProc()
@@ -208,7 +260,7 @@ func (c *Consumer) handle(workCtx context.Context, r *queue.Received) {
 	case res.panicked:
 		c.abandon(settleCtx, r, log)
 	default:
-		c.apply(settleCtx, r, res.outcome, log, time.Since(started))
+		c.settle(settleCtx, r, res.outcome, log, c.clock.Now().Sub(started))
 	}
 }
 
@@ -222,35 +274,18 @@ func (c *Consumer) process(ctx context.Context, r *queue.Received, log *slog.Log
 			res = result{panicked: true}
 		}
 	}()
-	return result{outcome: c.processor.Process(ctx, toDelivery(r))}
-}
-
-func toDelivery(r *queue.Received) worker.Delivery {
-	return worker.Delivery{
-		MessageID:             r.MessageID,
-		CorrelationID:         r.CorrelationID,
-		Subject:               r.Subject,
-		SessionID:             r.SessionID,
-		Body:                  r.Body,
-		DeliveryCount:         r.DeliveryCount,
-		ApplicationProperties: r.ApplicationProperties,
-		EnqueuedTime:          r.EnqueuedTime,
-	}
+	return result{outcome: c.processor.Process(ctx, worker.DeliveryOf(r))}
 }
 
 // renewLock keeps r locked until ctx ends, renewing at half the time the lock has left (at
 // most every half lock duration, as the Service Bus SDK's sample does). A lost lock cannot be
 // won back: the message will be delivered again.
 func (c *Consumer) renewLock(ctx context.Context, r *queue.Received, log *slog.Logger) {
-	timer := time.NewTimer(c.renewIn(r))
-	defer timer.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		if !c.sleep(ctx, c.renewIn(r)) {
 			return
-		case <-timer.C:
 		}
-		err := c.receiver.RenewLock(ctx, r)
+		err := c.queue.RenewLock(ctx, r)
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
@@ -261,7 +296,6 @@ func (c *Consumer) renewLock(ctx context.Context, r *queue.Received, log *slog.L
 		default:
 			log.Warn("lock renewal failed; retrying", "error", err)
 		}
-		timer.Reset(c.renewIn(r))
 	}
 }
 
@@ -272,61 +306,49 @@ func (c *Consumer) renewLock(ctx context.Context, r *queue.Received, log *slog.L
 // configured pace is kept rather than renewing in a tight loop.
 func (c *Consumer) renewIn(r *queue.Received) time.Duration {
 	wait := c.opts.LockDuration / 2
-	if left := time.Until(r.LockedUntil); !r.LockedUntil.IsZero() && left > 0 {
+	if left := r.LockedUntil.Sub(c.clock.Now()); !r.LockedUntil.IsZero() && left > 0 {
 		wait = min(wait, left/2)
 	}
 	return max(wait, minRenewInterval)
 }
 
-// apply makes the outcome true on the queue. When a retry or a dead-letter cannot be written
-// the message is abandoned instead, so it comes back rather than being lost.
-func (c *Consumer) apply(ctx context.Context, r *queue.Received, out worker.Outcome, log *slog.Logger, took time.Duration) {
+// settle makes the outcome true through the queue's Settler. When a retry or a dead letter
+// cannot be written the message is abandoned instead, so it comes back rather than being lost;
+// a complete that fails leaves the message to come back when its lock runs out.
+func (c *Consumer) settle(ctx context.Context, r *queue.Received, out worker.Outcome, log *slog.Logger, took time.Duration) {
 	log = log.With("outcome", out.Kind.String(), "durationMs", took.Milliseconds())
 	if out.Step != "" {
 		log = log.With("step", out.Step)
 	}
+	var op string
 	switch out.Kind {
 	case worker.Complete:
-		if err := c.receiver.Complete(ctx, r); err != nil {
-			logSettleError(log, "complete", err)
-			return
-		}
-		log.Debug("message completed")
+		op = "complete"
 	case worker.RetryLater:
-		props := map[string]any{queue.PropAttempt: int64(out.Attempt)}
-		if err := c.receiver.Reschedule(ctx, r, out.RetryAt, props); err != nil {
-			logSettleError(log, "reschedule", err)
-			c.abandonUnlessLost(ctx, r, err, log)
-			return
-		}
-		log.Info("message rescheduled", "attempt", out.Attempt, "retryAt", out.RetryAt.UTC().Format(time.RFC3339))
+		op = "reschedule"
 	case worker.DeadLetter:
-		reason := out.Reason
-		if reason == "" {
-			reason = worker.ReasonPermanentFailure
-		}
-		if err := c.receiver.DeadLetterReceived(ctx, r, reason, deadLetterDescription(out)); err != nil {
-			logSettleError(log, "dead-letter", err)
-			c.abandonUnlessLost(ctx, r, err, log)
-			return
-		}
-		log.Warn("message dead-lettered", "reason", reason)
+		op = "dead-letter"
 	default:
 		log.Error("processor returned an unknown outcome; abandoning the message")
 		c.abandon(ctx, r, log)
+		return
 	}
-}
-
-// deadLetterDescription puts the failed step in front of the description: DeadLetterReceived
-// carries only reason and description, and support needs to know where it broke.
-func deadLetterDescription(out worker.Outcome) string {
-	switch {
-	case out.Step == "":
-		return out.Description
-	case out.Description == "":
-		return "step " + out.Step
+	d := worker.DeliveryOf(r)
+	if err := c.queue.Settle(ctx, d, out); err != nil {
+		logSettleError(log, op, err)
+		if out.Kind != worker.Complete {
+			c.abandonUnlessLost(ctx, r, err, log)
+		}
+		return
 	}
-	return "step " + out.Step + ": " + out.Description
+	switch out.Kind {
+	case worker.Complete:
+		log.Debug("message completed")
+	case worker.RetryLater:
+		log.Info("message rescheduled", "attempt", out.Attempt, "retryAt", out.RetryAt.UTC().Format(time.RFC3339))
+	case worker.DeadLetter:
+		log.Warn("message dead-lettered", "reason", worker.DeadLetterInfo(d, out).Reason)
+	}
 }
 
 func (c *Consumer) abandonUnlessLost(ctx context.Context, r *queue.Received, err error, log *slog.Logger) {
@@ -337,7 +359,7 @@ func (c *Consumer) abandonUnlessLost(ctx context.Context, r *queue.Received, err
 }
 
 func (c *Consumer) abandon(ctx context.Context, r *queue.Received, log *slog.Logger) {
-	if err := c.receiver.Abandon(ctx, r); err != nil {
+	if err := c.queue.Abandon(ctx, r); err != nil {
 		logSettleError(log, "abandon", err)
 	}
 }

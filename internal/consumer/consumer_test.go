@@ -108,7 +108,102 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func stats(t *testing.T, q *local.Queue) local.Stats {
+// manualClock is a consumer.Clock (and, through Now, a local.Options clock) that moves only
+// when the test says so, so lock renewals and the shutdown grace cost no wall-clock time.
+type manualClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*manualTimer // pending: neither fired nor stopped
+}
+
+type manualTimer struct {
+	clock *manualClock
+	at    time.Time
+	ch    chan time.Time
+}
+
+func newManualClock() *manualClock { return &manualClock{now: time.Now()} }
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) NewTimer(d time.Duration) consumer.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &manualTimer{clock: c, at: c.now.Add(d), ch: make(chan time.Time, 1)}
+	if d <= 0 {
+		t.ch <- c.now
+		return t
+	}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+func (t *manualTimer) Chan() <-chan time.Time { return t.ch }
+
+func (t *manualTimer) Stop() bool {
+	c := t.clock
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, p := range c.timers {
+		if p == t {
+			c.timers = append(c.timers[:i], c.timers[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// advance moves the clock by d and fires the timers that fall due.
+func (c *manualClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	pending := c.timers[:0]
+	for _, t := range c.timers {
+		if t.at.After(c.now) {
+			pending = append(pending, t)
+			continue
+		}
+		t.ch <- c.now
+	}
+	c.timers = pending
+}
+
+func (c *manualClock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timers)
+}
+
+// awaitTimers waits until n timers are pending: the loop has armed what it waits on next.
+func (c *manualClock) awaitTimers(t *testing.T, n int) bool {
+	deadline := time.Now().Add(patience)
+	for c.pending() < n {
+		if time.Now().After(deadline) {
+			t.Errorf("timed out waiting for %d pending timers (have %d)", n, c.pending())
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// pass lets d go by in steps, each once the lock renewal is armed again, as slow work would let
+// it pass while the consumer keeps renewing. It is safe to call from the Processor's goroutine.
+func (c *manualClock) pass(t *testing.T, d, step time.Duration) {
+	for passed := time.Duration(0); passed < d; passed += step {
+		if !c.awaitTimers(t, 1) {
+			return
+		}
+		c.advance(step)
+	}
+}
+
+func stats(t *testing.T, q *local.Queue) queue.Stats {
 	t.Helper()
 	s, err := q.Stats(context.Background())
 	if err != nil {
@@ -150,7 +245,7 @@ func TestConsumer_applies_the_outcome_to_the_queue(t *testing.T) {
 			name:    "complete_removes_the_message",
 			outcome: func(worker.Delivery) worker.Outcome { return worker.Outcome{Kind: worker.Complete} },
 			check: func(t *testing.T, q *local.Queue, p *recorder) {
-				eventually(t, "the queue to empty", func() bool { return stats(t, q) == local.Stats{} })
+				eventually(t, "the queue to empty", func() bool { return stats(t, q) == queue.Stats{} })
 			},
 		},
 		{
@@ -170,7 +265,7 @@ func TestConsumer_applies_the_outcome_to_the_queue(t *testing.T) {
 				if gap := retry.EnqueuedTime.Sub(first.EnqueuedTime); gap < 0 {
 					t.Errorf("retry enqueued before the first delivery (%v)", gap)
 				}
-				eventually(t, "the queue to empty", func() bool { return stats(t, q) == local.Stats{} })
+				eventually(t, "the queue to empty", func() bool { return stats(t, q) == queue.Stats{} })
 			},
 		},
 		{
@@ -280,17 +375,20 @@ func TestConsumer_finishes_in_flight_work_on_shutdown(t *testing.T) {
 }
 
 func TestConsumer_releases_work_still_running_after_the_grace_period(t *testing.T) {
-	q := openQueue(t, local.Options{LockDuration: time.Hour})
+	clock := newManualClock()
+	q := openQueue(t, local.Options{LockDuration: time.Hour, Now: clock.Now})
 	started := make(chan struct{})
 	p := processorFunc(func(ctx context.Context, d worker.Delivery) worker.Outcome {
 		close(started)
 		<-ctx.Done()
 		return worker.Outcome{Kind: worker.Complete} // must not be applied: the grace is over
 	})
-	cancel, wait := start(t, consumer.New(q, p, consumer.Options{ShutdownGrace: 50 * time.Millisecond, LockDuration: time.Hour}, nil))
+	cancel, wait := start(t, consumer.New(q, p, consumer.Options{ShutdownGrace: 50 * time.Millisecond, LockDuration: time.Hour, Clock: clock}, nil))
 	publish(t, q, "stuck", nil)
 	<-started
 	cancel()
+	clock.awaitTimers(t, 2) // the lock renewal and the shutdown grace
+	clock.advance(50 * time.Millisecond)
 	if err := wait(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -324,11 +422,12 @@ func TestConsumer_redelivers_after_a_panic_then_parks_the_message(t *testing.T) 
 
 func TestConsumer_renews_the_lock_while_work_is_slow(t *testing.T) {
 	const lock = time.Second
-	q := openQueue(t, local.Options{LockDuration: lock})
+	clock := newManualClock()
+	q := openQueue(t, local.Options{LockDuration: lock, Now: clock.Now})
 	var calls atomic.Int32
 	p := processorFunc(func(ctx context.Context, d worker.Delivery) worker.Outcome {
 		calls.Add(1)
-		time.Sleep(5 * lock / 2) // well past the lock: only renewal keeps it
+		clock.pass(t, 5*lock/2, lock/10) // well past the lock: only renewal keeps it
 		return worker.Outcome{Kind: worker.Complete}
 	})
 	var logs syncBuffer
@@ -337,10 +436,10 @@ func TestConsumer_renews_the_lock_while_work_is_slow(t *testing.T) {
 			t.Log(logs.String())
 		}
 	})
-	start(t, consumer.New(q, p, consumer.Options{LockDuration: lock, Concurrency: 2}, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	start(t, consumer.New(q, p, consumer.Options{LockDuration: lock, Concurrency: 2, Clock: clock}, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	publish(t, q, "slow", nil)
 
-	eventually(t, "the queue to empty", func() bool { return calls.Load() == 1 && stats(t, q) == local.Stats{} })
+	eventually(t, "the queue to empty", func() bool { return calls.Load() == 1 && stats(t, q) == queue.Stats{} })
 	if got := calls.Load(); got != 1 {
 		t.Fatalf("Process called %d times, want once: the lock must not have expired", got)
 	}
@@ -353,25 +452,16 @@ type failingSettler struct {
 	abandons                                  atomic.Int32
 }
 
-func (f *failingSettler) Complete(ctx context.Context, r *queue.Received) error {
-	if f.completeErr != nil {
+func (f *failingSettler) Settle(ctx context.Context, d worker.Delivery, out worker.Outcome) error {
+	switch {
+	case out.Kind == worker.Complete && f.completeErr != nil:
 		return f.completeErr
-	}
-	return f.Queue.Complete(ctx, r)
-}
-
-func (f *failingSettler) Reschedule(ctx context.Context, r *queue.Received, at time.Time, props map[string]any) error {
-	if f.rescheduleErr != nil {
+	case out.Kind == worker.RetryLater && f.rescheduleErr != nil:
 		return f.rescheduleErr
-	}
-	return f.Queue.Reschedule(ctx, r, at, props)
-}
-
-func (f *failingSettler) DeadLetterReceived(ctx context.Context, r *queue.Received, reason, description string) error {
-	if f.deadLetterErr != nil {
+	case out.Kind == worker.DeadLetter && f.deadLetterErr != nil:
 		return f.deadLetterErr
 	}
-	return f.Queue.DeadLetterReceived(ctx, r, reason, description)
+	return f.Queue.Settle(ctx, d, out)
 }
 
 func (f *failingSettler) Abandon(ctx context.Context, r *queue.Received) error {
@@ -453,7 +543,7 @@ func TestConsumer_handles_a_failed_settlement(t *testing.T) {
 			for _, line := range strings.Split(logs.String(), "\n") {
 				if strings.Contains(line, c.wantLog) &&
 					(!strings.Contains(line, `"eventId":"evt-7"`) || !strings.Contains(line, `"correlationId":"corr-evt-7"`)) {
-					t.Errorf("settlement log %s lacks eventId or correlationId", line)
+					t.Errorf("settlement log %s lacks messageId or correlationId", line)
 				}
 			}
 		})
@@ -464,17 +554,18 @@ func TestConsumer_handles_a_failed_settlement(t *testing.T) {
 // locks for less than the consumer was told, renewal must follow the lock the message carries.
 func TestConsumer_renews_by_the_messages_own_lock_when_the_queue_locks_for_less_than_configured(t *testing.T) {
 	const lock = time.Second
-	q := openQueue(t, local.Options{LockDuration: lock})
+	clock := newManualClock()
+	q := openQueue(t, local.Options{LockDuration: lock, Now: clock.Now})
 	var calls atomic.Int32
 	p := processorFunc(func(ctx context.Context, d worker.Delivery) worker.Outcome {
 		calls.Add(1)
-		time.Sleep(5 * lock / 2) // well past the lock: only renewal keeps it
+		clock.pass(t, 5*lock/2, lock/10) // well past the lock: only renewal keeps it
 		return worker.Outcome{Kind: worker.Complete}
 	})
-	start(t, consumer.New(q, p, consumer.Options{LockDuration: time.Minute, Concurrency: 2}, nil))
+	start(t, consumer.New(q, p, consumer.Options{LockDuration: time.Minute, Concurrency: 2, Clock: clock}, nil))
 	publish(t, q, "slow", nil)
 
-	eventually(t, "the queue to empty", func() bool { return calls.Load() >= 1 && stats(t, q) == local.Stats{} })
+	eventually(t, "the queue to empty", func() bool { return calls.Load() >= 1 && stats(t, q) == queue.Stats{} })
 	if got := calls.Load(); got != 1 {
 		t.Fatalf("Process called %d times, want once: the lock must not have expired", got)
 	}
@@ -483,6 +574,7 @@ func TestConsumer_renews_by_the_messages_own_lock_when_the_queue_locks_for_less_
 // skewedQueue hands out one message whose lock, by this machine's clock, always looks expired,
 // as a broker clock running well behind this one would report it. It counts renewals.
 type skewedQueue struct {
+	clock     *manualClock
 	once      sync.Once
 	renewals  atomic.Int32
 	completed chan struct{}
@@ -494,7 +586,7 @@ func (s *skewedQueue) Receive(ctx context.Context, _ int) ([]*queue.Received, er
 		out = []*queue.Received{{
 			Message:     queue.Message{MessageID: "evt-skew"},
 			LockToken:   "t",
-			LockedUntil: time.Now().Add(-2 * time.Minute),
+			LockedUntil: s.clock.Now().Add(-2 * time.Minute),
 		}}
 	})
 	if out != nil {
@@ -506,29 +598,26 @@ func (s *skewedQueue) Receive(ctx context.Context, _ int) ([]*queue.Received, er
 
 func (s *skewedQueue) RenewLock(_ context.Context, r *queue.Received) error {
 	s.renewals.Add(1)
-	r.LockedUntil = time.Now().Add(-2 * time.Minute)
+	r.LockedUntil = s.clock.Now().Add(-2 * time.Minute)
 	return nil
 }
 
-func (s *skewedQueue) Complete(context.Context, *queue.Received) error {
-	close(s.completed)
+func (s *skewedQueue) Settle(_ context.Context, _ worker.Delivery, out worker.Outcome) error {
+	if out.Kind == worker.Complete {
+		close(s.completed)
+	}
 	return nil
 }
 func (s *skewedQueue) Abandon(context.Context, *queue.Received) error { return nil }
-func (s *skewedQueue) Reschedule(context.Context, *queue.Received, time.Time, map[string]any) error {
-	return nil
-}
-func (s *skewedQueue) DeadLetterReceived(context.Context, *queue.Received, string, string) error {
-	return nil
-}
 
 func TestConsumer_does_not_hammer_renewals_when_the_queue_clock_disagrees(t *testing.T) {
-	q := &skewedQueue{completed: make(chan struct{})}
+	clock := newManualClock()
+	q := &skewedQueue{clock: clock, completed: make(chan struct{})}
 	p := processorFunc(func(ctx context.Context, d worker.Delivery) worker.Outcome {
-		time.Sleep(300 * time.Millisecond)
+		clock.pass(t, 300*time.Millisecond, 10*time.Millisecond)
 		return worker.Outcome{Kind: worker.Complete}
 	})
-	start(t, consumer.New(q, p, consumer.Options{LockDuration: time.Second}, nil))
+	start(t, consumer.New(q, p, consumer.Options{LockDuration: time.Second, Clock: clock}, nil))
 	select {
 	case <-q.completed:
 	case <-time.After(patience):

@@ -1,9 +1,10 @@
 // Package httpworker serves the worker as the Functions host calls it for the Service Bus
 // trigger (POST /EventWorker with an invocation envelope). The host owns the message lock and
 // settles it from the status alone: 2xx completes, anything else abandons and redelivers at
-// once. So the worker's outcome is made true here, before answering: a retry is scheduled as a
-// copy and a dead letter is sent to the dead-letter queue; only when that fails is the answer
-// 500, and then the host's redelivery loses nothing.
+// once. So the worker's outcome is made true here, before answering, by the trigger's Settler
+// (servicebus.TriggerSettler: a retry is scheduled as a copy and a dead letter is sent to the
+// dead-letter queue); only when that fails is the answer 500, and then the host's redelivery
+// loses nothing.
 package httpworker
 
 import (
@@ -19,7 +20,7 @@ import (
 
 // Handler is what the adapter needs from *worker.Worker.
 type Handler interface {
-	HandleTriggered(ctx context.Context, d worker.Delivery, r worker.Rerouter) (worker.Outcome, error)
+	Process(ctx context.Context, d worker.Delivery) worker.Outcome
 }
 
 // maxInvocationBytes bounds an invocation body: a Service Bus message is at most 256 KB on
@@ -27,8 +28,9 @@ type Handler interface {
 // twice plus base64.
 const maxInvocationBytes = 8 << 20
 
-// New returns the POST /<FunctionName> handler for a serviceBusTrigger binding named binding.
-func New(h Handler, r worker.Rerouter, binding string, log *slog.Logger) http.Handler {
+// New returns the POST /<FunctionName> handler for a serviceBusTrigger binding named binding;
+// s applies the outcomes.
+func New(h Handler, s worker.Settler, binding string, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		ctx := req.Context()
 		invocationID := req.Header.Get("X-Azure-Functions-InvocationId")
@@ -61,8 +63,8 @@ func New(h Handler, r worker.Rerouter, binding string, log *slog.Logger) http.Ha
 			ApplicationProperties: msg.ApplicationProperties,
 			EnqueuedTime:          msg.EnqueuedTime,
 		}
-		out, err := h.HandleTriggered(ctx, d, r)
-		if err != nil {
+		out := h.Process(ctx, d)
+		if err := s.Settle(ctx, d, out); err != nil {
 			customhandler.WriteFailure(ctx, w, log, fmt.Errorf("apply outcome %s: %w", out.Kind, err),
 				slog.String("invocationId", invocationID),
 				slog.String("messageId", msg.MessageID),

@@ -13,26 +13,21 @@ import (
 
 	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/httpworker"
-	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
+// fakeWorker answers with outcome, and its settlement fails with err.
 type fakeWorker struct {
 	got     worker.Delivery
 	outcome worker.Outcome
 	err     error
 }
 
-func (f *fakeWorker) HandleTriggered(_ context.Context, d worker.Delivery, _ worker.Rerouter) (worker.Outcome, error) {
+func (f *fakeWorker) Process(_ context.Context, d worker.Delivery) worker.Outcome {
 	f.got = d
-	return f.outcome, f.err
+	return f.outcome
 }
 
-type nopRerouter struct{}
-
-func (nopRerouter) Publish(context.Context, *queue.Message) error { return nil }
-func (nopRerouter) DeadLetter(context.Context, *queue.Message, string, string) error {
-	return nil
-}
+func (f *fakeWorker) Settle(context.Context, worker.Delivery, worker.Outcome) error { return f.err }
 
 func invoke(t *testing.T, h http.Handler, body string) *httptest.ResponseRecorder {
 	t.Helper()
@@ -54,7 +49,7 @@ func fixture(t *testing.T) string {
 
 func TestEventWorker_hands_the_decoded_message_to_the_worker_and_answers_200_json(t *testing.T) {
 	w := &fakeWorker{outcome: worker.Outcome{Kind: worker.Complete, Summary: "processed evt_01HZX9"}}
-	rec := invoke(t, httpworker.New(w, nopRerouter{}, "msg", slog.New(slog.DiscardHandler)), fixture(t))
+	rec := invoke(t, httpworker.New(w, w, "msg", slog.New(slog.DiscardHandler)), fixture(t))
 	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("answered %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
@@ -69,7 +64,7 @@ func TestEventWorker_hands_the_decoded_message_to_the_worker_and_answers_200_jso
 
 func TestEventWorker_answers_500_when_the_outcome_could_not_be_made_true(t *testing.T) {
 	w := &fakeWorker{outcome: worker.Outcome{Kind: worker.DeadLetter}, err: errors.New("dead-letter queue unreachable")}
-	rec := invoke(t, httpworker.New(w, nopRerouter{}, "msg", slog.New(slog.DiscardHandler)), fixture(t))
+	rec := invoke(t, httpworker.New(w, w, "msg", slog.New(slog.DiscardHandler)), fixture(t))
 	if rec.Code != http.StatusInternalServerError || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("answered %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
@@ -77,7 +72,7 @@ func TestEventWorker_answers_500_when_the_outcome_could_not_be_made_true(t *test
 
 func TestEventWorker_answers_500_to_an_envelope_it_cannot_read(t *testing.T) {
 	w := &fakeWorker{}
-	rec := invoke(t, httpworker.New(w, nopRerouter{}, "msg", slog.New(slog.DiscardHandler)), `{"Data":{}}`)
+	rec := invoke(t, httpworker.New(w, w, "msg", slog.New(slog.DiscardHandler)), `{"Data":{}}`)
 	if rec.Code != http.StatusInternalServerError {
 		t.Fatalf("answered %d", rec.Code)
 	}
@@ -89,7 +84,7 @@ func TestEventWorker_answers_500_to_an_envelope_it_cannot_read(t *testing.T) {
 func TestEventWorker_answers_500_to_an_invocation_over_the_size_limit(t *testing.T) {
 	w := &fakeWorker{}
 	huge := `{"Data":{"msg":"` + strings.Repeat("a", 9<<20) + `"},"Metadata":{}}`
-	rec := invoke(t, httpworker.New(w, nopRerouter{}, "msg", slog.New(slog.DiscardHandler)), huge)
+	rec := invoke(t, httpworker.New(w, w, "msg", slog.New(slog.DiscardHandler)), huge)
 	if rec.Code != http.StatusInternalServerError {
 		t.Fatalf("answered %d", rec.Code)
 	}

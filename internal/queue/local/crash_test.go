@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // crashHelperEnv names the data dir when the test binary runs as the process that crashes.
@@ -61,7 +63,7 @@ func TestQueue_survives_a_killed_process(t *testing.T) {
 	}
 
 	_, err = Open(context.Background(), dir, Options{}, nil)
-	if !errors.Is(err, ErrDirInUse) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", child.Process.Pid)) {
+	if !errors.Is(err, queue.ErrDirInUse) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", child.Process.Pid)) {
 		t.Fatalf("Open while the helper runs = %v, want ErrDirInUse naming pid %d", err, child.Process.Pid)
 	}
 

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/queue"
@@ -55,9 +53,10 @@ func (q *Queue) ListDeadLetters(ctx context.Context, limit int) ([]queue.DeadLet
 }
 
 // Resubmit moves the dead-lettered message seq back to the main queue as a new delivery chain
-// and returns its new MessageID, "<original>/resubmit/<n>": Service Bus would drop a copy with
-// the original id as a duplicate, and so would this queue. The dead-letter properties go, and so
-// does Attempt, so the event gets a full set of retries; OriginalMessageId keeps the trail.
+// and returns its new MessageID, queue.ResubmitID counted per event ("<EventId>/resubmit/<n>"):
+// Service Bus would drop a copy with the original id as a duplicate, and so would this queue. The
+// dead-letter properties go, and so does Attempt, so the event gets a full set of retries;
+// OriginalMessageId keeps the trail.
 func (q *Queue) Resubmit(ctx context.Context, seq int64) (string, error) {
 	if err := q.checkOpen(); err != nil {
 		return "", fmt.Errorf("resubmit dead letter %d: %w", seq, err)
@@ -67,19 +66,18 @@ func (q *Queue) Resubmit(ctx context.Context, seq int64) (string, error) {
 		var id, props string
 		err := tx.QueryRowContext(ctx, `SELECT message_id, props FROM dead_letters WHERE seq = ?`, seq).Scan(&id, &props)
 		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
+			return queue.ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
-		base := resubmitBase(id)
 		var n int64
 		if err := tx.QueryRowContext(ctx, `INSERT INTO resubmits (base_message_id, count) VALUES (?, 1)
 			ON CONFLICT (base_message_id) DO UPDATE SET count = count + 1
-			RETURNING count`, base).Scan(&n); err != nil {
+			RETURNING count`, queue.BaseID(id)).Scan(&n); err != nil {
 			return fmt.Errorf("count resubmits: %w", err)
 		}
-		newID = base + resubmitInfix + strconv.FormatInt(n, 10)
+		newID = queue.ResubmitID(id, n)
 		update := map[string]any{}
 		if stored, err := decodeProps(props); err == nil {
 			if _, ok := stored[queue.PropOriginalMessageID]; !ok {
@@ -127,7 +125,7 @@ func (q *Queue) PurgeDeadLetter(ctx context.Context, seq int64) error {
 			return err
 		}
 		if n == 0 {
-			return ErrNotFound
+			return queue.ErrNotFound
 		}
 		return nil
 	})
@@ -137,35 +135,12 @@ func (q *Queue) PurgeDeadLetter(ctx context.Context, seq int64) error {
 	return nil
 }
 
-const resubmitInfix = "/resubmit/"
-
-// resubmitBase strips the "/resubmit/<n>" suffix a resubmitted message carries, so resubmitting
-// it again counts on from the original MessageID instead of stacking suffixes.
-func resubmitBase(id string) string {
-	i := strings.LastIndex(id, resubmitInfix)
-	if i < 0 {
-		return id
-	}
-	if _, err := strconv.Atoi(id[i+len(resubmitInfix):]); err != nil {
-		return id
-	}
-	return id[:i]
-}
-
-// Stats is a snapshot of the queue for health checks and alerts.
-type Stats struct {
-	Queued          int           // available or locked
-	Scheduled       int           // waiting for their scheduled time
-	DeadLettered    int           // parked for support
-	OldestQueuedAge time.Duration // how long the oldest queued message has been due; 0 when none
-}
-
 // Stats counts the messages by state.
-func (q *Queue) Stats(ctx context.Context) (Stats, error) {
+func (q *Queue) Stats(ctx context.Context) (queue.Stats, error) {
 	if err := q.checkOpen(); err != nil {
-		return Stats{}, fmt.Errorf("queue stats: %w", err)
+		return queue.Stats{}, fmt.Errorf("queue stats: %w", err)
 	}
-	var s Stats
+	var s queue.Stats
 	err := q.inTx(ctx, func(tx *sql.Tx) error {
 		now := q.nowNS()
 		if err := q.expireLocks(ctx, tx, now); err != nil {
@@ -186,7 +161,7 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 		return nil
 	})
 	if err != nil {
-		return Stats{}, fmt.Errorf("queue stats: %w", err)
+		return queue.Stats{}, fmt.Errorf("queue stats: %w", err)
 	}
 	return s, nil
 }

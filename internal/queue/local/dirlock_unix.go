@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // lockDir takes an exclusive flock on the directory's lock file without waiting, and writes this
@@ -25,7 +27,7 @@ func lockDir(dir string) (*os.File, error) {
 		holder := readHolder(f)
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s (pid %s): %w", dir, holder, ErrDirInUse)
+			return nil, fmt.Errorf("%s (pid %s): %w", dir, holder, queue.ErrDirInUse)
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}

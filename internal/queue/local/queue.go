@@ -24,6 +24,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -32,6 +33,7 @@ var (
 	_ queue.Publisher    = (*Queue)(nil)
 	_ queue.DeadLetterer = (*Queue)(nil)
 	_ queue.Receiver     = (*Queue)(nil)
+	_ worker.Settler     = (*Queue)(nil)
 )
 
 const (
@@ -47,14 +49,8 @@ const (
 	ReasonMaxDeliveryCountExceeded = "MaxDeliveryCountExceeded"
 )
 
-var (
-	// ErrDirInUse reports that another process holds the data directory.
-	ErrDirInUse = errors.New("queue data directory is in use by another process")
-	// ErrClosed reports a call on a queue after Close.
-	ErrClosed = errors.New("queue is closed")
-	// ErrNotFound reports a dead-letter sequence number that is not (or no longer) parked.
-	ErrNotFound = errors.New("dead-lettered message not found")
-)
+// ErrClosed reports a call on a queue after Close.
+var ErrClosed = errors.New("queue is closed")
 
 // Options tune the queue. Zero values take the defaults noted on each field.
 type Options struct {

@@ -138,7 +138,7 @@ func TestOpen_refuses_a_dir_another_queue_holds(t *testing.T) {
 	dir := t.TempDir()
 	openTestQueue(t, dir, Options{})
 	_, err := Open(context.Background(), dir, Options{}, nil)
-	if !errors.Is(err, ErrDirInUse) {
+	if !errors.Is(err, queue.ErrDirInUse) {
 		t.Fatalf("second Open = %v, want ErrDirInUse", err)
 	}
 	for _, want := range []string{dir, fmt.Sprintf("pid %d", os.Getpid())} {
@@ -328,10 +328,10 @@ func TestResubmit_moves_a_dead_letter_back_under_a_new_message_id(t *testing.T) 
 
 func TestDeadLetter_tooling_reports_unknown_sequence_numbers(t *testing.T) {
 	q := openTestQueue(t, t.TempDir(), Options{})
-	if _, err := q.Resubmit(context.Background(), 42); !errors.Is(err, ErrNotFound) {
+	if _, err := q.Resubmit(context.Background(), 42); !errors.Is(err, queue.ErrNotFound) {
 		t.Errorf("Resubmit(42) = %v, want ErrNotFound", err)
 	}
-	if err := q.PurgeDeadLetter(context.Background(), 42); !errors.Is(err, ErrNotFound) {
+	if err := q.PurgeDeadLetter(context.Background(), 42); !errors.Is(err, queue.ErrNotFound) {
 		t.Errorf("PurgeDeadLetter(42) = %v, want ErrNotFound", err)
 	}
 }
@@ -369,7 +369,7 @@ func TestStats_counts_messages_by_state(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
 	}
-	want := Stats{Queued: 2, Scheduled: 1, DeadLettered: 1, OldestQueuedAge: 90 * time.Second}
+	want := queue.Stats{Queued: 2, Scheduled: 1, DeadLettered: 1, OldestQueuedAge: 90 * time.Second}
 	if st != want {
 		t.Fatalf("Stats = %+v, want %+v", st, want)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -172,7 +173,9 @@ func (q *Queue) moveToDeadLetter(ctx context.Context, tx *sql.Tx, where string, 
 	return q.moveToDeadLetterWith(ctx, tx, where, now, nil, args...)
 }
 
-type deadLetterReason struct{ reason, description string }
+// deadLetterReason is why messages are dead-lettered; props (encoded, "{}" when none) are merged
+// into their application properties.
+type deadLetterReason struct{ reason, description, props string }
 
 func (q *Queue) moveToDeadLetterWith(ctx context.Context, tx *sql.Tx, where string, now int64, reason *deadLetterReason, args ...any) (int64, error) {
 	reasonSQL := `@reason`
@@ -181,12 +184,16 @@ func (q *Queue) moveToDeadLetterWith(ctx context.Context, tx *sql.Tx, where stri
 		reason = &deadLetterReason{reason: ReasonMaxDeliveryCountExceeded}
 		descSQL = `'Message could not be consumed after ' || delivery_count || ' delivery attempts.'`
 	}
-	args = append(args, sql.Named("now", now), sql.Named("reason", reason.reason), sql.Named("description", reason.description))
+	if reason.props == "" {
+		reason.props = "{}"
+	}
+	args = append(args, sql.Named("now", now), sql.Named("reason", reason.reason), sql.Named("description", reason.description),
+		sql.Named("props", reason.props))
 	res, err := tx.ExecContext(ctx, `INSERT INTO dead_letters
 		(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at,
 		 delivery_count, reason, description, dead_lettered_at)
 		SELECT message_id, correlation_id, subject, session_id, content_type, body,
-			json_set(props, '$.`+queue.PropDeadLetterReason+`', `+reasonSQL+`,
+			json_set(json_patch(props, @props), '$.`+queue.PropDeadLetterReason+`', `+reasonSQL+`,
 				'$.`+queue.PropDeadLetterErrorDescription+`', `+descSQL+`),
 			enqueued_at, delivery_count, `+reasonSQL+`, `+descSQL+`, @now
 		FROM messages WHERE `+where+` ORDER BY seq`, args...)
@@ -253,26 +260,34 @@ func (q *Queue) Abandon(ctx context.Context, r *queue.Received) error {
 }
 
 // Reschedule settles r and makes it due again at `at` as a fresh delivery chain: a new sequence
-// number, the delivery count back to zero, and props merged into its application properties.
-// It is the embedded queue's form of Service Bus's "schedule a copy, then complete".
+// number, the delivery count back to zero, props merged into its application properties, and the
+// MessageID and Attempt of a retry (queue.RetryID, queue.RetryAttempt). It is the embedded
+// queue's form of Service Bus's "schedule a copy, then complete".
 func (q *Queue) Reschedule(ctx context.Context, r *queue.Received, at time.Time, props map[string]any) error {
 	if _, err := encodeProps(props); err != nil {
 		return fmt.Errorf("reschedule %s: %w", r.MessageID, err)
 	}
 	err := q.settle(ctx, "reschedule", r, func(ctx context.Context, tx *sql.Tx, now int64) error {
-		var stored string
-		if err := tx.QueryRowContext(ctx, `SELECT props FROM messages WHERE seq = ?`, r.SequenceNumber).Scan(&stored); err != nil {
+		var id, stored string
+		if err := tx.QueryRowContext(ctx, `SELECT message_id, props FROM messages WHERE seq = ?`, r.SequenceNumber).Scan(&id, &stored); err != nil {
 			return fmt.Errorf("read properties: %w", err)
 		}
-		merged, err := mergeProps(stored, props)
+		merged, err := decodeProps(stored)
+		if err != nil {
+			return err
+		}
+		attempt := queue.RetryAttempt(merged, props)
+		maps.Copy(merged, props)
+		merged[queue.PropAttempt] = int64(attempt)
+		encoded, err := encodeProps(merged)
 		if err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO messages
 			(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at)
-			SELECT message_id, correlation_id, subject, session_id, content_type, body, ?, ?, ?
+			SELECT ?, correlation_id, subject, session_id, content_type, body, ?, ?, ?
 			FROM messages WHERE seq = ?`,
-			merged, now, max(at.UnixNano(), now), r.SequenceNumber); err != nil {
+			queue.RetryID(id, attempt), encoded, now, max(at.UnixNano(), now), r.SequenceNumber); err != nil {
 			return fmt.Errorf("schedule copy: %w", err)
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM messages WHERE seq = ?`, r.SequenceNumber)
@@ -284,9 +299,12 @@ func (q *Queue) Reschedule(ctx context.Context, r *queue.Received, at time.Time,
 // DeadLetterReceived moves r to the dead-letter queue with a reason and a description, which are
 // also written as the DeadLetterReason and DeadLetterErrorDescription application properties.
 func (q *Queue) DeadLetterReceived(ctx context.Context, r *queue.Received, reason, description string) error {
+	return q.deadLetterReceived(ctx, r, &deadLetterReason{reason: reason, description: description})
+}
+
+func (q *Queue) deadLetterReceived(ctx context.Context, r *queue.Received, why *deadLetterReason) error {
 	return q.settle(ctx, "dead-letter", r, func(ctx context.Context, tx *sql.Tx, now int64) error {
-		_, err := q.moveToDeadLetterWith(ctx, tx, `seq = @seq`, now,
-			&deadLetterReason{reason: reason, description: description}, sql.Named("seq", r.SequenceNumber))
+		_, err := q.moveToDeadLetterWith(ctx, tx, `seq = @seq`, now, why, sql.Named("seq", r.SequenceNumber))
 		return err
 	})
 }

@@ -1,14 +1,17 @@
 // Package queuetest is the contract every queue backend keeps: one suite, run against the
 // embedded SQLite queue and against the Service Bus backend's in-memory broker double, so the
-// worker sees the same semantics in standalone and Functions mode.
+// worker sees the same semantics in standalone and Functions mode, and its outcomes leave the
+// same messages and dead letters behind whichever Settler applied them.
 package queuetest
 
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -35,11 +38,17 @@ const (
 //   - ListDeadLetters returns parked messages oldest first, with reason and description both in
 //     the fields and as the DeadLetterReason / DeadLetterErrorDescription application properties.
 //   - ApplicationProperties come back with integers as int64 and other numbers as float64.
+//   - Settle applies the worker's outcome to a message received from it (worker.Settler's
+//     contract); Resubmit and PurgeDeadLetter take a dead letter's sequence number and fail
+//     with queue.ErrNotFound when nothing is parked under it.
 type Backend interface {
 	queue.Publisher
 	queue.DeadLetterer
 	queue.Receiver
+	worker.Settler
 	ListDeadLetters(ctx context.Context, limit int) ([]queue.DeadLettered, error)
+	Resubmit(ctx context.Context, seq int64) (string, error)
+	PurgeDeadLetter(ctx context.Context, seq int64) error
 	Now() time.Time
 	Advance(d time.Duration)
 }
@@ -76,8 +85,35 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"settle_with_an_unknown_lock_fails_with_lock_lost", unknownLock},
 		{"renew_lock_keeps_the_message_locked", renewLock},
 		{"complete_removes_the_message", completeRemoves},
+		{"settle_after_the_lock_expired_fails_with_lock_lost", settleStaleLock},
+		{"resubmit_sends_a_dead_letter_back_as_a_new_chain", resubmit},
+		{"purge_removes_only_the_named_dead_letter", purge},
+		{"unknown_dead_letter_is_not_found", unknownDeadLetter},
 	}
+	cases = append(cases, settleCases...)
 	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.run(t, newBackend(t))
+		})
+	}
+}
+
+// settleCases are the promises of worker.Settler, which hold in every mode: whether the receiver
+// settles (`handler serve`) or the Functions host does once the handler answered.
+var settleCases = []struct {
+	name string
+	run  func(t *testing.T, b Backend)
+}{
+	{"settle_complete_removes_the_message", settleComplete},
+	{"settle_retry_later_schedules_the_next_attempt_under_a_retry_id", settleRetryLater},
+	{"settle_dead_letter_records_why_and_where", settleDeadLetter},
+}
+
+// RunSettle runs only the Settle cases, for a second Settler over the same backend: the one the
+// Functions trigger uses, where the host completes the message after Settle returned nil (the
+// Backend's Settle must do that too, standing in for the host).
+func RunSettle(t *testing.T, newBackend func(t *testing.T) Backend) {
+	for _, c := range settleCases {
 		t.Run(c.name, func(t *testing.T) {
 			c.run(t, newBackend(t))
 		})
@@ -440,7 +476,214 @@ func completeRemoves(t *testing.T, b Backend) {
 	}
 }
 
+func settleComplete(t *testing.T, b Backend) {
+	publish(t, b, message("settled"))
+	settle(t, b, receiveOne(t, b), worker.Outcome{Kind: worker.Complete, EventID: "settled"})
+	b.Advance(2 * LockDuration)
+	expectNone(t, b)
+	if dl := deadLetters(t, b); len(dl) != 0 {
+		t.Fatalf("dead letters = %d after a complete outcome, want 0", len(dl))
+	}
+}
+
+func settleRetryLater(t *testing.T, b Backend) {
+	m := message("evt-rl")
+	m.ApplicationProperties = map[string]any{queue.PropEventName: "OpportunityUpdated"}
+	publish(t, b, m)
+	settle(t, b, receiveOne(t, b), worker.Outcome{Kind: worker.RetryLater, RetryAt: b.Now().Add(10 * time.Minute), Attempt: 2, EventID: "evt-rl"})
+	expectNone(t, b)
+	b.Advance(9 * time.Minute)
+	expectNone(t, b)
+	b.Advance(2 * time.Minute)
+
+	for _, want := range []struct {
+		id      string
+		attempt int64
+	}{{"evt-rl/retry/2", 2}, {"evt-rl/retry/3", 3}} {
+		r := receiveOne(t, b)
+		if r.MessageID != want.id || r.DeliveryCount != 1 {
+			t.Fatalf("retry is %s with DeliveryCount %d, want %s with 1 (a fresh chain named after the first message)",
+				r.MessageID, r.DeliveryCount, want.id)
+		}
+		if got := r.ApplicationProperties[queue.PropAttempt]; got != want.attempt {
+			t.Errorf("Attempt = %#v, want int64(%d)", got, want.attempt)
+		}
+		if got := r.ApplicationProperties[queue.PropEventName]; got != "OpportunityUpdated" {
+			t.Errorf("EventName = %#v, want the original property kept", got)
+		}
+		if string(r.Body) != string(m.Body) || r.CorrelationID != m.CorrelationID {
+			t.Errorf("retry = %+v, want the same event", r.Message)
+		}
+		if want.attempt == 3 {
+			settle(t, b, r, worker.Outcome{Kind: worker.Complete})
+			break
+		}
+		settle(t, b, r, worker.Outcome{Kind: worker.RetryLater, RetryAt: b.Now().Add(time.Minute), Attempt: 3, EventID: "evt-rl"})
+		b.Advance(2 * time.Minute)
+	}
+	expectNone(t, b)
+}
+
+func settleDeadLetter(t *testing.T, b Backend) {
+	m := message("evt-dl/retry/2")
+	m.ApplicationProperties = map[string]any{queue.PropAttempt: int64(2), queue.PropEventName: "OpportunityUpdated"}
+	publish(t, b, m)
+	if err := b.Abandon(context.Background(), receiveOne(t, b)); err != nil {
+		t.Fatalf("Abandon: %v", err)
+	}
+	r := receiveOne(t, b) // the second delivery
+	const description = "attempt 2 of 2 failed: route sync step erp: erp answered 503"
+	settle(t, b, r, worker.Outcome{Kind: worker.DeadLetter, Reason: worker.ReasonMaxAttemptsExceeded,
+		Description: description, Step: "erp", EventID: "evt-dl"})
+	expectNone(t, b)
+
+	dl := deadLetters(t, b)
+	if len(dl) != 1 {
+		t.Fatalf("dead letters = %d, want 1", len(dl))
+	}
+	d := dl[0]
+	checkDeadLetter(t, d, "evt-dl/retry/2", worker.ReasonMaxAttemptsExceeded, description)
+	if d.DeliveryCount != 2 || string(d.Body) != string(m.Body) {
+		t.Errorf("dead letter DeliveryCount %d body %s, want 2 and the event", d.DeliveryCount, d.Body)
+	}
+	want := map[string]any{
+		queue.PropFailedStep:            "erp",
+		queue.PropOriginalMessageID:     "evt-dl/retry/2",
+		queue.PropOriginalDeliveryCount: int64(2),
+		queue.PropAttempt:               int64(2),
+		queue.PropEventName:             "OpportunityUpdated",
+	}
+	for k, v := range want {
+		if got := d.ApplicationProperties[k]; got != v {
+			t.Errorf("dead letter property %s = %#v (%T), want %#v", k, got, got, v)
+		}
+	}
+}
+
+func settleStaleLock(t *testing.T, b Backend) {
+	outcomes := []worker.Outcome{
+		{Kind: worker.Complete},
+		{Kind: worker.RetryLater, RetryAt: b.Now().Add(time.Minute), Attempt: 2},
+		{Kind: worker.DeadLetter, Reason: worker.ReasonPermanentFailure, Description: "x"},
+	}
+	for _, out := range outcomes {
+		t.Run(out.Kind.String(), func(t *testing.T) {
+			publish(t, b, message("stale-settle-"+out.Kind.String()))
+			r := receiveOne(t, b)
+			b.Advance(LockDuration + time.Second)
+			out.RetryAt = b.Now().Add(time.Minute)
+			if err := b.Settle(context.Background(), worker.DeliveryOf(r), out); !errors.Is(err, queue.ErrLockLost) {
+				t.Fatalf("Settle %s after lock expiry = %v, want queue.ErrLockLost", out.Kind, err)
+			}
+			again := receiveOne(t, b) // still there, delivered again, and nothing else was written
+			if again.MessageID != r.MessageID {
+				t.Fatalf("got %s, want %s back", again.MessageID, r.MessageID)
+			}
+			complete(t, b, again)
+			b.Advance(2 * time.Minute)
+			expectNone(t, b)
+			if dl := deadLetters(t, b); len(dl) != 0 {
+				t.Fatalf("dead letters = %d after a settlement that failed, want 0", len(dl))
+			}
+		})
+	}
+}
+
+func resubmit(t *testing.T, b Backend) {
+	m := message("evt-rs/retry/3")
+	m.ApplicationProperties = map[string]any{ // as a failed retry's dead letter carries them
+		queue.PropAttempt:               int64(3),
+		queue.PropFailedStep:            "erp",
+		queue.PropOriginalMessageID:     "evt-rs/retry/3",
+		queue.PropOriginalDeliveryCount: int64(1),
+		queue.PropEventName:             "OpportunityUpdated",
+	}
+	publish(t, b, m)
+	if err := b.DeadLetterReceived(context.Background(), receiveOne(t, b), "PermanentFailure", "route sync step erp: erp answered 422"); err != nil {
+		t.Fatalf("DeadLetterReceived: %v", err)
+	}
+	dl := deadLetters(t, b)
+	if len(dl) != 1 {
+		t.Fatalf("dead letters = %d, want 1", len(dl))
+	}
+	b.Advance(time.Minute) // support looks later, well inside the duplicate window
+
+	id, err := b.Resubmit(context.Background(), dl[0].SequenceNumber)
+	if err != nil {
+		t.Fatalf("Resubmit: %v", err)
+	}
+	if !strings.HasPrefix(id, "evt-rs/resubmit/") {
+		t.Errorf("resubmitted as %q, want evt-rs/resubmit/<n>: a new id named after the event", id)
+	}
+	back := receiveOne(t, b)
+	if back.MessageID != id || back.DeliveryCount != 1 || string(back.Body) != string(m.Body) || back.CorrelationID != m.CorrelationID {
+		t.Errorf("resubmitted message = %s #%d %+v, want %s #1 with the event", back.MessageID, back.DeliveryCount, back.Message, id)
+	}
+	for _, gone := range []string{queue.PropDeadLetterReason, queue.PropDeadLetterErrorDescription, queue.PropFailedStep,
+		queue.PropOriginalDeliveryCount, queue.PropAttempt} {
+		if v, ok := back.ApplicationProperties[gone]; ok {
+			t.Errorf("resubmitted message still has %s = %#v: it must start a fresh chain", gone, v)
+		}
+	}
+	if got := back.ApplicationProperties[queue.PropEventName]; got != "OpportunityUpdated" {
+		t.Errorf("EventName = %#v, want the event's own properties kept", got)
+	}
+	if dl := deadLetters(t, b); len(dl) != 0 {
+		t.Errorf("dead letters = %d after resubmit, want 0", len(dl))
+	}
+	complete(t, b, back)
+}
+
+func purge(t *testing.T, b Backend) {
+	for _, id := range []string{"p1", "p2", "p3"} {
+		if err := b.DeadLetter(context.Background(), message(id), "PermanentFailure", "x"); err != nil {
+			t.Fatalf("DeadLetter %s: %v", id, err)
+		}
+	}
+	dl := deadLetters(t, b)
+	if len(dl) != 3 {
+		t.Fatalf("dead letters = %d, want 3", len(dl))
+	}
+	if err := b.PurgeDeadLetter(context.Background(), dl[1].SequenceNumber); err != nil {
+		t.Fatalf("PurgeDeadLetter: %v", err)
+	}
+	rest := deadLetters(t, b)
+	if len(rest) != 2 || rest[0].MessageID != "p1" || rest[1].MessageID != "p3" {
+		t.Fatalf("dead letters after purge = %+v, want p1 and p3", rest)
+	}
+	if err := b.PurgeDeadLetter(context.Background(), dl[1].SequenceNumber); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("second purge = %v, want queue.ErrNotFound", err)
+	}
+	expectNone(t, b)
+}
+
+func unknownDeadLetter(t *testing.T, b Backend) {
+	if err := b.DeadLetter(context.Background(), message("parked"), "PermanentFailure", "x"); err != nil {
+		t.Fatalf("DeadLetter: %v", err)
+	}
+	const unknown = 9999
+	if _, err := b.Resubmit(context.Background(), unknown); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("Resubmit(%d) = %v, want queue.ErrNotFound", unknown, err)
+	}
+	if err := b.PurgeDeadLetter(context.Background(), unknown); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("PurgeDeadLetter(%d) = %v, want queue.ErrNotFound", unknown, err)
+	}
+	expectNone(t, b)
+	if dl := deadLetters(t, b); len(dl) != 1 || dl[0].MessageID != "parked" {
+		t.Errorf("dead letters = %+v, want parked left alone", dl)
+	}
+}
+
 // helpers
+
+func settle(t *testing.T, b Backend, r *queue.Received, out worker.Outcome) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	if err := b.Settle(ctx, worker.DeliveryOf(r), out); err != nil {
+		t.Fatalf("Settle %s as %s: %v", r.MessageID, out.Kind, err)
+	}
+}
 
 func message(id string) *queue.Message {
 	return &queue.Message{

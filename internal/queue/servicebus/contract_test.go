@@ -1,9 +1,12 @@
 package servicebus
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/queuetest"
 )
 
@@ -20,30 +23,54 @@ func (b contractBackend) Now() time.Time          { return b.clock.now() }
 func (b contractBackend) Advance(d time.Duration) { b.clock.advance(d) }
 
 func TestBackend_keeps_the_queue_contract(t *testing.T) {
-	queuetest.Run(t, func(t *testing.T) queuetest.Backend {
-		clock := newManualClock()
-		broker := newFakeBroker()
-		broker.now = clock.now
-		broker.addQueue(mainQueue, fakeQueueConfig{
-			lockDuration:     queuetest.LockDuration,
-			maxDeliveryCount: queuetest.MaxDeliveryCount,
-			dupWindow:        queuetest.DuplicateWindow,
-			forwardDLQTo:     dlqQueue,
-		})
-		broker.addQueue(dlqQueue, fakeQueueConfig{
-			lockDuration:     queuetest.LockDuration,
-			maxDeliveryCount: 100,
-			dupWindow:        queuetest.DuplicateWindow,
-		})
-		recv := newReceiver(broker.receiver(mainQueue), broker.sender(mainQueue))
-		recv.now = clock.now
-		dlq := newDeadLetterQueue(broker.sender(dlqQueue), broker.receiver(dlqQueue), broker.sender(mainQueue))
-		dlq.now = clock.now
-		return contractBackend{
-			Publisher:       newPublisher(broker.sender(mainQueue)),
-			Receiver:        recv,
-			DeadLetterQueue: dlq,
-			clock:           clock,
-		}
+	queuetest.Run(t, func(t *testing.T) queuetest.Backend { return newContractBackend() })
+}
+
+// triggerBackend is the backend as the Functions trigger sees it: outcomes go through the
+// TriggerSettler, and then the host completes the message, as it does when the handler answers 200.
+type triggerBackend struct {
+	contractBackend
+	trigger *TriggerSettler
+}
+
+func (b triggerBackend) Settle(ctx context.Context, d worker.Delivery, out worker.Outcome) error {
+	if err := b.trigger.Settle(ctx, d, out); err != nil {
+		return err
+	}
+	return b.Complete(ctx, &queue.Received{Message: queue.Message{MessageID: d.MessageID}, LockToken: d.LockToken})
+}
+
+func TestTriggerSettler_keeps_the_settle_contract(t *testing.T) {
+	queuetest.RunSettle(t, func(t *testing.T) queuetest.Backend {
+		b := newContractBackend()
+		return triggerBackend{contractBackend: b, trigger: NewTriggerSettler(b.Publisher, b.DeadLetterQueue)}
 	})
+}
+
+func newContractBackend() contractBackend {
+	clock := newManualClock()
+	broker := newFakeBroker()
+	broker.now = clock.now
+	broker.addQueue(mainQueue, fakeQueueConfig{
+		lockDuration:     queuetest.LockDuration,
+		maxDeliveryCount: queuetest.MaxDeliveryCount,
+		dupWindow:        queuetest.DuplicateWindow,
+		forwardDLQTo:     dlqQueue,
+	})
+	broker.addQueue(dlqQueue, fakeQueueConfig{
+		lockDuration:     queuetest.LockDuration,
+		maxDeliveryCount: 100,
+		dupWindow:        queuetest.DuplicateWindow,
+	})
+	recv := newReceiver(broker.receiver(mainQueue), broker.sender(mainQueue))
+	recv.now = clock.now
+	dlq := newDeadLetterQueue(broker.sender(dlqQueue), broker.receiver(dlqQueue), broker.sender(mainQueue))
+	dlq.now = clock.now
+	dlq.idleWait = 50 * time.Millisecond // how long a scan waits before it calls a sequence number missing
+	return contractBackend{
+		Publisher:       newPublisher(broker.sender(mainQueue)),
+		Receiver:        recv,
+		DeadLetterQueue: dlq,
+		clock:           clock,
+	}
 }

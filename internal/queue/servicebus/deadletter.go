@@ -16,10 +16,12 @@ import (
 // DeadLetterQueue is the one place support looks for failed events: a plain queue (by default
 // dataverse-events-deadletter) that receives
 //   - the worker's parked copies: under the Functions trigger the host owns the message lock,
-//     so the worker cannot dead-letter the message itself; it sends a copy here with the reason
-//     as application properties and lets the host complete the original;
-//   - the main queue's own dead letters (crash loops past MaxDeliveryCount), which the broker
-//     forwards here because infra sets forwardDeadLetteredMessagesTo on the main queue.
+//     so TriggerSettler cannot dead-letter the message itself; it sends a copy here with the
+//     reason as application properties and lets the host complete the original;
+//   - the main queue's own dead letters, which the broker forwards here because infra sets
+//     forwardDeadLetteredMessagesTo on the main queue: crash loops past MaxDeliveryCount, and
+//     under `handler serve` the worker's dead letters, which Receiver.Settle makes natively with
+//     the same application properties.
 //
 // It also lists the parked events and resubmits one to the main queue.
 type DeadLetterQueue struct {
@@ -38,10 +40,6 @@ type DeadLetterQueue struct {
 }
 
 var _ queue.DeadLetterer = (*DeadLetterQueue)(nil)
-
-// ErrDeadLetterNotFound reports a Resubmit whose sequence number is not on the dead-letter
-// queue (already resubmitted or removed), or lies beyond the scan bound.
-var ErrDeadLetterNotFound = errors.New("servicebus: dead letter not found")
 
 const (
 	defaultResubmitScan     = 500
@@ -124,7 +122,7 @@ func (d *DeadLetterQueue) ListDeadLetters(ctx context.Context, limit int) ([]que
 
 // Resubmit sends the parked message with sequence number seq back to the main queue and then
 // removes it from the dead-letter queue. The copy has
-//   - a new MessageID, <EventId>/resubmit/<unix-nano>: the original ID is most likely still
+//   - a new MessageID, queue.ResubmitID with the time in ns: the original ID is most likely still
 //     inside the main queue's duplicate detection window, and the broker would accept and drop it;
 //   - the dead-letter properties and the Attempt count removed, so it starts a fresh chain;
 //   - no schedule and no time-to-live of its own (the queue default applies).
@@ -143,7 +141,7 @@ func (d *DeadLetterQueue) Resubmit(ctx context.Context, seq int64) (string, erro
 	}
 
 	c := target.Message()
-	c.MessageID = ptr(resubmitMessageID(target.MessageID, d.now()))
+	c.MessageID = ptr(queue.ResubmitID(target.MessageID, d.now().UnixNano()))
 	c.ApplicationProperties = withoutDeadLetterProps(target.ApplicationProperties)
 	c.ScheduledEnqueueTime = nil
 	c.TimeToLive = nil
@@ -159,7 +157,7 @@ func (d *DeadLetterQueue) Resubmit(ctx context.Context, seq int64) (string, erro
 }
 
 // PurgeDeadLetter removes the parked message with sequence number seq for good. It finds it
-// the way Resubmit does, and fails with ErrDeadLetterNotFound when it is not there.
+// the way Resubmit does, and fails with queue.ErrNotFound when it is not there.
 func (d *DeadLetterQueue) PurgeDeadLetter(ctx context.Context, seq int64) error {
 	d.resubmitting.Lock()
 	defer d.resubmitting.Unlock()
@@ -198,12 +196,12 @@ func (d *DeadLetterQueue) lockBySequence(ctx context.Context, seq int64) (*azser
 		case ctx.Err() != nil:
 			return nil, passed, fmt.Errorf("find dead letter %d: %w", seq, ctx.Err())
 		case errors.Is(err, context.DeadlineExceeded):
-			return nil, passed, fmt.Errorf("sequence %d after %d messages: %w", seq, scanned, ErrDeadLetterNotFound)
+			return nil, passed, fmt.Errorf("sequence %d after %d messages: %w", seq, scanned, queue.ErrNotFound)
 		case err != nil:
 			return nil, passed, fmt.Errorf("find dead letter %d: %w", seq, err)
 		}
 	}
-	return nil, passed, fmt.Errorf("sequence %d not within the first %d messages: %w", seq, d.maxScan, ErrDeadLetterNotFound)
+	return nil, passed, fmt.Errorf("sequence %d not within the first %d messages: %w", seq, d.maxScan, queue.ErrNotFound)
 }
 
 // abandonAll releases locks Resubmit took but did not use. It runs even when ctx is done, with

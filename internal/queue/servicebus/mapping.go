@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/google/uuid"
@@ -84,7 +81,7 @@ func fromDeadLettered(rm *azservicebus.ReceivedMessage) queue.DeadLettered {
 	}
 	// A parked copy is a fresh message on the dead-letter queue; how often the original was
 	// delivered is what support wants to see.
-	if n, ok := intProp(rm.ApplicationProperties, queue.PropOriginalDeliveryCount); ok {
+	if n, ok := queue.IntProperty(rm.ApplicationProperties, queue.PropOriginalDeliveryCount); ok {
 		d.DeliveryCount = n
 	}
 	return d
@@ -118,67 +115,6 @@ func parseLockToken(s string) ([16]byte, error) {
 		return [16]byte{}, fmt.Errorf("lock token %q: %w", s, err)
 	}
 	return u, nil
-}
-
-// Message ID suffixes. A retry and a resubmission must not reuse an ID the queue saw within
-// the duplicate detection window, or the broker accepts the send and silently drops it.
-const (
-	retrySuffix    = "/retry/"
-	resubmitSuffix = "/resubmit/"
-)
-
-// retryMessageID is <base>/retry/<attempt>, where base is the ID without a trailing retry
-// suffix: the EventId for the intake's message, or <EventId>/resubmit/<n> for a resubmitted
-// chain, so a resubmitted event's retries do not collide with the first chain's.
-func retryMessageID(id string, attempt int) string {
-	base := id
-	if i := strings.LastIndex(id, retrySuffix); i >= 0 {
-		if _, err := strconv.Atoi(id[i+len(retrySuffix):]); err == nil {
-			base = id[:i]
-		}
-	}
-	return base + retrySuffix + strconv.Itoa(attempt)
-}
-
-// resubmitMessageID is <EventId>/resubmit/<unix-nano>: the event's own ID with any earlier
-// retry or resubmit suffix dropped, so resubmitting the same event again and again keeps the
-// ID well inside Service Bus's 128 characters.
-func resubmitMessageID(id string, at time.Time) string {
-	base := id
-	for _, s := range []string{retrySuffix, resubmitSuffix} {
-		if i := strings.Index(base, s); i >= 0 {
-			base = base[:i]
-		}
-	}
-	return base + resubmitSuffix + strconv.FormatInt(at.UnixNano(), 10)
-}
-
-// attemptOf reads the Attempt property the way the worker does: a number of any AMQP width, or
-// a string, and 1 when it is missing or nonsense.
-func attemptOf(props map[string]any) int {
-	if n, ok := intProp(props, queue.PropAttempt); ok && n > 0 {
-		return n
-	}
-	return 1
-}
-
-func intProp(props map[string]any, key string) (int, bool) {
-	switch v := props[key].(type) {
-	case int:
-		return v, true
-	case int32:
-		return int(v), true
-	case int64:
-		return int(v), true
-	case uint32:
-		return int(v), true
-	case float64:
-		return int(v), true
-	case string:
-		n, err := strconv.Atoi(v)
-		return n, err == nil
-	}
-	return 0, false
 }
 
 func stringProp(props map[string]any, key string) string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
+	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -39,7 +40,10 @@ type heldMessage struct {
 	lockedUntil time.Time
 }
 
-var _ queue.Receiver = (*Receiver)(nil)
+var (
+	_ queue.Receiver = (*Receiver)(nil)
+	_ worker.Settler = (*Receiver)(nil)
+)
 
 // NewReceiver makes a peek-lock Receiver for queueName on client.
 func NewReceiver(client *azservicebus.Client, queueName string) (*Receiver, error) {
@@ -146,10 +150,24 @@ func (r *Receiver) Abandon(ctx context.Context, rc *queue.Received) error {
 // DeadLetterReceived moves the message to the queue's dead-letter sub-queue with reason and
 // description; infra forwards that sub-queue to the shared dead-letter queue.
 func (r *Receiver) DeadLetterReceived(ctx context.Context, rc *queue.Received, reason, description string) error {
+	return r.deadLetter(ctx, rc, reason, description, nil)
+}
+
+// deadLetter is DeadLetterReceived with application properties set on the dead letter as well.
+// The broker writes DeadLetterReason and DeadLetterErrorDescription itself, from the reason and
+// the description.
+func (r *Receiver) deadLetter(ctx context.Context, rc *queue.Received, reason, description string, props map[string]any) error {
+	var modify map[string]any
+	if len(props) > 0 {
+		modify = maps.Clone(props)
+		delete(modify, queue.PropDeadLetterReason)
+		delete(modify, queue.PropDeadLetterErrorDescription)
+	}
 	return r.settle("dead-letter", rc, func(m *azservicebus.ReceivedMessage) error {
 		return r.recv.DeadLetterMessage(ctx, m, &azservicebus.DeadLetterOptions{
-			Reason:           &reason,
-			ErrorDescription: &description,
+			Reason:             &reason,
+			ErrorDescription:   &description,
+			PropertiesToModify: modify,
 		})
 	})
 }
@@ -178,10 +196,10 @@ func (r *Receiver) RenewLock(ctx context.Context, rc *queue.Received) error {
 }
 
 // Reschedule sends a copy of rc due at `at` and then completes rc. The copy starts a fresh
-// delivery chain: its MessageID is <EventId>/retry/<n>, where n is the new Attempt (props'
-// Attempt if the caller set one, else rc's Attempt + 1), so duplicate detection does not drop
-// it. If the send fails rc is left locked and the error returned; the caller abandons it and
-// nothing is lost. If the complete fails after the send, the event will be processed twice,
+// delivery chain: its MessageID is queue.RetryID(rc.MessageID, n), where n is the new Attempt
+// (queue.RetryAttempt: props' Attempt if the caller set one, else rc's Attempt + 1), so
+// duplicate detection does not drop it. If the send fails rc is left locked and the error
+// returned; the caller abandons it and nothing is lost. If the complete fails after the send, the event will be processed twice,
 // which every step tolerates (idempotent by EventId).
 //
 // A lock already past its LockedUntil is reported as ErrLockLost before anything is sent: the
@@ -196,17 +214,56 @@ func (r *Receiver) Reschedule(ctx context.Context, rc *queue.Received, at time.T
 		c.ApplicationProperties = map[string]any{}
 	}
 	maps.Copy(c.ApplicationProperties, props)
-	attempt := attemptOf(rc.ApplicationProperties) + 1
-	if _, set := props[queue.PropAttempt]; set {
-		attempt = attemptOf(props)
-	}
+	attempt := queue.RetryAttempt(rc.ApplicationProperties, props)
 	c.ApplicationProperties[queue.PropAttempt] = int64(attempt)
-	c.MessageID = retryMessageID(rc.MessageID, attempt)
+	c.MessageID = queue.RetryID(rc.MessageID, attempt)
 	c.ScheduledEnqueueTime = at
 	if err := send(ctx, r.sender, &c); err != nil {
 		return fmt.Errorf("reschedule %s as %s: %w", rc.MessageID, c.MessageID, err)
 	}
 	return r.Complete(ctx, rc)
+}
+
+// Settle makes the worker's outcome true on the message d was received as, with this
+// receiver's settlements: Complete, Reschedule as out.Attempt, or the queue's own dead-letter
+// sub-queue with worker.DeadLetterInfo's properties. A settlement after the lock was lost fails
+// with queue.ErrLockLost and changes nothing.
+func (r *Receiver) Settle(ctx context.Context, d worker.Delivery, out worker.Outcome) error {
+	rc := r.receivedOf(d)
+	switch out.Kind {
+	case worker.Complete:
+		return r.Complete(ctx, rc)
+	case worker.RetryLater:
+		return r.Reschedule(ctx, rc, out.RetryAt, map[string]any{queue.PropAttempt: int64(out.Attempt)})
+	case worker.DeadLetter:
+		info := worker.DeadLetterInfo(d, out)
+		return r.deadLetter(ctx, rc, info.Reason, info.Description, info.Properties())
+	}
+	return fmt.Errorf("settle %s: unknown outcome %v", d.MessageID, out.Kind)
+}
+
+// receivedOf finds the locked message d was made from: the one this receiver holds under d's
+// lock token, with the lock expiry its renewals recorded, or else one made from d alone, which
+// is settled by token.
+func (r *Receiver) receivedOf(d worker.Delivery) *queue.Received {
+	rc := &queue.Received{
+		LockToken:      d.LockToken,
+		DeliveryCount:  d.DeliveryCount,
+		SequenceNumber: d.SequenceNumber,
+		EnqueuedTime:   d.EnqueuedTime,
+	}
+	r.mu.Lock()
+	h, held := r.locked[d.LockToken]
+	if held {
+		rc.LockedUntil = h.lockedUntil
+	}
+	r.mu.Unlock()
+	if held {
+		rc.Message = messageOf(h.msg)
+	} else {
+		rc.Message = *copyOfDelivery(d)
+	}
+	return rc
 }
 
 // Close detaches the links. Messages still locked go back to the queue when their locks expire.

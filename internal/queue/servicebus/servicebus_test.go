@@ -683,8 +683,8 @@ func TestDeadLetterQueue_resubmit_of_an_unknown_sequence_number_is_not_found_and
 		t.Fatal(err)
 	}
 	_, err := f.dlq.Resubmit(ctx, 42)
-	if !errors.Is(err, ErrDeadLetterNotFound) {
-		t.Fatalf("Resubmit error = %v, want ErrDeadLetterNotFound", err)
+	if !errors.Is(err, queue.ErrNotFound) {
+		t.Fatalf("Resubmit error = %v, want queue.ErrNotFound", err)
 	}
 	if n := len(f.resubmit.messages()); n != 0 {
 		t.Errorf("sent %d messages to the main queue, want none", n)
@@ -732,28 +732,6 @@ func TestDeadLetterQueue_resubmit_reports_the_new_id_when_the_removal_fails(t *t
 	}
 }
 
-func TestMessageIDs_stay_unique_per_chain_and_short(t *testing.T) {
-	at := time.Unix(0, 1764050000000000000)
-	tests := []struct {
-		name, got, want string
-	}{
-		{"first retry", retryMessageID("e", 2), "e/retry/2"},
-		{"next retry", retryMessageID("e/retry/2", 3), "e/retry/3"},
-		{"retry suffix that is not a number stays", retryMessageID("e/retry/x", 2), "e/retry/x/retry/2"},
-		{"retry of a resubmitted chain", retryMessageID("e/resubmit/9/retry/2", 3), "e/resubmit/9/retry/3"},
-		{"resubmit of the intake's message", resubmitMessageID("e", at), "e/resubmit/1764050000000000000"},
-		{"resubmit of a retry", resubmitMessageID("e/retry/5", at), "e/resubmit/1764050000000000000"},
-		{"resubmit of a resubmitted retry", resubmitMessageID("e/resubmit/1/retry/5", at), "e/resubmit/1764050000000000000"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if tt.got != tt.want {
-				t.Errorf("got %q, want %q", tt.got, tt.want)
-			}
-		})
-	}
-}
-
 func TestDeadLetterQueue_resubmit_releases_the_locks_it_took_when_its_context_ends(t *testing.T) {
 	f := newFixture(t)
 	ctx := testContext(t)
@@ -796,8 +774,8 @@ func TestDeadLetterQueue_purge_removes_only_the_named_dead_letter(t *testing.T) 
 	if n := len(f.resubmit.messages()); n != 0 {
 		t.Errorf("purge sent %d messages to the main queue, want none", n)
 	}
-	if err := f.dlq.PurgeDeadLetter(ctx, 2); !errors.Is(err, ErrDeadLetterNotFound) {
-		t.Errorf("second purge = %v, want ErrDeadLetterNotFound", err)
+	if err := f.dlq.PurgeDeadLetter(ctx, 2); !errors.Is(err, queue.ErrNotFound) {
+		t.Errorf("second purge = %v, want queue.ErrNotFound", err)
 	}
 }
 
