@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -33,16 +34,61 @@ type app struct {
 	admin   *admin.Server
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger logs at level in format (config.LogFormat*): JSON lines for a log pipeline, or
+// key=value text for a person; auto picks text when w is a terminal.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level)) // config.Load has checked the value
+	if logFormat(format, isTerminal(w)) == config.LogFormatText {
+		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: readableAttr}))
+	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// logFormat resolves the setting: auto is text on a terminal and JSON anywhere else (a file, a
+// pipe, a container runtime collecting stdout).
+func logFormat(setting string, terminal bool) string {
+	switch setting {
+	case config.LogFormatText, config.LogFormatJSON:
+		return setting
+	}
+	if terminal {
+		return config.LogFormatText
+	}
+	return config.LogFormatJSON
+}
+
+// isTerminal reports whether w is a character device, as a terminal is. A mode check is enough
+// here and needs no terminal library; the one other character device stdout is commonly bound
+// to, /dev/null, shows nothing whichever format it gets.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
+// readableAttr shortens the text format for a person: the time of day to the millisecond (the
+// date is today's), and no empty fields (an outcome without a reason says nothing by "reason=").
+func readableAttr(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) > 0 {
+		return a
+	}
+	switch {
+	case a.Key == slog.TimeKey && a.Value.Kind() == slog.KindTime:
+		return slog.String(slog.TimeKey, a.Value.Time().Format("15:04:05.000"))
+	case a.Value.Kind() == slog.KindString && a.Value.String() == "":
+		return slog.Attr{}
+	}
+	return a
 }
 
 // newApp builds the intake, the worker, the queue backend and the admin routes from the
 // settings. Any error here is a start-up problem and is reported before listening.
 func newApp(ctx context.Context, cfg config.Config, stdout io.Writer) (*app, error) {
-	log := newLogger(stdout, cfg.LogLevel)
+	log := newLogger(stdout, cfg.LogLevel, cfg.LogFormat)
 
 	parser, err := event.NewParser()
 	if err != nil {
