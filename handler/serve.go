@@ -52,6 +52,7 @@ func runServe(ctx context.Context, args []string, lookup config.Lookup, stdout, 
 	mux := http.NewServeMux()
 	a.routes(mux)
 	a.admin.DeadLetterRoutes(mux)
+	a.metricsRoute(mux)
 	if flags.postOnStart != "" {
 		go a.postSample(ctx, "http://"+ln.Addr().String()+"/api/dataverse/webhook", flags.postOnStart)
 	}
