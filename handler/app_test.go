@@ -65,3 +65,12 @@ func TestNewLogger_writes_json_lines_to_a_pipe_and_text_when_asked(t *testing.T)
 		t.Errorf("the text format shows an empty field: %q", text)
 	}
 }
+
+func TestServe_refuses_zero_max_attempts_naming_the_setting(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	env := mapEnv(map[string]string{"DVRELAY_MAX_ATTEMPTS": "0"})
+	code := run(t.Context(), []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, env, &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), `DVRELAY_MAX_ATTEMPTS: "0" is not a positive whole number`) {
+		t.Errorf("exit %d\n%s", code, stderr.String())
+	}
+}
