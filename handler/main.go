@@ -23,6 +23,10 @@ const usage = `usage:
   handler dlq list [flags]     list dead-lettered events
   handler dlq resubmit SEQ...  send dead-lettered events back to the main queue
   handler dlq purge SEQ...     delete dead-lettered events
+  handler register [flags]     register the intake as a Dataverse webhook with its step (--dry-run first)
+  handler unregister --name N  remove a webhook endpoint with its steps and images
+  handler registrations [flags] list the Dataverse steps that post to an intake URL
+  handler package [--out F]    build for linux/amd64 and write the deployment zip (default dvrelay.zip)
 
 Settings come from the environment; see README.md. Run 'handler serve -h' for its flags.
 `
@@ -48,6 +52,14 @@ func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stder
 		return runPost(ctx, args[1:], lookup, stdout, stderr)
 	case "dlq":
 		return runDLQ(ctx, args[1:], lookup, stdout, stderr)
+	case "register":
+		return runRegister(ctx, args[1:], lookup, stdout, stderr)
+	case "unregister":
+		return runUnregister(ctx, args[1:], lookup, stdout, stderr)
+	case "registrations":
+		return runRegistrations(ctx, args[1:], lookup, stdout, stderr)
+	case "package":
+		return runPackage(ctx, args[1:], lookup, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,14 +1,19 @@
 // dvrelay on Azure: a Service Bus namespace with the event queue and the one dead-letter queue
-// support looks in, and the `handler` binary as a Functions custom handler on Linux, reaching
-// Service Bus and its own storage through a user-assigned managed identity. No keys, connection
-// strings or other secrets are created or stored: local (SAS) auth is off on the namespace and
-// shared-key access is off on the storage account.
+// support looks in, and the `handler` binary as a Functions custom handler on Flex Consumption,
+// reaching Service Bus, its own storage and (optionally) Key Vault through one user-assigned
+// managed identity. Local (SAS) auth is off on the namespace and shared-key access is off on the
+// storage account, so no connection string exists to leak.
 //
-// Deploy into an existing resource group:
-//   az deployment group create -g <rg> -f infra/main.bicep -p baseName=dvrelay
-// then publish the app from the repository root (see infra/README.md).
+// `azd up` deploys it (azure.yaml, main.parameters.json); so does
+//   az deployment group create -g <rg> -f infra/main.bicep -p environmentName=prod
+// Every app setting the handler reads is a parameter below: the site's app settings are this
+// template's list and nothing else, so a setting added by hand in the portal is removed by the
+// next deployment. Set it here (azd env set <SETTING> <value>) instead.
 
 targetScope = 'resourceGroup'
+
+@description('azd environment name: part of every resource name and the azd-env-name tag. Empty outside azd.')
+param environmentName string = ''
 
 @description('Short name the resource names are built from (lower-case letters and digits).')
 @minLength(3)
@@ -17,15 +22,6 @@ param baseName string = 'dvrelay'
 
 @description('Region for every resource.')
 param location string = resourceGroup().location
-
-@description('The queue the intake publishes to and the worker is triggered by.')
-param queueName string = 'dataverse-events'
-
-@description('The one queue support looks in: the worker\'s parked events and the main queue\'s own dead letters.')
-param deadLetterQueueName string = 'dataverse-events-deadletter'
-
-@description('How long an event may wait on the main queue before it is dead-lettered (ISO 8601).')
-param messageTimeToLive string = 'P14D'
 
 @description('Upper bound on Flex Consumption instances; it also bounds the load on ERP, scoring and Dataverse.')
 @minValue(1)
@@ -40,20 +36,126 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
-@description('Also grant Azure Service Bus Data Owner on the main queue only. The Functions docs list Data Owner next to Data Receiver for the Service Bus trigger; turn this on if the app does not scale out on queue length with Receiver alone.')
-param grantTriggerScaleOwner bool = false
+@description('Grant Azure Service Bus Data Owner on the main queue (only there) so the platform can scale on queue length. See the role assignment below.')
+param grantTriggerScaleOwner bool = true
 
-var suffix = uniqueString(resourceGroup().id, baseName)
+@description('Keep the webhook secret and the Dataverse client secret in a Key Vault the app reads through Key Vault references. A vault is created only when one of them is set.')
+param useKeyVault bool = true
+
+@description('Email address told when dead-lettered events wait for support. Empty: the alert still fires and shows in the portal, but tells no one.')
+param alertEmail string = ''
+
+@description('Object id of a person or pipeline that may inspect and resubmit dead letters from a workstation (`handler dlq`): granted Service Bus Data Sender and Receiver. azd passes the signed-in principal.')
+param operatorPrincipalId string = ''
+
+// ---------------------------------------------------------------------------------------------
+// Settings the handler reads (README.md, "Settings"). An empty value is left out of the app
+// settings, so the handler's own default applies; the defaults are not repeated here.
+
+@description('ServiceBusQueueName: the queue the intake publishes to and the EventWorker trigger reads.')
+param queueName string = 'dataverse-events'
+
+@description('DeadLetterQueueName: the one queue support looks in (the worker\'s parked events and the main queue\'s own dead letters).')
+param deadLetterQueueName string = 'dataverse-events-deadletter'
+
+@description('DVRELAY_MAX_BODY_BYTES: intake body limit in bytes.')
+param maxBodyBytes string = ''
+
+@description('DVRELAY_WEBHOOK_SECRET: comma-separated shared secrets Dataverse sends in a header (HttpHeader auth). Stored in Key Vault when useKeyVault is true.')
+@secure()
+param webhookSecret string = ''
+
+@description('DVRELAY_WEBHOOK_SECRET_HEADER: the header the secret arrives in.')
+param webhookSecretHeader string = ''
+
+@description('DVRELAY_PUBLISH_TIMEOUT: how long the intake waits for Service Bus before answering 503 (Go duration, e.g. 10s).')
+param publishTimeout string = ''
+
+@description('DVRELAY_USE_SESSIONS: true sets SessionId = RecordId. It also makes the main queue session-enabled, which can only be chosen when the queue is created, and needs "isSessionsEnabled": true in EventWorker/function.json.')
+@allowed([
+  ''
+  'true'
+  'false'
+])
+param useSessions string = ''
+
+@description('DVRELAY_SHUTDOWN_GRACE: how long shutdown waits for in-flight work (Go duration).')
+param shutdownGrace string = ''
+
+@description('DVRELAY_ROUTES: the routes file, relative to the app root. `handler package` ships the file this names (azd passes the same value to the package hook).')
+param routesFile string = ''
+
+@description('DATAVERSE_URL: the environment URL, https://<org>.crm.dynamics.com. Empty: dataverse-update steps are skipped.')
+param dataverseUrl string = ''
+
+@description('DVRELAY_MAX_ATTEMPTS: delivery attempts before a transiently failing event is dead-lettered.')
+param maxAttempts string = ''
+
+@description('DVRELAY_IGNORE_USER_IDS: comma-separated systemuser ids (the integration\'s application user) whose events are skipped.')
+param ignoreUserIds string = ''
+
+@description('DVRELAY_LOG_LEVEL: debug, info, warn or error.')
+@allowed([
+  ''
+  'debug'
+  'info'
+  'warn'
+  'error'
+])
+param logLevel string = ''
+
+@description('DVRELAY_LOG_FORMAT: json, text, or auto (text on a terminal; in Azure stdout is not one, so JSON).')
+@allowed([
+  ''
+  'auto'
+  'json'
+  'text'
+])
+param logFormat string = ''
+
+@description('DVRELAY_CREDIT_URL: the credit scoring API the shipped routes call. Empty: that step is skipped.')
+param creditUrl string = ''
+
+@description('DVRELAY_ERP_URL: the ERP API the shipped routes call. Empty: that step is skipped.')
+param erpUrl string = ''
+
+@description('DVRELAY_SCORE_COLUMN: the column the credit score is written to.')
+param scoreColumn string = ''
+
+@description('AZURE_CLIENT_ID: the identity the handler calls Dataverse as. Empty: the app\'s own managed identity (give it an application user in Dataverse). With dataverseTenantId and dataverseClientSecret: an app registration.')
+param dataverseClientId string = ''
+
+@description('AZURE_TENANT_ID: the app registration\'s tenant, with dataverseClientId and dataverseClientSecret.')
+param dataverseTenantId string = ''
+
+@description('AZURE_CLIENT_SECRET: the app registration\'s secret. Stored in Key Vault when useKeyVault is true.')
+@secure()
+param dataverseClientSecret string = ''
+
+// ---------------------------------------------------------------------------------------------
+
+var suffix = uniqueString(resourceGroup().id, baseName, environmentName)
 var names = {
   identity: 'id-${baseName}-${suffix}'
   serviceBus: 'sb-${baseName}-${suffix}'
   storage: take('st${baseName}${suffix}', 24)
+  vault: take('kv${baseName}${suffix}', 24)
   logs: 'log-${baseName}-${suffix}'
   insights: 'appi-${baseName}-${suffix}'
   plan: 'plan-${baseName}-${suffix}'
   app: 'func-${baseName}-${suffix}'
+  actionGroup: 'ag-${baseName}-${suffix}'
+  deadLetterAlert: 'alert-${baseName}-${suffix}-dead-letters'
 }
+var tags = empty(environmentName) ? {} : { 'azd-env-name': environmentName }
+// azd finds the app to deploy to by this tag; the value is the service name in azure.yaml.
+var appTags = union(tags, { 'azd-service-name': 'dvrelay' })
 var deploymentContainerName = 'app-package'
+var secretNames = {
+  webhook: 'dvrelay-webhook-secret'
+  dataverseClient: 'dvrelay-dataverse-client-secret'
+}
+var keyVaultUsed = useKeyVault && (!empty(webhookSecret) || !empty(dataverseClientSecret))
 
 // Built-in role definition IDs (the same in every tenant).
 var roles = {
@@ -61,7 +163,9 @@ var roles = {
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
   serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -71,6 +175,7 @@ var roles = {
 resource appIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: names.identity
   location: location
+  tags: tags
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -79,6 +184,7 @@ resource appIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-3
 resource serviceBus 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: names.serviceBus
   location: location
+  tags: tags
   sku: {
     name: 'Standard'
     tier: 'Standard'
@@ -115,27 +221,32 @@ resource mainQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   parent: serviceBus
   name: queueName
   properties: {
-    // The worker bounds one delivery (every step and its quick retries) well inside this, and
-    // the host renews the lock for up to maxAutoLockRenewalDuration (host.json).
-    lockDuration: 'PT1M'
+    // One delivery is bounded by the worker's process timeout (2 min, quick retries included)
+    // plus the reroute of its outcome (a scheduled retry or a dead-letter copy): the handler's
+    // write timeout, 3 min. A lock that long covers a whole delivery even if a lock renewal
+    // fails; the host also renews it up to maxAutoLockRenewalDuration (host.json).
+    lockDuration: 'PT3M'
     // MessageID = EventId: a webhook Dataverse retries is dropped here, not processed twice.
+    // The same window as the embedded queue's DVRELAY_DUPLICATE_WINDOW default.
     requiresDuplicateDetection: true
     duplicateDetectionHistoryTimeWindow: 'PT10M'
-    // Only crash loops get here: the worker settles every outcome itself and answers 2xx, so a
-    // message is abandoned only when the handler fails to answer.
+    // The worker's retries do not count here: it schedules a fresh copy for each later attempt
+    // (DVRELAY_MAX_ATTEMPTS bounds those) and answers 2xx. Only a delivery the handler fails to
+    // answer (a crash, or the reroute itself failing) is abandoned and counted, so this bounds
+    // crash loops; the same ceiling as the embedded queue's DVRELAY_MAX_DELIVERY_COUNT default.
     maxDeliveryCount: 10
-    defaultMessageTimeToLive: messageTimeToLive
+    defaultMessageTimeToLive: 'P14D'
     deadLetteringOnMessageExpiration: true
     // The broker's own dead letters (crash loops, expiry) go to the same queue as the worker's
-    // parked copies, so support looks in one place.
+    // parked copies, so support looks in one place and one alert watches it.
     forwardDeadLetteredMessagesTo: deadLetterQueue.name
-    requiresSession: false
+    requiresSession: useSessions == 'true'
     enablePartitioning: false
   }
 }
 
 // Data Sender: the intake publishes, the worker schedules retries and parks copies.
-// Data Receiver: the Functions trigger, `handler serve` and the dead-letter tooling receive.
+// Data Receiver: the Functions trigger and the dead-letter tooling receive.
 resource serviceBusSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(serviceBus.id, appIdentity.id, roles.serviceBusDataSender)
   scope: serviceBus
@@ -156,6 +267,14 @@ resource serviceBusReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01'
   }
 }
 
+// Data Owner, on the main queue only, for scaling. Flex Consumption scales a Service Bus trigger
+// with the extension's target-based scaler, which reads the queue's active message count through
+// the administration API (GetQueueRuntimeProperties). That call needs the Manage right, which of
+// the data roles only Data Owner carries; with Receiver alone the scaler gives up
+// ("Target scaler is not supported") and the platform falls back to peeking at the first message.
+// (azure-sdk-for-net, Microsoft.Azure.WebJobs.Extensions.ServiceBus: ServiceBusMetricsProvider
+// GetMessageCountAsync, ServiceBusTargetScaler.) The Functions docs list Receiver or Owner for
+// the trigger. Set grantTriggerScaleOwner=false to keep least privilege and accept that fallback.
 resource triggerScaleOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantTriggerScaleOwner) {
   name: guid(mainQueue.id, appIdentity.id, roles.serviceBusDataOwner)
   scope: mainQueue
@@ -166,12 +285,32 @@ resource triggerScaleOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }
 
+// The operator's own access for `handler dlq list/resubmit` from a workstation.
+resource operatorSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(serviceBus.id, operatorPrincipalId, roles.serviceBusDataSender)
+  scope: serviceBus
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataSender)
+    principalId: operatorPrincipalId
+  }
+}
+
+resource operatorReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(serviceBus.id, operatorPrincipalId, roles.serviceBusDataReceiver)
+  scope: serviceBus
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.serviceBusDataReceiver)
+    principalId: operatorPrincipalId
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Host storage (AzureWebJobsStorage) and the deployment package container, reached by identity.
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: names.storage
   location: location
+  tags: tags
   kind: 'StorageV2'
   sku: {
     name: 'Standard_LRS'
@@ -198,11 +337,70 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+// Blob Data Owner: host storage and the Flex deployment container.
 resource storageBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, appIdentity.id, roles.storageBlobDataOwner)
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: appIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Table Data Contributor: the host writes diagnostic events to tables; without it the host log
+// fills with warnings.
+resource storageTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, appIdentity.id, roles.storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: appIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key Vault, only when there is a secret to keep. RBAC authorization: the app identity reads
+// secrets (Key Vault Secrets User); the deployment writes them through the control plane.
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = if (keyVaultUsed) {
+  name: names.vault
+  location: location
+  tags: tags
+  properties: {
+    tenantId: subscription().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 7
+  }
+}
+
+resource webhookSecretEntry 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (keyVaultUsed && !empty(webhookSecret)) {
+  parent: vault
+  name: secretNames.webhook
+  properties: {
+    value: webhookSecret
+  }
+}
+
+resource dataverseClientSecretEntry 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (keyVaultUsed && !empty(dataverseClientSecret)) {
+  parent: vault
+  name: secretNames.dataverseClient
+  properties: {
+    value: dataverseClientSecret
+  }
+}
+
+resource vaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (keyVaultUsed) {
+  name: guid(resourceGroup().id, names.vault, appIdentity.id, roles.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
     principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
   }
@@ -214,6 +412,7 @@ resource storageBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' =
 resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: names.logs
   location: location
+  tags: tags
   properties: {
     sku: {
       name: 'PerGB2018'
@@ -225,6 +424,7 @@ resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
 resource insights 'Microsoft.Insights/components@2020-02-02' = {
   name: names.insights
   location: location
+  tags: tags
   kind: 'web'
   properties: {
     Application_Type: 'web'
@@ -243,6 +443,71 @@ resource insightsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }
 
+resource alertActions 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: names.actionGroup
+  location: 'Global'
+  tags: tags
+  properties: {
+    groupShortName: 'dvrelay-dlq'
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'support'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+// Dead-letter depth. Everything that needs a person ends up as an active message of the
+// dead-letter queue: the worker parks its copies there and the main queue forwards its own dead
+// letters there (so the main queue's DeadletteredMessages stays at zero and is not watched).
+resource deadLetterAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: names.deadLetterAlert
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Events wait in ${deadLetterQueueName} for support: `handler dlq list` shows them with their reasons.'
+    severity: 2
+    enabled: true
+    scopes: [
+      serviceBus.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'DeadLetterQueueDepth'
+          metricNamespace: 'Microsoft.ServiceBus/namespaces'
+          metricName: 'ActiveMessages'
+          dimensions: [
+            {
+              name: 'EntityName'
+              operator: 'Include'
+              values: [
+                deadLetterQueue.name
+              ]
+            }
+          ]
+          operator: 'GreaterThan'
+          threshold: 0
+          timeAggregation: 'Maximum'
+        }
+      ]
+    }
+    actions: empty(alertEmail) ? [] : [
+      {
+        actionGroupId: alertActions.id
+      }
+    ]
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The Function App: Flex Consumption on Linux, custom handler. On Flex the worker runtime is the
 // site's functionAppConfig.runtime ('custom', which the platform exposes to the host as
@@ -251,6 +516,7 @@ resource insightsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: names.plan
   location: location
+  tags: tags
   kind: 'functionapp'
   sku: {
     name: 'FC1'
@@ -265,9 +531,136 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 // expect it (e.g. sb-dvrelay-abc.servicebus.windows.net); works in sovereign clouds too.
 var serviceBusHost = replace(replace(serviceBus.properties.serviceBusEndpoint, 'https://', ''), ':443/', '')
 
+// Key Vault references resolve with keyVaultReferenceIdentity (the app identity, below).
+var webhookSecretSetting = keyVaultUsed ? '@Microsoft.KeyVault(VaultName=${names.vault};SecretName=${secretNames.webhook})' : webhookSecret
+var dataverseClientSecretSetting = keyVaultUsed ? '@Microsoft.KeyVault(VaultName=${names.vault};SecretName=${secretNames.dataverseClient})' : dataverseClientSecret
+
+// Every app setting, in one list. Entries whose value is empty are dropped below, so the
+// handler's default applies to every setting not given.
+var appSettings = [
+  // Host storage by identity (the Functions host).
+  {
+    name: 'AzureWebJobsStorage__accountName'
+    value: storage.name
+  }
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__clientId'
+    value: appIdentity.properties.clientId
+  }
+  // Telemetry signed with the identity (the connection string carries no secret).
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: insights.properties.ConnectionString
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'ClientId=${appIdentity.properties.clientId};Authorization=AAD'
+  }
+  // Service Bus by identity: read by the trigger ("connection": "ServiceBusConnection") and by
+  // the handler's publisher and dead-letter sender, from the same settings.
+  {
+    name: 'ServiceBusConnection__fullyQualifiedNamespace'
+    value: serviceBusHost
+  }
+  {
+    name: 'ServiceBusConnection__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'ServiceBusConnection__clientId'
+    value: appIdentity.properties.clientId
+  }
+  {
+    name: 'ServiceBusQueueName'
+    value: queueName
+  }
+  {
+    name: 'DeadLetterQueueName'
+    value: deadLetterQueueName
+  }
+  // The handler's own settings.
+  {
+    name: 'DVRELAY_MAX_BODY_BYTES'
+    value: maxBodyBytes
+  }
+  {
+    name: 'DVRELAY_WEBHOOK_SECRET'
+    value: empty(webhookSecret) ? '' : webhookSecretSetting
+  }
+  {
+    name: 'DVRELAY_WEBHOOK_SECRET_HEADER'
+    value: webhookSecretHeader
+  }
+  {
+    name: 'DVRELAY_PUBLISH_TIMEOUT'
+    value: publishTimeout
+  }
+  {
+    name: 'DVRELAY_USE_SESSIONS'
+    value: useSessions
+  }
+  {
+    name: 'DVRELAY_SHUTDOWN_GRACE'
+    value: shutdownGrace
+  }
+  {
+    name: 'DVRELAY_ROUTES'
+    value: routesFile
+  }
+  {
+    name: 'DATAVERSE_URL'
+    value: dataverseUrl
+  }
+  {
+    name: 'DVRELAY_MAX_ATTEMPTS'
+    value: maxAttempts
+  }
+  {
+    name: 'DVRELAY_IGNORE_USER_IDS'
+    value: ignoreUserIds
+  }
+  {
+    name: 'DVRELAY_LOG_LEVEL'
+    value: logLevel
+  }
+  {
+    name: 'DVRELAY_LOG_FORMAT'
+    value: logFormat
+  }
+  {
+    name: 'DVRELAY_CREDIT_URL'
+    value: creditUrl
+  }
+  {
+    name: 'DVRELAY_ERP_URL'
+    value: erpUrl
+  }
+  {
+    name: 'DVRELAY_SCORE_COLUMN'
+    value: scoreColumn
+  }
+  {
+    name: 'AZURE_CLIENT_ID'
+    value: dataverseClientId
+  }
+  {
+    name: 'AZURE_TENANT_ID'
+    value: dataverseTenantId
+  }
+  {
+    name: 'AZURE_CLIENT_SECRET'
+    value: empty(dataverseClientSecret) ? '' : dataverseClientSecretSetting
+  }
+]
+
 resource app 'Microsoft.Web/sites@2024-04-01' = {
   name: names.app
   location: location
+  tags: appTags
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'
@@ -278,54 +671,10 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    keyVaultReferenceIdentity: appIdentity.id
     siteConfig: {
       minTlsVersion: '1.2'
-      appSettings: [
-        // Host storage by identity.
-        {
-          name: 'AzureWebJobsStorage__accountName'
-          value: storage.name
-        }
-        {
-          name: 'AzureWebJobsStorage__credential'
-          value: 'managedidentity'
-        }
-        {
-          name: 'AzureWebJobsStorage__clientId'
-          value: appIdentity.properties.clientId
-        }
-        // Service Bus by identity: read by the trigger ("connection": "ServiceBusConnection")
-        // and by the handler's own publisher and dead-letter sender, from the same settings.
-        {
-          name: 'ServiceBusConnection__fullyQualifiedNamespace'
-          value: serviceBusHost
-        }
-        {
-          name: 'ServiceBusConnection__credential'
-          value: 'managedidentity'
-        }
-        {
-          name: 'ServiceBusConnection__clientId'
-          value: appIdentity.properties.clientId
-        }
-        {
-          name: 'ServiceBusQueueName'
-          value: mainQueue.name
-        }
-        {
-          name: 'DeadLetterQueueName'
-          value: deadLetterQueue.name
-        }
-        // Telemetry signed with the identity (the connection string carries no secret).
-        {
-          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
-          value: insights.properties.ConnectionString
-        }
-        {
-          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
-          value: 'ClientId=${appIdentity.properties.clientId};Authorization=AAD'
-        }
-      ]
+      appSettings: filter(appSettings, setting => !empty(setting.value))
     }
     functionAppConfig: {
       deployment: {
@@ -349,17 +698,26 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     }
   }
   dependsOn: [
-    // The host reads storage and Service Bus as soon as it starts.
+    // The host reads storage, Service Bus and the Key Vault references as soon as it starts.
     deploymentContainer
     storageBlobOwner
+    storageTableContributor
     serviceBusSender
     serviceBusReceiver
+    vaultSecretsUser
+    webhookSecretEntry
+    dataverseClientSecretEntry
   ]
 }
 
-output functionAppName string = app.name
-output webhookUrl string = 'https://${app.properties.defaultHostName}/api/dataverse/webhook'
-output serviceBusNamespace string = serviceBusHost
-output queueName string = mainQueue.name
-output deadLetterQueueName string = deadLetterQueue.name
-output identityClientId string = appIdentity.properties.clientId
+// azd saves every output in the environment (azd env get-values). The setting-named ones let
+// `handler dlq` run against this namespace from a workstation after
+// `set -a; eval "$(azd env get-values)"; set +a`.
+output AZURE_FUNCTION_APP_NAME string = app.name
+output WEBHOOK_URL string = 'https://${app.properties.defaultHostName}/api/dataverse/webhook'
+output FUNCTION_KEY_COMMAND string = 'az functionapp function keys list --resource-group ${resourceGroup().name} --name ${app.name} --function-name DataverseWebhook --query default --output tsv'
+output APP_IDENTITY_CLIENT_ID string = appIdentity.properties.clientId
+output APPLICATIONINSIGHTS_NAME string = insights.name
+output ServiceBusConnection__fullyQualifiedNamespace string = serviceBusHost
+output ServiceBusQueueName string = mainQueue.name
+output DeadLetterQueueName string = deadLetterQueue.name

@@ -248,6 +248,14 @@ func (c *Client) newRequest(ctx context.Context, method, target string, body []b
 // do sends req and returns the body of a 2xx answer, or an *Error. A redirect is refused by
 // the outbound client and comes back as an *outbound.RedirectError.
 func (c *Client) do(req *http.Request) ([]byte, error) {
+	_, body, err := c.doResponse(req)
+	return body, err
+}
+
+// doResponse is do for callers that also need the answer's headers (Create reads
+// OData-EntityId). Every request of the client goes through it, so the one outbound policy and
+// the read bound apply to all of them.
+func (c *Client) doResponse(req *http.Request) (http.Header, []byte, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		// *url.Error repeats the whole URL; the callers already name the record.
@@ -255,23 +263,23 @@ func (c *Client) do(req *http.Request) ([]byte, error) {
 		if errors.As(err, &uerr) {
 			err = uerr.Err
 		}
-		return nil, fmt.Errorf("%s: %w", req.Method, err)
+		return nil, nil, fmt.Errorf("%s: %w", req.Method, err)
 	}
 	defer resp.Body.Close()
 	body, truncated, err := outbound.ReadLimited(resp.Body, maxBody)
 	if err != nil {
-		return nil, fmt.Errorf("read answer: %w", err)
+		return nil, nil, fmt.Errorf("read answer: %w", err)
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if truncated {
-			return nil, fmt.Errorf("%w: answer larger than %d bytes", ErrInvalidResponse, maxBody)
+			return nil, nil, fmt.Errorf("%w: answer larger than %d bytes", ErrInvalidResponse, maxBody)
 		}
-		return body, nil
+		return resp.Header, body, nil
 	}
 	if resp.StatusCode == http.StatusUnauthorized {
 		c.forgetToken(req)
 	}
-	return nil, errorFromResponse(resp, body, c.now())
+	return nil, nil, errorFromResponse(resp, body, c.now())
 }
 
 // forgetToken drops the cached token after a 401 for req, which may have been revoked early,

@@ -35,9 +35,10 @@ func (e *Error) HTTPStatus() int { return e.Status }
 // RetryAfterDelay reports how long the server asked to wait; zero when it did not say.
 func (e *Error) RetryAfterDelay() time.Duration { return e.RetryAfter }
 
-// maxBody bounds how much of an answer is read: the client reads metadata and error bodies
-// only, and both are small.
-const maxBody = 64 << 10
+// maxBody bounds how much of an answer is read. Error bodies and metadata are small; a page of
+// records (Get follows @odata.nextLink, Dataverse pages at 5,000 rows) with a $select fits well
+// within it, and a larger answer fails instead of being read into memory.
+const maxBody = 8 << 20
 
 // errorFromResponse builds an *Error from a non-2xx response. A body that is not the OData error
 // shape still yields an *Error carrying the status.

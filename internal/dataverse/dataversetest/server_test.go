@@ -1,0 +1,125 @@
+package dataversetest_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/dvrelay/dvrelay/internal/dataverse/dataversetest"
+)
+
+func do(t *testing.T, srv *dataversetest.Server, method, path, body string, header ...string) (int, http.Header, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL()+dataversetest.APIPath+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.Unmarshal(b, &out)
+	return resp.StatusCode, resp.Header, out
+}
+
+func values(out map[string]any) []map[string]any {
+	var recs []map[string]any
+	for _, v := range out["value"].([]any) {
+		recs = append(recs, v.(map[string]any))
+	}
+	return recs
+}
+
+var serviceEndpoints = dataversetest.Table{LogicalName: "serviceendpoint", EntitySet: "serviceendpoints", WriteOnly: []string{"authvalue"}}
+
+func TestServer_filters_on_text_guid_number_and_null_joined_by_and(t *testing.T) {
+	srv := dataversetest.NewServer(t, serviceEndpoints)
+	a := srv.Seed("serviceendpoints", map[string]any{"name": "It's A", "contract": 8, "_parent_value": nil})
+	srv.Seed("serviceendpoints", map[string]any{"name": "b", "contract": 8})
+	srv.Seed("serviceendpoints", map[string]any{"name": "It's A", "contract": 7})
+
+	for filter, want := range map[string]int{
+		"name eq 'it''s a' and contract eq 8":     1, // text without regard to case, '' for a quote
+		"serviceendpointid eq " + a:               1,
+		"contract eq 8":                           2,
+		"_parent_value eq null and contract eq 7": 1,
+		"name eq 'nobody'":                        0,
+	} {
+		status, _, out := do(t, srv, "GET", "serviceendpoints?$filter="+strings.ReplaceAll(filter, " ", "%20"), "")
+		if status != 200 || len(values(out)) != want {
+			t.Errorf("$filter=%s: %d with %v, want %d records", filter, status, out["value"], want)
+		}
+	}
+}
+
+func TestServer_select_top_and_write_only_columns(t *testing.T) {
+	srv := dataversetest.NewServer(t, serviceEndpoints)
+	srv.Seed("serviceendpoints", map[string]any{"name": "a", "authvalue": "secret", "url": "https://x"})
+	srv.Seed("serviceendpoints", map[string]any{"name": "b", "authvalue": "secret"})
+
+	_, _, out := do(t, srv, "GET", "serviceendpoints?$select=name,authvalue,description&$top=1", "")
+	recs := values(out)
+	if len(recs) != 1 {
+		t.Fatalf("$top=1 gave %d records", len(recs))
+	}
+	r := recs[0]
+	if _, leaked := r["authvalue"]; leaked || r["name"] != "a" || r["url"] != nil || r["serviceendpointid"] == nil {
+		t.Errorf("record = %v; want name and the id, a null description, no url, never authvalue", r)
+	}
+	if desc, has := r["description"]; !has || desc != nil {
+		t.Errorf("selected unset column = %v, want null", desc)
+	}
+}
+
+func TestServer_create_update_delete_as_the_Web_API_documents(t *testing.T) {
+	srv := dataversetest.NewServer(t, serviceEndpoints)
+
+	status, h, _ := do(t, srv, "POST", "serviceendpoints", `{"name":"a"}`)
+	if status != 204 || !strings.HasPrefix(h.Get("OData-EntityId"), srv.URL()+dataversetest.APIPath+"serviceendpoints(") {
+		t.Fatalf("POST: %d, OData-EntityId %q", status, h.Get("OData-EntityId"))
+	}
+	id := strings.TrimSuffix(strings.SplitN(h.Get("OData-EntityId"), "(", 2)[1], ")")
+
+	if status, _, _ := do(t, srv, "PATCH", "serviceendpoints("+id+")", `{"name":"b"}`, "If-Match", "*"); status != 204 {
+		t.Errorf("PATCH: %d", status)
+	}
+	missing := "00000000-0000-0000-0000-0000000000aa"
+	status, _, out := do(t, srv, "PATCH", "serviceendpoints("+missing+")", `{"name":"c"}`, "If-Match", "*")
+	if e, _ := out["error"].(map[string]any); status != 404 || e["code"] != dataversetest.CodeObjectDoesNotExist {
+		t.Errorf("PATCH of a missing record with If-Match: %d %v, want 404 %s", status, out, dataversetest.CodeObjectDoesNotExist)
+	}
+	if status, _, _ := do(t, srv, "PATCH", "serviceendpoints("+missing+")", `{"name":"c"}`); status != 204 || len(srv.Records("serviceendpoints")) != 2 {
+		t.Errorf("PATCH without If-Match is an upsert: %d, %d records", status, len(srv.Records("serviceendpoints")))
+	}
+	if status, _, _ := do(t, srv, "DELETE", "serviceendpoints("+id+")", ""); status != 204 {
+		t.Errorf("DELETE: %d", status)
+	}
+	if status, _, _ := do(t, srv, "DELETE", "serviceendpoints("+id+")", ""); status != 404 {
+		t.Errorf("second DELETE: %d, want 404", status)
+	}
+	if rec, _ := srv.Record("serviceendpoints", missing); rec["name"] != "c" {
+		t.Errorf("upserted record = %v", rec)
+	}
+}
+
+func TestServer_answers_entity_definitions_for_declared_tables(t *testing.T) {
+	srv := dataversetest.NewServer(t, dataversetest.Table{LogicalName: "opportunity", EntitySet: "opportunities"})
+	status, _, out := do(t, srv, "GET", "EntityDefinitions(LogicalName='opportunity')?$select=EntitySetName", "")
+	if status != 200 || out["EntitySetName"] != "opportunities" || out["PrimaryIdAttribute"] != "opportunityid" {
+		t.Errorf("EntityDefinitions: %d %v", status, out)
+	}
+	if status, _, _ := do(t, srv, "GET", "EntityDefinitions(LogicalName='nope')", ""); status != 404 {
+		t.Errorf("unknown table: %d, want 404", status)
+	}
+	if status, _, _ := do(t, srv, "GET", "nothings", ""); status != 404 {
+		t.Errorf("unknown entity set: %d, want 404", status)
+	}
+}

@@ -1,0 +1,213 @@
+// Package pack builds the deployment package of a Functions custom handler app: the zip that zip
+// deploy and azd upload. It holds host.json, every <Function>/function.json, the routes file and
+// the handler binary, cross-compiled for the Linux workers and stored executable at the path
+// host.json names. Nothing else from the source tree goes in, so the package cannot carry a
+// local.settings.json, test data or the embedded queue's data directory by accident.
+package pack
+
+import (
+	"archive/zip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Layout is what goes into the package, as slash-separated paths relative to the app root.
+type Layout struct {
+	// Root is the app root on disk: the directory holding host.json.
+	Root string
+	// Files are copied as they are: host.json, the routes file and each <Function>/function.json.
+	Files []string
+	// Functions are the function folder names (a folder is a function when it holds function.json).
+	Functions []string
+	// Executable is host.json's customHandler.description.defaultExecutablePath: where the
+	// binary goes, and the one entry stored with the execute bits.
+	Executable string
+}
+
+// ReadLayout reads host.json and finds the function folders under root. routesFile is the
+// routes file the worker reads (DVRELAY_ROUTES, routes.json by default), relative to root.
+func ReadLayout(root, routesFile string) (Layout, error) {
+	exe, err := executablePath(filepath.Join(root, "host.json"))
+	if err != nil {
+		return Layout{}, err
+	}
+	routes, err := relativeEntry(routesFile)
+	if err != nil {
+		return Layout{}, fmt.Errorf("routes file %q: %w", routesFile, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(routes))); err != nil {
+		return Layout{}, fmt.Errorf("routes file: %w", err)
+	}
+	functions, err := functionFolders(root)
+	if err != nil {
+		return Layout{}, err
+	}
+	files := []string{"host.json", routes}
+	for _, fn := range functions {
+		files = append(files, fn+"/function.json")
+	}
+	slices.Sort(files)
+	files = slices.Compact(files)
+	if slices.Contains(files, exe) {
+		return Layout{}, fmt.Errorf("host.json: defaultExecutablePath %q would overwrite a packaged file", exe)
+	}
+	return Layout{Root: root, Files: files, Functions: functions, Executable: exe}, nil
+}
+
+// Entries lists every path the package holds, the executable included, sorted.
+func (l Layout) Entries() []string {
+	entries := append(slices.Clone(l.Files), l.Executable)
+	slices.Sort(entries)
+	return entries
+}
+
+// executablePath reads the one host.json field the packager needs. The host resolves a relative
+// path against the app root, so only a clean relative path inside the package makes sense.
+func executablePath(hostJSON string) (string, error) {
+	raw, err := os.ReadFile(hostJSON)
+	if err != nil {
+		return "", fmt.Errorf("read host.json: %w", err)
+	}
+	var host struct {
+		CustomHandler struct {
+			Description struct {
+				DefaultExecutablePath string `json:"defaultExecutablePath"`
+			} `json:"description"`
+		} `json:"customHandler"`
+	}
+	if err := json.Unmarshal(raw, &host); err != nil {
+		return "", fmt.Errorf("parse %s: %w", hostJSON, err)
+	}
+	p := host.CustomHandler.Description.DefaultExecutablePath
+	if p == "" {
+		return "", fmt.Errorf("%s: customHandler.description.defaultExecutablePath is not set", hostJSON)
+	}
+	rel, err := relativeEntry(p)
+	if err != nil {
+		return "", fmt.Errorf("%s: defaultExecutablePath %q: %w", hostJSON, p, err)
+	}
+	return rel, nil
+}
+
+// relativeEntry turns a path from configuration into a zip entry name, refusing anything that
+// would land outside the app root.
+func relativeEntry(p string) (string, error) {
+	p = filepath.ToSlash(p)
+	if path.IsAbs(p) || filepath.IsAbs(p) {
+		return "", errors.New("must be relative to the app root")
+	}
+	clean := path.Clean(p)
+	if clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", errors.New("must name a file inside the app root")
+	}
+	return clean, nil
+}
+
+// functionFolders returns the top-level folders of root that hold a function.json, as the
+// host discovers them. Hidden folders (.git, .dvrelay, .azure) are never functions.
+func functionFolders(root string) ([]string, error) {
+	dirents, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("read app root: %w", err)
+	}
+	var functions []string
+	for _, d := range dirents {
+		if !d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			continue
+		}
+		_, err := os.Stat(filepath.Join(root, d.Name(), "function.json"))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("function folder %s: %w", d.Name(), err)
+		}
+		functions = append(functions, d.Name())
+	}
+	if len(functions) == 0 {
+		return nil, fmt.Errorf("no <Function>/function.json under %s", root)
+	}
+	return functions, nil
+}
+
+// WriteZip writes the package to w: the layout's files from disk and binary (a path on disk) at
+// the executable path. The binary is stored with mode 0755 in the entry's Unix external
+// attributes, so it stays executable however the zip is unpacked on Linux; the files get 0644.
+func WriteZip(w io.Writer, l Layout, binary string) error {
+	zw := zip.NewWriter(w)
+	for _, name := range l.Files {
+		if err := addFile(zw, name, filepath.Join(l.Root, filepath.FromSlash(name)), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := addFile(zw, l.Executable, binary, 0o755); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("finish zip: %w", err)
+	}
+	return nil
+}
+
+func addFile(zw *zip.Writer, name, src string, mode fs.FileMode) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("package %s: %w", name, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("package %s: %w", name, err)
+	}
+	hdr := &zip.FileHeader{Name: name, Method: zip.Deflate, Modified: info.ModTime()}
+	// SetMode marks the entry as made on Unix and puts the mode in the high 16 bits of the
+	// external attributes, which is where unzip and the Linux deployment services read it.
+	hdr.SetMode(mode)
+	dst, err := zw.CreateHeader(hdr)
+	if err != nil {
+		return fmt.Errorf("package %s: %w", name, err)
+	}
+	if _, err := io.Copy(dst, f); err != nil {
+		return fmt.Errorf("package %s: %w", name, err)
+	}
+	return nil
+}
+
+// WriteZipFile writes the package to the file out, replacing it only once the new one is
+// complete, so a failed run never leaves a half-written zip where a deployment would pick it up.
+func WriteZipFile(out string, l Layout, binary string) error {
+	if dir := filepath.Dir(out); dir != "." {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), ".pack-*.zip")
+	if err != nil {
+		return fmt.Errorf("create package file: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	if err := WriteZip(tmp, l, binary); err != nil {
+		tmp.Close()
+		return err
+	}
+	// CreateTemp makes the file private; a package is an ordinary build artifact.
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", out, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", out, err)
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return fmt.Errorf("write %s: %w", out, err)
+	}
+	return nil
+}

@@ -1,0 +1,328 @@
+package pack
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// built is the package the real build produced, shared by the tests that read it: building
+// the handler for linux/amd64 takes a while, so it happens once per test binary.
+var built struct {
+	zip      string
+	layout   Layout
+	progress string
+	err      error
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := func() int {
+		if !testing.Short() {
+			dir, err := os.MkdirTemp("", "pack-test-")
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			var progress bytes.Buffer
+			built.zip = filepath.Join(dir, "out", "dvrelay.zip")
+			built.layout, built.err = Package(context.Background(), Options{
+				Dir:         ".",
+				MainPackage: "./handler",
+				RoutesFile:  "routes.json",
+				Out:         built.zip,
+				Env:         os.Environ(),
+				Progress:    &progress,
+			})
+			built.progress = progress.String()
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// openBuilt opens the zip the real build wrote and indexes its entries by name.
+func openBuilt(t *testing.T) map[string]*zip.File {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the handler for linux/amd64; skipped with -short")
+	}
+	if built.err != nil {
+		t.Fatalf("Package: %v\n%s", built.err, built.progress)
+	}
+	zr, err := zip.OpenReader(built.zip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { zr.Close() })
+	entries := map[string]*zip.File{}
+	for _, f := range zr.File {
+		entries[f.Name] = f
+	}
+	return entries
+}
+
+func readEntry(t *testing.T, f *zip.File) []byte {
+	t.Helper()
+	rc, err := f.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := ModuleRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// hostExecutable reads defaultExecutablePath from the repository's host.json, the way the
+// Functions host does, independently of the code under test.
+func hostExecutable(t *testing.T, root string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(root, "host.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var host struct {
+		CustomHandler struct {
+			Description struct {
+				DefaultExecutablePath string `json:"defaultExecutablePath"`
+			} `json:"description"`
+		} `json:"customHandler"`
+	}
+	if err := json.Unmarshal(raw, &host); err != nil {
+		t.Fatal(err)
+	}
+	return host.CustomHandler.Description.DefaultExecutablePath
+}
+
+func TestPackage_zip_holds_host_json_every_function_json_routes_and_the_binary_where_host_json_says(t *testing.T) {
+	entries := openBuilt(t)
+	root := repoRoot(t)
+
+	want := []string{"host.json", "routes.json", hostExecutable(t, root)}
+	functionJSONs, err := filepath.Glob(filepath.Join(root, "*", "function.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(functionJSONs) < 2 {
+		t.Fatalf("found %d function.json files in the repository, want the intake and the worker", len(functionJSONs))
+	}
+	for _, p := range functionJSONs {
+		rel, _ := filepath.Rel(root, p)
+		want = append(want, filepath.ToSlash(rel))
+	}
+	slices.Sort(want)
+	var got []string
+	for name := range entries {
+		got = append(got, name)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("zip entries = %q, want exactly %q", got, want)
+	}
+
+	// The configuration files go in byte for byte.
+	for _, name := range want {
+		if name == hostExecutable(t, root) {
+			continue
+		}
+		src, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(readEntry(t, entries[name]), src) {
+			t.Errorf("%s in the zip differs from the repository's", name)
+		}
+	}
+	if !strings.Contains(built.progress, "building ./handler for linux/amd64") {
+		t.Errorf("progress on stderr = %q, want a line saying what is being built", built.progress)
+	}
+}
+
+func TestPackage_binary_is_a_static_linux_amd64_executable(t *testing.T) {
+	entries := openBuilt(t)
+	bin := readEntry(t, entries[hostExecutable(t, repoRoot(t))])
+
+	if !bytes.HasPrefix(bin, []byte("\x7fELF")) {
+		t.Fatalf("binary starts with %q, want the ELF magic \\x7fELF", bin[:min(4, len(bin))])
+	}
+	f, err := elf.NewFile(bytes.NewReader(bin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 {
+		t.Errorf("binary is %v %v, want ELFCLASS64 EM_X86_64", f.Class, f.Machine)
+	}
+	if f.Type != elf.ET_EXEC {
+		t.Errorf("binary type %v, want ET_EXEC", f.Type)
+	}
+	// CGO_ENABLED=0: no dynamic loader, so the binary runs on any Linux worker image.
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("binary asks for a dynamic loader (PT_INTERP): it was built with cgo")
+		}
+	}
+}
+
+func TestPackage_binary_keeps_its_execute_bits_in_the_zip(t *testing.T) {
+	entries := openBuilt(t)
+	exe := hostExecutable(t, repoRoot(t))
+	for name, f := range entries {
+		want := fs.FileMode(0o644)
+		if name == exe {
+			want = 0o755
+		}
+		// The Unix mode lives in the high 16 bits of the external attributes, and only counts
+		// when the entry says it was made on Unix (creator 3); unzip and the Linux deployment
+		// services read it from there.
+		if creator := f.CreatorVersion >> 8; creator != 3 {
+			t.Errorf("%s: creator system %d, want 3 (Unix) so the mode bits are honoured", name, creator)
+		}
+		unixMode := f.ExternalAttrs >> 16
+		if got := fs.FileMode(unixMode & 0o777); got != want {
+			t.Errorf("%s: mode %v in the external attributes, want %v", name, got, want)
+		}
+		if unixMode&0o170000 != 0o100000 {
+			t.Errorf("%s: external attributes %#o do not mark a regular file", name, unixMode)
+		}
+		if got := f.Mode(); got != want {
+			t.Errorf("%s: archive/zip reads mode %v, want %v", name, got, want)
+		}
+	}
+}
+
+// writeApp lays out a minimal app root for the layout tests.
+func writeApp(t *testing.T, hostJSON string, functions ...string) string {
+	t.Helper()
+	root := t.TempDir()
+	files := map[string]string{"host.json": hostJSON, "routes.json": `{"routes":[]}`}
+	for _, fn := range functions {
+		files[fn+"/function.json"] = `{"bindings":[]}`
+	}
+	for name, body := range files {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+const hostJSONWithExecutable = `{"version":"2.0","customHandler":{"description":{"defaultExecutablePath":"bin/handler"}}}`
+
+func TestReadLayout_takes_the_folders_holding_function_json_and_skips_hidden_ones(t *testing.T) {
+	root := writeApp(t, hostJSONWithExecutable, "Intake", "Worker", ".hidden")
+	if err := os.MkdirAll(filepath.Join(root, "docs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ReadLayout(root, "routes.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"Intake", "Worker"}; !slices.Equal(l.Functions, want) {
+		t.Errorf("functions = %q, want %q", l.Functions, want)
+	}
+	want := []string{"Intake/function.json", "Worker/function.json", "bin/handler", "host.json", "routes.json"}
+	if got := l.Entries(); !slices.Equal(got, want) {
+		t.Errorf("entries = %q, want %q", got, want)
+	}
+}
+
+func TestReadLayout_refuses_an_executable_path_outside_the_app_root(t *testing.T) {
+	for _, p := range []string{"../handler", "/usr/bin/handler", ""} {
+		t.Run(p, func(t *testing.T) {
+			root := writeApp(t, `{"customHandler":{"description":{"defaultExecutablePath":"`+p+`"}}}`, "Intake")
+			_, err := ReadLayout(root, "routes.json")
+			if err == nil || !strings.Contains(err.Error(), "defaultExecutablePath") {
+				t.Fatalf("err = %v, want one naming defaultExecutablePath", err)
+			}
+		})
+	}
+}
+
+func TestReadLayout_fails_without_any_function(t *testing.T) {
+	root := writeApp(t, hostJSONWithExecutable)
+	if _, err := ReadLayout(root, "routes.json"); err == nil || !strings.Contains(err.Error(), "function.json") {
+		t.Fatalf("err = %v, want one saying no function.json was found", err)
+	}
+}
+
+func TestReadLayout_ships_the_routes_file_the_worker_is_told_to_read(t *testing.T) {
+	root := writeApp(t, hostJSONWithExecutable, "Intake")
+	if err := os.WriteFile(filepath.Join(root, "routes.prod.json"), []byte(`{"routes":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ReadLayout(root, "routes.prod.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(l.Files, "routes.prod.json") || slices.Contains(l.Files, "routes.json") {
+		t.Errorf("files = %q, want routes.prod.json and not routes.json", l.Files)
+	}
+	if _, err := ReadLayout(root, "missing.json"); err == nil {
+		t.Error("a routes file that does not exist was accepted")
+	}
+}
+
+func TestWriteZipFile_leaves_no_zip_behind_when_packaging_fails(t *testing.T) {
+	root := writeApp(t, hostJSONWithExecutable, "Intake")
+	l, err := ReadLayout(root, "routes.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "dvrelay.zip")
+	if err := WriteZipFile(out, l, filepath.Join(root, "no-such-binary")); err == nil {
+		t.Fatal("packaging a missing binary succeeded")
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("stat %s after a failed run: %v, want not exist", out, err)
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(out), "*"))
+	if len(leftovers) != 0 {
+		t.Errorf("files left behind: %q", leftovers)
+	}
+}
+
+func TestModuleRoot_walks_up_to_go_mod(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "go.mod"), []byte("module example.com/app\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deep := filepath.Join(root, "a", "b")
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ModuleRoot(deep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != root {
+		t.Errorf("ModuleRoot(%s) = %s, want %s", deep, got, root)
+	}
+}
