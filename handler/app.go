@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 	"github.com/dvrelay/dvrelay/internal/httpauth"
 	"github.com/dvrelay/dvrelay/internal/httpintake"
 	"github.com/dvrelay/dvrelay/internal/httpworker"
+	"github.com/dvrelay/dvrelay/internal/metrics"
+	"github.com/dvrelay/dvrelay/internal/queue/local"
 )
 
 // app is everything one process runs, wired once from the configuration.
@@ -31,24 +34,72 @@ type app struct {
 	intake  *webhook.Intake
 	worker  *worker.Worker
 	admin   *admin.Server
+	auth    *httpauth.Authorizer // the webhook's secret, guarding the support routes and /metrics
+	metrics *metrics.Metrics
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// newLogger logs at level in format (config.LogFormat*): JSON lines for a log pipeline, or
+// key=value text for a person; auto picks text when w is a terminal.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level)) // config.Load has checked the value
+	if logFormat(format, isTerminal(w)) == config.LogFormatText {
+		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: readableAttr}))
+	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// logFormat resolves the setting: auto is text on a terminal and JSON anywhere else (a file, a
+// pipe, a container runtime collecting stdout).
+func logFormat(setting string, terminal bool) string {
+	switch setting {
+	case config.LogFormatText, config.LogFormatJSON:
+		return setting
+	}
+	if terminal {
+		return config.LogFormatText
+	}
+	return config.LogFormatJSON
+}
+
+// isTerminal reports whether w is a character device, as a terminal is. A mode check is enough
+// here and needs no terminal library; the one other character device stdout is commonly bound
+// to, /dev/null, shows nothing whichever format it gets.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}
+
+// readableAttr shortens the text format for a person: the time of day to the millisecond (the
+// date is today's), and no empty fields (an outcome without a reason says nothing by "reason=").
+func readableAttr(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) > 0 {
+		return a
+	}
+	switch {
+	case a.Key == slog.TimeKey && a.Value.Kind() == slog.KindTime:
+		return slog.String(slog.TimeKey, a.Value.Time().Format("15:04:05.000"))
+	case a.Value.Kind() == slog.KindString && a.Value.String() == "":
+		return slog.Attr{}
+	}
+	return a
 }
 
 // newApp builds the intake, the worker, the queue backend and the admin routes from the
 // settings. Any error here is a start-up problem and is reported before listening.
 func newApp(ctx context.Context, cfg config.Config, stdout io.Writer) (*app, error) {
-	log := newLogger(stdout, cfg.LogLevel)
+	log := newLogger(stdout, cfg.LogLevel, cfg.LogFormat)
 
 	parser, err := event.NewParser()
 	if err != nil {
 		return nil, fmt.Errorf("compile event schemas: %w", err)
 	}
-	w, err := newWorker(ctx, cfg, parser, log)
+	m := metrics.New(metrics.Options{Log: log})
+	w, err := newWorker(ctx, cfg, parser, log, m.ObserveStep)
 	if err != nil {
 		return nil, err
 	}
@@ -60,12 +111,16 @@ func newApp(ctx context.Context, cfg config.Config, stdout io.Writer) (*app, err
 	for _, s := range cfg.WebhookSecrets {
 		secrets = append(secrets, []byte(s))
 	}
+	if b.stats != nil {
+		m.CountQueue(queueStats(b.stats))
+	}
 	// The admin routes take the webhook's secret: one secret to rotate, and the same check.
+	auth := httpauth.New(cfg.SecretHeader, secrets...)
 	adm := admin.NewServer(admin.Config{
 		Backend:     b.name,
 		DeadLetters: b.deadLetters,
 		Stats:       b.stats,
-		Auth:        httpauth.New(cfg.SecretHeader, secrets...),
+		Auth:        auth,
 	}, log)
 	intake := webhook.New(webhook.Config{
 		MaxBodyBytes:   cfg.MaxBodyBytes,
@@ -73,21 +128,41 @@ func newApp(ctx context.Context, cfg config.Config, stdout io.Writer) (*app, err
 		SecretHeader:   cfg.SecretHeader,
 		PublishTimeout: cfg.PublishTimeout,
 		UseSessions:    cfg.UseSessions,
-	}, parser, b.publisher, log)
+	}, parser, m.Publisher(b.publisher), log)
 	log.InfoContext(ctx, "backend selected", slog.String("backend", b.name), slog.String("detail", b.detail))
-	return &app{cfg: cfg, log: log, backend: b, intake: intake, worker: w, admin: adm}, nil
+	return &app{cfg: cfg, log: log, backend: b, intake: intake, worker: w, admin: adm, auth: auth, metrics: m}, nil
+}
+
+// queueStats reads the backend's counts as the metrics show them.
+func queueStats(stats func(ctx context.Context) (local.Stats, error)) func(ctx context.Context) (metrics.QueueStats, error) {
+	return func(ctx context.Context) (metrics.QueueStats, error) {
+		s, err := stats(ctx)
+		return metrics.QueueStats{
+			Queued:          s.Queued,
+			Scheduled:       s.Scheduled,
+			DeadLettered:    s.DeadLettered,
+			OldestQueuedAge: s.OldestQueuedAge,
+		}, err
+	}
 }
 
 // routes are the paths both runtimes serve. Functions mode adds the envelope forms.
 func (a *app) routes(mux *http.ServeMux) {
-	mux.Handle("/api/dataverse/webhook", httpintake.Forwarded(a.intake)) // non-POST: 405 with Allow
+	mux.Handle("/api/dataverse/webhook", a.metrics.Intake(httpintake.Forwarded(a.intake))) // non-POST: 405 with Allow
 	a.admin.HealthRoute(mux)
+}
+
+// metricsRoute adds GET /metrics (Prometheus text format), behind the webhook's secret when one
+// is set, as the support routes are: the counts and route names are not for anyone who can reach
+// the port.
+func (a *app) metricsRoute(mux *http.ServeMux) {
+	mux.Handle("GET /metrics", a.auth.Require(a.metrics.Handler()))
 }
 
 // runConsumer drives the worker from the backend's receiver until ctx ends, then lets
 // in-flight messages finish within the shutdown grace.
 func (a *app) runConsumer(ctx context.Context) error {
-	c := consumer.New(a.backend.receiver, a.worker, consumer.Options{
+	c := consumer.New(a.backend.receiver, a.metrics.Processor(a.worker), consumer.Options{
 		Concurrency:   a.cfg.WorkerConcurrency,
 		LockDuration:  a.cfg.LockDuration,
 		ShutdownGrace: a.cfg.ShutdownGrace,

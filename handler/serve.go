@@ -52,6 +52,7 @@ func runServe(ctx context.Context, args []string, lookup config.Lookup, stdout, 
 	mux := http.NewServeMux()
 	a.routes(mux)
 	a.admin.DeadLetterRoutes(mux)
+	a.metricsRoute(mux)
 	if flags.postOnStart != "" {
 		go a.postSample(ctx, "http://"+ln.Addr().String()+"/api/dataverse/webhook", flags.postOnStart)
 	}
@@ -85,7 +86,7 @@ func parseServe(args []string, stderr io.Writer) (flags serveFlags, code int, ok
 
 // postSample posts file to the intake at url, as `serve --post` promises, and logs the answer.
 func (a *app) postSample(ctx context.Context, url, file string) {
-	status, body, err := postFile(ctx, url, file, a.cfg)
+	status, body, err := postFile(ctx, url, file, a.cfg, nil)
 	if err != nil {
 		a.log.Error("post sample event", slog.String("file", file), slog.String("error", err.Error()))
 		return

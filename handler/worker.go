@@ -15,8 +15,9 @@ import (
 
 // newWorker builds the worker from the routes file and the Dataverse settings. Without
 // DATAVERSE_URL the dataverse-update steps are skipped (the worker warns once at start).
-func newWorker(_ context.Context, cfg config.Config, parser *event.Parser, log *slog.Logger) (*worker.Worker, error) {
-	deps := worker.Deps{Settings: cfg.RouteVariable, Decoder: parser}
+// observe, when not nil, hears of every step run (for the step latency metrics).
+func newWorker(_ context.Context, cfg config.Config, parser *event.Parser, log *slog.Logger, observe worker.StepObserver) (*worker.Worker, error) {
+	deps := worker.Deps{Settings: cfg.RouteVariable, Decoder: parser, ObserveStep: observe}
 	if cfg.DataverseURL != "" {
 		// A user-assigned identity is named by AZURE_CLIENT_ID; without it, the identity the app
 		// already uses for Service Bus (infra/ deploys one identity for both) is the natural one.

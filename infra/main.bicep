@@ -104,6 +104,15 @@ param ignoreUserIds string = ''
 ])
 param logLevel string = ''
 
+@description('DVRELAY_LOG_FORMAT: json, text, or auto (text on a terminal; in Azure stdout is not one, so JSON).')
+@allowed([
+  ''
+  'auto'
+  'json'
+  'text'
+])
+param logFormat string = ''
+
 @description('DVRELAY_CREDIT_URL: the credit scoring API the shipped routes call. Empty: that step is skipped.')
 param creditUrl string = ''
 
@@ -617,6 +626,10 @@ var appSettings = [
   {
     name: 'DVRELAY_LOG_LEVEL'
     value: logLevel
+  }
+  {
+    name: 'DVRELAY_LOG_FORMAT'
+    value: logFormat
   }
   {
     name: 'DVRELAY_CREDIT_URL'

@@ -80,7 +80,13 @@ type Deps struct {
 	Now        func() time.Time // the clock for RetryAt; nil means time.Now
 	Jitter     func() float64   // a sample in [0,1); nil means math/rand/v2
 	StepTypes  map[string]StepType
+	// ObserveStep, when set, is told how each step that ran ended (metrics use it for latency).
+	ObserveStep StepObserver
 }
+
+// StepObserver hears of one step run: its route and name, the time it took with its quick
+// retries, and the class of its failure (0 when it succeeded or had nothing to do).
+type StepObserver func(route, step string, took time.Duration, failure Class)
 
 // Worker processes deliveries. It is safe for concurrent use.
 type Worker struct {
@@ -92,6 +98,7 @@ type Worker struct {
 	jitter         func() float64
 	policy         RetryPolicy
 	processTimeout time.Duration
+	observeStep    StepObserver
 	log            *slog.Logger
 }
 
@@ -115,6 +122,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
 		jitter:         deps.Jitter,
 		policy:         cfg.Retry.withDefaults(),
 		processTimeout: cfg.ProcessTimeout,
+		observeStep:    deps.ObserveStep,
 		log:            log,
 	}
 	if w.now == nil {
@@ -339,7 +347,15 @@ func (w *Worker) runStep(ctx context.Context, run *Run, s *boundStep) error {
 			break
 		}
 	}
-	ms := time.Since(start).Milliseconds()
+	took := time.Since(start)
+	if w.observeStep != nil {
+		var failure Class
+		if err != nil && !errors.Is(err, ErrNothingToDo) {
+			failure = Classify(err).Class
+		}
+		w.observeStep(run.Route, s.name, took, failure)
+	}
+	ms := took.Milliseconds()
 	switch {
 	case err == nil:
 		log.Info("step", "status", "ok", "tries", tries, "durationMs", ms)

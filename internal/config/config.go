@@ -13,6 +13,13 @@ import (
 	"time"
 )
 
+// Log formats (DVRELAY_LOG_FORMAT).
+const (
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+	LogFormatAuto = "auto" // text on a terminal, JSON otherwise
+)
+
 // Backend names, as shown in logs and in /api/health.
 const (
 	BackendServiceBus = "servicebus"
@@ -63,7 +70,7 @@ type Config struct {
 	// when the host set it, since standalone users may run the binary from elsewhere.
 	RoutesPath    string
 	DataverseURL  string
-	MaxAttempts   int // 0: the worker's default (retries spanning at least six hours)
+	MaxAttempts   int // unset: 0, the worker's default (retries spanning at least six hours)
 	IgnoreUserIDs []string
 
 	// The Dataverse identity: an app registration when all three AZURE_* values are set, else a
@@ -74,6 +81,9 @@ type Config struct {
 	IdentityEndpoint  string // IDENTITY_ENDPOINT
 
 	LogLevel string
+	// LogFormat is text, json or auto: text when stdout is a terminal (a person reading), JSON
+	// lines otherwise (a log pipeline).
+	LogFormat string
 
 	// routeVariables answers ${NAME} references in the routes file. Their names are the routes
 	// file's choice, so they cannot be read up front with the settings above.
@@ -134,7 +144,7 @@ func Load(lookup Lookup) (Config, error) {
 
 		RoutesPath:    resolveAgainst(r.str("FUNCTIONS_APP_ROOT_PATH", ""), r.str("DVRELAY_ROUTES", "routes.json")),
 		DataverseURL:  strings.TrimRight(r.str("DATAVERSE_URL", ""), "/"),
-		MaxAttempts:   r.nonNegativeInt("DVRELAY_MAX_ATTEMPTS", 0),
+		MaxAttempts:   r.maxAttempts("DVRELAY_MAX_ATTEMPTS"),
 		IgnoreUserIDs: r.list("DVRELAY_IGNORE_USER_IDS"),
 
 		AzureTenantID:     r.str("AZURE_TENANT_ID", ""),
@@ -142,7 +152,8 @@ func Load(lookup Lookup) (Config, error) {
 		AzureClientSecret: r.str("AZURE_CLIENT_SECRET", ""),
 		IdentityEndpoint:  r.str("IDENTITY_ENDPOINT", ""),
 
-		LogLevel: strings.ToLower(r.str("DVRELAY_LOG_LEVEL", "info")),
+		LogLevel:  strings.ToLower(r.str("DVRELAY_LOG_LEVEL", "info")),
+		LogFormat: strings.ToLower(r.str("DVRELAY_LOG_FORMAT", LogFormatAuto)),
 
 		routeVariables: lookup,
 	}
@@ -156,6 +167,11 @@ func Load(lookup Lookup) (Config, error) {
 	case "debug", "info", "warn", "error":
 	default:
 		r.fail("DVRELAY_LOG_LEVEL", fmt.Sprintf("%q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case LogFormatText, LogFormatJSON, LogFormatAuto:
+	default:
+		r.fail("DVRELAY_LOG_FORMAT", fmt.Sprintf("%q is not one of text, json, auto", c.LogFormat))
 	}
 	if c.LockDuration < time.Second {
 		r.fail("DVRELAY_LOCK_DURATION", "must be at least 1s")
@@ -245,8 +261,11 @@ func (r *reader) positiveInt(name string, def int) int {
 	return int(r.intAtLeast(name, int64(def), 1, "a positive whole number"))
 }
 
-func (r *reader) nonNegativeInt(name string, def int) int {
-	return int(r.intAtLeast(name, int64(def), 0, "a whole number ≥ 0"))
+// maxAttempts reads a positive number of attempts. Unset gives 0, which the worker reads as
+// its default; a 0 written out is refused rather than read the same way, since whoever wrote
+// it meant something else (no retries, or none at all).
+func (r *reader) maxAttempts(name string) int {
+	return int(r.intAtLeast(name, 0, 1, "a positive whole number (leave it unset for the default: retries spanning about six hours)"))
 }
 
 // intAtLeast reads a whole number no smaller than least; what names the accepted values.

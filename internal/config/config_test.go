@@ -202,3 +202,42 @@ func TestLoad_reads_the_dataverse_identity(t *testing.T) {
 		t.Errorf("identity = %q %q %q %q", c.AzureTenantID, c.AzureClientID, c.AzureClientSecret, c.IdentityEndpoint)
 	}
 }
+
+func TestLoad_refuses_zero_max_attempts_naming_the_setting(t *testing.T) {
+	// 0 used to mean "the default, 13" without a word: someone who wrote 0 meant something else.
+	for _, v := range []string{"0", "-3", "many"} {
+		_, err := config.Load(lookupFrom(map[string]string{"DVRELAY_MAX_ATTEMPTS": v}))
+		if err == nil || !strings.Contains(err.Error(), `DVRELAY_MAX_ATTEMPTS: "`+v+`" is not a positive whole number`) {
+			t.Errorf("DVRELAY_MAX_ATTEMPTS=%s: error %v", v, err)
+		}
+	}
+}
+
+func TestLoad_reads_max_attempts_and_leaves_the_default_to_the_worker_when_unset(t *testing.T) {
+	c, err := config.Load(lookupFrom(map[string]string{"DVRELAY_MAX_ATTEMPTS": "5"}))
+	if err != nil || c.MaxAttempts != 5 {
+		t.Errorf("DVRELAY_MAX_ATTEMPTS=5: %d, %v", c.MaxAttempts, err)
+	}
+	c, err = config.Load(lookupFrom(nil))
+	if err != nil || c.MaxAttempts != 0 {
+		t.Errorf("unset: MaxAttempts = %d (want 0: the worker's default), %v", c.MaxAttempts, err)
+	}
+}
+
+func TestLoad_reads_the_log_format(t *testing.T) {
+	cases := map[string]string{"": config.LogFormatAuto, "auto": config.LogFormatAuto, "TEXT": config.LogFormatText, " json ": config.LogFormatJSON}
+	for v, want := range cases {
+		env := map[string]string{}
+		if v != "" {
+			env["DVRELAY_LOG_FORMAT"] = v
+		}
+		c, err := config.Load(lookupFrom(env))
+		if err != nil || c.LogFormat != want {
+			t.Errorf("DVRELAY_LOG_FORMAT=%q: %q, %v; want %q", v, c.LogFormat, err, want)
+		}
+	}
+	_, err := config.Load(lookupFrom(map[string]string{"DVRELAY_LOG_FORMAT": "pretty"}))
+	if err == nil || !strings.Contains(err.Error(), `DVRELAY_LOG_FORMAT: "pretty" is not one of text, json, auto`) {
+		t.Errorf("DVRELAY_LOG_FORMAT=pretty: error %v", err)
+	}
+}
