@@ -23,7 +23,7 @@ import (
 	"github.com/dvrelay/dvrelay/internal/httpintake"
 	"github.com/dvrelay/dvrelay/internal/httpworker"
 	"github.com/dvrelay/dvrelay/internal/metrics"
-	"github.com/dvrelay/dvrelay/internal/queue/local"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // app is everything one process runs, wired once from the configuration.
@@ -134,7 +134,7 @@ func newApp(ctx context.Context, cfg config.Config, stdout io.Writer) (*app, err
 }
 
 // queueStats reads the backend's counts as the metrics show them.
-func queueStats(stats func(ctx context.Context) (local.Stats, error)) func(ctx context.Context) (metrics.QueueStats, error) {
+func queueStats(stats func(ctx context.Context) (queue.Stats, error)) func(ctx context.Context) (metrics.QueueStats, error) {
 	return func(ctx context.Context) (metrics.QueueStats, error) {
 		s, err := stats(ctx)
 		return metrics.QueueStats{
