@@ -84,10 +84,10 @@ func (r *Recoverer) entitySet(ctx context.Context, entity string) (string, error
 		set, err = r.api.EntitySetName(ctx, entity)
 		return err
 	})
-	if err != nil {
-		return "", fmt.Errorf("find the entity set of table %s: %w", entity, err)
+	if isNotFound(err) {
+		return "", fmt.Errorf("table %s is not in this environment: %w", entity, err)
 	}
-	return set, nil
+	return set, err
 }
 
 // column is a column logical name as the canonical schema admits it.
