@@ -26,6 +26,7 @@ const usage = `usage:
   handler register [flags]     register the intake as a Dataverse webhook with its step (--dry-run first)
   handler unregister --name N  remove a webhook endpoint with its steps and images
   handler registrations [flags] list the Dataverse steps that post to an intake URL
+  handler recover --since D [flags] queue reconcile events for webhook posts Dataverse gave up on (--dry-run first)
 
 Settings come from the environment; see README.md. Run 'handler serve -h' for its flags.
 `
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stder
 		return runUnregister(ctx, args[1:], lookup, stdout, stderr)
 	case "registrations":
 		return runRegistrations(ctx, args[1:], lookup, stdout, stderr)
+	case "recover":
+		return runRecover(ctx, args[1:], lookup, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
