@@ -152,6 +152,9 @@ func recoverCommand(ctx context.Context, args []string, lookup func(string) (str
 			fmt.Fprintf(stderr, "handler recover: %d/%d system jobs", done, len(jobs))
 		}
 	})
+	if progress && sum.NotTried > 0 {
+		fmt.Fprint(stderr, clearLine) // the run stopped with a count drawn
+	}
 	fmt.Fprintln(stdout, sum)
 	if !sum.OK() {
 		fmt.Fprintln(stderr, "handler recover: some jobs were not recovered; fix what their lines say and run the same command again (it publishes the same EventIds, and the queue drops those it already holds)")
