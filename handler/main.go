@@ -27,6 +27,7 @@ const usage = `usage:
   handler unregister --name N  remove a webhook endpoint with its steps and images
   handler registrations [flags] list the Dataverse steps that post to an intake URL
   handler package [--out F]    build for linux/amd64 and write the deployment zip (default dvrelay.zip)
+  handler recover --since D [flags] queue reconcile events for webhook posts Dataverse gave up on (--dry-run first)
 
 Settings come from the environment; see README.md. Run 'handler serve -h' for its flags.
 `
@@ -60,6 +61,8 @@ func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stder
 		return runRegistrations(ctx, args[1:], lookup, stdout, stderr)
 	case "package":
 		return runPackage(ctx, args[1:], lookup, stdout, stderr)
+	case "recover":
+		return runRecover(ctx, args[1:], lookup, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

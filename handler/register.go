@@ -79,8 +79,8 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) int {
 	return -1
 }
 
-// registrar signs in and builds the Web API client. Errors are configuration problems (exit 2).
-func (d operatorDeps) registrar(cmd string, cfg config.Config, of operatorFlags, stderr io.Writer) (*registration.Registrar, error) {
+// webAPI signs in and builds the Web API client. Errors are configuration problems (exit 2).
+func (d operatorDeps) webAPI(cfg config.Config, of operatorFlags, stderr io.Writer) (*dataverse.Client, error) {
 	envURL := *of.dataverseURL
 	if envURL == "" {
 		envURL = cfg.DataverseURL
@@ -96,12 +96,28 @@ func (d operatorDeps) registrar(cmd string, cfg config.Config, of operatorFlags,
 	if err != nil {
 		return nil, fmt.Errorf("--dataverse-url: %w", err)
 	}
-	return registration.New(client, registration.Options{
+	return client, nil
+}
+
+// retry is how an operator command waits when Dataverse limits requests: as long as it asks,
+// saying so on stderr.
+func (d operatorDeps) retry(cmd string, stderr io.Writer) dataverse.Retry {
+	return dataverse.Retry{
 		Sleep: d.sleep,
 		OnWait: func(wait time.Duration, cause error) {
 			fmt.Fprintf(stderr, "handler %s: Dataverse is limiting requests (%v); waiting %s as it asked\n", cmd, cause, wait)
 		},
-	}), nil
+	}
+}
+
+// registrar signs in and builds the registration client. Errors are configuration problems (exit 2).
+func (d operatorDeps) registrar(cmd string, cfg config.Config, of operatorFlags, stderr io.Writer) (*registration.Registrar, error) {
+	client, err := d.webAPI(cfg, of, stderr)
+	if err != nil {
+		return nil, err
+	}
+	retry := d.retry(cmd, stderr)
+	return registration.New(client, registration.Options{Sleep: retry.Sleep, OnWait: retry.OnWait}), nil
 }
 
 // operatorIdentity gathers who the operator signs in as, from the same settings the worker's

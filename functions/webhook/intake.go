@@ -247,6 +247,14 @@ func parseError(err error) error {
 }
 
 func (in *Intake) message(ev event.Event) (*queue.Message, error) {
+	return EventMessage(ev, in.cfg.UseSessions)
+}
+
+// EventMessage is the queue message that carries ev, as the intake publishes it: MessageID is
+// the EventId (duplicate detection), Subject the EventName, and with useSessions SessionID is
+// the RecordId. Anything else that queues an event (handler recover) builds it here, so the
+// worker sees one shape.
+func EventMessage(ev event.Event, useSessions bool) (*queue.Message, error) {
 	body, err := encodeEvent(ev)
 	if err != nil {
 		return nil, fmt.Errorf("encode event %s: %w", ev.EventID, err)
@@ -263,7 +271,7 @@ func (in *Intake) message(ev event.Event) (*queue.Message, error) {
 			queue.PropEntity:    ev.Entity,
 		},
 	}
-	if in.cfg.UseSessions {
+	if useSessions {
 		m.SessionID = ev.RecordID
 	}
 	return m, nil

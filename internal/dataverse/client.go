@@ -141,6 +141,23 @@ func WithRequestIDs(ctx context.Context, ids RequestIDs) context.Context {
 	return context.WithValue(ctx, requestIDsKey{}, ids)
 }
 
+type annotationsKey struct{}
+
+// WithAnnotations returns a context whose Web API requests ask for the named annotations
+// (Prefer: odata.include-annotations="<names>"). Reads then carry them beside each column as
+// "<column>@<annotation>", e.g. "_parentaccountid_value@Microsoft.Dynamics.CRM.lookuplogicalname"
+// (the table a lookup points to) or "...@OData.Community.Display.V1.FormattedValue" (a lookup's
+// name). Names are fixed by the caller's code, never taken from input; "*" asks for all.
+func WithAnnotations(ctx context.Context, names ...string) context.Context {
+	return context.WithValue(ctx, annotationsKey{}, strings.Join(names, ","))
+}
+
+// Annotation names a reader of lookups asks for with WithAnnotations.
+const (
+	AnnotationLookupLogicalName = "Microsoft.Dynamics.CRM.lookuplogicalname"
+	AnnotationFormattedValue    = "OData.Community.Display.V1.FormattedValue"
+)
+
 // Update sets columns on an existing record: PATCH <set>(<id>) with If-Match: *, so a record
 // that was deleted yields a 404 *Error instead of being re-created. Values use the Web API
 // formats (money and decimals as numbers, choices as integers, lookups via @odata.bind keys).
@@ -233,6 +250,9 @@ func (c *Client) newRequest(ctx context.Context, method, target string, body []b
 	req.Header.Set("OData-Version", "4.0")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if names, ok := ctx.Value(annotationsKey{}).(string); ok && names != "" {
+		req.Header.Set("Prefer", `odata.include-annotations="`+names+`"`)
 	}
 	if ids, ok := ctx.Value(requestIDsKey{}).(RequestIDs); ok {
 		if ids.IdempotencyKey != "" {

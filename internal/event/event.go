@@ -12,6 +12,7 @@ const SchemaVersion = "1.0"
 const (
 	SourceWebhook = "dataverse-webhook" // a RemoteExecutionContext posted by a webhook step
 	SourcePlugin  = "dataverse-plugin"  // the compact event posted by a custom plugin
+	SourceRecover = "dataverse-recover" // re-read by handler recover for a system job that failed
 )
 
 // Event is the canonical event: the body of every queue message. The five names of the compact

@@ -8,8 +8,9 @@
 // with "dataversetest:" and names what is missing, so a test never passes by accident:
 //
 //   - GET <set>, with $filter (comparisons "<column> eq <literal>" joined by "and"; literals
-//     'text', a GUID, a whole or decimal number, true, false, null; text compares without
-//     regard to case, as Dataverse's collation does), $select, $top and $orderby;
+//     'text', a GUID, a whole or decimal number, a date-time such as 2026-11-01T00:00:00Z,
+//     true, false, null; text compares without regard to case, as Dataverse's collation does;
+//     "<column> ge <literal>" for numbers and date-times), $select, $top and $orderby;
 //   - GET <set>(<id>) with $select;
 //   - POST <set> (Prefer: return=representation answers 201 with the record);
 //   - PATCH <set>(<id>) (with If-Match: * a missing record is 404; without If-Match an upsert);
@@ -18,6 +19,12 @@
 //
 // Lookups are written as "<navigation>@odata.bind": "/<set>(<id>)" and read back as
 // "_<lookup>_value"; the bound record must exist, as in Dataverse.
+//
+// Annotations are seeded as columns named "<column>@<annotation>", e.g.
+// "_regardingobjectid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "opportunity". As in the
+// Web API, a read returns them beside their column (selected or not left out by $select) only
+// when its Prefer header asks with odata.include-annotations="<names>" ("*", a name, or a
+// prefix ending in "*").
 package dataversetest
 
 import (
@@ -492,7 +499,7 @@ func (s *Server) query(t *table, r *http.Request) (int, http.Header, any, *apiEr
 	sel := selection(q.Get("$select"))
 	value := make([]map[string]any, 0, len(matched))
 	for _, rec := range matched {
-		value = append(value, s.render(t, rec, sel))
+		value = append(value, s.render(t, rec, sel, requestedAnnotations(r)))
 	}
 	out["value"] = value
 	return http.StatusOK, nil, out, nil
@@ -510,7 +517,7 @@ func (s *Server) retrieve(t *table, id string, r *http.Request) (int, http.Heade
 	if !ok {
 		return 0, nil, nil, notFound(t, id)
 	}
-	out := s.render(t, rec, selection(q.Get("$select")))
+	out := s.render(t, rec, selection(q.Get("$select")), requestedAnnotations(r))
 	out["@odata.context"] = s.srv.URL + APIPath + "$metadata#" + t.EntitySet + "/$entity"
 	return http.StatusOK, nil, out, nil
 }
@@ -538,7 +545,7 @@ func (s *Server) create(t *table, r *http.Request, body []byte) (int, http.Heade
 	header := http.Header{}
 	header.Set("OData-EntityId", s.srv.URL+APIPath+t.EntitySet+"("+id+")")
 	if strings.Contains(r.Header.Get("Prefer"), "return=representation") {
-		return http.StatusCreated, header, s.render(t, t.records[id], nil), nil
+		return http.StatusCreated, header, s.render(t, t.records[id], nil, requestedAnnotations(r)), nil
 	}
 	return http.StatusNoContent, header, nil, nil
 }
@@ -650,23 +657,59 @@ func etag(version int64) string { return `W/"` + strconv.FormatInt(version, 10) 
 
 // render is a record as the Web API returns it: write-only columns left out, only the selected
 // columns (null when unset) plus the primary key when sel is not nil, and an etag.
-func (s *Server) render(t *table, rec map[string]any, sel []string) map[string]any {
+func (s *Server) render(t *table, rec map[string]any, sel []string, wanted annotations) map[string]any {
 	out := map[string]any{"@odata.etag": etag(t.versions[fmt.Sprint(rec[t.PrimaryKey])])}
 	if sel == nil {
 		for k, v := range rec {
-			if !t.writeOnly[k] {
-				out[k] = v
+			column, annotation, isAnnotation := strings.Cut(k, "@")
+			if t.writeOnly[column] || (isAnnotation && !wanted.has(annotation)) {
+				continue
 			}
+			out[k] = v
 		}
 		return out
 	}
 	out[t.PrimaryKey] = rec[t.PrimaryKey]
 	for _, c := range sel {
-		if !t.writeOnly[c] {
-			out[c] = rec[c]
+		if t.writeOnly[c] {
+			continue
+		}
+		out[c] = rec[c]
+		for k, v := range rec {
+			if annotation, ok := strings.CutPrefix(k, c+"@"); ok && wanted.has(annotation) {
+				out[k] = v
+			}
 		}
 	}
 	return out
+}
+
+// annotations are the names a request's Prefer: odata.include-annotations="…" asks for.
+type annotations []string
+
+var includeAnnotations = regexp.MustCompile(`odata\.include-annotations="([^"]*)"`)
+
+func requestedAnnotations(r *http.Request) annotations {
+	m := includeAnnotations.FindStringSubmatch(r.Header.Get("Prefer"))
+	if m == nil {
+		return nil
+	}
+	var names annotations
+	for _, n := range strings.Split(m[1], ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+func (a annotations) has(name string) bool {
+	for _, n := range a {
+		if prefix, wildcard := strings.CutSuffix(n, "*"); n == name || (wildcard && strings.HasPrefix(name, prefix)) {
+			return true
+		}
+	}
+	return false
 }
 
 func selection(sel string) []string {
@@ -682,16 +725,22 @@ func selection(sel string) []string {
 	return cols
 }
 
-// condition is one "<column> eq <literal>" of a $filter.
+// condition is one "<column> eq|ge <literal>" of a $filter.
 type condition struct {
 	column string
-	value  any // string, json.Number, bool or nil
+	ge     bool // ge instead of eq
+	value  any  // string, json.Number, time.Time, bool or nil
 }
 
 var (
-	filterCondition = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_]*)\s+eq\s+('(?:[^']|'')*'|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|-?[0-9]+(?:\.[0-9]+)?|true|false|null)\s*$`)
+	filterCondition = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_]*)\s+(eq|ge)\s+('(?:[^']|'')*'|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|` + dateTimeLiteral + `|-?[0-9]+(?:\.[0-9]+)?|true|false|null)\s*$`)
 	filterAnd       = regexp.MustCompile(`\s+and\s+`)
 )
+
+// dateTimeLiteral is an OData DateTimeOffset literal, written without quotes.
+const dateTimeLiteral = `[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}:[0-9]{2})`
+
+var dateTime = regexp.MustCompile(`^` + dateTimeLiteral + `$`)
 
 func parseFilter(f string) ([]condition, *apiError) {
 	if strings.TrimSpace(f) == "" {
@@ -721,11 +770,17 @@ func parseFilter(f string) ([]condition, *apiError) {
 	for _, p := range parts {
 		m := filterCondition.FindStringSubmatch(p)
 		if m == nil {
-			return nil, unsupported("cannot read %q in $filter: only <column> eq <'text'|guid|number|true|false|null> joined by 'and' is supported", strings.TrimSpace(p))
+			return nil, unsupported("cannot read %q in $filter: only <column> eq <'text'|guid|number|date-time|true|false|null> and <column> ge <number|date-time>, joined by 'and', are supported", strings.TrimSpace(p))
 		}
-		lit := m[2]
+		lit := m[3]
 		var v any
 		switch {
+		case dateTime.MatchString(lit):
+			t, err := time.Parse(time.RFC3339Nano, lit)
+			if err != nil {
+				return nil, unsupported("cannot read the date-time %s in $filter: %v", lit, err)
+			}
+			v = t
 		case strings.HasPrefix(lit, "'"):
 			v = strings.ReplaceAll(lit[1:len(lit)-1], "''", "'")
 		case lit == "true", lit == "false":
@@ -737,14 +792,22 @@ func parseFilter(f string) ([]condition, *apiError) {
 		default:
 			v = json.Number(lit)
 		}
-		conds = append(conds, condition{column: m[1], value: v})
+		c := condition{column: m[1], ge: m[2] == "ge", value: v}
+		switch v.(type) {
+		case json.Number, time.Time:
+		default:
+			if c.ge {
+				return nil, unsupported("cannot read %q in $filter: ge compares numbers and date-times only", strings.TrimSpace(p))
+			}
+		}
+		conds = append(conds, c)
 	}
 	return conds, nil
 }
 
 func matches(rec map[string]any, conds []condition) bool {
 	for _, c := range conds {
-		if !equal(rec[c.column], c.value) {
+		if c.ge && !atLeast(rec[c.column], c.value) || !c.ge && !equal(rec[c.column], c.value) {
 			return false
 		}
 	}
@@ -769,8 +832,40 @@ func equal(have, want any) bool {
 		hf, err1 := h.Float64()
 		wf, err2 := w.Float64()
 		return err1 == nil && err2 == nil && hf == wf
+	case time.Time:
+		h, ok := storedTime(have)
+		return ok && h.Equal(w)
 	}
 	return false
+}
+
+// atLeast is "have ge want" for a number or a date-time; a value of another type, or none,
+// never matches, as null never does in OData.
+func atLeast(have, want any) bool {
+	switch w := want.(type) {
+	case json.Number:
+		h, ok := have.(json.Number)
+		if !ok {
+			return false
+		}
+		hf, err1 := h.Float64()
+		wf, err2 := w.Float64()
+		return err1 == nil && err2 == nil && hf >= wf
+	case time.Time:
+		h, ok := storedTime(have)
+		return ok && !h.Before(w)
+	}
+	return false
+}
+
+// storedTime reads a date-time column, stored as the Web API writes it (2026-11-01T10:00:00Z).
+func storedTime(v any) (time.Time, bool) {
+	s, ok := v.(string)
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
 }
 
 func orderBy(recs []map[string]any, spec string) *apiError {

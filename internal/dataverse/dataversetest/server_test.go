@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -121,5 +122,65 @@ func TestServer_answers_entity_definitions_for_declared_tables(t *testing.T) {
 	}
 	if status, _, _ := do(t, srv, "GET", "nothings", ""); status != 404 {
 		t.Errorf("unknown entity set: %d, want 404", status)
+	}
+}
+
+func TestServer_filters_numbers_and_date_times_with_ge(t *testing.T) {
+	jobs := dataversetest.Table{LogicalName: "asyncoperation", EntitySet: "asyncoperations"}
+	srv := dataversetest.NewServer(t, jobs)
+	srv.Seed("asyncoperations", map[string]any{"statuscode": 31, "createdon": "2026-10-31T23:59:59Z"})
+	srv.Seed("asyncoperations", map[string]any{"statuscode": 31, "createdon": "2026-11-01T00:00:00Z"})
+	srv.Seed("asyncoperations", map[string]any{"statuscode": 10, "createdon": "2026-11-02T08:30:00Z"})
+	srv.Seed("asyncoperations", map[string]any{"statuscode": 31})
+
+	for filter, want := range map[string]int{
+		"createdon ge 2026-11-01T00:00:00Z":                      2, // inclusive; a record without the column never matches
+		"createdon ge 2026-11-01T01:00:00+02:00":                 3, // offsets compare as instants
+		"statuscode eq 31 and createdon ge 2026-11-01T00:00:00Z": 1,
+		"statuscode ge 20":                                       3,
+		"createdon eq 2026-11-02T08:30:00.000Z":                  1,
+	} {
+		status, _, out := do(t, srv, "GET", "asyncoperations?$filter="+url.QueryEscape(filter), "")
+		if status != 200 || len(values(out)) != want {
+			t.Errorf("$filter=%s: %d with %v, want %d records", filter, status, out, want)
+		}
+	}
+	if status, _, _ := do(t, srv, "GET", "asyncoperations?$filter="+url.QueryEscape("name ge 'a'"), ""); status != 400 {
+		t.Errorf("ge on text: %d, want 400 (not supported by the double)", status)
+	}
+}
+
+func TestServer_returns_seeded_annotations_only_when_Prefer_asks(t *testing.T) {
+	jobs := dataversetest.Table{LogicalName: "asyncoperation", EntitySet: "asyncoperations"}
+	srv := dataversetest.NewServer(t, jobs)
+	const lookup = "_regardingobjectid_value"
+	const annotated = lookup + "@Microsoft.Dynamics.CRM.lookuplogicalname"
+	id := srv.Seed("asyncoperations", map[string]any{"name": "job", lookup: "00000000-0000-0000-0000-0000000000aa", annotated: "opportunity"})
+
+	for _, tc := range []struct {
+		path, prefer string
+		want         bool
+	}{
+		{"asyncoperations?$select=" + lookup, "", false},
+		{"asyncoperations?$select=" + lookup, `odata.include-annotations="*"`, true},
+		{"asyncoperations?$select=" + lookup, `odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"`, true},
+		{"asyncoperations?$select=" + lookup, `odata.include-annotations="Microsoft.Dynamics.CRM.*"`, true},
+		{"asyncoperations?$select=" + lookup, `odata.include-annotations="OData.Community.Display.V1.FormattedValue"`, false},
+		{"asyncoperations?$select=name", `odata.include-annotations="*"`, false}, // its column was not selected
+		{"asyncoperations(" + id + ")", `odata.include-annotations="*"`, true},
+		{"asyncoperations(" + id + ")", "", false},
+	} {
+		var header []string
+		if tc.prefer != "" {
+			header = []string{"Prefer", tc.prefer}
+		}
+		status, _, out := do(t, srv, "GET", tc.path, "", header...)
+		rec := out
+		if vs, ok := out["value"]; ok {
+			rec = vs.([]any)[0].(map[string]any)
+		}
+		if _, got := rec[annotated]; status != 200 || got != tc.want {
+			t.Errorf("GET %s with Prefer %q: %d, annotation returned %v, want %v (%v)", tc.path, tc.prefer, status, got, tc.want, rec)
+		}
 	}
 }
