@@ -20,6 +20,7 @@ import (
 	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/httpauth"
 	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/tracecontext"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -120,9 +121,16 @@ type accepted struct {
 
 // Handle runs the intake pipeline, in this order: method, size limit, content type, secret,
 // parse, correlation ID, publish. It answers 202 only once the publisher holds the event.
+//
+// The intake's span continues the caller's W3C trace (traceparent, or a W3C-compatible
+// Request-Id), or starts a new trace when there is none or it is invalid; every answer carries
+// it in traceparent, and the queued message carries it as the Service Bus SDKs do.
 func (in *Intake) Handle(ctx context.Context, req Request) Response {
 	start := time.Now()
-	rec := record{correlationID: validCorrelationID(req.Header.Get(headerCorrelationRequestID))}
+	rec := record{
+		correlationID: validCorrelationID(req.Header.Get(headerCorrelationRequestID)),
+		trace:         tracecontext.Continue(tracecontext.FromHeader(req.Header)),
+	}
 
 	resp, err := in.handleRecovered(ctx, req, &rec)
 	if rec.correlationID == "" {
@@ -136,6 +144,7 @@ func (in *Intake) Handle(ctx context.Context, req Request) Response {
 		resp.Header = http.Header{}
 	}
 	resp.Header.Set(HeaderCorrelationID, rec.correlationID)
+	resp.Header.Set(tracecontext.HeaderTraceparent, rec.trace.String())
 
 	in.logRequest(ctx, rec, resp.Status, err, time.Since(start))
 	return resp
@@ -147,6 +156,7 @@ type record struct {
 	eventID       string
 	entity        string
 	message       string
+	trace         tracecontext.SpanContext
 }
 
 // handleRecovered turns a panic below (a parser bug on an odd payload) into the plain 500 of
@@ -195,7 +205,7 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 	}
 	ev.CorrelationID = rec.correlationID
 
-	msg, err := in.message(ev)
+	msg, err := in.message(ev, rec.trace)
 	if err != nil {
 		return Response{}, err
 	}
@@ -246,8 +256,15 @@ func parseError(err error) error {
 	return fmt.Errorf("parse payload: %w", err)
 }
 
-func (in *Intake) message(ev event.Event) (*queue.Message, error) {
-	return EventMessage(ev, in.cfg.UseSessions)
+// message is the queue message for ev, carrying the intake's span so the worker continues the
+// caller's trace.
+func (in *Intake) message(ev event.Event, trace tracecontext.SpanContext) (*queue.Message, error) {
+	m, err := EventMessage(ev, in.cfg.UseSessions)
+	if err != nil {
+		return nil, err
+	}
+	tracecontext.SetProperties(m.ApplicationProperties, trace)
+	return m, nil
 }
 
 // EventMessage is the queue message that carries ev, as the intake publishes it: MessageID is
@@ -335,6 +352,8 @@ func (in *Intake) logRequest(ctx context.Context, rec record, status int, err er
 	}
 	attrs := []slog.Attr{
 		slog.String("correlationId", rec.correlationID),
+		slog.String("traceId", rec.trace.TraceID.String()),
+		slog.String("spanId", rec.trace.SpanID.String()),
 		slog.String("eventId", rec.eventID),
 		slog.String("entity", rec.entity),
 		slog.String("message", rec.message),

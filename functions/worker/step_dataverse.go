@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/dvrelay/dvrelay/internal/dataverse"
+	"github.com/dvrelay/dvrelay/internal/tracecontext"
 )
 
 // Updater writes columns onto an existing Dataverse record. *dataverse.Client implements it.
@@ -116,7 +117,11 @@ func (s *updateStep) Run(ctx context.Context, r *Run) error {
 	if len(cols) == 0 {
 		return fmt.Errorf("no values to write: %w", ErrNothingToDo)
 	}
-	ctx = dataverse.WithRequestIDs(ctx, dataverse.RequestIDs{IdempotencyKey: r.Event.EventID, CorrelationID: r.Event.CorrelationID})
+	ids := dataverse.RequestIDs{IdempotencyKey: r.Event.EventID, CorrelationID: r.Event.CorrelationID}
+	if sc, ok := tracecontext.FromContext(ctx); ok {
+		ids.Traceparent = sc.String()
+	}
+	ctx = dataverse.WithRequestIDs(ctx, ids)
 	err := s.client.Update(ctx, entity, id, cols)
 	if errors.Is(err, dataverse.ErrInvalidInput) {
 		// A lookup naming no addressable record fails alike on every attempt.

@@ -15,6 +15,7 @@ import (
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/outbound"
+	"github.com/dvrelay/dvrelay/internal/tracecontext"
 )
 
 // maxResponseBody bounds how much of a downstream answer is read and kept for later steps.
@@ -98,6 +99,9 @@ func (s *httpStep) Run(ctx context.Context, r *Run) error {
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Idempotency-Key", r.Event.EventID)
 	req.Header.Set("X-Correlation-ID", r.Event.CorrelationID)
+	if sc, ok := tracecontext.FromContext(ctx); ok {
+		req.Header.Set(tracecontext.HeaderTraceparent, sc.String())
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		// *url.Error repeats the URL, query string and all; keep only the cause (a refused

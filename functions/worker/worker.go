@@ -38,6 +38,7 @@ import (
 
 	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/outbound"
+	"github.com/dvrelay/dvrelay/internal/tracecontext"
 )
 
 // EventDecoder decodes and validates a queue message body as a canonical event.
@@ -186,7 +187,9 @@ type progress struct {
 //
 //  1. recover: a panic is a bug in this code, not in the message, so it becomes a transient
 //     failure (RetryLater, capped by MaxAttempts) and the event is not lost;
-//  2. correlate: every log line carries correlationId and messageId, then eventId;
+//  2. correlate: the delivery gets its own span in the trace the message carries (a new trace
+//     when it carries none), which every downstream call sends as traceparent; every log line
+//     carries correlationId, traceId, spanId and messageId, then eventId;
 //  3. time out: the whole delivery, quick retries included, gets ProcessTimeout;
 //  4. decode and validate: an invalid body is dead-lettered at once as InvalidMessage
 //     (poison never burns retries);
@@ -196,7 +199,10 @@ type progress struct {
 //  8. outcome: complete, RetryLater on the back-off schedule, or DeadLetter with a reason.
 func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 	attempt := d.Attempt()
-	log := w.log.With("correlationId", d.CorrelationID, "messageId", d.MessageID, "attempt", attempt)
+	span := deliverySpan(d)
+	ctx = tracecontext.NewContext(ctx, span)
+	log := w.log.With("correlationId", d.CorrelationID, "traceId", span.TraceID.String(), "spanId", span.SpanID.String(),
+		"messageId", d.MessageID, "attempt", attempt)
 	var at progress
 	defer func() {
 		if v := recover(); v != nil {

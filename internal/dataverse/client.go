@@ -131,6 +131,7 @@ func isLoopback(host string) bool {
 type RequestIDs struct {
 	IdempotencyKey string // sent as Idempotency-Key; the event id
 	CorrelationID  string // sent as X-Correlation-ID
+	Traceparent    string // sent as traceparent (W3C Trace Context), for the end-to-end trace
 }
 
 type requestIDsKey struct{}
@@ -260,6 +261,9 @@ func (c *Client) newRequest(ctx context.Context, method, target string, body []b
 		}
 		if ids.CorrelationID != "" {
 			req.Header.Set("X-Correlation-ID", ids.CorrelationID)
+		}
+		if ids.Traceparent != "" {
+			req.Header.Set("traceparent", ids.Traceparent)
 		}
 	}
 	return req, nil
