@@ -60,7 +60,8 @@ func newUpdateStep(decl StepDecl, env BuildEnv) (Step, error) {
 			return nil, err
 		}
 		if !columnName.MatchString(col) {
-			return nil, fmt.Errorf("set: %s: %q is not a Dataverse column logical name", key, col)
+			return nil, &FieldError{Path: []string{"set", key}, AtKey: true,
+				Err: fmt.Errorf("%q is not a Dataverse column logical name", col)}
 		}
 		v, err := parseValue(d.Set[key], decl.Earlier)
 		var skip *SkipError
@@ -68,7 +69,7 @@ func newUpdateStep(decl StepDecl, env BuildEnv) (Step, error) {
 		case errors.As(err, &skip):
 			return nil, err
 		case err != nil:
-			return nil, fmt.Errorf("set.%s: %w", key, err)
+			return nil, &FieldError{Path: []string{"set", key}, Err: err}
 		}
 		s.columns[col] = v
 	}

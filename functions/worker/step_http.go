@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,14 +60,15 @@ func newHTTPStep(decl StepDecl, env BuildEnv) (Step, error) {
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		// The expanded value is not shown: a URL setting may hold a function key.
-		return nil, fmt.Errorf("url: %s is not an absolute http(s) URL", d.URL)
+		return nil, &FieldError{Path: []string{"url"}, Err: fmt.Errorf("%s is not an absolute http(s) URL", d.URL)}
 	}
 	s := &httpStep{name: decl.Name, setting: d.URL, url: target, client: env.HTTPClient, now: env.Now, expect: d.Expect}
 	if d.Body != nil {
-		for _, sel := range d.Body.Select {
+		for i, sel := range d.Body.Select {
 			path := strings.Split(sel, ".")
 			if !isCanonicalField(path[0]) {
-				return nil, fmt.Errorf("body.select: %q is not a field of the canonical event", sel)
+				return nil, &FieldError{Path: []string{"body", "select", strconv.Itoa(i)},
+					Err: fmt.Errorf("%q is not a field of the canonical event", sel)}
 			}
 			s.selects = append(s.selects, path)
 		}
