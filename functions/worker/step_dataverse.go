@@ -119,6 +119,12 @@ func (s *updateStep) Run(ctx context.Context, r *Run) error {
 	}
 	ctx = dataverse.WithRequestIDs(ctx, dataverse.RequestIDs{IdempotencyKey: r.Event.EventID, CorrelationID: r.Event.CorrelationID})
 	err := s.client.Update(ctx, entity, id, cols)
+	var refused *dataverse.Error
+	if errors.As(err, &refused) {
+		// Dataverse's error.message says why; it can quote column values, so it goes to the
+		// dead letter only (dataverse.Error's text leaves it out).
+		err = WithAnswer(err, []byte(refused.Message))
+	}
 	if errors.Is(err, dataverse.ErrInvalidInput) {
 		// A lookup naming no addressable record fails alike on every attempt.
 		return MarkPermanent(err)

@@ -21,6 +21,10 @@ import (
 // maxResponseBody bounds how much of a downstream answer is read and kept for later steps.
 const maxResponseBody = 1 << 20
 
+// maxErrorAnswer bounds how much of a refusal is read: its first 512 bytes are kept, after
+// leading white space.
+const maxErrorAnswer = 4 << 10
+
 // httpDecl is an http step:
 //
 //	{"name": "credit-score", "type": "http", "url": "${DVRELAY_CREDIT_URL}", "timeout": "10s",
@@ -111,15 +115,18 @@ func (s *httpStep) Run(ctx context.Context, r *Run) error {
 		return fmt.Errorf("POST %s: %w", s.setting, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// The answer's start says why (an ERP's {"message": …}); it goes to the dead letter
+		// with the status. A body that cannot be read to the end still shows what came.
+		answer, _, _ := outbound.ReadLimited(resp.Body, maxErrorAnswer)
+		return fmt.Errorf("POST %s: %w", s.setting, WithAnswer(&StatusError{
+			Status:     resp.StatusCode,
+			RetryAfter: dataverse.ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()),
+		}, answer))
+	}
 	raw, truncated, err := outbound.ReadLimited(resp.Body, maxResponseBody)
 	if err != nil {
 		return fmt.Errorf("POST %s: read answer: %w", s.setting, err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("POST %s: %w", s.setting, &StatusError{
-			Status:     resp.StatusCode,
-			RetryAfter: dataverse.ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()),
-		})
 	}
 	if truncated {
 		// The call succeeded downstream; only an answer the route relies on makes a cut one fatal.
