@@ -44,25 +44,35 @@ type matchDecl struct {
 	AnyChanged []string `json:"anyChanged"`
 }
 
-// matches reports whether every condition given holds for ev. Names compare case-insensitively:
-// Dataverse logical names are lower case, but message and event names are not always written
-// the same way by hand.
-func (m matchDecl) matches(ev *event.Event) bool {
+// matches reports whether every condition given holds for ev.
+func (m matchDecl) matches(ev *event.Event) bool { return m.mismatch(ev) == "" }
+
+// mismatch says which condition of the match does not hold for ev, or "" when all hold. Names
+// compare case-insensitively: Dataverse logical names are lower case, but message and event
+// names are not always written the same way by hand.
+func (m matchDecl) mismatch(ev *event.Event) string {
 	if m.Entity != "" && !strings.EqualFold(m.Entity, ev.Entity) {
-		return false
+		return fmt.Sprintf("the entity is %q, the route wants %q", ev.Entity, m.Entity)
 	}
 	if len(m.Messages) > 0 && !slices.ContainsFunc(m.Messages, func(s string) bool { return strings.EqualFold(s, ev.Message) }) {
-		return false
+		return fmt.Sprintf("the message is %q, the route wants %s", ev.Message, strings.Join(m.Messages, " or "))
 	}
 	if m.EventName != "" && !strings.EqualFold(m.EventName, ev.EventName) {
-		return false
+		return fmt.Sprintf("the event name is %q, the route wants %q", ev.EventName, m.EventName)
 	}
 	if len(m.AnyChanged) > 0 && !slices.ContainsFunc(ev.ChangedFields, func(f string) bool {
 		return slices.ContainsFunc(m.AnyChanged, func(c string) bool { return strings.EqualFold(c, f) })
 	}) {
-		return false
+		changed := "no column changed"
+		switch {
+		case ev.Trimmed:
+			changed = "the payload was trimmed by Dataverse and names no changed columns"
+		case len(ev.ChangedFields) > 0:
+			changed = "changed: " + strings.Join(ev.ChangedFields, ", ")
+		}
+		return fmt.Sprintf("none of %s changed (%s)", strings.Join(m.AnyChanged, ", "), changed)
 	}
-	return true
+	return ""
 }
 
 type stepHeader struct {
@@ -86,6 +96,7 @@ type boundStep struct {
 	timeout time.Duration
 	step    Step
 	skip    string
+	decl    json.RawMessage // the step as declared, for Explain to show a skipped step's target
 }
 
 // routeSet is the result of loading a routes file.
@@ -173,7 +184,7 @@ func compileRoutes(raw []byte, types map[string]StepType, env BuildEnv, problems
 				problems.add(stepPath.with("name"), false, where+": name: used by an earlier step of this route")
 				continue
 			}
-			bs := boundStep{name: h.Name, typ: h.Type, timeout: defaultStepTimeout}
+			bs := boundStep{name: h.Name, typ: h.Type, timeout: defaultStepTimeout, decl: rawStep}
 			if h.Timeout != "" {
 				d, problem := stepTimeout(h.Timeout)
 				if problem != "" {

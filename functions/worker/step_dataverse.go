@@ -90,18 +90,28 @@ func (s *updateStep) WrittenColumns() []string {
 	return cols
 }
 
+// record is the table and id the step writes to for this event: the event's own record, or
+// the one its lookup names.
+func (s *updateStep) record(r *Run) (entity, id string, err error) {
+	if s.lookup == "" {
+		return r.Event.Entity, r.Event.RecordID, nil
+	}
+	ref, ok := r.EventValue([]string{"Attributes", s.lookup})
+	if !ok {
+		return "", "", fmt.Errorf("lookup %s is empty in this event: %w", s.lookup, ErrNothingToDo)
+	}
+	entity, _ = walkString(ref, "logicalName")
+	id, _ = walkString(ref, "id")
+	if entity == "" || id == "" {
+		return "", "", MarkPermanent(fmt.Errorf("lookup %s: not an entity reference {id, logicalName}", s.lookup))
+	}
+	return entity, id, nil
+}
+
 func (s *updateStep) Run(ctx context.Context, r *Run) error {
-	entity, id := r.Event.Entity, r.Event.RecordID
-	if s.lookup != "" {
-		ref, ok := r.EventValue([]string{"Attributes", s.lookup})
-		if !ok {
-			return fmt.Errorf("lookup %s is empty in this event: %w", s.lookup, ErrNothingToDo)
-		}
-		entity, _ = walkString(ref, "logicalName")
-		id, _ = walkString(ref, "id")
-		if entity == "" || id == "" {
-			return MarkPermanent(fmt.Errorf("lookup %s: not an entity reference {id, logicalName}", s.lookup))
-		}
+	entity, id, err := s.record(r)
+	if err != nil {
+		return err
 	}
 	cols := make(map[string]any, len(s.columns))
 	for col, ref := range s.columns {
@@ -118,7 +128,7 @@ func (s *updateStep) Run(ctx context.Context, r *Run) error {
 		return fmt.Errorf("no values to write: %w", ErrNothingToDo)
 	}
 	ctx = dataverse.WithRequestIDs(ctx, dataverse.RequestIDs{IdempotencyKey: r.Event.EventID, CorrelationID: r.Event.CorrelationID})
-	err := s.client.Update(ctx, entity, id, cols)
+	err = s.client.Update(ctx, entity, id, cols)
 	var refused *dataverse.Error
 	if errors.As(err, &refused) {
 		// Dataverse's error.message says why; it can quote column values, so it goes to the
