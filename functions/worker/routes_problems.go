@@ -322,7 +322,7 @@ func schemaText(schema map[string]any, doc any, e gojsonschema.ResultError) stri
 		if last == "timeout" {
 			example = ` such as "10s"`
 		}
-		return fmt.Sprintf("%s must be %s%s, not %s", fieldOrValue(field), typeWords(fmt.Sprint(d["expected"])), example, typeWords(fmt.Sprint(d["given"])))
+		return fmt.Sprintf("%s must be %s%s, not %s", subject(path, field), typeWords(fmt.Sprint(d["expected"])), example, typeWords(fmt.Sprint(d["given"])))
 	case "pattern":
 		switch last {
 		case "name":
@@ -330,7 +330,7 @@ func schemaText(schema map[string]any, doc any, e gojsonschema.ResultError) stri
 		case "timeout":
 			return fmt.Sprintf("timeout %q is not a duration (e.g. 10s)", fmt.Sprint(e.Value()))
 		}
-		return fmt.Sprintf("%s %q is not written as expected", fieldOrValue(field), fmt.Sprint(e.Value()))
+		return fmt.Sprintf("%s %q is not written as expected", subject(path, field), fmt.Sprint(e.Value()))
 	case "array_min_items":
 		switch last {
 		case "routes":
@@ -342,16 +342,20 @@ func schemaText(schema map[string]any, doc any, e gojsonschema.ResultError) stri
 	case "array_min_properties":
 		return lead + "name at least one entry"
 	case "string_gte":
-		return fieldOrValue(field) + " must not be empty"
+		return subject(path, field) + " must not be empty"
 	case "enum":
-		return fmt.Sprintf("%s %s must be one of %s", fieldOrValue(field), valueWords(e.Value()), strings.Trim(fmt.Sprint(d["allowed"]), "[]"))
+		return fmt.Sprintf("%s %s must be one of %s", subject(path, field), valueWords(e.Value()), strings.Trim(fmt.Sprint(d["allowed"]), "[]"))
 	}
 	return lead + e.Description()
 }
 
-func fieldOrValue(field string) string {
-	if field == "" {
-		return "the value"
+// subject is what a sentence about the value at path starts with.
+func subject(path jsonPath, field string) string {
+	switch {
+	case len(path) == 0:
+		return "the file"
+	case field == "":
+		return "it" // a route or a step, already named by where
 	}
 	return field
 }
