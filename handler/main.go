@@ -20,6 +20,7 @@ const usage = `usage:
   handler                      custom handler mode (the Functions host sets FUNCTIONS_CUSTOMHANDLER_PORT)
   handler serve [flags]        run the intake and the worker standalone
   handler post FILE...         post event files to a running intake (--url)
+  handler explain FILE         what a saved body would meet (-H 'K: V' for headers); sends nothing
   handler dlq list [flags]     list dead-lettered events
   handler dlq resubmit SEQ...  send dead-lettered events back to the main queue
   handler dlq purge SEQ...     delete dead-lettered events
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stder
 		return runPackage(ctx, args[1:], lookup, stdout, stderr)
 	case "recover":
 		return runRecover(ctx, args[1:], lookup, stdout, stderr)
+	case "explain":
+		return runExplain(ctx, args[1:], lookup, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -121,7 +121,7 @@ func recoverCommand(ctx context.Context, args []string, lookup func(string) (str
 		}
 	}
 	if err != nil {
-		fmt.Fprint(stderr, explain("recover", err))
+		fmt.Fprint(stderr, webAPIFailure("recover", err))
 		return 1
 	}
 	for _, s := range found {
@@ -134,7 +134,7 @@ func recoverCommand(ctx context.Context, args []string, lookup func(string) (str
 
 	jobs, err := rec.FindJobs(ctx, found, from)
 	if err != nil {
-		fmt.Fprint(stderr, explain("recover", err))
+		fmt.Fprint(stderr, webAPIFailure("recover", err))
 		return 1
 	}
 	if len(jobs) == 0 {

@@ -154,9 +154,9 @@ func (s signIn) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azc
 	return tok, nil
 }
 
-// explain is the error line for a failed Web API run, with what to do about it. Dataverse's
+// webAPIFailure is the error line for a failed Web API run, with what to do about it. Dataverse's
 // own message is shown: it names the missing privilege or the bad value.
-func explain(cmd string, err error) string {
+func webAPIFailure(cmd string, err error) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "handler %s: %v\n", cmd, err)
 	var sie *signInError
@@ -273,7 +273,7 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 			fmt.Fprintf(stderr, "handler register: %v\n", err)
 			return 2
 		}
-		fmt.Fprint(stderr, explain("register", err))
+		fmt.Fprint(stderr, webAPIFailure("register", err))
 		return 1
 	}
 	if *dryRun {
@@ -311,7 +311,7 @@ func unregisterCommand(ctx context.Context, args []string, lookup func(string) (
 		fmt.Fprintln(stdout, c)
 	}
 	if err != nil {
-		fmt.Fprint(stderr, explain("unregister", err))
+		fmt.Fprint(stderr, webAPIFailure("unregister", err))
 		return 1
 	}
 	switch {
@@ -354,7 +354,7 @@ func registrationsCommand(ctx context.Context, args []string, lookup func(string
 			fmt.Fprintf(stderr, "handler registrations: %v\n", err)
 			return 2
 		}
-		fmt.Fprint(stderr, explain("registrations", err))
+		fmt.Fprint(stderr, webAPIFailure("registrations", err))
 		return 1
 	}
 	if *asJSON {

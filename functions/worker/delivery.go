@@ -82,7 +82,7 @@ type Outcome struct {
 	RetryAt     time.Time // RetryLater only
 	Attempt     int       // RetryLater: the attempt number of the retry
 	Reason      string    // DeadLetter: one of the Reason* codes
-	Description string    // DeadLetter: human text; never an attribute value or a secret
+	Description string    // DeadLetter: human text for support, with up to 512 bytes of the downstream's answer; never logged
 	Step        string    // the step that failed, if any
 	EventID     string
 	Summary     string // one short line for the host's invocation Logs

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/event"
-	"github.com/xeipuuv/gojsonschema"
 )
 
 // Routes are declared in routes.json, not coded. Every route whose match holds runs, in file
@@ -45,25 +44,35 @@ type matchDecl struct {
 	AnyChanged []string `json:"anyChanged"`
 }
 
-// matches reports whether every condition given holds for ev. Names compare case-insensitively:
-// Dataverse logical names are lower case, but message and event names are not always written
-// the same way by hand.
-func (m matchDecl) matches(ev *event.Event) bool {
+// matches reports whether every condition given holds for ev.
+func (m matchDecl) matches(ev *event.Event) bool { return m.mismatch(ev) == "" }
+
+// mismatch says which condition of the match does not hold for ev, or "" when all hold. Names
+// compare case-insensitively: Dataverse logical names are lower case, but message and event
+// names are not always written the same way by hand.
+func (m matchDecl) mismatch(ev *event.Event) string {
 	if m.Entity != "" && !strings.EqualFold(m.Entity, ev.Entity) {
-		return false
+		return fmt.Sprintf("the entity is %q, the route wants %q", ev.Entity, m.Entity)
 	}
 	if len(m.Messages) > 0 && !slices.ContainsFunc(m.Messages, func(s string) bool { return strings.EqualFold(s, ev.Message) }) {
-		return false
+		return fmt.Sprintf("the message is %q, the route wants %s", ev.Message, strings.Join(m.Messages, " or "))
 	}
 	if m.EventName != "" && !strings.EqualFold(m.EventName, ev.EventName) {
-		return false
+		return fmt.Sprintf("the event name is %q, the route wants %q", ev.EventName, m.EventName)
 	}
 	if len(m.AnyChanged) > 0 && !slices.ContainsFunc(ev.ChangedFields, func(f string) bool {
 		return slices.ContainsFunc(m.AnyChanged, func(c string) bool { return strings.EqualFold(c, f) })
 	}) {
-		return false
+		changed := "no column changed"
+		switch {
+		case ev.Trimmed:
+			changed = "the payload was trimmed by Dataverse and names no changed columns"
+		case len(ev.ChangedFields) > 0:
+			changed = "changed: " + strings.Join(ev.ChangedFields, ", ")
+		}
+		return fmt.Sprintf("none of %s changed (%s)", strings.Join(m.AnyChanged, ", "), changed)
 	}
-	return true
+	return ""
 }
 
 type stepHeader struct {
@@ -87,6 +96,7 @@ type boundStep struct {
 	timeout time.Duration
 	step    Step
 	skip    string
+	decl    json.RawMessage // the step as declared, for Explain to show a skipped step's target
 }
 
 // routeSet is the result of loading a routes file.
@@ -110,60 +120,101 @@ func loadRoutes(path string, types map[string]StepType, env BuildEnv) (*routeSet
 }
 
 func parseRoutes(path string, raw []byte, types map[string]StepType, env BuildEnv) (*routeSet, error) {
-	if err := validateRoutesSchema(path, raw); err != nil {
-		return nil, err
+	var doc any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, &RoutesError{Path: path, Problems: []RouteProblem{syntaxProblem(raw, err)}}
 	}
-	var file struct {
-		Routes []routeDecl `json:"routes"`
-	}
-	if err := json.Unmarshal(raw, &file); err != nil {
+	problems := &problemList{raw: raw, pos: indexPositions(raw)}
+	badSteps, err := schemaProblems(doc, problems)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	set := compileRoutes(raw, types, env, problems, badSteps)
+	if err := problems.err(path); err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
+// compileRoutes checks what the schema cannot (unique names, known step types, timeouts in
+// range, each step type's own rules) and builds the routes. Steps the schema already found
+// wrong are left out, so each problem is reported once; everything else is still checked, so
+// that one start reports every problem of the file.
+func compileRoutes(raw []byte, types map[string]StepType, env BuildEnv, problems *problemList, badSteps map[string]bool) *routeSet {
+	var file struct {
+		Routes []json.RawMessage `json:"routes"`
+	}
+	// Not a list of routes: the schema has said so.
+	_ = json.Unmarshal(raw, &file)
 	set := &routeSet{written: make(writtenColumns)}
-	var problems []string
 	seenRoutes := make(map[string]bool)
-	for _, rd := range file.Routes {
+	for ri, rawRoute := range file.Routes {
+		routePath := jsonPath{"routes", strconv.Itoa(ri)}
+		var parts struct {
+			Name  json.RawMessage   `json:"name"`
+			Match json.RawMessage   `json:"match"`
+			Steps []json.RawMessage `json:"steps"`
+		}
+		if json.Unmarshal(rawRoute, &parts) != nil {
+			continue
+		}
+		var rd routeDecl
+		_ = json.Unmarshal(parts.Name, &rd.Name)
+		if len(parts.Match) > 0 {
+			_ = json.Unmarshal(parts.Match, &rd.Match)
+		}
 		r := route{name: rd.Name, match: rd.Match}
 		if seenRoutes[rd.Name] {
-			problems = append(problems, fmt.Sprintf("route %q: name: used by an earlier route", rd.Name))
+			problems.add(routePath.with("name"), false, fmt.Sprintf("route %q: name: used by an earlier route", rd.Name))
 		}
 		seenRoutes[rd.Name] = true
 		earlier := make(map[string]StepStatus)
-		for i, rawStep := range rd.Steps {
+		for i, rawStep := range parts.Steps {
+			stepPath := routePath.with("steps", strconv.Itoa(i))
 			var h stepHeader
-			if err := json.Unmarshal(rawStep, &h); err != nil {
-				problems = append(problems, fmt.Sprintf("route %q step %d: %v", rd.Name, i+1, err))
+			if err := json.Unmarshal(rawStep, &h); err != nil || badSteps[stepPath.key()] {
+				// The schema has placed this step's problems; later references to it skip.
+				if h.Name != "" {
+					earlier[h.Name] = StepSkipped
+				}
 				continue
 			}
 			where := fmt.Sprintf("route %q step %d (%q)", rd.Name, i+1, h.Name)
 			if _, dup := earlier[h.Name]; dup {
-				problems = append(problems, where+": name: used by an earlier step of this route")
+				problems.add(stepPath.with("name"), false, where+": name: used by an earlier step of this route")
 				continue
 			}
-			bs := boundStep{name: h.Name, typ: h.Type, timeout: defaultStepTimeout}
+			bs := boundStep{name: h.Name, typ: h.Type, timeout: defaultStepTimeout, decl: rawStep}
 			if h.Timeout != "" {
-				d, err := time.ParseDuration(h.Timeout)
-				if err != nil || d <= 0 || d > maxStepTimeout {
-					problems = append(problems, fmt.Sprintf("%s: timeout: %q must be a duration between 1ms and %s (e.g. 10s)", where, h.Timeout, maxStepTimeout))
+				d, problem := stepTimeout(h.Timeout)
+				if problem != "" {
+					problems.add(stepPath.with("timeout"), false, where+": "+problem)
+					earlier[h.Name] = StepSkipped
 					continue
 				}
 				bs.timeout = d
 			}
 			newStep, ok := types[h.Type]
 			if !ok {
-				problems = append(problems, fmt.Sprintf("%s: type: unknown step type %q (known: %s)", where, h.Type, strings.Join(sortedKeys(types), ", ")))
+				problems.add(stepPath.with("type"), false, fmt.Sprintf("%s: type: unknown step type %q (known: %s)", where, h.Type, strings.Join(sortedKeys(types), ", ")))
+				earlier[h.Name] = StepSkipped
 				continue
 			}
 			decl := StepDecl{Route: rd.Name, Name: h.Name, Type: h.Type, Raw: rawStep, Earlier: earlier}
 			step, err := newStep(decl, env)
 			var skip *SkipError
+			var ferr *FieldError
 			switch {
 			case errors.As(err, &skip):
 				bs.skip = skip.Reason
 				set.skipped = append(set.skipped, fmt.Sprintf("%s: %s", where, skip.Reason))
 				earlier[h.Name] = StepSkipped
+			case errors.As(err, &ferr):
+				problems.add(stepPath.with(ferr.Path...), ferr.AtKey, fmt.Sprintf("%s: %v", where, err))
+				earlier[h.Name] = StepSkipped
+				continue
 			case err != nil:
-				problems = append(problems, fmt.Sprintf("%s: %v", where, err))
+				problems.add(stepPath, false, fmt.Sprintf("%s: %v", where, err))
 				earlier[h.Name] = StepSkipped
 				continue
 			default:
@@ -177,10 +228,21 @@ func parseRoutes(path string, raw []byte, types map[string]StepType, env BuildEn
 		}
 		set.routes = append(set.routes, r)
 	}
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("%s: %s", path, strings.Join(problems, "; "))
+	return set
+}
+
+// stepTimeout reads a step's timeout; the schema has checked its form.
+func stepTimeout(v string) (time.Duration, string) {
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return 0, fmt.Sprintf("timeout %q is not a duration (e.g. 10s)", v)
+	case d <= 0:
+		return 0, fmt.Sprintf("timeout %q must be longer than zero", v)
+	case d > maxStepTimeout:
+		return 0, fmt.Sprintf("timeout %q is longer than %s, the most one try may take", v, maxStepTimeout)
 	}
-	return set, nil
+	return d, ""
 }
 
 // writtenColumns are the columns the worker writes, by lower-cased table logical name; the
@@ -211,85 +273,6 @@ func writtenTable(step Step, m matchDecl) string {
 		return m.Entity
 	}
 	return ""
-}
-
-// validateRoutesSchema checks raw against the embedded schema and names each problem by route
-// and step rather than by JSON path.
-func validateRoutesSchema(path string, raw []byte) error {
-	var doc any
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		return fmt.Errorf("%s: not JSON: %w", path, err)
-	}
-	res, err := gojsonschema.Validate(gojsonschema.NewStringLoader(routesSchema), gojsonschema.NewGoLoader(doc))
-	if err != nil {
-		return fmt.Errorf("%s: schema: %w", path, err)
-	}
-	if res.Valid() {
-		return nil
-	}
-	var problems []string
-	for _, e := range res.Errors() {
-		switch e.Type() {
-		case "condition_then", "condition_else", "number_all_of":
-			// Wrappers around the specific errors, which are reported too.
-			continue
-		}
-		problems = append(problems, describeField(doc, e.Field())+e.Description())
-	}
-	return fmt.Errorf("%s: %s", path, strings.Join(problems, "; "))
-}
-
-var fieldIndex = regexp.MustCompile(`^\d+$`)
-
-// describeField turns a gojsonschema field path (routes.0.steps.1.url) into
-// `route "credit-check" step 2 ("write-score"): url: `.
-func describeField(doc any, field string) string {
-	if field == "(root)" || field == "" {
-		return ""
-	}
-	parts := strings.Split(field, ".")
-	var where []string
-	rest := ""
-	cur := doc
-	for i := 0; i < len(parts); i++ {
-		p := parts[i]
-		if (p == "routes" || p == "steps") && i+1 < len(parts) && fieldIndex.MatchString(parts[i+1]) {
-			n, _ := strconv.Atoi(parts[i+1])
-			item := index(cur, p, n)
-			name, _ := lookupKey(item, "name").(string)
-			if p == "routes" {
-				where = append(where, fmt.Sprintf("route %q", name))
-			} else {
-				where = append(where, fmt.Sprintf("step %d (%q)", n+1, name))
-			}
-			cur = item
-			i++
-			continue
-		}
-		rest = strings.Join(parts[i:], ".")
-		break
-	}
-	var b strings.Builder
-	if len(where) > 0 {
-		b.WriteString(strings.Join(where, " ") + ": ")
-	}
-	if rest != "" {
-		b.WriteString(rest + ": ")
-	}
-	return b.String()
-}
-
-func index(v any, key string, n int) any {
-	list, _ := lookupKey(v, key).([]any)
-	if n < len(list) {
-		return list[n]
-	}
-	return nil
-}
-
-func lookupKey(v any, key string) any {
-	m, _ := v.(map[string]any)
-	return m[key]
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -61,7 +61,8 @@ func newUpdateStep(decl StepDecl, env BuildEnv) (Step, error) {
 			return nil, err
 		}
 		if !columnName.MatchString(col) {
-			return nil, fmt.Errorf("set: %s: %q is not a Dataverse column logical name", key, col)
+			return nil, &FieldError{Path: []string{"set", key}, AtKey: true,
+				Err: fmt.Errorf("%q is not a Dataverse column logical name", col)}
 		}
 		v, err := parseValue(d.Set[key], decl.Earlier)
 		var skip *SkipError
@@ -69,7 +70,7 @@ func newUpdateStep(decl StepDecl, env BuildEnv) (Step, error) {
 		case errors.As(err, &skip):
 			return nil, err
 		case err != nil:
-			return nil, fmt.Errorf("set.%s: %w", key, err)
+			return nil, &FieldError{Path: []string{"set", key}, Err: err}
 		}
 		s.columns[col] = v
 	}
@@ -90,18 +91,28 @@ func (s *updateStep) WrittenColumns() []string {
 	return cols
 }
 
+// record is the table and id the step writes to for this event: the event's own record, or
+// the one its lookup names.
+func (s *updateStep) record(r *Run) (entity, id string, err error) {
+	if s.lookup == "" {
+		return r.Event.Entity, r.Event.RecordID, nil
+	}
+	ref, ok := r.EventValue([]string{"Attributes", s.lookup})
+	if !ok {
+		return "", "", fmt.Errorf("lookup %s is empty in this event: %w", s.lookup, ErrNothingToDo)
+	}
+	entity, _ = walkString(ref, "logicalName")
+	id, _ = walkString(ref, "id")
+	if entity == "" || id == "" {
+		return "", "", MarkPermanent(fmt.Errorf("lookup %s: not an entity reference {id, logicalName}", s.lookup))
+	}
+	return entity, id, nil
+}
+
 func (s *updateStep) Run(ctx context.Context, r *Run) error {
-	entity, id := r.Event.Entity, r.Event.RecordID
-	if s.lookup != "" {
-		ref, ok := r.EventValue([]string{"Attributes", s.lookup})
-		if !ok {
-			return fmt.Errorf("lookup %s is empty in this event: %w", s.lookup, ErrNothingToDo)
-		}
-		entity, _ = walkString(ref, "logicalName")
-		id, _ = walkString(ref, "id")
-		if entity == "" || id == "" {
-			return MarkPermanent(fmt.Errorf("lookup %s: not an entity reference {id, logicalName}", s.lookup))
-		}
+	entity, id, err := s.record(r)
+	if err != nil {
+		return err
 	}
 	cols := make(map[string]any, len(s.columns))
 	for col, ref := range s.columns {
@@ -122,7 +133,13 @@ func (s *updateStep) Run(ctx context.Context, r *Run) error {
 		ids.Traceparent = sc.String()
 	}
 	ctx = dataverse.WithRequestIDs(ctx, ids)
-	err := s.client.Update(ctx, entity, id, cols)
+	err = s.client.Update(ctx, entity, id, cols)
+	var refused *dataverse.Error
+	if errors.As(err, &refused) {
+		// Dataverse's error.message says why; it can quote column values, so it goes to the
+		// dead letter only (dataverse.Error's text leaves it out).
+		err = WithAnswer(err, []byte(refused.Message))
+	}
 	if errors.Is(err, dataverse.ErrInvalidInput) {
 		// A lookup naming no addressable record fails alike on every attempt.
 		return MarkPermanent(err)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +21,10 @@ import (
 
 // maxResponseBody bounds how much of a downstream answer is read and kept for later steps.
 const maxResponseBody = 1 << 20
+
+// maxErrorAnswer bounds how much of a refusal is read: its first 512 bytes are kept, after
+// leading white space.
+const maxErrorAnswer = 4 << 10
 
 // httpDecl is an http step:
 //
@@ -60,14 +65,15 @@ func newHTTPStep(decl StepDecl, env BuildEnv) (Step, error) {
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		// The expanded value is not shown: a URL setting may hold a function key.
-		return nil, fmt.Errorf("url: %s is not an absolute http(s) URL", d.URL)
+		return nil, &FieldError{Path: []string{"url"}, Err: fmt.Errorf("%s is not an absolute http(s) URL", d.URL)}
 	}
 	s := &httpStep{name: decl.Name, setting: d.URL, url: target, client: env.HTTPClient, now: env.Now, expect: d.Expect}
 	if d.Body != nil {
-		for _, sel := range d.Body.Select {
+		for i, sel := range d.Body.Select {
 			path := strings.Split(sel, ".")
 			if !isCanonicalField(path[0]) {
-				return nil, fmt.Errorf("body.select: %q is not a field of the canonical event", sel)
+				return nil, &FieldError{Path: []string{"body", "select", strconv.Itoa(i)},
+					Err: fmt.Errorf("%q is not a field of the canonical event", sel)}
 			}
 			s.selects = append(s.selects, path)
 		}
@@ -113,15 +119,18 @@ func (s *httpStep) Run(ctx context.Context, r *Run) error {
 		return fmt.Errorf("POST %s: %w", s.setting, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// The answer's start says why (an ERP's {"message": …}); it goes to the dead letter
+		// with the status. A body that cannot be read to the end still shows what came.
+		answer, _, _ := outbound.ReadLimited(resp.Body, maxErrorAnswer)
+		return fmt.Errorf("POST %s: %w", s.setting, WithAnswer(&StatusError{
+			Status:     resp.StatusCode,
+			RetryAfter: dataverse.ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()),
+		}, answer))
+	}
 	raw, truncated, err := outbound.ReadLimited(resp.Body, maxResponseBody)
 	if err != nil {
 		return fmt.Errorf("POST %s: read answer: %w", s.setting, err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("POST %s: %w", s.setting, &StatusError{
-			Status:     resp.StatusCode,
-			RetryAfter: dataverse.ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()),
-		})
 	}
 	if truncated {
 		// The call succeeded downstream; only an answer the route relies on makes a cut one fatal.

@@ -254,8 +254,8 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 			Summary: fmt.Sprintf("complete: %d steps, routes %s", steps, strings.Join(names, ", "))}
 	case v.Class == Permanent:
 		out = Outcome{Kind: DeadLetter, Reason: ReasonPermanentFailure, Step: at.step, EventID: ev.EventID,
-			Description: fmt.Sprintf("route %s step %s: %v", at.route, at.step, err)}
-		out.Summary = fmt.Sprintf("dead-letter %s: %s", out.Reason, out.Description)
+			Description: fmt.Sprintf("route %s step %s: %s", at.route, at.step, describe(err))}
+		out.Summary = fmt.Sprintf("dead-letter %s: route %s step %s: %v", out.Reason, at.route, at.step, err)
 	default:
 		out = w.transientFailure(attempt, &at, err, v.RetryAfter)
 	}
@@ -276,15 +276,15 @@ func (w *Worker) transientFailure(attempt int, at *progress, err error, retryAft
 	if attempt >= w.policy.MaxAttempts {
 		out.Kind = DeadLetter
 		out.Reason = ReasonMaxAttemptsExceeded
-		out.Description = fmt.Sprintf("attempt %d of %d failed: %s: %v", attempt, w.policy.MaxAttempts, where, err)
-		out.Summary = fmt.Sprintf("dead-letter %s: %s", out.Reason, out.Description)
+		out.Description = fmt.Sprintf("attempt %d of %d failed: %s: %s", attempt, w.policy.MaxAttempts, where, describe(err))
+		out.Summary = fmt.Sprintf("dead-letter %s: attempt %d of %d failed: %s: %v", out.Reason, attempt, w.policy.MaxAttempts, where, err)
 		return out
 	}
 	out.Kind = RetryLater
 	out.Attempt = attempt + 1
 	out.RetryAt = w.now().Add(w.policy.LaterDelay(attempt, retryAfter, w.jitter()))
-	out.Description = fmt.Sprintf("%s: %v", where, err)
-	out.Summary = fmt.Sprintf("retry-later: attempt %d at %s after %s", out.Attempt, out.RetryAt.UTC().Format(time.RFC3339), out.Description)
+	out.Description = fmt.Sprintf("%s: %s", where, describe(err))
+	out.Summary = fmt.Sprintf("retry-later: attempt %d at %s after %s: %v", out.Attempt, out.RetryAt.UTC().Format(time.RFC3339), where, err)
 	return out
 }
 
