@@ -10,7 +10,8 @@
 //   - GET <set>, with $filter (comparisons "<column> eq <literal>" joined by "and"; literals
 //     'text', a GUID, a whole or decimal number, true, false, null; text compares without
 //     regard to case, as Dataverse's collation does), $select, $top and $orderby;
-//   - GET <set>(<id>) with $select;
+//   - GET <set>(<id>) with $select (with Prefer: odata.include-annotations, the seeded
+//     annotations of the selected columns too);
 //   - POST <set> (Prefer: return=representation answers 201 with the record);
 //   - PATCH <set>(<id>) (with If-Match: * a missing record is 404; without If-Match an upsert);
 //   - DELETE <set>(<id>);
@@ -176,7 +177,10 @@ func (s *Server) RequireToken(token string) {
 
 // Seed stores a record as is (columns by their read names, lookups as "_<lookup>_value") and
 // returns its id: the record's primary key when set, a new GUID otherwise. Seeding sends no
-// request, so it does not show in Requests.
+// request, so it does not show in Requests. Annotations may be seeded under their Web API
+// names ("_parentaccountid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "account");
+// they are returned with their column, and only to a request whose Prefer header asks for
+// odata.include-annotations, as Dataverse does.
 func (s *Server) Seed(entitySet string, record map[string]any) string {
 	s.tb.Helper()
 	s.mu.Lock()
@@ -492,7 +496,7 @@ func (s *Server) query(t *table, r *http.Request) (int, http.Header, any, *apiEr
 	sel := selection(q.Get("$select"))
 	value := make([]map[string]any, 0, len(matched))
 	for _, rec := range matched {
-		value = append(value, s.render(t, rec, sel))
+		value = append(value, s.render(t, rec, sel, wantsAnnotations(r)))
 	}
 	out["value"] = value
 	return http.StatusOK, nil, out, nil
@@ -510,7 +514,7 @@ func (s *Server) retrieve(t *table, id string, r *http.Request) (int, http.Heade
 	if !ok {
 		return 0, nil, nil, notFound(t, id)
 	}
-	out := s.render(t, rec, selection(q.Get("$select")))
+	out := s.render(t, rec, selection(q.Get("$select")), wantsAnnotations(r))
 	out["@odata.context"] = s.srv.URL + APIPath + "$metadata#" + t.EntitySet + "/$entity"
 	return http.StatusOK, nil, out, nil
 }
@@ -538,7 +542,7 @@ func (s *Server) create(t *table, r *http.Request, body []byte) (int, http.Heade
 	header := http.Header{}
 	header.Set("OData-EntityId", s.srv.URL+APIPath+t.EntitySet+"("+id+")")
 	if strings.Contains(r.Header.Get("Prefer"), "return=representation") {
-		return http.StatusCreated, header, s.render(t, t.records[id], nil), nil
+		return http.StatusCreated, header, s.render(t, t.records[id], nil, wantsAnnotations(r)), nil
 	}
 	return http.StatusNoContent, header, nil, nil
 }
@@ -649,12 +653,14 @@ func (s *Server) remove(t *table, id string) {
 func etag(version int64) string { return `W/"` + strconv.FormatInt(version, 10) + `"` }
 
 // render is a record as the Web API returns it: write-only columns left out, only the selected
-// columns (null when unset) plus the primary key when sel is not nil, and an etag.
-func (s *Server) render(t *table, rec map[string]any, sel []string) map[string]any {
+// columns (null when unset) plus the primary key when sel is not nil, and an etag. Seeded
+// annotations ("<column>@<term>") come with their column only when annotations is true.
+func (s *Server) render(t *table, rec map[string]any, sel []string, annotations bool) map[string]any {
 	out := map[string]any{"@odata.etag": etag(t.versions[fmt.Sprint(rec[t.PrimaryKey])])}
 	if sel == nil {
 		for k, v := range rec {
-			if !t.writeOnly[k] {
+			column, _, annotation := strings.Cut(k, "@")
+			if !t.writeOnly[column] && (!annotation || annotations) {
 				out[k] = v
 			}
 		}
@@ -662,11 +668,26 @@ func (s *Server) render(t *table, rec map[string]any, sel []string) map[string]a
 	}
 	out[t.PrimaryKey] = rec[t.PrimaryKey]
 	for _, c := range sel {
-		if !t.writeOnly[c] {
-			out[c] = rec[c]
+		if t.writeOnly[c] {
+			continue
+		}
+		out[c] = rec[c]
+		if !annotations {
+			continue
+		}
+		for k, v := range rec {
+			if strings.HasPrefix(k, c+"@") {
+				out[k] = v
+			}
 		}
 	}
 	return out
+}
+
+// wantsAnnotations reports whether a request asked for instance annotations, as
+// Prefer: odata.include-annotations="*" does. Any list of terms counts as all of them.
+func wantsAnnotations(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Prefer"), "odata.include-annotations")
 }
 
 func selection(sel string) []string {
