@@ -75,7 +75,7 @@ type Config struct {
 type Deps struct {
 	Settings   func(name string) (string, bool) // expands ${SETTING} in the routes file
 	HTTPClient *http.Client                     // for http steps; nil means outbound.NewClient, which refuses redirects
-	Dataverse  Updater                          // nil: dataverse-update steps are skipped, with a warning
+	Dataverse  DataverseClient                  // nil: dataverse-update and dataverse-read steps are skipped, with a warning
 	Decoder    EventDecoder
 	Now        func() time.Time // the clock for RetryAt; nil means time.Now
 	Jitter     func() float64   // a sample in [0,1); nil means math/rand/v2
