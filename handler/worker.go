@@ -14,7 +14,8 @@ import (
 )
 
 // newWorker builds the worker from the routes file and the Dataverse settings. Without
-// DATAVERSE_URL the dataverse-update steps are skipped (the worker warns once at start).
+// DATAVERSE_URL the dataverse-update and dataverse-read steps are skipped (the worker warns once
+// at start).
 // observe, when not nil, hears of every step run (for the step latency metrics).
 func newWorker(_ context.Context, cfg config.Config, parser *event.Parser, log *slog.Logger, observe worker.StepObserver) (*worker.Worker, error) {
 	deps := worker.Deps{Settings: cfg.RouteVariable, Decoder: parser, ObserveStep: observe}

@@ -85,7 +85,7 @@ param shutdownGrace string = ''
 @description('DVRELAY_ROUTES: the routes file, relative to the app root. `handler package` ships the file this names (azd passes the same value to the package hook).')
 param routesFile string = ''
 
-@description('DATAVERSE_URL: the environment URL, https://<org>.crm.dynamics.com. Empty: dataverse-update steps are skipped.')
+@description('DATAVERSE_URL: the environment URL, https://<org>.crm.dynamics.com. Empty: dataverse-update and dataverse-read steps are skipped.')
 param dataverseUrl string = ''
 
 @description('DVRELAY_MAX_ATTEMPTS: delivery attempts before a transiently failing event is dead-lettered.')

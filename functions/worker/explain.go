@@ -131,7 +131,7 @@ func (s *httpStep) explain(*Run) (string, error) {
 	if s.selects != nil {
 		paths := make([]string, len(s.selects))
 		for i, p := range s.selects {
-			paths[i] = strings.Join(p, ".")
+			paths[i] = strings.Join(p.path, ".")
 		}
 		target += " with " + strings.Join(paths, ", ")
 	} else {
@@ -195,4 +195,16 @@ func (s *updateStep) explain(r *Run) (string, error) {
 
 func (logStep) explain(*Run) (string, error) {
 	return "one log line with the event's ids and changed column names", nil
+}
+
+func (s *readStep) explain(r *Run) (string, error) {
+	entity, id, err := s.target(r)
+	if err != nil {
+		what := "of this event"
+		if s.record != nil {
+			what = "named by " + s.ref()
+		}
+		return "GET the record " + what, err
+	}
+	return fmt.Sprintf("GET %s(%s) $select=%s", entity, id, strings.Join(s.columns, ",")), nil
 }

@@ -62,7 +62,7 @@ func TestNew_reports_every_routes_file_problem_at_once_with_line_column_and_word
 	path, err := loadRoutesError(t, content)
 	want := []string{
 		path + ":" + at(t, content, `"ten"`) + `: route "credit-check" step 1 ("score"): timeout "ten" is not a duration (e.g. 10s)`,
-		path + ":" + at(t, content, `"smtp"`) + `: route "credit-check" step 2 ("write"): type: unknown step type "smtp" (known: dataverse-update, http, log)`,
+		path + ":" + at(t, content, `"smtp"`) + `: route "credit-check" step 2 ("write"): type: unknown step type "smtp" (known: dataverse-read, dataverse-update, http, log)`,
 		path + ":" + at(t, content, `"expects"`) + `: route "credit-check" step 3 ("erp"): unknown field "expects" (known: body, expect, name, timeout, type, url)`,
 		path + ":" + at(t, content, `"5m"`) + `: route "credit-check" step 4 ("slow"): timeout "5m" is longer than 2m0s, the most one try may take`,
 		path + ":" + at(t, content, `"bad name!"`) + `: route "bad name!": name "bad name!" must be 1 to 64 letters, digits, '-' or '_', starting with a letter or digit`,

@@ -25,7 +25,7 @@ type Step interface {
 }
 
 // StepType builds a Step from its declaration in the routes file. Built-in types are http,
-// dataverse-update and log; Deps.StepTypes adds more. Return a *SkipError when the step cannot
+// dataverse-update, dataverse-read and log; Deps.StepTypes adds more. Return a *SkipError when the step cannot
 // run in this deployment (a setting is unset) and a plain error when the declaration is wrong.
 type StepType func(decl StepDecl, env BuildEnv) (Step, error)
 
@@ -53,7 +53,7 @@ type BuildEnv struct {
 	// default yields a *SkipError.
 	Expand     func(string) (string, error)
 	HTTPClient *http.Client
-	Dataverse  Updater          // nil when no Dataverse environment is configured
+	Dataverse  DataverseClient  // nil when no Dataverse environment is configured
 	Now        func() time.Time // the worker's clock, for Retry-After dates
 }
 
@@ -107,17 +107,10 @@ func (r *Run) StepValue(step string, path []string) (any, bool) {
 	return walk(v, path)
 }
 
+// walk returns the value at path; a null counts as absent.
 func walk(v any, path []string) (any, bool) {
-	for _, p := range path {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if v, ok = m[p]; !ok {
-			return nil, false
-		}
-	}
-	return v, v != nil
+	v, ok := walkPresent(v, path)
+	return v, ok && v != nil
 }
 
 // eventDoc is the event as generic JSON with exact numbers, the form $event paths walk. It is
@@ -190,13 +183,35 @@ func parseValue(raw json.RawMessage, earlier map[string]StepStatus) (valueRef, e
 	return valueRef{literal: s}, nil
 }
 
-// resolve evaluates the value for run r. ok is false when the referenced value is absent.
+// resolve evaluates the value for run r. ok is false when the referenced value is absent. A
+// field an earlier step's result holds as null resolves to null, present: a column that is
+// empty in a record read is a value to copy. A null $event value stays absent, as an
+// unchanged column of an Update is.
 func (v valueRef) resolve(r *Run) (any, bool) {
 	switch v.source {
 	case "event":
 		return r.EventValue(v.path)
 	case "steps":
-		return r.StepValue(v.step, v.path)
+		res, ok := r.responses[v.step]
+		if !ok {
+			return nil, false
+		}
+		return walkPresent(res, v.path)
 	}
 	return v.literal, true
+}
+
+// walkPresent returns the value at path, which may be null; ok is false when a field on the
+// path is missing.
+func walkPresent(v any, path []string) (any, bool) {
+	for _, p := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[p]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
 }

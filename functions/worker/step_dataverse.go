@@ -74,10 +74,19 @@ func newUpdateStep(decl StepDecl, env BuildEnv) (Step, error) {
 		}
 		s.columns[col] = v
 	}
-	if env.Dataverse == nil {
-		return nil, &SkipError{Reason: "no Dataverse environment is configured (DATAVERSE_URL is not set)"}
+	if err := requireDataverse(env); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// requireDataverse is the one rule for every Dataverse step: without an environment
+// (DATAVERSE_URL unset) the step is skipped, with a warning at start, rather than failing.
+func requireDataverse(env BuildEnv) error {
+	if env.Dataverse == nil {
+		return &SkipError{Reason: "no Dataverse environment is configured (DATAVERSE_URL is not set)"}
+	}
+	return nil
 }
 
 // WrittenColumns lists the columns this step writes, for the loop guard. A lookup set through

@@ -34,6 +34,8 @@ const maxErrorAnswer = 4 << 10
 //
 // The body is the canonical event, or with select only the listed paths of it, nested as in
 // the event ({"RecordId": …, "Attributes": {"estimatedvalue": …}}); absent paths are left out.
+// A select entry $steps.<step>.<path> adds a field of an earlier step's result, nested under
+// "steps" ({"steps": {"read-account": {"name": …}}}): how a record read reaches the downstream.
 // expect names fields the JSON answer must hold, with their JSON type.
 type httpDecl struct {
 	URL  string `json:"url"`
@@ -49,8 +51,15 @@ type httpStep struct {
 	url     string // may carry a function key: never logged
 	client  *http.Client
 	now     func() time.Time
-	selects [][]string
+	selects []bodyField
 	expect  map[string]string
+}
+
+// bodyField is one entry of body.select: where it goes in the body, and for an earlier step's
+// field the reference to resolve (nil for an event path).
+type bodyField struct {
+	path []string
+	step *valueRef
 }
 
 func newHTTPStep(decl StepDecl, env BuildEnv) (Step, error) {
@@ -70,12 +79,26 @@ func newHTTPStep(decl StepDecl, env BuildEnv) (Step, error) {
 	s := &httpStep{name: decl.Name, setting: d.URL, url: target, client: env.HTTPClient, now: env.Now, expect: d.Expect}
 	if d.Body != nil {
 		for i, sel := range d.Body.Select {
+			at := []string{"body", "select", strconv.Itoa(i)}
+			if strings.HasPrefix(sel, "$steps.") {
+				quoted, _ := json.Marshal(sel)
+				ref, err := parseValue(quoted, decl.Earlier)
+				var skip *SkipError
+				switch {
+				case errors.As(err, &skip):
+					return nil, err
+				case err != nil:
+					return nil, &FieldError{Path: at, Err: err}
+				}
+				s.selects = append(s.selects, bodyField{path: append([]string{"steps", ref.step}, ref.path...), step: &ref})
+				continue
+			}
 			path := strings.Split(sel, ".")
 			if !isCanonicalField(path[0]) {
-				return nil, &FieldError{Path: []string{"body", "select", strconv.Itoa(i)},
-					Err: fmt.Errorf("%q is not a field of the canonical event", sel)}
+				return nil, &FieldError{Path: at,
+					Err: fmt.Errorf("%q is not a field of the canonical event or $steps.<step>.<field>", sel)}
 			}
-			s.selects = append(s.selects, path)
+			s.selects = append(s.selects, bodyField{path: path})
 		}
 	}
 	return s, nil
@@ -152,8 +175,15 @@ func (s *httpStep) body(r *Run) ([]byte, error) {
 		return json.Marshal(r.Event)
 	}
 	out := make(map[string]any)
-	for _, path := range s.selects {
-		v, ok := r.EventValue(path)
+	for _, sel := range s.selects {
+		path := sel.path
+		var v any
+		var ok bool
+		if sel.step != nil {
+			v, ok = sel.step.resolve(r)
+		} else {
+			v, ok = r.EventValue(path)
+		}
 		if !ok {
 			continue
 		}

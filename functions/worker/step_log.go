@@ -42,6 +42,7 @@ func builtinStepTypes() map[string]StepType {
 	return map[string]StepType{
 		"http":             newHTTPStep,
 		"dataverse-update": newUpdateStep,
+		"dataverse-read":   newReadStep,
 		"log":              newLogStep,
 	}
 }

@@ -13,7 +13,9 @@
 // the others. Step types: http (POST the event, or a projection of it, to a ${SETTING} URL;
 // keep the JSON answer for later steps, optionally requiring typed fields), dataverse-update
 // (PATCH columns of the event's record, or of a record named by a lookup, from $event.<path>,
-// $steps.<step>.<path> or literals) and log. A step whose ${SETTING} is unset is skipped, with
+// $steps.<step>.<path> or literals), dataverse-read (GET selected columns of the event's
+// record, a lookup's target or a record named by id, kept for later steps: how a trimmed
+// event gets its columns back) and log. A step whose ${SETTING} is unset is skipped, with
 // one warning at start.
 //
 // # At least once
@@ -76,7 +78,7 @@ type Config struct {
 type Deps struct {
 	Settings   func(name string) (string, bool) // expands ${SETTING} in the routes file
 	HTTPClient *http.Client                     // for http steps; nil means outbound.NewClient, which refuses redirects
-	Dataverse  Updater                          // nil: dataverse-update steps are skipped, with a warning
+	Dataverse  DataverseClient                  // nil: dataverse-update and dataverse-read steps are skipped, with a warning
 	Decoder    EventDecoder
 	Now        func() time.Time // the clock for RetryAt; nil means time.Now
 	Jitter     func() float64   // a sample in [0,1); nil means math/rand/v2

@@ -239,7 +239,7 @@ func Offline(settings func(string) (string, bool), decoder worker.EventDecoder, 
 		HTTPClient: &http.Client{Transport: refuseTransport{}},
 	}
 	if dataverse {
-		deps.Dataverse = refuseUpdater{}
+		deps.Dataverse = refuseDataverse{}
 	}
 	return deps
 }
@@ -248,8 +248,13 @@ type refuseTransport struct{}
 
 func (refuseTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, errOffline }
 
-type refuseUpdater struct{}
+// refuseDataverse stands in for the Dataverse client: explain reads and writes nothing.
+type refuseDataverse struct{}
 
-func (refuseUpdater) Update(context.Context, string, string, map[string]any) error {
+func (refuseDataverse) Update(context.Context, string, string, map[string]any) error {
 	return errOffline
+}
+
+func (refuseDataverse) Read(context.Context, string, string, []string) (map[string]any, error) {
+	return nil, errOffline
 }

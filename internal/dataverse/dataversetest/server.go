@@ -183,7 +183,10 @@ func (s *Server) RequireToken(token string) {
 
 // Seed stores a record as is (columns by their read names, lookups as "_<lookup>_value") and
 // returns its id: the record's primary key when set, a new GUID otherwise. Seeding sends no
-// request, so it does not show in Requests.
+// request, so it does not show in Requests. Annotations may be seeded under their Web API
+// names ("_parentaccountid_value@Microsoft.Dynamics.CRM.lookuplogicalname": "account");
+// they are returned with their column, and only to a request whose Prefer header asks for
+// odata.include-annotations, as Dataverse does.
 func (s *Server) Seed(entitySet string, record map[string]any) string {
 	s.tb.Helper()
 	s.mu.Lock()

@@ -184,3 +184,33 @@ func TestServer_returns_seeded_annotations_only_when_Prefer_asks(t *testing.T) {
 		}
 	}
 }
+
+func TestServer_returns_seeded_annotations_of_selected_columns_only_when_asked(t *testing.T) {
+	accounts := dataversetest.Table{LogicalName: "account", EntitySet: "accounts"}
+	srv := dataversetest.NewServer(t, accounts)
+	id := srv.Seed("accounts", map[string]any{
+		"name":                    "Contoso",
+		"_primarycontactid_value": "5e2d6c1a-0b9f-4e8d-a7c6-b5a4f3e2d1c0",
+		"_primarycontactid_value@Microsoft.Dynamics.CRM.lookuplogicalname":  "contact",
+		"_primarycontactid_value@OData.Community.Display.V1.FormattedValue": "Ana Diaz",
+		"creditlimit": 50000,
+		"creditlimit@OData.Community.Display.V1.FormattedValue": "$50,000.00",
+	})
+	path := "accounts(" + id + ")?$select=name,_primarycontactid_value"
+
+	_, _, plain := do(t, srv, "GET", path, "")
+	for k := range plain {
+		if strings.Contains(k, "@") && k != "@odata.etag" && k != "@odata.context" {
+			t.Errorf("annotation %s returned without Prefer: odata.include-annotations", k)
+		}
+	}
+
+	_, _, annotated := do(t, srv, "GET", path, "", "Prefer", `odata.include-annotations="*"`)
+	if annotated["_primarycontactid_value@Microsoft.Dynamics.CRM.lookuplogicalname"] != "contact" ||
+		annotated["_primarycontactid_value@OData.Community.Display.V1.FormattedValue"] != "Ana Diaz" {
+		t.Errorf("lookup annotations missing: %v", annotated)
+	}
+	if _, ok := annotated["creditlimit@OData.Community.Display.V1.FormattedValue"]; ok {
+		t.Errorf("annotation of a column not selected was returned: %v", annotated)
+	}
+}
