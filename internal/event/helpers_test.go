@@ -112,3 +112,12 @@ func keys(m map[string]json.RawMessage) []string {
 	slices.Sort(ks)
 	return ks
 }
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

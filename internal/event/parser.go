@@ -9,7 +9,6 @@ import (
 	"io"
 	"reflect"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/xeipuuv/gojsonschema"
@@ -128,7 +127,7 @@ func (p *Parser) DecodeCanonical(body []byte) (Event, error) {
 			problems = append(problems, FieldProblem{Pointer: "", Detail: "cannot be read as an event: " + err.Error()})
 		}
 	} else if ev.Timestamp != "" {
-		if _, err := time.Parse(time.RFC3339Nano, ev.Timestamp); err != nil {
+		if _, err := parseTimestamp(ev.Timestamp); err != nil {
 			problems = append(problems, FieldProblem{Pointer: "/Timestamp", Detail: "must be an RFC 3339 date-time"})
 		}
 	}

@@ -37,7 +37,7 @@ func (p *Parser) parsePlugin(body []byte, top map[string]any) (Event, error) {
 	var ts time.Time
 	if in.Timestamp != "" {
 		var err error
-		if ts, err = time.Parse(time.RFC3339Nano, in.Timestamp); err != nil {
+		if ts, err = parseTimestamp(in.Timestamp); err != nil {
 			problems = append(problems, FieldProblem{Pointer: "/Timestamp", Detail: "is not a valid RFC 3339 date-time"})
 		} else if y := ts.UTC().Year(); y < 0 || y > 9999 {
 			// 9999-12-31T23:59:59-01:00 is year 10000 in UTC, which RFC 3339 cannot write.
