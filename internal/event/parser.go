@@ -105,9 +105,9 @@ func (p *Parser) Parse(body []byte, h Hints) (Event, error) {
 	_, hasName := top["EventName"]
 	_, hasID := top["RecordId"]
 	if hasName && hasID {
-		return p.parsePlugin(body, top)
+		return p.parsePlugin(top)
 	}
-	return p.parseRemote(body, top, h)
+	return p.parseRemote(top, h)
 }
 
 // DecodeCanonical is the worker's decoder: the queue message body is checked against the
@@ -117,22 +117,25 @@ func (p *Parser) DecodeCanonical(body []byte) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	problems := validate(p.canonical, body)
-	problems = append(problems, caseVariants(top, p.canonicalFields)...)
+	var problems problemList
+	validate(p.canonical, top, &problems)
+	for _, cv := range caseVariants(top, p.canonicalFields) {
+		problems.add(cv)
+	}
 	var ev Event
 	if err := json.Unmarshal(body, &ev); err != nil {
 		// The schema admits only what Event can hold, so this adds nothing when the schema has
 		// spoken; alone, it keeps a schema gap from letting a half-decoded event through.
-		if len(problems) == 0 {
-			problems = append(problems, FieldProblem{Pointer: "", Detail: "cannot be read as an event: " + err.Error()})
+		if problems.empty() {
+			problems.add(FieldProblem{Pointer: "", Detail: "cannot be read as an event: " + err.Error()})
 		}
 	} else if ev.Timestamp != "" {
 		if _, err := parseTimestamp(ev.Timestamp); err != nil {
-			problems = append(problems, FieldProblem{Pointer: "/Timestamp", Detail: "must be an RFC 3339 date-time"})
+			problems.add(FieldProblem{Pointer: "/Timestamp", Detail: "must be an RFC 3339 date-time"})
 		}
 	}
-	if len(problems) > 0 {
-		return Event{}, newValidationError(KindCanonicalEvent, problems)
+	if !problems.empty() {
+		return Event{}, newValidationError(KindCanonicalEvent, &problems)
 	}
 	return ev, nil
 }
