@@ -141,6 +141,11 @@ func repeat(s string, n int) []string {
 	return out
 }
 
+// nested wraps inner in depth arrays.
+func nested(depth int, inner string) string {
+	return strings.Repeat("[", depth) + inner + strings.Repeat("]", depth)
+}
+
 // validationError fails the test unless err is a *event.ValidationError.
 func validationError(t *testing.T, err error) *event.ValidationError {
 	t.Helper()
@@ -168,6 +173,22 @@ func decodeAllocs(t *testing.T, body []byte) float64 {
 			t.Fatal(err)
 		}
 	})
+}
+
+// A valid attribute and a valid field name: thousands of them pad a hostile body, costing
+// thousands of allocations to decode that a body refused by the pre-scan does not pay.
+const (
+	validAttribute = `{"key":"name","value":"Contoso"}`
+	validField     = `"name"`
+)
+
+// mutateRaw inserts member (raw JSON "name":value) as the first member of the object body.
+func mutateRaw(t *testing.T, body []byte, member string) []byte {
+	t.Helper()
+	if len(body) == 0 || body[0] != '{' {
+		t.Fatalf("not an object: %.20s", body)
+	}
+	return []byte("{" + member + "," + string(body[1:]))
 }
 
 func mustMarshal(t *testing.T, v any) []byte {
