@@ -42,13 +42,13 @@ func asChangedField(v string) string { return diffPluginHead + v + `]}` }
 type diffCase struct {
 	name   string
 	schema func(p *Parser) *gojsonschema.Schema
-	lists  []string
+	lists  []string // the members whose items the checker reads
 	check  func(c *checker, top map[string]any)
 }
 
 var (
-	remoteCase = diffCase{"remote", func(p *Parser) *gojsonschema.Schema { return p.remote }, remoteLists, (*checker).remote}
-	pluginCase = diffCase{"plugin", func(p *Parser) *gojsonschema.Schema { return p.plugin }, pluginLists, (*checker).plugin}
+	remoteCase = diffCase{"remote", func(p *Parser) *gojsonschema.Schema { return p.remote }, remoteLists(), (*checker).remote}
+	pluginCase = diffCase{"plugin", func(p *Parser) *gojsonschema.Schema { return p.plugin }, []string{"ChangedFields"}, (*checker).plugin}
 )
 
 // verdicts returns the problems of the whole schema on the whole body, and Parse's way.
@@ -63,7 +63,7 @@ func verdicts(t testing.TB, p *Parser, dc diffCase, body string) (whole, split [
 	var all problemList
 	validate(dc.schema(p), top, &all)
 	var parts problemList
-	validate(dc.schema(p), envelope(top, dc.lists), &parts)
+	validate(dc.schema(p), envelope(top, dc.lists...), &parts)
 	dc.check(&checker{problems: &parts}, top)
 	return newValidationError("", &all).Problems, newValidationError("", &parts).Problems
 }

@@ -14,8 +14,9 @@ import (
 // costs the validator an exact big.Rat of a million digits (about 22 ms each), and a value nested
 // ten thousand arrays deep is walked level by level by every schema rule that applies to it.
 // Real payloads sit far inside them: the captured Dataverse fixtures nest at most 13 levels,
-// Dataverse writes decimals of at most 38 digits, a table has at most about 1,000 columns, and
-// Dataverse trims a webhook body to 256 KB.
+// Dataverse writes decimals of at most 38 digits, an Attributes list holds at most a table's
+// columns (hundreds; SQL Server allows 1,024 to a table), and Dataverse trims a webhook body to
+// 256 KB.
 const (
 	maxDepth        = 64  // objects and arrays open at once, the body itself being level 1
 	maxNumberLength = 64  // characters of one number literal
