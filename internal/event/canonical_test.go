@@ -111,3 +111,14 @@ func TestParser_is_safe_for_concurrent_use(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeCanonical_refuses_a_Timestamp_offset_beyond_23_59(t *testing.T) {
+	p := newParser(t)
+	valid := mustMarshal(t, parse(t, p, sample(t, "plugin-event.json"), event.Hints{}))
+	for _, ts := range []string{"2025-11-25T07:04:05+24:00", "2025-11-25T07:04:05+23:60"} {
+		_, err := p.DecodeCanonical(mutate(t, valid, func(m map[string]any) { m["Timestamp"] = ts }))
+		if got := pointers(t, err); !slices.Equal(got, []string{"/Timestamp"}) {
+			t.Errorf("%s: pointers = %q (%v)", ts, got, err)
+		}
+	}
+}

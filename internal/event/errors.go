@@ -26,7 +26,9 @@ type FieldProblem struct {
 	Detail  string `json:"detail"`
 }
 
-// ValidationError lists every field of a payload that failed its schema or format checks.
+// ValidationError lists every field of a payload that failed its schema or format checks,
+// sorted by pointer. A body failing in more than 100 places lists the first 100 found, then an
+// entry for the whole document (pointer "") saying that checking stopped there.
 type ValidationError struct {
 	Kind     string // which shape it was checked as: "RemoteExecutionContext", "PluginEvent", "CanonicalEvent"
 	Problems []FieldProblem

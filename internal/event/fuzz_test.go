@@ -3,6 +3,7 @@ package event_test
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +27,8 @@ func checkError(t *testing.T, err error) {
 
 // FuzzParse: Parse never panics, fails only with the documented errors, and whatever it accepts
 // is a canonical event the worker will accept. Seeds: testdata/fuzz/FuzzParse (the fixtures,
-// the samples and a few broken bodies).
+// the samples, a few broken bodies, and bodies at and past the pre-scan's limits: nesting,
+// number literals, offsets).
 func FuzzParse(f *testing.F) {
 	p, err := event.NewParser()
 	if err != nil {
@@ -89,6 +91,10 @@ func FuzzParseAttributeValue(f *testing.F) {
 		`{"__type":"EntityReference:x","Id":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8","LogicalName":"account","Name":null}`,
 		`{"__type":"EntityCollection:x","Entities":[{"Attributes":[{"key":"a","value":"\/Date(1-0100)\/"}],"LogicalName":"activityparty"}]}`,
 		`"\/Date(1724647396000+0300)\/"`, `1.0000000000`, `null`, `"text"`,
+		// At and past the pre-scan's limits.
+		strings.Repeat("[", 58) + strings.Repeat("]", 58), strings.Repeat("[", 59) + strings.Repeat("]", 59),
+		`[1e308,-1E-308,1e309]`, `1` + strings.Repeat("0", 64), `{"__type":"Money:x","Value":1e999999}`,
+		`{"__type":5,"Value":"x","Id":"y"}`,
 	} {
 		f.Add([]byte(seed))
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,4 +112,90 @@ func keys(m map[string]json.RawMessage) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+const (
+	updateHead = `{"CorrelationId":"2f8b4c1e-93d7-4a5b-8e61-0c4f7a9d3b12","MessageName":"Update",` +
+		`"OrganizationId":"1b6a0f3e-2d4c-4e8a-9f5b-6c7d8e9fa0b1","PrimaryEntityId":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8",` +
+		`"PrimaryEntityName":"opportunity","UserId":"7a41d1a4-3c6b-ef11-a670-000d3a5c1e22",` +
+		`"InputParameters":[{"key":"Target","value":{"Attributes":[`
+	updateTail = `],"Id":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8","LogicalName":"opportunity"}}]}`
+)
+
+// updateWith is a valid Update whose Target carries the given Attributes list items.
+func updateWith(attributes ...string) []byte {
+	return []byte(updateHead + strings.Join(attributes, ",") + updateTail)
+}
+
+// pluginWith is a valid plugin event with the given ChangedFields items.
+func pluginWith(changedFields ...string) []byte {
+	return []byte(`{"EventName":"OpportunityUpdated","RecordId":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8",` +
+		`"TriggeredBy":"x","Timestamp":"2025-11-25T07:04:05Z","ChangedFields":[` + strings.Join(changedFields, ",") + `]}`)
+}
+
+func repeat(s string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+// nested wraps inner in depth arrays.
+func nested(depth int, inner string) string {
+	return strings.Repeat("[", depth) + inner + strings.Repeat("]", depth)
+}
+
+// validationError fails the test unless err is a *event.ValidationError.
+func validationError(t *testing.T, err error) *event.ValidationError {
+	t.Helper()
+	var verr *event.ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("got error %v (%T), want *event.ValidationError", err, err)
+	}
+	return verr
+}
+
+// allocs is the average number of allocations one Parse of body makes.
+func allocs(p *event.Parser, body []byte) float64 {
+	return testing.AllocsPerRun(3, func() { _, _ = p.Parse(body, event.Hints{ReceivedAt: receivedAt}) })
+}
+
+// decodeAllocs is the number of allocations decoding body into generic JSON once makes: what
+// building its tree costs.
+func decodeAllocs(t *testing.T, body []byte) float64 {
+	t.Helper()
+	return testing.AllocsPerRun(3, func() {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// A valid attribute and a valid field name: thousands of them pad a hostile body, costing
+// thousands of allocations to decode that a body refused by the pre-scan does not pay.
+const (
+	validAttribute = `{"key":"name","value":"Contoso"}`
+	validField     = `"name"`
+)
+
+// mutateRaw inserts member (raw JSON "name":value) as the first member of the object body.
+func mutateRaw(t *testing.T, body []byte, member string) []byte {
+	t.Helper()
+	if len(body) == 0 || body[0] != '{' {
+		t.Fatalf("not an object: %.20s", body)
+	}
+	return []byte("{" + member + "," + string(body[1:]))
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

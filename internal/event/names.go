@@ -50,6 +50,23 @@ func parseWCFDate(s string) (time.Time, error) {
 	return time.UnixMilli(ms).UTC(), nil
 }
 
+// parseTimestamp reads an RFC 3339 date-time. time.Parse takes offsets up to +24:00 and a
+// minute of 60 (+23:60 reads as +24:00); RFC 3339's time-offset is ±hh:mm with hh 00-23 and mm
+// 00-59, and an offset past a day would make two spellings of one instant.
+func parseTimestamp(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if n := len(s); n >= 6 && (s[n-6] == '+' || s[n-6] == '-') && s[n-3] == ':' {
+		// time.Parse has checked these are digits.
+		if hh, mm := s[n-5:n-3], s[n-2:]; hh > "23" || mm > "59" {
+			return time.Time{}, fmt.Errorf("offset %s is not ±hh:mm within ±23:59", s[n-6:])
+		}
+	}
+	return t, nil
+}
+
 // formatTime writes the canonical RFC 3339 form: UTC, fractional seconds only when non-zero.
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 

@@ -504,3 +504,37 @@ func TestEventNameFor_follows_the_documented_rule(t *testing.T) {
 		}
 	}
 }
+
+func TestParse_refuses_a_Timestamp_offset_beyond_23_59(t *testing.T) {
+	p := newParser(t)
+	withTimestamp := func(ts string) []byte {
+		return mutate(t, sample(t, "plugin-event.json"), func(m map[string]any) { m["Timestamp"] = ts })
+	}
+	for _, ts := range []string{"2025-11-25T07:04:05+24:00", "2025-11-25T07:04:05+23:60", "2025-11-25T07:04:05-24:00", "2025-11-25T07:04:05.5+99:00"} {
+		t.Run(ts, func(t *testing.T) {
+			_, err := p.Parse(withTimestamp(ts), event.Hints{})
+			if got := pointers(t, err); !slices.Equal(got, []string{"/Timestamp"}) {
+				t.Errorf("pointers = %q (%v)", got, err)
+			}
+		})
+	}
+	for ts, utc := range map[string]string{
+		"2025-11-25T07:04:05+23:59": "2025-11-24T07:05:05Z",
+		"2025-11-25T07:04:05-00:00": "2025-11-25T07:04:05Z",
+	} {
+		if ev := parse(t, p, withTimestamp(ts), event.Hints{}); ev.Timestamp != utc {
+			t.Errorf("Timestamp %s = %s, want %s", ts, ev.Timestamp, utc)
+		}
+	}
+}
+
+func TestParse_refuses_an_OperationCreatedOn_offset_beyond_2359(t *testing.T) {
+	p := newParser(t)
+	for _, date := range []string{"/Date(1764054245000+2400)/", "/Date(1764054245000+2360)/", "/Date(1764054245000-2400)/"} {
+		body := mutate(t, sample(t, "opportunity-update.json"), func(m map[string]any) { m["OperationCreatedOn"] = date })
+		_, err := p.Parse(body, event.Hints{ReceivedAt: receivedAt})
+		if got := pointers(t, err); !slices.Equal(got, []string{"/OperationCreatedOn"}) {
+			t.Errorf("%s: pointers = %q (%v)", date, got, err)
+		}
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"reflect"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/xeipuuv/gojsonschema"
@@ -81,7 +80,11 @@ func NewParser() (*Parser, error) {
 //
 // Errors: a body that is not a JSON object wraps ErrMalformed; a body that is an object but
 // breaks its schema or a format is a *ValidationError listing every failing field, each with a
-// JSON pointer into the posted body.
+// JSON pointer into the posted body. Before anything is decoded, one pass over the bytes refuses,
+// as a *ValidationError naming each place, a body that nests objects and arrays deeper than 64
+// levels, writes a number longer than 64 characters or with an exponent beyond ±308, or holds
+// more than 10,000 elements in an array, 20,000 members in an object or 100,000 values in all;
+// so whatever a body holds, its cost is linear in its size.
 //
 // Naming: EventName is EventNameFor(PrimaryEntityName, MessageName), e.g. OpportunityUpdated.
 //
@@ -99,67 +102,94 @@ func NewParser() (*Parser, error) {
 //
 // Timestamp is OperationCreatedOn in RFC 3339 UTC, else h.ReceivedAt (else the clock).
 func (p *Parser) Parse(body []byte, h Hints) (Event, error) {
-	top, err := topLevelObject(body)
+	top, err := decode(body, func(scan scanResult) string {
+		if scan.plugin {
+			return KindPluginEvent
+		}
+		return KindRemoteExecutionContext
+	})
 	if err != nil {
 		return Event{}, err
 	}
 	_, hasName := top["EventName"]
 	_, hasID := top["RecordId"]
 	if hasName && hasID {
-		return p.parsePlugin(body, top)
+		return p.parsePlugin(top)
 	}
-	return p.parseRemote(body, top, h)
+	return p.parseRemote(top, h)
 }
 
 // DecodeCanonical is the worker's decoder: the queue message body is checked against the
 // canonical event schema before anything runs, so a poison message is recognised as such.
 func (p *Parser) DecodeCanonical(body []byte) (Event, error) {
-	top, err := topLevelObject(body)
+	top, err := decode(body, func(scanResult) string { return KindCanonicalEvent })
 	if err != nil {
 		return Event{}, err
 	}
-	problems := validate(p.canonical, body)
-	problems = append(problems, caseVariants(top, p.canonicalFields)...)
+	var problems problemList
+	validate(p.canonical, top, &problems)
+	for _, cv := range caseVariants(top, p.canonicalFields) {
+		problems.add(cv)
+	}
 	var ev Event
 	if err := json.Unmarshal(body, &ev); err != nil {
 		// The schema admits only what Event can hold, so this adds nothing when the schema has
 		// spoken; alone, it keeps a schema gap from letting a half-decoded event through.
-		if len(problems) == 0 {
-			problems = append(problems, FieldProblem{Pointer: "", Detail: "cannot be read as an event: " + err.Error()})
+		if problems.empty() {
+			problems.add(FieldProblem{Pointer: "", Detail: "cannot be read as an event: " + err.Error()})
 		}
 	} else if ev.Timestamp != "" {
-		if _, err := time.Parse(time.RFC3339Nano, ev.Timestamp); err != nil {
-			problems = append(problems, FieldProblem{Pointer: "/Timestamp", Detail: "must be an RFC 3339 date-time"})
+		if _, err := parseTimestamp(ev.Timestamp); err != nil {
+			problems.add(FieldProblem{Pointer: "/Timestamp", Detail: "must be an RFC 3339 date-time"})
 		}
 	}
-	if len(problems) > 0 {
-		return Event{}, newValidationError(KindCanonicalEvent, problems)
+	if !problems.empty() {
+		return Event{}, newValidationError(KindCanonicalEvent, &problems)
 	}
 	return ev, nil
 }
 
-// topLevelObject checks that body is exactly one JSON object and decodes it once, with numbers
-// kept as json.Number.
-func topLevelObject(body []byte) (map[string]any, error) {
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	offset := len(body) - len(trimmed)
+// decode pre-scans body (see scanner) and decodes it, once, only when it is a single JSON object
+// within the limits, with numbers kept as json.Number. A body that is not a JSON object wraps
+// ErrMalformed; a limit broken is a *ValidationError of the kind kind names.
+func decode(body []byte, kind func(scanResult) string) (map[string]any, error) {
+	scan := prescan(body)
+	switch {
+	case !scan.wellFormed:
+		return nil, syntaxError(body)
+	case !scan.object:
+		trimmed := bytes.TrimLeft(body, " \t\r\n")
+		return nil, fmt.Errorf("%w: found %s at offset %d", ErrMalformed, jsonKind(trimmed), len(body)-len(trimmed))
+	case !scan.problems.empty():
+		return nil, newValidationError(kind(scan), &scan.problems)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, malformed(err, len(body))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if err == nil {
-			err = errors.New("data after the top-level value")
-		}
-		return nil, fmt.Errorf("%w: invalid JSON at offset %d: %v", ErrMalformed, dec.InputOffset(), err)
-	}
-	top, ok := v.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("%w: found %s at offset %d", ErrMalformed, jsonKind(trimmed), offset)
+	var top map[string]any
+	if err := dec.Decode(&top); err != nil {
+		return nil, malformed(err, len(body)) // the scan said otherwise; encoding/json has the last word
 	}
 	return top, nil
+}
+
+// syntaxError words what is wrong with a body that is not one well-formed JSON value, as
+// encoding/json's decoder sees it. It reads the value as raw bytes, so nothing is built.
+func syntaxError(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return malformed(err, len(body))
+	}
+	_, err := dec.Token()
+	switch {
+	case err == nil:
+		err = errors.New("data after the top-level value")
+	case errors.Is(err, io.EOF):
+		// encoding/json finds nothing wrong where the scan did: refuse rather than decode a body
+		// the limits did not vouch for.
+		err = errors.New("not accepted by the pre-scan")
+	}
+	return fmt.Errorf("%w: invalid JSON at offset %d: %v", ErrMalformed, dec.InputOffset(), err)
 }
 
 func malformed(err error, end int) error {

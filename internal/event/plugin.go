@@ -13,8 +13,10 @@ import (
 // Entity and Message come from the optional members of the same names; without them they are
 // derived from EventName where that is unambiguous (see entityAndMessageFromEventName).
 // CorrelationId is the optional member, else the EventId, until the intake overrides it.
-func (p *Parser) parsePlugin(body []byte, top map[string]any) (Event, error) {
-	problems := validate(p.plugin, body)
+func (p *Parser) parsePlugin(top map[string]any) (Event, error) {
+	var problems problemList
+	validate(p.plugin, envelope(top, "ChangedFields"), &problems)
+	(&checker{problems: &problems}).plugin(top)
 
 	in := struct {
 		EventName, RecordID, TriggeredBy, Timestamp, Entity, Message, CorrelationID string
@@ -37,15 +39,15 @@ func (p *Parser) parsePlugin(body []byte, top map[string]any) (Event, error) {
 	var ts time.Time
 	if in.Timestamp != "" {
 		var err error
-		if ts, err = time.Parse(time.RFC3339Nano, in.Timestamp); err != nil {
-			problems = append(problems, FieldProblem{Pointer: "/Timestamp", Detail: "is not a valid RFC 3339 date-time"})
+		if ts, err = parseTimestamp(in.Timestamp); err != nil {
+			problems.add(FieldProblem{Pointer: "/Timestamp", Detail: "is not a valid RFC 3339 date-time"})
 		} else if y := ts.UTC().Year(); y < 0 || y > 9999 {
 			// 9999-12-31T23:59:59-01:00 is year 10000 in UTC, which RFC 3339 cannot write.
-			problems = append(problems, FieldProblem{Pointer: "/Timestamp", Detail: "is outside years 0000-9999 in UTC"})
+			problems.add(FieldProblem{Pointer: "/Timestamp", Detail: "is outside years 0000-9999 in UTC"})
 		}
 	}
-	if len(problems) > 0 {
-		return Event{}, newValidationError(KindPluginEvent, problems)
+	if !problems.empty() {
+		return Event{}, newValidationError(KindPluginEvent, &problems)
 	}
 
 	changed := append([]string{}, in.ChangedFields...)

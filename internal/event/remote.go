@@ -67,11 +67,13 @@ func isPlatformStamp(column string) bool {
 }
 
 // parseRemote validates a RemoteExecutionContext and normalizes it (EventId: see Parse).
-func (p *Parser) parseRemote(body []byte, top map[string]any, h Hints) (Event, error) {
-	problems := validate(p.remote, body)
+func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
+	var problems problemList
+	validate(p.remote, envelope(top, remoteLists()...), &problems)
+	(&checker{problems: &problems}).remote(top)
 	rc := readRemote(top)
 
-	n := &normalizer{}
+	n := &normalizer{problems: &problems}
 	ev := Event{
 		SchemaVersion:  SchemaVersion,
 		CorrelationID:  strings.ToLower(rc.CorrelationID),
@@ -99,19 +101,19 @@ func (p *Parser) parseRemote(body []byte, top map[string]any, h Hints) (Event, e
 	if rc.OperationCreatedOn != "" {
 		t, err := parseWCFDate(rc.OperationCreatedOn)
 		if err != nil {
-			problems = append(problems, FieldProblem{Pointer: "/OperationCreatedOn", Detail: "is not a valid date: " + err.Error()})
+			problems.add(FieldProblem{Pointer: "/OperationCreatedOn", Detail: "is not a valid date: " + err.Error()})
 		} else {
 			ev.Timestamp = formatTime(t)
 		}
 	}
 
 	var plain map[string]any
-	if !ev.Trimmed {
+	// A full list of problems is an answer already: nothing the normalizer finds would be listed.
+	if !ev.Trimmed && !problems.full() {
 		plain, ev.ChangedFields = n.recordData(rc)
 	}
-	problems = append(problems, n.problems...)
-	if len(problems) > 0 {
-		return Event{}, newValidationError(KindRemoteExecutionContext, problems)
+	if !problems.empty() {
+		return Event{}, newValidationError(KindRemoteExecutionContext, &problems)
 	}
 	attrs, err := encodeAttributes(plain)
 	if err != nil {

@@ -12,21 +12,22 @@ import (
 // that contain dots; a NUL inside a key is far less likely, and would only garble the pointer.
 const contextSeparator = "\x00"
 
-// validate runs one compiled schema over body and returns every failing field.
-func validate(schema *gojsonschema.Schema, body []byte) []FieldProblem {
-	result, err := schema.Validate(gojsonschema.NewBytesLoader(body))
+// validate runs one compiled schema over a document already decoded (objects as map[string]any,
+// numbers as json.Number, which is what gojsonschema reads as JSON numbers) and adds every
+// failing field to problems. NewRawLoader hands the value over as it is; NewBytesLoader would
+// decode the body a second time and NewGoLoader would encode and decode it again.
+func validate(schema *gojsonschema.Schema, doc any, problems *problemList) {
+	result, err := schema.Validate(gojsonschema.NewRawLoader(doc))
 	if err != nil {
-		// The body was already checked to be a JSON object; an error here is a decoder
-		// failure gojsonschema hit on its own.
-		return []FieldProblem{{Pointer: "", Detail: fmt.Sprintf("cannot be read: %v", err)}}
+		// A raw loader does not decode, so this is gojsonschema failing on its own.
+		problems.add(FieldProblem{Pointer: "", Detail: fmt.Sprintf("cannot be read: %v", err)})
+		return
 	}
-	var problems []FieldProblem
 	for _, re := range result.Errors() {
 		if p, ok := problemFromSchema(re); ok {
-			problems = append(problems, p)
+			problems.add(p)
 		}
 	}
-	return problems
 }
 
 // problemFromSchema maps one gojsonschema error onto a pointer and a detail written for the
@@ -129,16 +130,48 @@ func pointerFromContext(ctx *gojsonschema.JsonContext) string {
 	return b.String()
 }
 
+// pointerEscaper escapes a reference token as RFC 6901 says: "~" first, then "/".
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
 func escapePointerToken(s string) string {
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+	if !strings.ContainsAny(s, "~/") {
+		return s
+	}
+	return pointerEscaper.Replace(s)
 }
 
+// maxProblems bounds the problems one answer lists. A real payload fails in a handful of places;
+// a body built to fail in every item would otherwise cost a line per item, in memory and in the
+// answer.
+const maxProblems = 100
+
+// problemList collects problems up to maxProblems. Checks that walk many items stop once it is
+// full, so a body failing everywhere costs no more than one failing a hundred times.
+type problemList struct {
+	items []FieldProblem
+	// stopped is set when a problem was dropped or a check stopped early because the list was full.
+	stopped bool
+}
+
+func (l *problemList) add(p FieldProblem) {
+	if l.full() {
+		l.stopped = true
+		return
+	}
+	l.items = append(l.items, p)
+}
+
+func (l *problemList) full() bool { return len(l.items) >= maxProblems }
+
+func (l *problemList) empty() bool { return len(l.items) == 0 }
+
 // newValidationError sorts problems by pointer, keeps the first problem reported for each
-// pointer (schema problems are appended before the Go checks), and wraps them.
-func newValidationError(kind string, problems []FieldProblem) *ValidationError {
-	seen := make(map[string]bool, len(problems))
-	unique := problems[:0:0]
-	for _, p := range problems {
+// pointer (schema problems are added before the Go checks), and wraps them. When checking
+// stopped at maxProblems, a last entry for the whole document says so.
+func newValidationError(kind string, problems *problemList) *ValidationError {
+	seen := make(map[string]bool, len(problems.items))
+	unique := make([]FieldProblem, 0, len(problems.items)+1)
+	for _, p := range problems.items {
 		if seen[p.Pointer] {
 			continue
 		}
@@ -146,5 +179,8 @@ func newValidationError(kind string, problems []FieldProblem) *ValidationError {
 		unique = append(unique, p)
 	}
 	sort.SliceStable(unique, func(i, j int) bool { return unique[i].Pointer < unique[j].Pointer })
+	if problems.stopped {
+		unique = append(unique, FieldProblem{Pointer: "", Detail: fmt.Sprintf("checking stopped after the first %d problems", maxProblems)})
+	}
 	return &ValidationError{Kind: kind, Problems: unique}
 }

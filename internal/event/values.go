@@ -67,11 +67,15 @@ var integerLiteral = regexp.MustCompile(`^-?(0|[1-9][0-9]{0,17})$`)
 // normalizer turns DataContract attribute values into plain JSON and collects every value it
 // cannot read, addressed by pointer.
 type normalizer struct {
-	problems []FieldProblem
+	problems *problemList
 }
 
 func (n *normalizer) fail(pointer, format string, args ...any) {
-	n.problems = append(n.problems, FieldProblem{Pointer: pointer, Detail: fmt.Sprintf(format, args...)})
+	if n.problems.full() {
+		n.problems.stopped = true
+		return
+	}
+	n.problems.add(FieldProblem{Pointer: pointer, Detail: fmt.Sprintf(format, args...)})
 }
 
 // attributes flattens an Attributes list into plain values. at is the pointer of the list
