@@ -14,12 +14,6 @@ import (
 	"github.com/dvrelay/dvrelay/internal/queue/servicebus"
 )
 
-// deadLetterAdmin is what support tooling needs from a backend's dead-letter queue.
-type deadLetterAdmin interface {
-	ListDeadLetters(ctx context.Context, limit int) ([]queue.DeadLettered, error)
-	Resubmit(ctx context.Context, seq int64) (string, error)
-}
-
 // backend is one queue backend, opened from configuration alone.
 type backend struct {
 	name      string
@@ -29,11 +23,12 @@ type backend struct {
 	triggerSettler worker.Settler
 	// receiver feeds the in-process consumer and settles its outcomes.
 	receiver    consumer.Queue
-	deadLetters deadLetterAdmin
+	deadLetters queue.DeadLetterAdmin
 	// stats is nil when the backend cannot count (Service Bus without the admin API).
 	stats func(ctx context.Context) (queue.Stats, error)
-	purge func(ctx context.Context, seq int64) error
 	close func(ctx context.Context) error
+	// dataDir is the embedded queue's directory; empty for Service Bus.
+	dataDir string
 }
 
 func openBackend(ctx context.Context, cfg config.Config, log *slog.Logger) (*backend, error) {
@@ -62,8 +57,8 @@ func openEmbedded(ctx context.Context, cfg config.Config, log *slog.Logger) (*ba
 		receiver:       q,
 		deadLetters:    q,
 		stats:          q.Stats,
-		purge:          q.PurgeDeadLetter,
 		close:          func(context.Context) error { return q.Close() },
+		dataDir:        cfg.DataDir,
 	}, nil
 }
 
@@ -99,9 +94,27 @@ func openServiceBus(cfg config.Config) (*backend, error) {
 		triggerSettler: servicebus.NewTriggerSettler(pub, dlq),
 		receiver:       recv,
 		deadLetters:    dlq,
-		purge:          dlq.PurgeDeadLetter,
 		close: func(ctx context.Context) error {
 			return errors.Join(recv.Close(ctx), pub.Close(ctx), dlq.Close(ctx), client.Close(ctx))
 		},
 	}, nil
+}
+
+// announce records in the embedded queue's directory that this process answers at addr, so
+// `handler dlq` finds the serve that owns the directory wherever it listens; the returned
+// function removes the record at a clean shutdown. Service Bus has no directory to record in.
+func (b *backend) announce(addr string, log *slog.Logger) (remove func()) {
+	if b.dataDir == "" {
+		return func() {}
+	}
+	rm, err := local.RecordOwner(b.dataDir, addr)
+	if err != nil {
+		log.Warn("handler dlq will not find this process by itself; it needs --addr", slog.String("error", err.Error()))
+		return func() {}
+	}
+	return func() {
+		if err := rm(); err != nil {
+			log.Warn("remove the owner record", slog.String("error", err.Error()))
+		}
+	}
 }

@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strconv"
-	"text/tabwriter"
+	"strings"
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/admin"
@@ -16,23 +15,57 @@ import (
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
+const dlqUsage = `usage:
+  handler dlq list [--reason R] [--entity E] [--since D] [--limit N] [--json]
+  handler dlq show (SEQ | EventId) [--json]
+  handler dlq resubmit (SEQ... | --all | --reason R | --entity E) [--since D] [--dry-run]
+  handler dlq purge (SEQ... | --older-than D | --reason R) --yes
+
+D is a duration back from now (90m, 36h, 7d) or a time (2025-11-25, 2025-11-25T07:04:05Z).
+Every command also takes --data-dir DIR (the embedded queue; default $DVRELAY_DATA_DIR, else
+./.dvrelay) and --addr HOST:PORT (the handler serve that owns that directory; by default the
+address it recorded there). Flags may come before or after the operands.
+Exit codes: 0 all done, 1 something failed, 2 usage.
+`
+
 // dlqCommand is one `handler dlq` invocation, parsed.
 type dlqCommand struct {
-	verb    string // list, resubmit or purge
-	limit   int
-	asJSON  bool
+	verb    string // list, show, resubmit or purge
 	dataDir string
 	addr    string
-	seqs    []int64 // resubmit and purge: the sequence numbers to act on
+	asJSON  bool
+
+	// selection
+	operands  []string // show: one SEQ or EventId
+	seqs      []int64  // resubmit, purge
+	all       bool
+	reason    string
+	entity    string
+	since     time.Time
+	olderThan time.Time
+	limit     int
+
+	dryRun bool
+	yes    bool
 }
 
-// runDLQ is the support engineer's tool: list, resubmit and purge dead-lettered events. It opens
-// the configured backend directly; when the embedded queue belongs to a running `handler serve`
-// it asks that process over HTTP instead (--addr).
+// usageError is a command line the command cannot act on: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// runDLQ is the support engineer's tool: list, show, resubmit and purge dead-lettered events,
+// the same on both backends. It opens the configured backend directly; when the embedded queue
+// belongs to a running `handler serve` it asks that process over HTTP instead.
 func runDLQ(ctx context.Context, args []string, lookup config.Lookup, stdout, stderr io.Writer) int {
-	cmd, code, ok := parseDLQ(args, stderr)
-	if !ok {
-		return code
+	cmd, err := parseDLQ(args, time.Now(), stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return dlqFail(stderr, cmd.verb, err)
 	}
 	cfg, ok := loadConfig(lookup, "handler dlq", stderr)
 	if !ok {
@@ -41,183 +74,462 @@ func runDLQ(ctx context.Context, args []string, lookup config.Lookup, stdout, st
 	if cmd.dataDir != "" {
 		cfg.DataDir = cmd.dataDir
 	}
-	dl, closeDL, err := openDeadLetters(ctx, cfg, cmd.addr, stderr)
+	src, err := openDLQSource(ctx, cfg, cmd.addr, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "handler dlq: %v\n", err)
-		return 1
+		return dlqFail(stderr, cmd.verb, err)
 	}
-	defer closeDL()
-	if cmd.verb == "list" {
-		return listDeadLetters(ctx, dl, cmd, stdout, stderr)
-	}
-	return resubmitOrPurge(ctx, dl, cmd, stdout, stderr)
-}
-
-// parseDLQ reads the verb, its flags and its operands. When ok is false the command is over,
-// with exit code code (0 after -h).
-func parseDLQ(args []string, stderr io.Writer) (cmd dlqCommand, code int, ok bool) {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, "handler dlq: say list, resubmit SEQ... or purge SEQ...\n")
-		return cmd, 2, false
-	}
-	cmd.verb = args[0]
-	fs := flag.NewFlagSet("dlq "+cmd.verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.IntVar(&cmd.limit, "limit", 50, "list at most this many")
-	fs.BoolVar(&cmd.asJSON, "json", false, "print JSON instead of a table")
-	fs.StringVar(&cmd.dataDir, "data-dir", "", "embedded queue directory (default $DVRELAY_DATA_DIR, else ./.dvrelay)")
-	fs.StringVar(&cmd.addr, "addr", "127.0.0.1:7071", "address of a running 'handler serve', used when it owns the data dir")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cmd, 0, false
-		}
-		return cmd, 2, false
-	}
-	seqs, err := dlqOperands(cmd.verb, fs.Args())
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return cmd, 2, false
-	}
-	cmd.seqs = seqs
-	return cmd, 0, true
-}
-
-// dlqOperands checks the operands verb takes: none for list, sequence numbers otherwise.
-func dlqOperands(verb string, args []string) ([]int64, error) {
-	switch verb {
+	defer src.close()
+	out := &dlqRun{cmd: cmd, src: src, stdout: stdout, stderr: stderr, progress: isTerminal(stderr)}
+	switch cmd.verb {
 	case "list":
-		if len(args) > 0 {
-			return nil, fmt.Errorf("handler dlq list: unexpected argument %q", args[0])
-		}
-		return nil, nil
-	case "resubmit", "purge":
-		if len(args) == 0 {
-			return nil, fmt.Errorf("handler dlq %s: give one or more sequence numbers (see 'handler dlq list')", verb)
-		}
-		seqs := make([]int64, 0, len(args))
-		for _, a := range args {
-			n, err := strconv.ParseInt(a, 10, 64)
-			if err != nil || n < 1 {
-				return nil, fmt.Errorf("handler dlq %s: %q is not a sequence number", verb, a)
-			}
-			seqs = append(seqs, n)
-		}
-		return seqs, nil
-	default:
-		return nil, fmt.Errorf("handler dlq: unknown command %q (list, resubmit, purge)", verb)
+		err = out.list(ctx)
+	case "show":
+		err = out.show(ctx)
+	case "resubmit":
+		err = out.resubmit(ctx)
+	case "purge":
+		err = out.purge(ctx)
 	}
-}
-
-func listDeadLetters(ctx context.Context, dl deadLetters, cmd dlqCommand, stdout, stderr io.Writer) int {
-	items, err := dl.ListDeadLetters(ctx, cmd.limit)
 	if err != nil {
-		fmt.Fprintf(stderr, "handler dlq list: %v\n", err)
-		return 1
+		return dlqFail(stderr, cmd.verb, src.explain(err))
 	}
-	if cmd.asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(items)
-		return 0
-	}
-	printDeadLetters(stdout, items)
 	return 0
 }
 
-// resubmitOrPurge acts on every sequence number, going on past failures; one failure makes the
-// exit code 1.
-func resubmitOrPurge(ctx context.Context, dl deadLetters, cmd dlqCommand, stdout, stderr io.Writer) int {
-	code := 0
-	for _, seq := range cmd.seqs {
-		var msg string
-		var err error
-		if cmd.verb == "resubmit" {
-			var id string
-			id, err = dl.Resubmit(ctx, seq)
-			msg = fmt.Sprintf("resubmitted %d as message %s", seq, id)
-		} else {
-			err = dl.Purge(ctx, seq)
-			msg = fmt.Sprintf("purged %d", seq)
+// errSomeFailed ends a command that reported each failure already: exit 1, nothing more to say.
+var errSomeFailed = errors.New("some failed")
+
+// dlqFail reports err and returns its exit code.
+func dlqFail(stderr io.Writer, verb string, err error) int {
+	var usage *usageError
+	switch {
+	case errors.Is(err, errSomeFailed):
+		return 1
+	case errors.As(err, &usage):
+		prefix := "handler dlq"
+		if verb != "" {
+			prefix += " " + verb
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", prefix, err)
+		return 2
+	}
+	fmt.Fprintf(stderr, "handler dlq %s: %v\n", verb, err)
+	return 1
+}
+
+// parseDLQ reads the verb, its flags and its operands; flags may come anywhere after the verb.
+// -h prints the usage and returns flag.ErrHelp.
+func parseDLQ(args []string, now time.Time, stderr io.Writer) (dlqCommand, error) {
+	var cmd dlqCommand
+	// --data-dir and --addr may come before the verb too.
+	global := flag.NewFlagSet("handler dlq", flag.ContinueOnError)
+	global.SetOutput(io.Discard)
+	global.StringVar(&cmd.dataDir, "data-dir", "", "")
+	global.StringVar(&cmd.addr, "addr", "", "")
+	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, dlqUsage)
+			return cmd, err
+		}
+		return cmd, usagef("%v\n\n%s", err, dlqUsage)
+	}
+	args = global.Args()
+	if len(args) == 0 {
+		return cmd, usagef("say what to do\n\n%s", dlqUsage)
+	}
+	cmd.verb = args[0]
+	switch cmd.verb {
+	case "list", "show", "resubmit", "purge":
+	case "help":
+		fmt.Fprint(stderr, dlqUsage)
+		return cmd, flag.ErrHelp
+	default:
+		verb := cmd.verb
+		cmd.verb = ""
+		return cmd, usagef("unknown command %q\n\n%s", verb, dlqUsage)
+	}
+	fs := flag.NewFlagSet("handler dlq "+cmd.verb, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported once, below, with what to do
+	fs.StringVar(&cmd.dataDir, "data-dir", cmd.dataDir, "embedded queue directory (default $DVRELAY_DATA_DIR, else ./.dvrelay)")
+	fs.StringVar(&cmd.addr, "addr", cmd.addr, "address of the handler serve that owns the data dir (default: the address it recorded there)")
+	var since, olderThan string
+	switch cmd.verb {
+	case "list":
+		fs.StringVar(&cmd.reason, "reason", "", "only this dead-letter reason, e.g. PermanentFailure")
+		fs.StringVar(&cmd.entity, "entity", "", "only events of this table, e.g. opportunity")
+		fs.StringVar(&since, "since", "", "only those dead-lettered since: 24h, 7d, or a time")
+		fs.IntVar(&cmd.limit, "limit", 50, "list at most this many, oldest first")
+		fs.BoolVar(&cmd.asJSON, "json", false, "one JSON object per line instead of a table")
+	case "show":
+		fs.BoolVar(&cmd.asJSON, "json", false, "one JSON object per line, body and history included")
+	case "resubmit":
+		fs.BoolVar(&cmd.all, "all", false, "every dead letter")
+		fs.StringVar(&cmd.reason, "reason", "", "every dead letter with this reason")
+		fs.StringVar(&cmd.entity, "entity", "", "every dead letter of this table")
+		fs.StringVar(&since, "since", "", "with --all, --reason or --entity: only those dead-lettered since")
+		fs.BoolVar(&cmd.dryRun, "dry-run", false, "say what would be resubmitted, and send nothing")
+	case "purge":
+		fs.StringVar(&olderThan, "older-than", "", "every dead letter older than this: 7d, or a time")
+		fs.StringVar(&cmd.reason, "reason", "", "every dead letter with this reason")
+		fs.BoolVar(&cmd.yes, "yes", false, "really delete; without it, purge only says what it would delete")
+	}
+	if err := parseInterleaved(fs, args[1:], &cmd.operands); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, dlqUsage)
+			return cmd, err
+		}
+		return cmd, usagef("%v\n\n%s", err, dlqUsage)
+	}
+	var err error
+	if cmd.since, err = parseWhen("--since", since, now); err != nil {
+		return cmd, err
+	}
+	if cmd.olderThan, err = parseWhen("--older-than", olderThan, now); err != nil {
+		return cmd, err
+	}
+	return cmd, checkSelection(&cmd)
+}
+
+// parseInterleaved parses flags wherever they are among the operands, as `handler post` does;
+// everything after "--" is an operand.
+func parseInterleaved(fs *flag.FlagSet, args []string, operands *[]string) error {
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return nil
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			*operands = append(*operands, rest...)
+			return nil
+		}
+		*operands = append(*operands, rest[0])
+		args = rest[1:]
+	}
+}
+
+// checkSelection checks that the operands and the selecting flags name one selection the verb
+// takes, and reads the sequence numbers.
+func checkSelection(cmd *dlqCommand) error {
+	switch cmd.verb {
+	case "list":
+		if len(cmd.operands) > 0 {
+			return usagef("takes no operand (got %q); narrow the list with --reason, --entity or --since", cmd.operands[0])
+		}
+		if cmd.limit < 1 {
+			return usagef("--limit must be 1 or more")
+		}
+	case "show":
+		if len(cmd.operands) != 1 {
+			return usagef("name one dead letter: its sequence number or its EventId (see 'handler dlq list')")
+		}
+	case "resubmit":
+		filtered := cmd.reason != "" || cmd.entity != ""
+		switch {
+		case len(cmd.operands) > 0 && (cmd.all || filtered || !cmd.since.IsZero()):
+			return usagef("give sequence numbers or --all/--reason/--entity, not both")
+		case cmd.all && filtered:
+			return usagef("--all means every dead letter; drop it to resubmit only those --reason or --entity select")
+		case len(cmd.operands) == 0 && !cmd.all && !filtered:
+			return usagef("say which: sequence numbers (see 'handler dlq list'), --all, --reason R or --entity E")
+		}
+	case "purge":
+		filtered := cmd.reason != "" || !cmd.olderThan.IsZero()
+		switch {
+		case len(cmd.operands) > 0 && filtered:
+			return usagef("give sequence numbers or --older-than/--reason, not both")
+		case len(cmd.operands) == 0 && !filtered:
+			return usagef("say which: sequence numbers (see 'handler dlq list'), --older-than D or --reason R")
+		}
+	}
+	if cmd.verb == "resubmit" || cmd.verb == "purge" {
+		seen := map[int64]bool{}
+		for _, a := range cmd.operands {
+			n, err := strconv.ParseInt(a, 10, 64)
+			if err != nil || n < 1 {
+				return usagef("%q is not a sequence number (the SEQ column of 'handler dlq list')", a)
+			}
+			if !seen[n] {
+				seen[n] = true
+				cmd.seqs = append(cmd.seqs, n)
+			}
+		}
+	}
+	return nil
+}
+
+// parseWhen reads a --since or --older-than value: a duration back from now (Go's units, and d
+// for days), a date (UTC) or an RFC 3339 time. The zero time when s is empty.
+func parseWhen(flagName, s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.ParseFloat(days, 64); err == nil && n >= 0 {
+			return now.Add(-time.Duration(n * float64(24*time.Hour))), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, usagef("%s %q: want a duration back from now (90m, 36h, 7d) or a time (2025-11-25, 2025-11-25T07:04:05Z)", flagName, s)
+}
+
+// dlqRun is one command at work on its source.
+type dlqRun struct {
+	cmd            dlqCommand
+	src            *dlqSource
+	stdout, stderr io.Writer
+	progress       bool // stderr is a terminal: show progress there
+}
+
+func (r *dlqRun) filter() queue.DeadLetterFilter {
+	return queue.DeadLetterFilter{Reason: r.cmd.reason, Entity: r.cmd.entity, Since: r.cmd.since, Before: r.cmd.olderThan}
+}
+
+func (r *dlqRun) list(ctx context.Context) error {
+	items, err := r.src.collect(ctx, r.filter(), r.cmd.limit)
+	if err != nil {
+		return err
+	}
+	if r.cmd.asJSON {
+		return printJSONLines(r.stdout, items)
+	}
+	if len(items) == 0 {
+		fmt.Fprintf(r.stdout, "no dead letters%s in %s\n", r.describeFilter(), r.src.where)
+		return nil
+	}
+	printTable(r.stdout, items)
+	if len(items) == r.cmd.limit {
+		fmt.Fprintf(r.stderr, "showing the first %d; raise --limit, or narrow with --reason, --entity or --since\n", r.cmd.limit)
+	}
+	return nil
+}
+
+func (r *dlqRun) describeFilter() string {
+	var parts []string
+	if r.cmd.reason != "" {
+		parts = append(parts, "with reason "+r.cmd.reason)
+	}
+	if r.cmd.entity != "" {
+		parts = append(parts, "of table "+r.cmd.entity)
+	}
+	if !r.cmd.since.IsZero() {
+		parts = append(parts, "since "+r.cmd.since.UTC().Format(time.RFC3339))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " " + strings.Join(parts, ", ")
+}
+
+func (r *dlqRun) show(ctx context.Context) error {
+	ref := r.cmd.operands[0]
+	var seqs []int64
+	if seq, err := strconv.ParseInt(ref, 10, 64); err == nil && seq > 0 {
+		seqs = []int64{seq}
+	} else {
+		items, err := r.src.collect(ctx, queue.DeadLetterFilter{EventID: ref}, 0)
+		if err != nil {
+			return err
+		}
+		if len(items) == 0 {
+			return fmt.Errorf("no dead letter of event %s in %s; 'handler dlq list' shows what is there", ref, r.src.where)
+		}
+		for _, d := range items {
+			seqs = append(seqs, d.SequenceNumber)
+		}
+	}
+	for i, seq := range seqs {
+		d, err := r.src.DeadLetter(ctx, seq)
+		if errors.Is(err, queue.ErrNotFound) {
+			return fmt.Errorf("no dead letter has sequence number %d in %s; 'handler dlq list' shows what is there", seq, r.src.where)
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "handler dlq %s %d: %v\n", cmd.verb, seq, err)
-			code = 1
+			return err
+		}
+		if r.cmd.asJSON {
+			if err := printJSONLines(r.stdout, []admin.Detail{d}); err != nil {
+				return err
+			}
 			continue
 		}
-		fmt.Fprintln(stdout, msg)
-	}
-	return code
-}
-
-// deadLetters is what the dlq command does, on the backend itself or through handler serve.
-type deadLetters interface {
-	ListDeadLetters(ctx context.Context, limit int) ([]admin.DeadLetter, error)
-	Resubmit(ctx context.Context, seq int64) (string, error)
-	Purge(ctx context.Context, seq int64) error
-}
-
-// openDeadLetters opens the configured backend, or, when a running handler serve owns the
-// embedded queue's directory, a client of that process's admin routes.
-func openDeadLetters(ctx context.Context, cfg config.Config, addr string, stderr io.Writer) (deadLetters, func(), error) {
-	b, err := openBackend(ctx, cfg, discardLogger())
-	if errors.Is(err, queue.ErrDirInUse) {
-		fmt.Fprintf(stderr, "handler dlq: %s is in use by a running handler serve; asking it at http://%s\n", cfg.DataDir, addr)
-		secret := ""
-		if len(cfg.WebhookSecrets) > 0 {
-			secret = cfg.WebhookSecrets[0]
+		if i > 0 {
+			fmt.Fprintln(r.stdout)
 		}
-		return remoteDeadLetters{admin.NewClient(addr, cfg.SecretHeader, secret)}, func() {}, nil
+		printDetail(r.stdout, d)
 	}
+	return nil
+}
+
+// target is one dead letter a resubmit or purge acts on; named targets were given on the command
+// line, the others were selected by a filter.
+type target struct {
+	seq   int64
+	named bool
+	d     *admin.DeadLetter // nil when it was named and not looked up
+}
+
+// targets are what a resubmit or purge acts on: the sequence numbers given, or every dead letter
+// the filter selects.
+func (r *dlqRun) targets(ctx context.Context) ([]target, error) {
+	if len(r.cmd.seqs) > 0 {
+		ts := make([]target, 0, len(r.cmd.seqs))
+		for _, seq := range r.cmd.seqs {
+			ts = append(ts, target{seq: seq, named: true})
+		}
+		return ts, nil
+	}
+	items, err := r.src.collect(ctx, r.filter(), 0)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return backendDeadLetters{b}, func() { _ = b.close(context.WithoutCancel(ctx)) }, nil
-}
-
-// backendDeadLetters works on the backend directly.
-type backendDeadLetters struct{ b *backend }
-
-func (d backendDeadLetters) ListDeadLetters(ctx context.Context, limit int) ([]admin.DeadLetter, error) {
-	items, err := d.b.deadLetters.ListDeadLetters(ctx, limit)
-	views := make([]admin.DeadLetter, 0, len(items))
-	for _, item := range items {
-		views = append(views, admin.View(item))
+	ts := make([]target, 0, len(items))
+	for i := range items {
+		ts = append(ts, target{seq: items[i].SequenceNumber, d: &items[i]})
 	}
-	return views, err
+	return ts, nil
 }
 
-func (d backendDeadLetters) Resubmit(ctx context.Context, seq int64) (string, error) {
-	return d.b.deadLetters.Resubmit(ctx, seq)
-}
-
-func (d backendDeadLetters) Purge(ctx context.Context, seq int64) error {
-	if d.b.purge == nil {
-		return fmt.Errorf("purge is not supported on the %s backend; complete the message with your Service Bus tooling", d.b.name)
-	}
-	return d.b.purge(ctx, seq)
-}
-
-// remoteDeadLetters asks the handler serve that owns the embedded queue; it offers no purge.
-type remoteDeadLetters struct{ *admin.Client }
-
-func (remoteDeadLetters) Purge(context.Context, int64) error {
-	return errors.New("purge needs the data dir: stop handler serve first")
-}
-
-func printDeadLetters(w io.Writer, items []admin.DeadLetter) {
-	if len(items) == 0 {
-		fmt.Fprintln(w, "no dead-lettered events")
-		return
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tDEAD-LETTERED\tSUBJECT\tMESSAGE ID\tREASON\tDESCRIPTION")
-	for _, d := range items {
-		desc := d.Description
-		if len(desc) > 80 {
-			desc = desc[:77] + "..."
+// lookUp fills in what named targets are, for a dry run or a purge's confirmation; those with
+// nothing parked under them are reported and returned in missing.
+func (r *dlqRun) lookUp(ctx context.Context, ts []target) (found []target, missing int, err error) {
+	for _, t := range ts {
+		if t.d != nil {
+			found = append(found, t)
+			continue
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", d.SequenceNumber, d.DeadLetteredAt.Format(time.RFC3339),
-			d.Subject, d.MessageID, d.Reason, desc)
+		d, err := r.src.DeadLetter(ctx, t.seq)
+		if errors.Is(err, queue.ErrNotFound) {
+			fmt.Fprintf(r.stderr, "handler dlq %s %d: no dead letter has this sequence number in %s\n", r.cmd.verb, t.seq, r.src.where)
+			missing++
+			continue
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		t.d = &d.DeadLetter
+		found = append(found, t)
 	}
-	_ = tw.Flush()
+	return found, missing, nil
+}
+
+func (r *dlqRun) resubmit(ctx context.Context) error {
+	ts, err := r.targets(ctx)
+	if err != nil {
+		return err
+	}
+	if r.cmd.dryRun {
+		found, missing, err := r.lookUp(ctx, ts)
+		if err != nil {
+			return err
+		}
+		for _, t := range found {
+			fmt.Fprintf(r.stdout, "would resubmit %s\n", oneLineSummary(*t.d))
+		}
+		fmt.Fprintf(r.stdout, "dry run: would resubmit %d, not found %d; nothing was sent\n", len(found), missing)
+		if missing > 0 {
+			return errSomeFailed
+		}
+		return nil
+	}
+	return r.each(ctx, ts, "resubmitted", func(ctx context.Context, seq int64) (string, error) {
+		id, err := r.src.Resubmit(ctx, seq)
+		return fmt.Sprintf("resubmitted %d as message %s", seq, id), err
+	})
+}
+
+// purgePreviewLines bounds the list of what a purge without --yes would remove.
+const purgePreviewLines = 20
+
+func (r *dlqRun) purge(ctx context.Context) error {
+	ts, err := r.targets(ctx)
+	if err != nil {
+		return err
+	}
+	if !r.cmd.yes {
+		found, missing, err := r.lookUp(ctx, ts)
+		if err != nil {
+			return err
+		}
+		if len(found) == 0 {
+			fmt.Fprintf(r.stdout, "nothing to purge: no dead letter matches in %s\n", r.src.where)
+			if missing > 0 {
+				return errSomeFailed
+			}
+			return nil
+		}
+		fmt.Fprintf(r.stdout, "would remove %s from %s:\n", deadLetters(len(found)), r.src.where)
+		for i, t := range found {
+			if i == purgePreviewLines {
+				fmt.Fprintf(r.stdout, "  … and %d more\n", len(found)-i)
+				break
+			}
+			fmt.Fprintf(r.stdout, "  %s\n", oneLineSummary(*t.d))
+		}
+		return usagef("nothing removed: a purge cannot be undone. Add --yes to remove %s "+
+			"(or resubmit instead: 'handler dlq resubmit')", deadLetters(len(found)))
+	}
+	return r.each(ctx, ts, "purged", func(ctx context.Context, seq int64) (string, error) {
+		return fmt.Sprintf("purged %d", seq), r.src.Purge(ctx, seq)
+	})
+}
+
+// each acts on every target, going on past failures, and ends with the summary line. A target
+// selected by a filter that is no longer parked (someone resubmitted or purged it meanwhile) is
+// skipped; a named one is a failure. When the source itself stops answering, the rest are not
+// tried and count as failed.
+func (r *dlqRun) each(ctx context.Context, ts []target, done string, act func(ctx context.Context, seq int64) (string, error)) error {
+	var ok, skipped, failed int
+	for i, t := range ts {
+		if r.progress {
+			fmt.Fprintf(r.stderr, "\r%s %d/%d…", r.cmd.verb, i+1, len(ts))
+		}
+		msg, err := act(ctx, t.seq)
+		if r.progress {
+			fmt.Fprint(r.stderr, "\r\033[K")
+		}
+		switch {
+		case err == nil:
+			ok++
+			fmt.Fprintln(r.stdout, msg)
+		case errors.Is(err, queue.ErrNotFound) && !t.named:
+			skipped++
+			fmt.Fprintf(r.stderr, "handler dlq %s %d: no longer dead-lettered (resubmitted or purged meanwhile); skipped\n", r.cmd.verb, t.seq)
+		case errors.Is(err, queue.ErrNotFound):
+			failed++
+			fmt.Fprintf(r.stderr, "handler dlq %s %d: no dead letter has this sequence number in %s; 'handler dlq list' shows what is there\n",
+				r.cmd.verb, t.seq, r.src.where)
+		default:
+			failed++
+			fmt.Fprintf(r.stderr, "handler dlq %s %d: %v\n", r.cmd.verb, t.seq, r.src.explain(err))
+			if r.src.unreachable(err) || ctx.Err() != nil {
+				if rest := len(ts) - i - 1; rest > 0 {
+					failed += rest
+					fmt.Fprintf(r.stderr, "handler dlq %s: stopped; %d more not tried\n", r.cmd.verb, rest)
+				}
+				fmt.Fprintf(r.stdout, "%s %d, skipped %d, failed %d\n", done, ok, skipped, failed)
+				return errSomeFailed
+			}
+		}
+	}
+	fmt.Fprintf(r.stdout, "%s %d, skipped %d, failed %d\n", done, ok, skipped, failed)
+	if failed > 0 {
+		return errSomeFailed
+	}
+	return nil
+}
+
+func deadLetters(n int) string {
+	if n == 1 {
+		return "1 dead letter"
+	}
+	return strconv.Itoa(n) + " dead letters"
 }

@@ -21,9 +21,10 @@ const usage = `usage:
   handler serve [flags]        run the intake and the worker standalone
   handler post FILE...         post event files to a running intake (--url)
   handler explain FILE         what a saved body would meet (-H 'K: V' for headers); sends nothing
-  handler dlq list [flags]     list dead-lettered events
-  handler dlq resubmit SEQ...  send dead-lettered events back to the main queue
-  handler dlq purge SEQ...     delete dead-lettered events
+  handler dlq list [flags]     list dead-lettered events (--reason, --entity, --since, --json)
+  handler dlq show SEQ|ID      one dead letter: body, properties, description, history
+  handler dlq resubmit SEQ...  send dead-lettered events back to the main queue (or --all, --reason R)
+  handler dlq purge SEQ... --yes  delete dead-lettered events (or --older-than D, --reason R)
   handler register [flags]     register the intake as a Dataverse webhook with its step (--dry-run first)
   handler unregister --name N  remove a webhook endpoint with its steps and images
   handler registrations [flags] list the Dataverse steps that post to an intake URL

@@ -49,6 +49,7 @@ func runServe(ctx context.Context, args []string, lookup config.Lookup, stdout, 
 		_ = a.backend.close(context.WithoutCancel(ctx))
 		return 1
 	}
+	defer a.backend.announce(ln.Addr().String(), a.log)()
 	mux := http.NewServeMux()
 	a.routes(mux)
 	a.admin.DeadLetterRoutes(mux)

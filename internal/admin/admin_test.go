@@ -28,14 +28,28 @@ const secretHeader = "x-dvrelay-secret"
 type parkedQueue struct {
 	mu          sync.Mutex
 	resubmitted []int64
+	purged      []int64
+	filters     []queue.DeadLetterFilter
 }
 
-func (q *parkedQueue) ListDeadLetters(_ context.Context, limit int) ([]queue.DeadLettered, error) {
-	return []queue.DeadLettered{{
-		Message:        queue.Message{MessageID: "evt-1", Subject: "OpportunityUpdated", Body: []byte(`{"EventId":"evt-1"}`)},
+func (q *parkedQueue) QueryDeadLetters(_ context.Context, f queue.DeadLetterFilter) ([]queue.DeadLettered, error) {
+	q.mu.Lock()
+	q.filters = append(q.filters, f)
+	q.mu.Unlock()
+	parked := queue.DeadLettered{
+		Message: queue.Message{MessageID: "evt-1", Subject: "OpportunityUpdated", Body: []byte(`{"EventId":"evt-1"}`),
+			ApplicationProperties: map[string]any{queue.PropEntity: "opportunity"}},
 		SequenceNumber: 7, Reason: "PermanentFailure", Description: "credit-score: 400",
 		DeliveryCount: 1, DeadLetteredAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
-	}}[:min(limit, 1)], nil
+	}
+	if !f.Match(parked) || f.Max() < 1 {
+		return nil, nil
+	}
+	return []queue.DeadLettered{parked}, nil
+}
+
+func (q *parkedQueue) History(_ context.Context, eventID string) ([]queue.Sighting, error) {
+	return queue.History([]queue.Sighting{{MessageID: eventID + "/retry/2", State: queue.SeenDeadLettered, Seq: 7}}), nil
 }
 
 func (q *parkedQueue) Resubmit(_ context.Context, seq int64) (string, error) {
@@ -46,6 +60,16 @@ func (q *parkedQueue) Resubmit(_ context.Context, seq int64) (string, error) {
 	defer q.mu.Unlock()
 	q.resubmitted = append(q.resubmitted, seq)
 	return "evt-1/resubmit/1", nil
+}
+
+func (q *parkedQueue) PurgeDeadLetter(_ context.Context, seq int64) error {
+	if seq != 7 {
+		return queue.ErrNotFound
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.purged = append(q.purged, seq)
+	return nil
 }
 
 func adminServer(t *testing.T, secrets ...[]byte) (*httptest.Server, *parkedQueue) {
@@ -186,5 +210,101 @@ func TestServer_health_shows_the_backend_and_its_counts(t *testing.T) {
 	}
 	if rec.Code != http.StatusOK || h["backend"] != "embedded" || h["queued"] != float64(3) || h["deadLettered"] != float64(1) {
 		t.Errorf("%d %v", rec.Code, h)
+	}
+}
+
+func TestClient_passes_the_filter_to_the_queue(t *testing.T) {
+	adm, q := adminServer(t, []byte("s3cret"))
+	c := admin.NewClient(strings.TrimPrefix(adm.URL, "http://"), secretHeader, "s3cret")
+	since := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	before := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
+	want := queue.DeadLetterFilter{Reason: "PermanentFailure", Entity: "opportunity", EventID: "evt-1",
+		Since: since, Before: before, AfterSeq: 3, Limit: 20}
+
+	dead, err := c.QueryDeadLetters(context.Background(), want)
+	if err != nil || len(dead) != 1 || dead[0].SequenceNumber != 7 {
+		t.Fatalf("QueryDeadLetters = %+v, %v", dead, err)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.filters) != 1 || !reflect.DeepEqual(q.filters[0], want) {
+		t.Errorf("the queue was asked %+v, want %+v", q.filters, want)
+	}
+}
+
+func TestClient_shows_one_dead_letter_with_its_history_and_purges_it(t *testing.T) {
+	adm, q := adminServer(t, []byte("s3cret"))
+	c := admin.NewClient(strings.TrimPrefix(adm.URL, "http://"), secretHeader, "s3cret")
+	ctx := context.Background()
+
+	d, err := c.DeadLetter(ctx, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.SequenceNumber != 7 || d.EventID != "evt-1" || string(d.Body) != `{"EventId":"evt-1"}` {
+		t.Errorf("dead letter = %+v", d.DeadLetter)
+	}
+	var ids []string
+	for _, s := range d.History {
+		ids = append(ids, s.MessageID+" "+s.State)
+	}
+	if want := []string{"evt-1 implied", "evt-1/retry/2 dead-lettered"}; !reflect.DeepEqual(ids, want) {
+		t.Errorf("history = %q, want %q", ids, want)
+	}
+	if err := c.Purge(ctx, 7); err != nil {
+		t.Fatalf("purge 7: %v", err)
+	}
+	if !reflect.DeepEqual(q.purged, []int64{7}) {
+		t.Errorf("the queue purged %v", q.purged)
+	}
+	for name, call := range map[string]func() error{
+		"show":     func() error { _, err := c.DeadLetter(ctx, 8); return err },
+		"purge":    func() error { return c.Purge(ctx, 8) },
+		"resubmit": func() error { _, err := c.Resubmit(ctx, 8); return err },
+	} {
+		if err := call(); !errors.Is(err, queue.ErrNotFound) || !strings.Contains(err.Error(), "404") {
+			t.Errorf("%s 8 = %v, want a 404 that is queue.ErrNotFound", name, err)
+		}
+	}
+}
+
+func TestServer_answers_problems_for_a_bad_query_and_a_wrong_secret_on_every_route(t *testing.T) {
+	adm, q := adminServer(t, []byte("s3cret"))
+	for _, tt := range []struct {
+		method, path, secret string
+		status               int
+	}{
+		{http.MethodGet, "/api/deadletters?since=yesterday", "s3cret", http.StatusBadRequest},
+		{http.MethodGet, "/api/deadletters?limit=0", "s3cret", http.StatusBadRequest},
+		{http.MethodGet, "/api/deadletters?after=-1", "s3cret", http.StatusBadRequest},
+		{http.MethodGet, "/api/deadletters/x", "s3cret", http.StatusBadRequest},
+		{http.MethodGet, "/api/deadletters/7", "wrong", http.StatusUnauthorized},
+		{http.MethodPost, "/api/deadletters/7/purge", "wrong", http.StatusUnauthorized},
+		{http.MethodPost, "/api/deadletters/7/resubmit", "wrong", http.StatusUnauthorized},
+	} {
+		req, _ := http.NewRequest(tt.method, adm.URL+tt.path, nil)
+		req.Header.Set(secretHeader, tt.secret)
+		status, ctype, doc := answer(t, req)
+		if status != tt.status || ctype != "application/problem+json" || doc["detail"] == "" {
+			t.Errorf("%s %s: %d %q %v, want %d with a problem saying why", tt.method, tt.path, status, ctype, doc, tt.status)
+		}
+	}
+	if len(q.purged)+len(q.resubmitted) != 0 {
+		t.Errorf("refused requests changed the queue: purged %v, resubmitted %v", q.purged, q.resubmitted)
+	}
+}
+
+func TestCause_drops_the_prefixes_that_say_where(t *testing.T) {
+	for _, tt := range []struct{ description, step, want string }{
+		{"step erp-sync: route credit-check step erp-sync: POST ${DVRELAY_ERP_URL}: 400 Bad Request", "erp-sync",
+			"erp-sync: POST ${DVRELAY_ERP_URL}: 400 Bad Request"},
+		{"attempt 13 of 13 failed: route credit-check step erp-sync: POST ${DVRELAY_ERP_URL}: 503 Service Unavailable", "erp-sync",
+			"erp-sync: POST ${DVRELAY_ERP_URL}: 503 Service Unavailable"},
+		{"event: not a valid canonical event: /RecordId", "", "event: not a valid canonical event: /RecordId"},
+		{"Message could not be consumed after 10 delivery attempts.", "", "Message could not be consumed after 10 delivery attempts."},
+	} {
+		if got := admin.Cause(tt.description, tt.step); got != tt.want {
+			t.Errorf("Cause(%q) = %q, want %q", tt.description, got, tt.want)
+		}
 	}
 }

@@ -7,10 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/outbound"
+	"github.com/dvrelay/dvrelay/internal/problem"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // Limits of one call to the admin routes.
@@ -45,22 +49,82 @@ func NewClient(addr, header, secret string) *Client {
 	}
 }
 
+// Addr is the host:port the client calls.
+func (c *Client) Addr() string { return strings.TrimPrefix(c.base, "http://") }
+
 // ListDeadLetters lists at most limit dead letters, oldest first.
 func (c *Client) ListDeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+	return c.QueryDeadLetters(ctx, queue.DeadLetterFilter{Limit: limit})
+}
+
+// QueryDeadLetters lists the dead letters f selects, oldest first. f.Seq is not a query
+// parameter: ask for one dead letter with DeadLetter.
+func (c *Client) QueryDeadLetters(ctx context.Context, f queue.DeadLetterFilter) ([]DeadLetter, error) {
+	q := url.Values{"limit": {strconv.Itoa(f.Max())}}
+	set := func(name, v string) {
+		if v != "" {
+			q.Set(name, v)
+		}
+	}
+	set("reason", f.Reason)
+	set("entity", f.Entity)
+	set("eventId", f.EventID)
+	if f.AfterSeq > 0 {
+		q.Set("after", strconv.FormatInt(f.AfterSeq, 10))
+	}
+	if !f.Since.IsZero() {
+		q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !f.Before.IsZero() {
+		q.Set("before", f.Before.UTC().Format(time.RFC3339Nano))
+	}
 	var out deadLetterList
-	err := c.do(ctx, http.MethodGet, pathDeadLetters+"?limit="+strconv.Itoa(limit), &out)
+	err := c.do(ctx, http.MethodGet, pathDeadLetters+"?"+q.Encode(), &out)
 	return out.DeadLetters, err
 }
 
-// Resubmit sends dead letter seq back to the main queue and returns its new message id.
+// DeadLetter reads dead letter seq with its event's history; queue.ErrNotFound when nothing is
+// parked under seq.
+func (c *Client) DeadLetter(ctx context.Context, seq int64) (Detail, error) {
+	var out Detail
+	err := c.do(ctx, http.MethodGet, pathDeadLetters+"/"+strconv.FormatInt(seq, 10), &out)
+	return out, err
+}
+
+// Resubmit sends dead letter seq back to the main queue and returns its new message id;
+// queue.ErrNotFound when nothing is parked under seq.
 func (c *Client) Resubmit(ctx context.Context, seq int64) (string, error) {
 	var out resubmitted
 	err := c.do(ctx, http.MethodPost, pathDeadLetters+"/"+strconv.FormatInt(seq, 10)+"/resubmit", &out)
 	return out.MessageID, err
 }
 
-// do calls path and decodes a 2xx answer into out; any other answer is an error quoting the
-// problem's detail.
+// Purge deletes dead letter seq for good; queue.ErrNotFound when nothing is parked under seq.
+func (c *Client) Purge(ctx context.Context, seq int64) error {
+	var out purged
+	return c.do(ctx, http.MethodPost, pathDeadLetters+"/"+strconv.FormatInt(seq, 10)+"/purge", &out)
+}
+
+// StatusError is a non-2xx answer from the server, with the detail of its problem document.
+// It is queue.ErrNotFound when the server said nothing is parked under the sequence number.
+type StatusError struct {
+	Method, Path string
+	Status       string // "404 Not Found"
+	Code         int
+	ProblemType  string // the problem document's type; empty when the answer was not one
+	Detail       string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s %s: %s: %s", e.Method, e.Path, e.Status, e.Detail)
+}
+
+// Is makes errors.Is(err, queue.ErrNotFound) hold for the server's dead-letter-not-found.
+func (e *StatusError) Is(target error) bool {
+	return target == queue.ErrNotFound && e.ProblemType == problem.TypeBase+notFoundKind
+}
+
+// do calls path and decodes a 2xx answer into out; any other answer is a *StatusError.
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
 	if err != nil {
@@ -82,9 +146,10 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 		return fmt.Errorf("%s %s: %s: %w: more than %d bytes", method, path, resp.Status, errTooLarge, c.maxAnswer)
 	}
 	if resp.StatusCode/100 != 2 {
-		var p struct{ Detail string }
+		var p struct{ Type, Detail string }
 		_ = json.Unmarshal(body, &p)
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, p.Detail)
+		return &StatusError{Method: method, Path: path, Status: resp.Status, Code: resp.StatusCode,
+			ProblemType: p.Type, Detail: p.Detail}
 	}
 	if err := json.NewDecoder(bytes.NewReader(body)).Decode(out); err != nil {
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)

@@ -10,9 +10,23 @@ import (
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
-// ListDeadLetters returns up to limit parked messages, oldest first. Messages whose last lock
-// ran out on their final delivery are moved there first, so support sees them at once.
+var _ queue.DeadLetterAdmin = (*Queue)(nil)
+
+// ListDeadLetters returns up to limit parked messages, oldest first.
 func (q *Queue) ListDeadLetters(ctx context.Context, limit int) ([]queue.DeadLettered, error) {
+	return q.QueryDeadLetters(ctx, queue.DeadLetterFilter{Limit: max(limit, 1)})
+}
+
+// eventIDMatch is the SQL form of queue.BaseID(message_id) = @event: the EventId itself, or
+// one of its retry or resubmit ids.
+const eventIDMatch = `(message_id = @event
+	OR substr(message_id, 1, length(@event) + 7) = @event || '/retry/'
+	OR substr(message_id, 1, length(@event) + 10) = @event || '/resubmit/')`
+
+// QueryDeadLetters returns the parked messages f selects, oldest first, filtered in SQL with the
+// semantics of queue.DeadLetterFilter.Match. Messages whose last lock ran out on their final
+// delivery are moved there first, so support sees them at once.
+func (q *Queue) QueryDeadLetters(ctx context.Context, f queue.DeadLetterFilter) ([]queue.DeadLettered, error) {
 	if err := q.checkOpen(); err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}
@@ -23,7 +37,18 @@ func (q *Queue) ListDeadLetters(ctx context.Context, limit int) ([]queue.DeadLet
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT seq, message_id, correlation_id, subject, session_id,
 			content_type, body, props, delivery_count, reason, description, dead_lettered_at
-			FROM dead_letters ORDER BY seq LIMIT ?`, max(limit, 1))
+			FROM dead_letters
+			WHERE (@seq = 0 OR seq = @seq) AND seq > @after
+				AND (@event = '' OR `+eventIDMatch+`)
+				AND (@reason = '' OR reason = @reason COLLATE NOCASE)
+				AND (@entity = '' OR json_extract(props, '$.`+queue.PropEntity+`') = @entity COLLATE NOCASE)
+				AND (@since IS NULL OR dead_lettered_at >= @since)
+				AND (@before IS NULL OR dead_lettered_at < @before)
+			ORDER BY seq LIMIT @limit`,
+			sql.Named("seq", f.Seq), sql.Named("after", f.AfterSeq), sql.Named("event", f.EventID),
+			sql.Named("reason", f.Reason), sql.Named("entity", f.Entity),
+			sql.Named("since", optionalNS(f.Since)), sql.Named("before", optionalNS(f.Before)),
+			sql.Named("limit", f.Max()))
 		if err != nil {
 			return err
 		}
@@ -50,6 +75,65 @@ func (q *Queue) ListDeadLetters(ctx context.Context, limit int) ([]queue.DeadLet
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}
 	return out, nil
+}
+
+// optionalNS is t in unix ns, or NULL for the zero time.
+func optionalNS(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}
+}
+
+// History lists what this queue knows of the event eventID: its dead letters, its messages on
+// the main queue, the ids it remembers for duplicate detection (those seen within the duplicate
+// window) and its resubmissions, completed by queue.History with the ids they imply.
+func (q *Queue) History(ctx context.Context, eventID string) ([]queue.Sighting, error) {
+	if err := q.checkOpen(); err != nil {
+		return nil, fmt.Errorf("history of %s: %w", eventID, err)
+	}
+	var seen []queue.Sighting
+	err := q.inTx(ctx, func(tx *sql.Tx) error {
+		event := sql.Named("event", eventID)
+		rows, err := tx.QueryContext(ctx, `
+			SELECT message_id, seq, dead_lettered_at, 0 FROM dead_letters WHERE `+eventIDMatch+`
+			UNION ALL SELECT message_id, 0, enqueued_at, 1 FROM messages WHERE `+eventIDMatch+`
+			UNION ALL SELECT message_id, 0, first_seen, 2 FROM duplicates WHERE `+eventIDMatch, event)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		states := [...]string{queue.SeenDeadLettered, queue.SeenQueued, queue.SeenPublished}
+		for rows.Next() {
+			var (
+				s     queue.Sighting
+				at    int64
+				state int
+			)
+			if err := rows.Scan(&s.MessageID, &s.Seq, &at, &state); err != nil {
+				return err
+			}
+			s.State, s.At = states[state], fromNS(at)
+			seen = append(seen, s)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		// Every resubmission of the event started a chain <EventId>/resubmit/<n>.
+		var resubmits int64
+		err = tx.QueryRowContext(ctx, `SELECT count FROM resubmits WHERE base_message_id = ?`, eventID).Scan(&resubmits)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		for n := int64(1); n <= resubmits; n++ {
+			seen = append(seen, queue.Sighting{MessageID: queue.ResubmitID(eventID, n), State: queue.SeenImplied})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", eventID, err)
+	}
+	return queue.History(seen), nil
 }
 
 // Resubmit moves the dead-lettered message seq back to the main queue as a new delivery chain

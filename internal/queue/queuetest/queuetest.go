@@ -41,14 +41,15 @@ const (
 //   - Settle applies the worker's outcome to a message received from it (worker.Settler's
 //     contract); Resubmit and PurgeDeadLetter take a dead letter's sequence number and fail
 //     with queue.ErrNotFound when nothing is parked under it.
+//   - QueryDeadLetters selects as queue.DeadLetterFilter.Match does, and History names the
+//     event's ids in chain order (queue.DeadLetterAdmin's contract).
 type Backend interface {
 	queue.Publisher
 	queue.DeadLetterer
 	queue.Receiver
 	worker.Settler
+	queue.DeadLetterAdmin
 	ListDeadLetters(ctx context.Context, limit int) ([]queue.DeadLettered, error)
-	Resubmit(ctx context.Context, seq int64) (string, error)
-	PurgeDeadLetter(ctx context.Context, seq int64) error
 	Now() time.Time
 	Advance(d time.Duration)
 }
@@ -89,6 +90,8 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"resubmit_sends_a_dead_letter_back_as_a_new_chain", resubmit},
 		{"purge_removes_only_the_named_dead_letter", purge},
 		{"unknown_dead_letter_is_not_found", unknownDeadLetter},
+		{"query_dead_letters_filters_by_reason_entity_time_event_and_sequence", queryDeadLetters},
+		{"history_names_the_retries_and_resubmits_of_an_event", history},
 	}
 	cases = append(cases, settleCases...)
 	for _, c := range cases {
@@ -672,6 +675,136 @@ func unknownDeadLetter(t *testing.T, b Backend) {
 	if dl := deadLetters(t, b); len(dl) != 1 || dl[0].MessageID != "parked" {
 		t.Errorf("dead letters = %+v, want parked left alone", dl)
 	}
+}
+
+func queryDeadLetters(t *testing.T, b Backend) {
+	park := func(id, reason, entity string) time.Time {
+		t.Helper()
+		m := message(id)
+		m.ApplicationProperties = map[string]any{queue.PropEntity: entity}
+		at := b.Now()
+		if err := b.DeadLetter(context.Background(), m, reason, "x"); err != nil {
+			t.Fatalf("DeadLetter %s: %v", id, err)
+		}
+		b.Advance(time.Hour)
+		return at
+	}
+	park("evt-q", "PermanentFailure", "opportunity")
+	second := park("evt-q/retry/3", "MaxAttemptsExceeded", "account")
+	third := park("evt-q/resubmit/2", "PermanentFailure", "Opportunity")
+	park("evt-qx", "InvalidMessage", "opportunity")    // another event whose id starts alike
+	park("evt-q/other", "PermanentFailure", "contact") // not a retry or resubmit id of evt-q
+	all := deadLetters(t, b)
+	if len(all) != 5 {
+		t.Fatalf("dead letters = %d, want 5", len(all))
+	}
+
+	tests := []struct {
+		name   string
+		filter queue.DeadLetterFilter
+		want   []string
+	}{
+		{"reason, any case", queue.DeadLetterFilter{Reason: "permanentfailure"},
+			[]string{"evt-q", "evt-q/resubmit/2", "evt-q/other"}},
+		{"entity, any case", queue.DeadLetterFilter{Entity: "OPPORTUNITY"},
+			[]string{"evt-q", "evt-q/resubmit/2", "evt-qx"}},
+		{"reason and entity", queue.DeadLetterFilter{Reason: "PermanentFailure", Entity: "opportunity"},
+			[]string{"evt-q", "evt-q/resubmit/2"}},
+		{"since is inclusive", queue.DeadLetterFilter{Since: second},
+			[]string{"evt-q/retry/3", "evt-q/resubmit/2", "evt-qx", "evt-q/other"}},
+		{"before is exclusive", queue.DeadLetterFilter{Before: third},
+			[]string{"evt-q", "evt-q/retry/3"}},
+		{"event id: its retries and resubmits only", queue.DeadLetterFilter{EventID: "evt-q"},
+			[]string{"evt-q", "evt-q/retry/3", "evt-q/resubmit/2"}},
+		{"one sequence number", queue.DeadLetterFilter{Seq: all[3].SequenceNumber},
+			[]string{"evt-qx"}},
+		{"a page after a sequence number", queue.DeadLetterFilter{AfterSeq: all[1].SequenceNumber, Limit: 2},
+			[]string{"evt-q/resubmit/2", "evt-qx"}},
+		{"a limit keeps the oldest", queue.DeadLetterFilter{Limit: 1},
+			[]string{"evt-q"}},
+		{"nothing matches", queue.DeadLetterFilter{Reason: "PermanentFailure", Entity: "account"},
+			nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := b.QueryDeadLetters(context.Background(), tt.filter)
+			if err != nil {
+				t.Fatalf("QueryDeadLetters: %v", err)
+			}
+			var ids []string
+			for _, d := range got {
+				ids = append(ids, d.MessageID)
+				if !tt.filter.Match(d) {
+					t.Errorf("%s was returned but the filter does not match it", d.MessageID)
+				}
+			}
+			if strings.Join(ids, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("QueryDeadLetters(%+v) = %q, want %q", tt.filter, ids, tt.want)
+			}
+		})
+	}
+}
+
+func history(t *testing.T, b Backend) {
+	m := message("evt-h/retry/3")
+	m.ApplicationProperties = map[string]any{queue.PropAttempt: int64(3)}
+	publish(t, b, m)
+	publish(t, b, message("evt-hx")) // another event, whose id starts alike
+	if err := b.DeadLetterReceived(context.Background(), receiveOne(t, b), "MaxAttemptsExceeded", "x"); err != nil {
+		t.Fatalf("DeadLetterReceived: %v", err)
+	}
+	complete(t, b, receiveOne(t, b))
+	dl := deadLetters(t, b)
+	if len(dl) != 1 {
+		t.Fatalf("dead letters = %d, want 1", len(dl))
+	}
+	got := historyOf(t, b, "evt-h")
+	want := []string{"evt-h", "evt-h/retry/2", "evt-h/retry/3"}
+	if ids := sightingIDs(got); strings.Join(ids, " ") != strings.Join(want, " ") {
+		t.Fatalf("history = %q, want %q: the attempts the retry id implies, in order", ids, want)
+	}
+	if last := got[2]; last.State != queue.SeenDeadLettered || last.Seq != dl[0].SequenceNumber || last.Attempt != 3 {
+		t.Errorf("history ends with %+v, want attempt 3 dead-lettered as sequence %d", last, dl[0].SequenceNumber)
+	}
+
+	id, err := b.Resubmit(context.Background(), dl[0].SequenceNumber)
+	if err != nil {
+		t.Fatalf("Resubmit: %v", err)
+	}
+	if err := b.DeadLetterReceived(context.Background(), receiveOne(t, b), "PermanentFailure", "x"); err != nil {
+		t.Fatalf("DeadLetterReceived: %v", err)
+	}
+	again := deadLetters(t, b)
+	got = historyOf(t, b, "evt-h")
+	ids := sightingIDs(got)
+	if len(ids) < 2 || ids[0] != "evt-h" || ids[len(ids)-1] != id {
+		t.Fatalf("history after a resubmit = %q, want it to start at evt-h and end with %s", ids, id)
+	}
+	if last := got[len(got)-1]; last.State != queue.SeenDeadLettered || last.Seq != again[0].SequenceNumber {
+		t.Errorf("history ends with %+v, want %s dead-lettered as sequence %d", last, id, again[0].SequenceNumber)
+	}
+	for _, s := range got {
+		if queue.BaseID(s.MessageID) != "evt-h" {
+			t.Errorf("history of evt-h names %s", s.MessageID)
+		}
+	}
+}
+
+func historyOf(t *testing.T, b Backend, eventID string) []queue.Sighting {
+	t.Helper()
+	got, err := b.History(context.Background(), eventID)
+	if err != nil {
+		t.Fatalf("History %s: %v", eventID, err)
+	}
+	return got
+}
+
+func sightingIDs(s []queue.Sighting) []string {
+	ids := make([]string, 0, len(s))
+	for _, x := range s {
+		ids = append(ids, x.MessageID)
+	}
+	return ids
 }
 
 // helpers

@@ -37,9 +37,13 @@ type DeadLetterQueue struct {
 	idleWait time.Duration
 
 	resubmitting sync.Mutex // one Resubmit or purge at a time: the SDK receiver refuses concurrent receives
+	lastResubmit int64      // the n of the last ResubmitID made, under resubmitting
 }
 
-var _ queue.DeadLetterer = (*DeadLetterQueue)(nil)
+var (
+	_ queue.DeadLetterer    = (*DeadLetterQueue)(nil)
+	_ queue.DeadLetterAdmin = (*DeadLetterQueue)(nil)
+)
 
 const (
 	defaultResubmitScan     = 500
@@ -100,12 +104,19 @@ func (d *DeadLetterQueue) DeadLetter(ctx context.Context, m *queue.Message, reas
 
 // ListDeadLetters returns up to limit parked messages, oldest first, without locking them.
 func (d *DeadLetterQueue) ListDeadLetters(ctx context.Context, limit int) ([]queue.DeadLettered, error) {
+	return d.QueryDeadLetters(ctx, queue.DeadLetterFilter{Limit: max(limit, 1)})
+}
+
+// QueryDeadLetters returns the parked messages f selects, oldest first, without locking them.
+// Service Bus cannot filter a peek, so it peeks page by page from the lowest sequence number f
+// allows and keeps what f.Match accepts, until it has f.Max() or the queue ends.
+func (d *DeadLetterQueue) QueryDeadLetters(ctx context.Context, f queue.DeadLetterFilter) ([]queue.DeadLettered, error) {
 	var out []queue.DeadLettered
-	from := int64(0)
-	for len(out) < limit {
+	from := max(f.AfterSeq+1, f.Seq, 0)
+	for len(out) < f.Max() {
 		// An explicit FromSequenceNumber every time: the SDK receiver otherwise resumes where
 		// its previous peek stopped, and a second listing would come back empty.
-		page, err := d.reader.PeekMessages(ctx, min(limit-len(out), peekPageSize), &azservicebus.PeekMessagesOptions{FromSequenceNumber: &from})
+		page, err := d.reader.PeekMessages(ctx, d.peekCount(f, len(out)), &azservicebus.PeekMessagesOptions{FromSequenceNumber: &from})
 		if err != nil {
 			return out, fmt.Errorf("peek dead letters from %d: %w", from, err)
 		}
@@ -113,11 +124,50 @@ func (d *DeadLetterQueue) ListDeadLetters(ctx context.Context, limit int) ([]que
 			break
 		}
 		for _, rm := range page {
-			out = append(out, fromDeadLettered(rm))
 			from = max(from, deref(rm.SequenceNumber)+1)
+			if dl := fromDeadLettered(rm); f.Match(dl) && len(out) < f.Max() {
+				out = append(out, dl)
+			}
+		}
+		if f.Seq > 0 && from > f.Seq {
+			break // past the one it asked for
 		}
 	}
 	return out, nil
+}
+
+// peekCount is how many messages the next peek of a query asks for: no more than it still needs
+// when every message counts, a page when the filter may pass some over, one for a sequence number.
+func (d *DeadLetterQueue) peekCount(f queue.DeadLetterFilter, have int) int {
+	switch {
+	case f.Seq > 0:
+		return 1
+	case f.EventID == "" && f.Reason == "" && f.Entity == "" && f.Since.IsZero() && f.Before.IsZero():
+		return min(f.Max()-have, peekPageSize)
+	}
+	return peekPageSize
+}
+
+// History lists what the dead-letter queue shows of the event eventID: its parked messages,
+// completed by queue.History with the ids they imply. The main queue cannot be searched for one
+// event, and the broker's duplicate detection history cannot be read.
+func (d *DeadLetterQueue) History(ctx context.Context, eventID string) ([]queue.Sighting, error) {
+	var seen []queue.Sighting
+	f := queue.DeadLetterFilter{EventID: eventID, Limit: peekPageSize}
+	for {
+		page, err := d.QueryDeadLetters(ctx, f)
+		if err != nil {
+			return nil, fmt.Errorf("history of %s: %w", eventID, err)
+		}
+		for _, dl := range page {
+			seen = append(seen, queue.Sighting{MessageID: dl.MessageID, State: queue.SeenDeadLettered,
+				Seq: dl.SequenceNumber, At: dl.DeadLetteredAt})
+		}
+		if len(page) < f.Limit {
+			return queue.History(seen), nil
+		}
+		f.AfterSeq = page[len(page)-1].SequenceNumber
+	}
 }
 
 // Resubmit sends the parked message with sequence number seq back to the main queue and then
@@ -141,7 +191,9 @@ func (d *DeadLetterQueue) Resubmit(ctx context.Context, seq int64) (string, erro
 	}
 
 	c := target.Message()
-	c.MessageID = ptr(queue.ResubmitID(target.MessageID, d.now().UnixNano()))
+	// The time names the resubmission; it must still differ between two made within one tick.
+	d.lastResubmit = max(d.now().UnixNano(), d.lastResubmit+1)
+	c.MessageID = ptr(queue.ResubmitID(target.MessageID, d.lastResubmit))
 	c.ApplicationProperties = withoutDeadLetterProps(target.ApplicationProperties)
 	c.ScheduledEnqueueTime = nil
 	c.TimeToLive = nil
