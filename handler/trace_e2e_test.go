@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -258,9 +259,14 @@ func TestCustomHandler_continues_the_trace_of_the_message_and_of_the_webhook_cal
 		if err != nil {
 			t.Fatalf("dlq list: %v\n%s", err, out)
 		}
+		// dlq list --json writes one dead letter per line.
 		var parked []admin.DeadLetter
-		if err := json.Unmarshal(out, &parked); err != nil {
-			t.Fatalf("dlq list --json: %v\n%s", err, out)
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			var d admin.DeadLetter
+			if err := json.Unmarshal([]byte(line), &d); err != nil {
+				t.Fatalf("dlq list --json: %v\n%s", err, out)
+			}
+			parked = append(parked, d)
 		}
 		for id, intake := range queued {
 			found := false
@@ -269,6 +275,18 @@ func TestCustomHandler_continues_the_trace_of_the_message_and_of_the_webhook_cal
 					continue
 				}
 				found = true
+				// Listings leave the properties out; show has them.
+				show := exec.Command(binaryPath, "dlq", "show", strconv.FormatInt(d.SequenceNumber, 10), "--json", "--data-dir", dataDir)
+				show.Env, show.Dir = baseEnv(), appRoot
+				detail, err := show.Output()
+				if err != nil {
+					t.Fatalf("dlq show %d: %v\n%s", d.SequenceNumber, err, detail)
+				}
+				var full admin.Detail
+				if err := json.Unmarshal(detail, &full); err != nil {
+					t.Fatalf("dlq show --json: %v\n%s", err, detail)
+				}
+				d = full.DeadLetter
 				for _, k := range []string{"Diagnostic-Id", "traceparent"} {
 					if d.Properties[k] != intake.String() {
 						t.Errorf("event %s: property %s = %v, want the intake's span %s", id, k, d.Properties[k], intake)
