@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/dvrelay/dvrelay/internal/config"
+	"golang.org/x/net/netutil"
 )
 
 // serveFlags are `handler serve`'s flags.
@@ -49,17 +51,54 @@ func runServe(ctx context.Context, args []string, lookup config.Lookup, stdout, 
 		_ = a.backend.close(context.WithoutCancel(ctx))
 		return 1
 	}
+	// Past the cap, a new connection waits in the kernel's backlog until one closes, so slow or
+	// idle clients cannot use up the process's file descriptors (which the queue file and the
+	// worker's outbound calls need too). The timeouts of httpServer make every slot come free.
+	ln = netutil.LimitListener(ln, cfg.MaxConnections)
 	mux := http.NewServeMux()
 	a.routes(mux)
 	a.admin.DeadLetterRoutes(mux)
 	if flags.postOnStart != "" {
 		go a.postSample(ctx, "http://"+ln.Addr().String()+"/api/dataverse/webhook", flags.postOnStart)
 	}
-	if err := a.serve(ctx, ln, mux, true); err != nil {
+	if err := a.serve(ctx, ln, mux, intakeWriteTimeout(cfg), true); err != nil {
 		a.log.Error("serve stopped with an error", slog.String("error", err.Error()))
 		return 1
 	}
 	return 0
+}
+
+// Bounds of the HTTP server that are not settings: no caller has a reason to need more.
+const (
+	// idleTimeout frees the connection slot of a keep-alive connection nobody uses.
+	idleTimeout = 30 * time.Second
+	// maxHeaderBytes: Dataverse and the Functions host send a few hundred bytes of headers.
+	maxHeaderBytes = 64 << 10
+)
+
+// httpServer is the HTTP server of both modes. Its bounds keep a slow or hostile client from
+// holding a connection, a goroutine and memory: the headers must arrive within
+// DVRELAY_READ_HEADER_TIMEOUT and the whole request within DVRELAY_READ_TIMEOUT (a body
+// dribbled byte by byte is cut off), the answer must be written within writeTimeout, and an idle
+// connection is closed after idleTimeout.
+func (a *app) httpServer(ctx context.Context, h http.Handler, writeTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: a.cfg.ReadHeaderTimeout,
+		ReadTimeout:       a.cfg.ReadTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+}
+
+// intakeWriteTimeout bounds an answer in serve mode, counted from the end of the headers: the
+// body may take up to DVRELAY_READ_TIMEOUT, the publish up to DVRELAY_PUBLISH_TIMEOUT, and a
+// little is left to write the answer. Past it the connection is closed unanswered.
+func intakeWriteTimeout(cfg config.Config) time.Duration {
+	return cfg.ReadTimeout + cfg.PublishTimeout + 5*time.Second
 }
 
 // parseServe reads the flags. When ok is false the command is over, with exit code code (0
