@@ -8,7 +8,8 @@
 #
 # Settings (environment): DURATION per run (20s), STEADY for the decline check (60s), SOAK (3m),
 # SOAK_RATE (500), CLIENTS for the closed loop (32), EVENTS queued for the worker runs (6000),
-# OUT for the JSON results (a new temporary directory), BASE_PORT (7170: uses 7170-7172).
+# OUT for the JSON results (a new temporary directory), BASE_PORT (7170: uses 7170-7172),
+# HANDLER_BIN to measure a handler built elsewhere (an older commit, for a before/after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,7 +41,7 @@ trap cleanup EXIT
 log() { echo "bench: $*" >&2; }
 
 log "building into $BIN"
-go build -o "$BIN/handler" ./handler
+if [ -n "${HANDLER_BIN:-}" ]; then cp "$HANDLER_BIN" "$BIN/handler"; else go build -o "$BIN/handler" ./handler; fi
 go build -o "$BIN/refserver" ./tools/refserver
 go build -o "$BIN/loadgen" ./tools/loadgen
 LOADGEN=$BIN/loadgen
@@ -135,7 +136,9 @@ start_serve
   -sample 30s -label soak -out "$OUT/soak.json"
 stop "$PID"
 
-echo "Measured on commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!BENCHMARKS.md' || echo ' (with local changes)'), $(date -u +%Y-%m-%d), $(nproc) cores, $(go env GOVERSION), load average before: $LOAD_BEFORE"
+what="commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!BENCHMARKS.md' || echo ' (with local changes)')"
+if [ -n "${HANDLER_BIN:-}" ]; then what="handler $HANDLER_BIN, tools of $what"; fi
+echo "Measured on $what, $(date -u +%Y-%m-%d), $(nproc) cores, $(go env GOVERSION), load average before: $LOAD_BEFORE"
 echo
 "$LOADGEN" table "$OUT"
 log "results in $OUT"
