@@ -108,6 +108,16 @@ for rate in 500 1000 2000 "2x"; do
   stop "$PID"
 done
 
+# The in-flight bound's default: the same 2× overload with other bounds. Throughput stops
+# growing once the queue's writer is kept busy; past that a larger bound only adds waiting.
+for bound in 16 32 128; do
+  log "handler serve: open loop at $((2 * capacity))/s, DVRELAY_MAX_INFLIGHT=$bound"
+  start_serve DVRELAY_MAX_INFLIGHT="$bound" DVRELAY_MAX_CONNECTIONS=$((bound + 512))
+  "$LOADGEN" open -rate $((2 * capacity)) -pid "$PID" -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$DURATION" \
+    -label "inflight-$bound" -out "$OUT/inflight-$bound.json"
+  stop "$PID"
+done
+
 # The worker: a backlog of EVENTS queued while the downstream holds every call, then released;
 # the drain rate is measured at the downstream, by distinct EventId.
 cat >"$WORK/routes.json" <<JSON

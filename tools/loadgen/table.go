@@ -18,8 +18,10 @@ const (
 	labelServe  = "serve"
 	labelSteady = "serve-60s"
 	prefixOpen  = "open-"
-	prefixDrain = "worker-"
-	labelSoak   = "soak"
+	prefixBound = "inflight-"
+	// defaultMaxInFlight is the bound the open-loop runs use (the handler's default).
+	defaultMaxInFlight = 64
+	labelSoak          = "soak"
 )
 
 func runTable(args []string, stdout io.Writer) error {
@@ -78,6 +80,30 @@ func runTable(args []string, stdout io.Writer) error {
 			}
 			w.line("| %s | %s | %.1f ms | %.1f ms | %d | %s | %s | %s |", name, thousands(r.AcceptedPerSec), r.Accepted.P50,
 				r.Accepted.P99, r.Overloaded, refusedLatency(r), others(r), peak(r))
+		}
+	}
+
+	var bounds []*result
+	for label, r := range loads {
+		if strings.HasPrefix(label, prefixBound) {
+			bounds = append(bounds, r)
+		}
+	}
+	if r, ok := loads[prefixOpen+"2x"]; ok && len(bounds) > 0 {
+		r2 := *r
+		r2.Label = prefixBound + fmt.Sprint(defaultMaxInFlight) + " (default)"
+		bounds = append(bounds, &r2)
+	}
+	sort.Slice(bounds, func(i, j int) bool { return boundOf(bounds[i]) < boundOf(bounds[j]) })
+	if len(bounds) > 0 {
+		w.line("")
+		w.line("### The in-flight bound at 2× capacity (%s/s offered)", thousands(bounds[0].Rate))
+		w.line("")
+		w.line("| DVRELAY_MAX_INFLIGHT | accepted/s | accepted p50 / p99 | 503s | 503 p50 / p99 | other | peak RSS |")
+		w.line("| --- | --- | --- | --- | --- | --- | --- |")
+		for _, r := range bounds {
+			w.line("| %s | %s | %.1f / %.1f ms | %d | %s | %s | %s |", strings.TrimPrefix(r.Label, prefixBound),
+				thousands(r.AcceptedPerSec), r.Accepted.P50, r.Accepted.P99, r.Overloaded, refusedLatency(r), others(r), peak(r))
 		}
 	}
 
@@ -216,3 +242,10 @@ func peak(r *result) string {
 }
 
 func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }
+
+// boundOf reads the in-flight bound from a run's label, "inflight-<n>".
+func boundOf(r *result) int {
+	var n int
+	_, _ = fmt.Sscanf(strings.TrimPrefix(r.Label, prefixBound), "%d", &n)
+	return n
+}
