@@ -43,7 +43,7 @@ func (in *Intake) Admit(ctx context.Context, req Request) (release func(), res R
 // checkHeaders runs the checks that need no body: method, declared size, content type, secret.
 func (in *Intake) checkHeaders(req Request) error {
 	if req.Method != http.MethodPost {
-		return errMethod
+		return errMethod()
 	}
 	if req.ContentLength > in.cfg.MaxBodyBytes {
 		return in.errTooLarge()

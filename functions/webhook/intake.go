@@ -178,7 +178,7 @@ func (in *Intake) handleRecovered(ctx context.Context, req Request, rec *record)
 
 func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Response, error) {
 	if req.Method != http.MethodPost {
-		return Response{}, errMethod
+		return Response{}, errMethod()
 	}
 	if req.BodyTooLarge || req.ContentLength > in.cfg.MaxBodyBytes || int64(len(req.Body)) > in.cfg.MaxBodyBytes {
 		return Response{}, in.errTooLarge()
@@ -226,7 +226,7 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 	}, nil
 }
 
-var errMethod = &Error{Kind: KindMethodNotAllowed, Detail: "only POST is accepted"}
+func errMethod() error { return &Error{Kind: KindMethodNotAllowed, Detail: "only POST is accepted"} }
 
 func (in *Intake) errTooLarge() error {
 	return &Error{Kind: KindTooLarge, Detail: fmt.Sprintf("the body exceeds %d bytes", in.cfg.MaxBodyBytes)}
