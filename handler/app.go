@@ -98,9 +98,12 @@ func (a *app) runConsumer(ctx context.Context) error {
 
 // serve listens on ln and runs the consumer (when withConsumer) until ctx ends; then it stops
 // taking requests, finishes those in flight, drains the worker and closes the backend.
-// writeTimeout bounds each answer (see httpServer).
-func (a *app) serve(ctx context.Context, ln net.Listener, mux *http.ServeMux, writeTimeout time.Duration, withConsumer bool) error {
-	srv := a.httpServer(ctx, mux, writeTimeout)
+// limits are the mode's bounds on the HTTP server (see httpServer and capConnections).
+func (a *app) serve(ctx context.Context, ln net.Listener, mux *http.ServeMux, limits httpLimits, withConsumer bool) error {
+	srv := a.httpServer(ctx, mux, limits.writeTimeout)
+	if limits.maxConnections > 0 {
+		ln = capConnections(ln, srv, limits.maxConnections)
+	}
 	consumerCtx, stopConsumer := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConsumer()
 	var wg sync.WaitGroup
@@ -179,7 +182,9 @@ func runCustomHandler(ctx context.Context, lookup config.Lookup, stdout, stderr 
 	withConsumer := a.backend.name == config.BackendEmbedded
 	// An EventWorker invocation answers after the whole delivery (bounded by the worker) and
 	// the reroute of its outcome; cutting it short would make the host redeliver work done.
-	if err := a.serve(ctx, ln, mux, worker.DefaultProcessTimeout+time.Minute, withConsumer); err != nil {
+	// The host is the only client, so its connections are not capped.
+	limits := httpLimits{writeTimeout: worker.DefaultProcessTimeout + time.Minute}
+	if err := a.serve(ctx, ln, mux, limits, withConsumer); err != nil {
 		a.log.Error("handler stopped with an error", slog.String("error", err.Error()))
 		return 1
 	}

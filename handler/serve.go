@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/config"
@@ -51,17 +52,14 @@ func runServe(ctx context.Context, args []string, lookup config.Lookup, stdout, 
 		_ = a.backend.close(context.WithoutCancel(ctx))
 		return 1
 	}
-	// Past the cap, a new connection waits in the kernel's backlog until one closes, so slow or
-	// idle clients cannot use up the process's file descriptors (which the queue file and the
-	// worker's outbound calls need too). The timeouts of httpServer make every slot come free.
-	ln = netutil.LimitListener(ln, cfg.MaxConnections)
 	mux := http.NewServeMux()
 	a.routes(mux)
 	a.admin.DeadLetterRoutes(mux)
 	if flags.postOnStart != "" {
 		go a.postSample(ctx, "http://"+ln.Addr().String()+"/api/dataverse/webhook", flags.postOnStart)
 	}
-	if err := a.serve(ctx, ln, mux, intakeWriteTimeout(cfg), true); err != nil {
+	limits := httpLimits{writeTimeout: intakeWriteTimeout(cfg), maxConnections: cfg.MaxConnections}
+	if err := a.serve(ctx, ln, mux, limits, true); err != nil {
 		a.log.Error("serve stopped with an error", slog.String("error", err.Error()))
 		return 1
 	}
@@ -75,6 +73,64 @@ const (
 	// maxHeaderBytes: Dataverse and the Functions host send a few hundred bytes of headers.
 	maxHeaderBytes = 64 << 10
 )
+
+// httpLimits are what the modes' HTTP servers differ in.
+type httpLimits struct {
+	writeTimeout time.Duration
+	// maxConnections caps open connections; 0 leaves them uncapped.
+	maxConnections int
+}
+
+// capConnections makes srv serve at most n connections from ln, and returns the listener to
+// serve. Past the cap a new connection waits in the kernel's backlog until one closes, so slow or
+// idle clients cannot use up the process's file descriptors, which the queue file and the
+// worker's outbound calls need too. The read timeouts free the slots of slow clients; idle
+// keep-alive connections are closed as soon as the cap is reached (see idleShedder), so a
+// caller in the backlog never waits for them to time out.
+func capConnections(ln net.Listener, srv *http.Server, n int) net.Listener {
+	shed := &idleShedder{srv: srv, limit: n}
+	next := srv.ConnState
+	srv.ConnState = func(c net.Conn, s http.ConnState) {
+		shed.track(s)
+		if next != nil {
+			next(c, s)
+		}
+	}
+	return netutil.LimitListener(ln, n)
+}
+
+// idleShedder turns keep-alive off while the server holds its cap of connections: the idle ones
+// are closed at once and busy ones close after their answer, so the slots go to the callers
+// waiting for one. It turns keep-alive back on once a quarter of the slots are free again.
+type idleShedder struct {
+	srv   *http.Server
+	limit int
+
+	mu       sync.Mutex
+	open     int
+	shedding bool
+}
+
+func (s *idleShedder) track(state http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		s.open++
+	case http.StateClosed, http.StateHijacked:
+		s.open--
+	default:
+		return
+	}
+	switch {
+	case !s.shedding && s.open >= s.limit:
+		s.shedding = true
+		s.srv.SetKeepAlivesEnabled(false) // also closes the idle connections
+	case s.shedding && s.open <= s.limit*3/4:
+		s.shedding = false
+		s.srv.SetKeepAlivesEnabled(true)
+	}
+}
 
 // httpServer is the HTTP server of both modes. Its bounds keep a slow or hostile client from
 // holding a connection, a goroutine and memory: the headers must arrive within
