@@ -23,6 +23,8 @@ BASE_PORT=${BASE_PORT:-7170}
 OUT=${OUT:-$(mktemp -d -t dvrelay-bench-XXXXXX)}
 mkdir -p "$OUT"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+what="commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!BENCHMARKS.md' || echo ' (with local changes)')"
+if [ -n "${HANDLER_BIN:-}" ]; then what="handler $HANDLER_BIN, tools of $what"; fi
 
 INTAKE_ADDR=127.0.0.1:$BASE_PORT
 REF_ADDR=127.0.0.1:$((BASE_PORT + 1))
@@ -146,8 +148,6 @@ start_serve
   -sample 30s -label soak -out "$OUT/soak.json"
 stop "$PID"
 
-what="commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!BENCHMARKS.md' || echo ' (with local changes)')"
-if [ -n "${HANDLER_BIN:-}" ]; then what="handler $HANDLER_BIN, tools of $what"; fi
 echo "Measured on $what, $(date -u +%Y-%m-%d), $(nproc) cores, $(go env GOVERSION), load average before: $LOAD_BEFORE"
 echo
 "$LOADGEN" table "$OUT"
