@@ -112,7 +112,7 @@ done
 
 # The in-flight bound's default: the same 2× overload with other bounds. Throughput stops
 # growing once the queue's writer is kept busy; past that a larger bound only adds waiting.
-for bound in 16 32 128; do
+for bound in 16 32 128 256; do
   log "handler serve: open loop at $((2 * capacity))/s, DVRELAY_MAX_INFLIGHT=$bound"
   start_serve DVRELAY_MAX_INFLIGHT="$bound" DVRELAY_MAX_CONNECTIONS=$((bound + 512))
   "$LOADGEN" open -rate $((2 * capacity)) -pid "$PID" -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$DURATION" \

@@ -160,6 +160,7 @@ func (l *load) run(mode string) (*result, error) {
 	}
 	ctx := context.Background()
 	l.start = time.Now()
+	selfAtStart, _ := cpuSeconds(os.Getpid())
 	end := l.start.Add(l.f.duration)
 	probe := newProbe(l.f.pid, l.f.sample)
 	defer probe.stop()
@@ -216,11 +217,15 @@ func (l *load) run(mode string) (*result, error) {
 	warmupDone.Stop()
 	elapsed := time.Since(l.start)
 	cpuAtEnd := probe.cpu()
+	selfAtEnd, _ := cpuSeconds(os.Getpid())
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	res := summarize(l.f, mode, l.outcomes, elapsed)
 	res.GeneratorSkipped = l.skipped.Load()
+	if n := len(l.outcomes); n > 0 && selfAtEnd > selfAtStart {
+		res.GeneratorCPUMsPerPost = (selfAtEnd - selfAtStart) * 1000 / float64(n)
+	}
 	if l.f.pid > 0 {
 		if from := math.Float64frombits(cpuAtWarmup.Load()); res.Accepted.Count > 0 && cpuAtEnd > from {
 			res.ServerCPUMsPerAccepted = (cpuAtEnd - from) * 1000 / float64(res.Accepted.Count)
@@ -250,7 +255,10 @@ type result struct {
 	Windows                []float64 `json:"windows"`
 	GeneratorSkipped       int64     `json:"generatorSkipped,omitempty"`
 	ServerCPUMsPerAccepted float64   `json:"serverCpuMsPerAccepted,omitempty"`
-	RSS                    *rssTrace `json:"rss,omitempty"`
+	// GeneratorCPUMsPerPost is this generator's own CPU per post sent: on a small machine it
+	// competes with the server, and this says how much.
+	GeneratorCPUMsPerPost float64   `json:"generatorCpuMsPerPost,omitempty"`
+	RSS                   *rssTrace `json:"rss,omitempty"`
 }
 
 type latencies struct {
