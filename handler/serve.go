@@ -68,8 +68,11 @@ func runServe(ctx context.Context, args []string, lookup config.Lookup, stdout, 
 
 // Bounds of the HTTP server that are not settings: no caller has a reason to need more.
 const (
-	// idleTimeout frees the connection slot of a keep-alive connection nobody uses.
-	idleTimeout = 30 * time.Second
+	// idleTimeout closes a keep-alive connection nobody uses. It is as long as .NET clients (the
+	// Functions host, Dataverse) keep idle connections in their pools, one to two minutes, so
+	// the client usually closes first and rarely sends a request on a connection the server has
+	// just closed. At the connection cap idle connections are closed at once (capConnections).
+	idleTimeout = 120 * time.Second
 	// maxHeaderBytes: Dataverse and the Functions host send a few hundred bytes of headers.
 	maxHeaderBytes = 64 << 10
 )
