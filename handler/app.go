@@ -128,6 +128,7 @@ func newApp(ctx context.Context, cfg config.Config, stdout io.Writer) (*app, err
 		SecretHeader:   cfg.SecretHeader,
 		PublishTimeout: cfg.PublishTimeout,
 		UseSessions:    cfg.UseSessions,
+		MaxInFlight:    cfg.MaxInFlight,
 	}, parser, m.Publisher(b.publisher), log)
 	log.InfoContext(ctx, "backend selected", slog.String("backend", b.name), slog.String("detail", b.detail))
 	return &app{cfg: cfg, log: log, backend: b, intake: intake, worker: w, admin: adm, auth: auth, metrics: m}, nil
@@ -172,18 +173,11 @@ func (a *app) runConsumer(ctx context.Context) error {
 
 // serve listens on ln and runs the consumer (when withConsumer) until ctx ends; then it stops
 // taking requests, finishes those in flight, drains the worker and closes the backend.
-func (a *app) serve(ctx context.Context, ln net.Listener, mux *http.ServeMux, withConsumer bool) error {
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		// Dataverse waits 60 s for an answer; no request body should take longer to arrive.
-		ReadTimeout: 60 * time.Second,
-		// An EventWorker invocation answers after the whole delivery (bounded by the worker) and
-		// the reroute of its outcome; cutting it short would make the host redeliver work done.
-		WriteTimeout: worker.DefaultProcessTimeout + time.Minute,
-		IdleTimeout:  120 * time.Second,
-		ErrorLog:     slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
-		BaseContext:  func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+// limits are the mode's bounds on the HTTP server (see httpServer and capConnections).
+func (a *app) serve(ctx context.Context, ln net.Listener, mux *http.ServeMux, limits httpLimits, withConsumer bool) error {
+	srv := a.httpServer(ctx, mux, limits.writeTimeout)
+	if limits.maxConnections > 0 {
+		ln = capConnections(ln, srv, limits.maxConnections)
 	}
 	consumerCtx, stopConsumer := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConsumer()
@@ -261,7 +255,11 @@ func runCustomHandler(ctx context.Context, lookup config.Lookup, stdout, stderr 
 	// With Service Bus the host's trigger feeds the worker; with the embedded queue nobody
 	// else will, so the worker loop runs in process.
 	withConsumer := a.backend.name == config.BackendEmbedded
-	if err := a.serve(ctx, ln, mux, withConsumer); err != nil {
+	// An EventWorker invocation answers after the whole delivery (bounded by the worker) and
+	// the reroute of its outcome; cutting it short would make the host redeliver work done.
+	// The host is the only client, so its connections are not capped.
+	limits := httpLimits{writeTimeout: worker.DefaultProcessTimeout + time.Minute}
+	if err := a.serve(ctx, ln, mux, limits, withConsumer); err != nil {
 		a.log.Error("handler stopped with an error", slog.String("error", err.Error()))
 		return 1
 	}

@@ -10,8 +10,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/dvrelay/dvrelay/internal/config"
+	"golang.org/x/net/netutil"
 )
 
 // serveFlags are `handler serve`'s flags.
@@ -57,11 +60,106 @@ func runServe(ctx context.Context, args []string, lookup config.Lookup, stdout, 
 	if flags.postOnStart != "" {
 		go a.postSample(ctx, "http://"+ln.Addr().String()+"/api/dataverse/webhook", flags.postOnStart)
 	}
-	if err := a.serve(ctx, ln, mux, true); err != nil {
+	limits := httpLimits{writeTimeout: intakeWriteTimeout(cfg), maxConnections: cfg.MaxConnections}
+	if err := a.serve(ctx, ln, mux, limits, true); err != nil {
 		a.log.Error("serve stopped with an error", slog.String("error", err.Error()))
 		return 1
 	}
 	return 0
+}
+
+// Bounds of the HTTP server that are not settings: no caller has a reason to need more.
+const (
+	// idleTimeout closes a keep-alive connection nobody uses. It is as long as .NET clients (the
+	// Functions host, Dataverse) keep idle connections in their pools, one to two minutes, so
+	// the client usually closes first and rarely sends a request on a connection the server has
+	// just closed. At the connection cap idle connections are closed at once (capConnections).
+	idleTimeout = 120 * time.Second
+	// maxHeaderBytes: Dataverse and the Functions host send a few hundred bytes of headers.
+	maxHeaderBytes = 64 << 10
+)
+
+// httpLimits are what the modes' HTTP servers differ in.
+type httpLimits struct {
+	writeTimeout time.Duration
+	// maxConnections caps open connections; 0 leaves them uncapped.
+	maxConnections int
+}
+
+// capConnections makes srv serve at most n connections from ln, and returns the listener to
+// serve. Past the cap a new connection waits in the kernel's backlog until one closes, so slow or
+// idle clients cannot use up the process's file descriptors, which the queue file and the
+// worker's outbound calls need too. The read timeouts free the slots of slow clients; idle
+// keep-alive connections are closed as soon as the cap is reached (see idleShedder), so a
+// caller in the backlog never waits for them to time out.
+func capConnections(ln net.Listener, srv *http.Server, n int) net.Listener {
+	shed := &idleShedder{srv: srv, limit: n}
+	next := srv.ConnState
+	srv.ConnState = func(c net.Conn, s http.ConnState) {
+		shed.track(s)
+		if next != nil {
+			next(c, s)
+		}
+	}
+	return netutil.LimitListener(ln, n)
+}
+
+// idleShedder turns keep-alive off while the server holds its cap of connections: the idle ones
+// are closed at once and busy ones close after their answer, so the slots go to the callers
+// waiting for one. It turns keep-alive back on once a quarter of the slots are free again.
+type idleShedder struct {
+	srv   *http.Server
+	limit int
+
+	mu       sync.Mutex
+	open     int
+	shedding bool
+}
+
+func (s *idleShedder) track(state http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch state {
+	case http.StateNew:
+		s.open++
+	case http.StateClosed, http.StateHijacked:
+		s.open--
+	default:
+		return
+	}
+	switch {
+	case !s.shedding && s.open >= s.limit:
+		s.shedding = true
+		s.srv.SetKeepAlivesEnabled(false) // also closes the idle connections
+	case s.shedding && s.open <= s.limit*3/4:
+		s.shedding = false
+		s.srv.SetKeepAlivesEnabled(true)
+	}
+}
+
+// httpServer is the HTTP server of both modes. Its bounds keep a slow or hostile client from
+// holding a connection, a goroutine and memory: the headers must arrive within
+// DVRELAY_READ_HEADER_TIMEOUT and the whole request within DVRELAY_READ_TIMEOUT (a body
+// dribbled byte by byte is cut off), the answer must be written within writeTimeout, and an idle
+// connection is closed after idleTimeout.
+func (a *app) httpServer(ctx context.Context, h http.Handler, writeTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: a.cfg.ReadHeaderTimeout,
+		ReadTimeout:       a.cfg.ReadTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+}
+
+// intakeWriteTimeout bounds an answer in serve mode, counted from the end of the headers: the
+// body may take up to DVRELAY_READ_TIMEOUT, the publish up to DVRELAY_PUBLISH_TIMEOUT, and a
+// little is left to write the answer. Past it the connection is closed unanswered.
+func intakeWriteTimeout(cfg config.Config) time.Duration {
+	return cfg.ReadTimeout + cfg.PublishTimeout + 5*time.Second
 }
 
 // parseServe reads the flags. When ok is false the command is over, with exit code code (0

@@ -113,6 +113,9 @@ param logLevel string = ''
 ])
 param logFormat string = ''
 
+@description('DVRELAY_MAX_INFLIGHT: webhook requests handled at once; past it the intake answers 503 with Retry-After at once. Empty: the handler default (64).')
+param maxInFlight string = ''
+
 @description('DVRELAY_CREDIT_URL: the credit scoring API the shipped routes call. Empty: that step is skipped.')
 param creditUrl string = ''
 
@@ -630,6 +633,10 @@ var appSettings = [
   {
     name: 'DVRELAY_LOG_FORMAT'
     value: logFormat
+  }
+  {
+    name: 'DVRELAY_MAX_INFLIGHT'
+    value: maxInFlight
   }
   {
     name: 'DVRELAY_CREDIT_URL'

@@ -54,6 +54,9 @@ type Config struct {
 	PublishTimeout time.Duration
 	// UseSessions sets SessionID = RecordId, for per-record order on a session-enabled queue.
 	UseSessions bool
+	// MaxInFlight bounds the requests admitted at once (see Admit); the next one is answered
+	// 503 at once rather than queued behind work the intake cannot finish in time.
+	MaxInFlight int
 }
 
 // Parser turns a posted body into the canonical event. *event.Parser is the real one.
@@ -91,6 +94,8 @@ type Intake struct {
 	parser Parser
 	pub    queue.Publisher
 	log    *slog.Logger
+	// slots holds one token per admitted request; its capacity is MaxInFlight.
+	slots chan struct{}
 }
 
 // New builds an intake that publishes through pub.
@@ -104,7 +109,11 @@ func New(cfg Config, p Parser, pub queue.Publisher, log *slog.Logger) *Intake {
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = DefaultPublishTimeout
 	}
-	in := &Intake{cfg: cfg, auth: httpauth.New(cfg.SecretHeader, cfg.Secrets...), parser: p, pub: pub, log: log}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	in := &Intake{cfg: cfg, auth: httpauth.New(cfg.SecretHeader, cfg.Secrets...), parser: p, pub: pub, log: log,
+		slots: make(chan struct{}, cfg.MaxInFlight)}
 	in.cfg.Secrets = nil // the authorizer keeps digests only; don't keep the secrets around
 	return in
 }
@@ -125,14 +134,27 @@ type accepted struct {
 // The intake's span continues the caller's W3C trace (traceparent, or a W3C-compatible
 // Request-Id), or starts a new trace when there is none or it is invalid; every answer carries
 // it in traceparent, and the queued message carries it as the Service Bus SDKs do.
+//
+// Handle takes no place among MaxInFlight: transports call Admit first, before reading the body.
 func (in *Intake) Handle(ctx context.Context, req Request) Response {
 	start := time.Now()
-	rec := record{
-		correlationID: validCorrelationID(req.Header.Get(headerCorrelationRequestID)),
-		trace:         tracecontext.Continue(tracecontext.FromHeader(req.Header)),
-	}
-
+	rec := newRecord(req.Header)
 	resp, err := in.handleRecovered(ctx, req, &rec)
+	return in.finish(ctx, rec, resp, err, start)
+}
+
+// newRecord starts the record of one request: the correlation ID the caller sent, and the
+// intake's span in the caller's trace.
+func newRecord(h http.Header) record {
+	return record{
+		correlationID: validCorrelationID(h.Get(headerCorrelationRequestID)),
+		trace:         tracecontext.Continue(tracecontext.FromHeader(h)),
+	}
+}
+
+// finish turns err into its problem, gives the answer its correlation ID and logs the request:
+// every answer, admitted or not, leaves the intake through here.
+func (in *Intake) finish(ctx context.Context, rec record, resp Response, err error, start time.Time) Response {
 	if rec.correlationID == "" {
 		// Known nowhere: give the answer and the log line one anyway, so they can be matched.
 		rec.correlationID = newCorrelationID()
@@ -173,19 +195,16 @@ func (in *Intake) handleRecovered(ctx context.Context, req Request, rec *record)
 
 func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Response, error) {
 	if req.Method != http.MethodPost {
-		return Response{}, &Error{Kind: KindMethodNotAllowed, Detail: "only POST is accepted"}
+		return Response{}, errMethod()
 	}
 	if req.BodyTooLarge || req.ContentLength > in.cfg.MaxBodyBytes || int64(len(req.Body)) > in.cfg.MaxBodyBytes {
-		return Response{}, &Error{Kind: KindTooLarge, Detail: fmt.Sprintf("the body exceeds %d bytes", in.cfg.MaxBodyBytes)}
+		return Response{}, in.errTooLarge()
 	}
 	if req.ReadErr != nil {
 		return Response{}, &Error{Kind: KindInvalid, Detail: "the body could not be read", Err: req.ReadErr}
 	}
-	if err := checkContentType(req.Header.Get("Content-Type")); err != nil {
+	if err := in.checkMediaAndSecret(req.Header); err != nil {
 		return Response{}, err
-	}
-	if !in.auth.Allows(req.Header) {
-		return Response{}, &Error{Kind: KindUnauthorized, Detail: httpauth.Refusal().Detail}
 	}
 
 	hints := event.Hints{
@@ -222,6 +241,23 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 		Header: http.Header{"Content-Type": {"application/json"}},
 		Body:   body,
 	}, nil
+}
+
+func errMethod() error { return &Error{Kind: KindMethodNotAllowed, Detail: "only POST is accepted"} }
+
+func (in *Intake) errTooLarge() error {
+	return &Error{Kind: KindTooLarge, Detail: fmt.Sprintf("the body exceeds %d bytes", in.cfg.MaxBodyBytes)}
+}
+
+// checkMediaAndSecret is the part of the pipeline the headers alone decide after method and size.
+func (in *Intake) checkMediaAndSecret(h http.Header) error {
+	if err := checkContentType(h.Get("Content-Type")); err != nil {
+		return err
+	}
+	if !in.auth.Allows(h) {
+		return &Error{Kind: KindUnauthorized, Detail: httpauth.Refusal().Detail}
+	}
+	return nil
 }
 
 // checkContentType accepts JSON media types (application/json, anything+json) with or without

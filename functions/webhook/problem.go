@@ -20,6 +20,7 @@ const (
 	KindUnsupportedMediaType                 // the body is not declared as JSON
 	KindMethodNotAllowed                     // not a POST
 	KindUnavailable                          // the event could not be queued; worth a retry
+	KindOverloaded                           // too many requests in flight; worth a retry
 )
 
 func (k Kind) String() string {
@@ -36,6 +37,8 @@ func (k Kind) String() string {
 		return "method-not-allowed"
 	case KindUnavailable:
 		return "unavailable"
+	case KindOverloaded:
+		return "overloaded"
 	}
 	return "unknown"
 }
@@ -99,6 +102,10 @@ func problemResponse(err error, correlationID string) Response {
 		case KindUnavailable:
 			// Never 500: Dataverse retries only 502, 503 and 504.
 			p = problem.New(http.StatusServiceUnavailable, ie.Kind.String(), "Service unavailable", ie.Detail)
+			h.Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
+		case KindOverloaded:
+			// 503 too, for the same reason; the type tells a caller it was turned away unread.
+			p = problem.New(http.StatusServiceUnavailable, ie.Kind.String(), "Service overloaded", ie.Detail)
 			h.Set("Retry-After", strconv.Itoa(RetryAfterSeconds))
 		}
 	}

@@ -308,3 +308,44 @@ func TestCause_drops_the_prefixes_that_say_where(t *testing.T) {
 		}
 	}
 }
+
+func TestServer_health_answers_503_when_the_queue_cannot_be_read_in_time(t *testing.T) {
+	mux := http.NewServeMux()
+	// A stalled disk: the count never comes back before the health check gives up.
+	stalled := func(ctx context.Context) (queue.Stats, error) {
+		<-ctx.Done()
+		return queue.Stats{}, ctx.Err()
+	}
+	admin.NewServer(admin.Config{Backend: "embedded", Stats: stalled, HealthTimeout: 10 * time.Millisecond},
+		slog.New(slog.DiscardHandler)).HealthRoute(mux)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/health", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503: %s", rec.Code, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p["status"] != float64(http.StatusServiceUnavailable) {
+		t.Errorf("problem %s (%v)", rec.Body, err)
+	}
+}
+
+func TestServer_health_answers_in_time_even_when_the_queue_ignores_its_context(t *testing.T) {
+	mux := http.NewServeMux()
+	release := make(chan struct{})
+	defer close(release)
+	// A read stuck in a system call does not look at its context; the probe must not wait for it.
+	stuck := func(context.Context) (queue.Stats, error) {
+		<-release
+		return queue.Stats{}, nil
+	}
+	admin.NewServer(admin.Config{Backend: "embedded", Stats: stuck, HealthTimeout: 10 * time.Millisecond},
+		slog.New(slog.DiscardHandler)).HealthRoute(mux)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/health", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503: %s", rec.Code, rec.Body)
+	}
+}

@@ -27,6 +27,10 @@ const (
 	pathDeadLetters = "/api/deadletters"
 )
 
+// DefaultHealthTimeout bounds GET /api/health when Config.HealthTimeout is zero. Probes give up
+// after a few seconds; an answer after that is as good as none, and a 503 in time says more.
+const DefaultHealthTimeout = 2 * time.Second
+
 // maxListLimit bounds one listing, so a request cannot make the server load the whole queue.
 const maxListLimit = 1000
 
@@ -42,6 +46,8 @@ type Config struct {
 	Stats func(ctx context.Context) (queue.Stats, error)
 	// Auth guards the dead-letter routes; health stays open, as probes do not carry secrets.
 	Auth *httpauth.Authorizer
+	// HealthTimeout bounds the queue read behind /api/health; zero is DefaultHealthTimeout.
+	HealthTimeout time.Duration
 }
 
 // Server serves the admin routes.
@@ -55,10 +61,14 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 	if cfg.Auth == nil {
 		cfg.Auth = httpauth.New("")
 	}
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = DefaultHealthTimeout
+	}
 	return &Server{cfg: cfg, log: log}
 }
 
-// HealthRoute adds GET /api/health: 200 with the queue counts, 503 when the queue cannot be read.
+// HealthRoute adds GET /api/health: 200 with the queue counts, 503 when the queue cannot be read
+// within HealthTimeout.
 func (s *Server) HealthRoute(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+pathHealth, s.health)
 }
@@ -80,7 +90,7 @@ func (s *Server) DeadLetterRoutes(mux *http.ServeMux) {
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	body := map[string]any{"status": "ok", "backend": s.cfg.Backend}
 	if s.cfg.Stats != nil {
-		st, err := s.cfg.Stats(r.Context())
+		st, err := s.stats(r.Context())
 		if err != nil {
 			s.log.ErrorContext(r.Context(), "health: read queue", slog.String("error", err.Error()))
 			problem.Write(w, problem.New(http.StatusServiceUnavailable, "queue-unavailable", "Queue unavailable",
@@ -93,6 +103,32 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		body["oldestQueuedAgeSeconds"] = st.OldestQueuedAge.Seconds()
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// stats reads the queue counts within HealthTimeout. The read runs apart and is waited for only
+// that long, because a read stuck in the kernel (a frozen or failing disk) does not look at its
+// context: the probe still gets its 503 in time, and the read ends on its own when the disk does.
+func (s *Server) stats(ctx context.Context) (queue.Stats, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.HealthTimeout)
+	defer cancel()
+	type result struct {
+		st  queue.Stats
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := s.cfg.Stats(ctx)
+		done <- result{st, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return queue.Stats{}, fmt.Errorf("read queue counts: %w", r.err)
+		}
+		return r.st, nil
+	case <-ctx.Done():
+		return queue.Stats{}, fmt.Errorf("read queue counts: no answer within %s: %w", s.cfg.HealthTimeout, ctx.Err())
+	}
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {

@@ -30,6 +30,15 @@ const (
 // DVRELAY_SHUTDOWN_GRACE is not set. The worker loop falls back to it too, so there is one value.
 const DefaultShutdownGrace = 20 * time.Second
 
+// Defaults of the intake's bounds. BENCHMARKS.md shows the measurements behind them; the README
+// explains them to operators.
+const (
+	// DefaultMaxInFlight is DVRELAY_MAX_INFLIGHT: requests the intake works on at once.
+	DefaultMaxInFlight = 64
+	// DefaultMaxConnections is DVRELAY_MAX_CONNECTIONS: open client connections in serve mode.
+	DefaultMaxConnections = 512
+)
+
 // Port variables the Functions host sets for a custom handler. Current hosts set both; older
 // ones set only the legacy name.
 const (
@@ -56,6 +65,13 @@ type Config struct {
 	SecretHeader   string
 	PublishTimeout time.Duration
 	UseSessions    bool
+
+	// The intake's bounds: requests in flight (503 past it), open connections (serve mode), and
+	// how long a client may take to send its headers and its whole request.
+	MaxInFlight       int
+	MaxConnections    int
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
 
 	// Embedded queue and worker loop.
 	DataDir           string
@@ -135,6 +151,11 @@ func Load(lookup Lookup) (Config, error) {
 		PublishTimeout: r.duration("DVRELAY_PUBLISH_TIMEOUT", 10*time.Second),
 		UseSessions:    r.boolean("DVRELAY_USE_SESSIONS", false),
 
+		MaxInFlight:       r.positiveInt("DVRELAY_MAX_INFLIGHT", DefaultMaxInFlight),
+		MaxConnections:    r.positiveInt("DVRELAY_MAX_CONNECTIONS", DefaultMaxConnections),
+		ReadHeaderTimeout: r.duration("DVRELAY_READ_HEADER_TIMEOUT", 5*time.Second),
+		ReadTimeout:       r.duration("DVRELAY_READ_TIMEOUT", 15*time.Second),
+
 		DataDir:           r.str("DVRELAY_DATA_DIR", ".dvrelay"),
 		WorkerConcurrency: r.positiveInt("DVRELAY_WORKER_CONCURRENCY", 16),
 		LockDuration:      r.duration("DVRELAY_LOCK_DURATION", 30*time.Second),
@@ -172,6 +193,9 @@ func Load(lookup Lookup) (Config, error) {
 	case LogFormatText, LogFormatJSON, LogFormatAuto:
 	default:
 		r.fail("DVRELAY_LOG_FORMAT", fmt.Sprintf("%q is not one of text, json, auto", c.LogFormat))
+	}
+	if c.MaxConnections <= c.MaxInFlight {
+		r.fail("DVRELAY_MAX_CONNECTIONS", fmt.Sprintf("must be above DVRELAY_MAX_INFLIGHT (%d): callers past the in-flight bound need a connection to be told 503", c.MaxInFlight))
 	}
 	if c.LockDuration < time.Second {
 		r.fail("DVRELAY_LOCK_DURATION", "must be at least 1s")

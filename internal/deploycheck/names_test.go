@@ -23,6 +23,9 @@ var notWrittenByInfra = map[string]string{
 	"FUNCTIONS_CUSTOMHANDLER_PORT": "set by the Functions host when it starts the handler",
 	"FUNCTIONS_HTTPWORKER_PORT":    "set by older Functions hosts when they start the handler",
 	"FUNCTIONS_APP_ROOT_PATH":      "set by the Functions host to the app root",
+	"DVRELAY_MAX_CONNECTIONS":      "handler serve's own listener; in Azure the Functions host owns the listener",
+	"DVRELAY_READ_HEADER_TIMEOUT":  "handler serve's own listener; in Azure the Functions host owns the listener",
+	"DVRELAY_READ_TIMEOUT":         "handler serve's own listener; in Azure the Functions host owns the listener",
 }
 
 // Settings infra derives from the resources it creates rather than from a parameter.

@@ -18,17 +18,26 @@ import (
 
 // Intake is what the adapters need from *webhook.Intake.
 type Intake interface {
+	Admit(ctx context.Context, req webhook.Request) (release func(), refusal webhook.Response, ok bool)
 	Handle(ctx context.Context, req webhook.Request) webhook.Response
 	MaxBodyBytes() int64
 }
 
 var _ Intake = (*webhook.Intake)(nil)
 
-// Forwarded serves the raw webhook request (POST /api/dataverse/webhook). It reads at most
-// MaxBodyBytes+1 bytes, so an oversized body is refused without being buffered.
+// Forwarded serves the raw webhook request (POST /api/dataverse/webhook). The intake admits
+// the request on its headers before a byte of the body is read, so a caller it turns away
+// (unauthenticated, or past the in-flight bound) costs no body read and holds no place. It reads
+// at most MaxBodyBytes+1 bytes, so an oversized body is refused without being buffered.
 func Forwarded(in Intake) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req := webhook.Request{Method: r.Method, Header: r.Header, ContentLength: r.ContentLength}
+		release, refusal, ok := in.Admit(r.Context(), req)
+		if !ok {
+			writeResponse(w, refusal)
+			return
+		}
+		defer release()
 		limit := in.MaxBodyBytes()
 		if r.ContentLength > limit {
 			req.BodyTooLarge = true
@@ -94,13 +103,20 @@ func Envelope(in Intake, binding string, log *slog.Logger) http.Handler {
 			customhandler.WriteFailure(ctx, w, log, fmt.Errorf("decode http trigger: %w", err))
 			return
 		}
-		res := in.Handle(ctx, webhook.Request{
+		req := webhook.Request{
 			Method:        hr.Method,
 			Header:        hr.Header,
 			Body:          hr.Body,
 			ContentLength: hr.ContentLength(),
-		})
-		writeEnvelope(ctx, w, log, res)
+		}
+		// The host has read the body already; admission still bounds the work in flight.
+		release, refusal, ok := in.Admit(ctx, req)
+		if !ok {
+			writeEnvelope(ctx, w, log, refusal)
+			return
+		}
+		defer release()
+		writeEnvelope(ctx, w, log, in.Handle(ctx, req))
 	})
 }
 

@@ -1,0 +1,558 @@
+package main
+
+// The reliability suite: the real binary under hostile input, slow clients and repeated
+// SIGKILL, on loopback, each test bounded. What it checks is what an operator relies on when
+// the intake faces the internet: every bad request gets its precise answer and queues nothing,
+// the process stays up with bounded memory, slow clients cannot hold it, and nothing answered
+// 202 is lost to a crash.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const reliabilitySecret = "reliability-s3cret"
+
+// hostileCase is one request and the answer it must get.
+type hostileCase struct {
+	name    string
+	method  string
+	header  http.Header // added to the secret and Content-Type, or replacing them
+	body    []byte
+	chunked bool // send without Content-Length
+	status  int
+}
+
+// catchAllRoutes writes a routes file that sends every event to url, so any event queued
+// reaches the downstream double there, keyed by its EventId.
+func catchAllRoutes(t testing.TB, url string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "routes.json")
+	routes := fmt.Sprintf(`{"routes": [{"name": "all", "steps": [{"name": "sink", "type": "http", "url": %q, "timeout": "10s"}]}]}`, url)
+	if err := os.WriteFile(path, []byte(routes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestServe_answers_hostile_requests_precisely_queues_none_and_stays_up(t *testing.T) {
+	sink := newDownstream(t, `{}`)
+	p := startServe(t, t.TempDir(), freeAddr(t), baseEnv(
+		"DVRELAY_LOG_LEVEL=warn",
+		"DVRELAY_WEBHOOK_SECRET="+reliabilitySecret,
+		"DVRELAY_ROUTES="+catchAllRoutes(t, sink.srv.URL),
+	))
+	cases := hostileCases(t)
+	if len(cases) < 200 {
+		t.Fatalf("only %d hostile cases run; the suite promises at least 200", len(cases))
+	}
+
+	client := &http.Client{Timeout: 30 * time.Second}
+	t.Run("cases", func(t *testing.T) {
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				sendHostile(t, client, p.addr, c)
+			})
+		}
+	})
+
+	select {
+	case err := <-p.done:
+		p.done <- err
+		t.Fatalf("the process exited: %v", err)
+	default:
+	}
+	// Nothing was queued: an event that had been would reach the sink before this one.
+	sentinel := mustAcceptWith(t, p.addr, sampleEvent(t), http.Header{"X-Dvrelay-Secret": {reliabilitySecret}})
+	eventually(t, "the sentinel event at the sink", func() bool { return sink.count(sentinel.EventID) == 1 })
+	sink.mu.Lock()
+	reached := len(sink.calls)
+	sink.mu.Unlock()
+	if reached != 1 {
+		t.Errorf("%d events reached the sink, want only the sentinel", reached)
+	}
+	eventually(t, "an idle queue", func() bool {
+		h := health(t, p.addr)
+		return h["queued"] == float64(0) && h["scheduled"] == float64(0)
+	})
+	if h := health(t, p.addr); h["deadLettered"] != float64(0) {
+		t.Errorf("health after the hostile requests = %v", h)
+	}
+	assertMemoryBounded(t, p.cmd.Process.Pid)
+}
+
+// sendHostile sends c and checks its answer: the status, and a problem document saying the same.
+func sendHostile(t *testing.T, client *http.Client, addr string, c hostileCase) {
+	t.Helper()
+	var body io.Reader = bytes.NewReader(c.body)
+	if c.chunked {
+		body = io.MultiReader(bytes.NewReader(c.body)) // hides the length: sent chunked
+	}
+	method := c.method
+	if method == "" {
+		method = http.MethodPost
+	}
+	req, err := http.NewRequest(method, "http://"+addr+"/api/dataverse/webhook", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Dvrelay-Secret", reliabilitySecret)
+	for k, v := range c.header {
+		if v == nil {
+			req.Header.Del(k)
+			continue
+		}
+		req.Header[k] = v
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != c.status {
+		t.Fatalf("status %d, want %d: %.300s", resp.StatusCode, c.status, b)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("Content-Type %q, want application/problem+json", ct)
+	}
+	var prob struct {
+		Type   string `json:"type"`
+		Status int    `json:"status"`
+		Detail string `json:"detail"`
+	}
+	if err := json.Unmarshal(b, &prob); err != nil || prob.Status != c.status || prob.Type == "" {
+		t.Errorf("problem %.300s (%v)", b, err)
+	}
+	if c.status == http.StatusMethodNotAllowed && resp.Header.Get("Allow") != http.MethodPost {
+		t.Errorf("Allow = %q", resp.Header.Get("Allow"))
+	}
+	if bytes.Contains(b, []byte(reliabilitySecret)) {
+		t.Error("the answer echoes the secret")
+	}
+}
+
+func mustAcceptWith(t *testing.T, addr string, body []byte, header http.Header) accepted {
+	t.Helper()
+	resp, b, err := post(context.Background(), addr, body, header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d, body %s", resp.StatusCode, b)
+	}
+	var a accepted
+	if err := json.Unmarshal(b, &a); err != nil || a.EventID == "" {
+		t.Fatalf("202 body %s: %v", b, err)
+	}
+	return a
+}
+
+// maxRSSMiB bounds the process's memory after the hostile requests, peak included. Idle it
+// holds about 20 MiB; the bound is generous, and still far below what one deeply nested body
+// used to cost (+110 MiB each, kept).
+const maxRSSMiB = 300
+
+func assertMemoryBounded(t *testing.T, pid int) {
+	t.Helper()
+	for _, field := range []string{"VmRSS", "VmHWM"} {
+		kib, ok := procStatusKiB(pid, field)
+		if !ok {
+			t.Logf("no %s in /proc/%d/status; memory not checked", field, pid)
+			continue
+		}
+		if kib/1024 >= maxRSSMiB {
+			t.Errorf("%s = %d MiB, want under %d MiB", field, kib/1024, maxRSSMiB)
+		}
+	}
+}
+
+// procStatusKiB reads one kB field of /proc/<pid>/status (Linux).
+func procStatusKiB(pid int, field string) (int, bool) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			var kb int
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err == nil {
+				return kb, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// hostileCases builds the requests: malformed, truncated, oversized, deeply nested, huge-number,
+// wrongly typed, forged, wrong media type and wrong method.
+func hostileCases(t *testing.T) []hostileCase {
+	t.Helper()
+	native := sampleEvent(t)
+	plugin, err := os.ReadFile(filepath.Join("..", "samples", "plugin-event.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []hostileCase
+	add := func(c hostileCase) { cases = append(cases, c) }
+	const bad, unauthorized, tooLarge, unsupported, notAllowed = http.StatusBadRequest, http.StatusUnauthorized,
+		http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusMethodNotAllowed
+
+	// Malformed: not JSON, or JSON that is not an object.
+	for i, b := range []string{
+		"", " ", "{", "}", "[]", "[{}]", "null", "true", "0", "-1", `"a string"`, "{\"a\":}", "{'a':1}",
+		"{\"a\":1,}", "{\"a\" 1}", "{a:1}", "{\"a\":1}{", "{} x", "{\"a\":1}]", "NaN", "{\"a\":NaN}",
+		"{\"a\":Infinity}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":\"\\u12\"}", "{\"a\":\"\\x41\"}",
+		"{\"a\":\"tab\there\"}", "{/* comment */}", "\xff\xfe{\x00}", "{\"a\":\"\xff\"", "\x00",
+		strings.Repeat("[", 100) + strings.Repeat("]", 100), "<event/>", "a=1&b=2",
+	} {
+		add(hostileCase{name: fmt.Sprintf("malformed/%02d", i), body: []byte(b), status: bad})
+	}
+
+	// Truncated: the native sample cut short at 80 points before its closing brace.
+	end := bytes.LastIndexByte(native, '}')
+	for i := range 80 {
+		at := end * i / 80
+		add(hostileCase{name: fmt.Sprintf("truncated/at-%d", at), body: native[:at], status: bad})
+	}
+	for _, at := range []int{end / 3, end / 2} { // sent chunked: no length tells the cut
+		add(hostileCase{name: fmt.Sprintf("truncated/chunked-at-%d", at), body: native[:at], chunked: true, status: bad})
+	}
+
+	// Oversized: past DVRELAY_MAX_BODY_BYTES (1 MiB), declared or only found out while reading.
+	for _, size := range []int{1<<20 + 1, 2 << 20, 4 << 20} {
+		big := append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), size)...)
+		big = append(big, `"}`...)
+		add(hostileCase{name: fmt.Sprintf("oversized/declared-%d", size), body: big, status: tooLarge})
+		add(hostileCase{name: fmt.Sprintf("oversized/chunked-%d", size), body: big, chunked: true, status: tooLarge})
+	}
+	add(hostileCase{name: "oversized/padded-valid-event", body: append(bytes.Repeat([]byte(" "), 1<<20), native...), status: tooLarge})
+
+	// Deeply nested and huge numbers inside otherwise valid events.
+	for _, depth := range []int{65, 1000, 9990} {
+		add(hostileCase{name: fmt.Sprintf("nested/arrays-%d", depth), body: withAttribute(t, native, strings.Repeat("[", depth)+strings.Repeat("]", depth)),
+			status: bad})
+		add(hostileCase{name: fmt.Sprintf("nested/objects-%d", depth), body: withAttribute(t, native, strings.Repeat(`{"a":`, depth)+"1"+strings.Repeat("}", depth)),
+			status: bad})
+	}
+	for i, n := range []string{"1e999999", "-1e999999", "1e-999999", strings.Repeat("9", 5000), "1" + strings.Repeat("0", 400) + ".5"} {
+		add(hostileCase{name: fmt.Sprintf("huge-number/attribute-%d", i), body: withAttribute(t, native, n), status: bad})
+		add(hostileCase{name: fmt.Sprintf("huge-number/money-%d", i), body: bytes.Replace(native, []byte("12500.0000"), []byte(n), 1), status: bad})
+	}
+	add(hostileCase{name: "huge-number/plugin-changed-fields", status: bad,
+		body: withField(t, plugin, "ChangedFields", json.RawMessage("["+strings.TrimSuffix(strings.Repeat("1e999999,", 2000), ",")+"]"))})
+
+	// Wrongly typed: each field the intake reads, given a value of the wrong type or form.
+	wrong := []string{`1`, `true`, `[]`, `{}`, `null`, `"x"`, `""`}
+	for _, field := range []string{"CorrelationId", "OrganizationId", "PrimaryEntityId", "UserId", "BusinessUnitId", "InitiatingUserId"} {
+		for _, v := range wrong {
+			add(hostileCase{name: "wrong-type/" + field + "=" + v, body: withField(t, native, field, json.RawMessage(v)), status: bad})
+		}
+	}
+	for field, values := range map[string][]string{
+		"MessageName":        {`1`, `null`, `[]`, `"1Update"`, `"Up date"`, `""`},
+		"PrimaryEntityName":  {`1`, `null`, `"Opportunity!"`, `"OPPORTUNITY"`, `""`, `"` + strings.Repeat("a", 129) + `"`},
+		"Depth":              {`"1"`, `-1`, `1.5`, `100001`, `[]`},
+		"InputParameters":    {`"x"`, `1`, `{}`, `[1]`, `[{"key":"Target"}]`},
+		"OperationCreatedOn": {`"2025-01-01"`, `1`, `"/Date(x)/"`},
+		"OperationId":        {`1`, `"nope"`, `{}`},
+		"RequestId":          {`1`, `"nope"`},
+		"OwningExtension":    {`"x"`, `1`, `{"Id":1}`, `{"LogicalName":"Bad Name"}`},
+		"ParentContext":      {`"x"`, `1`, `[]`},
+		"PostEntityImages":   {`"x"`, `{}`, `1`},
+		"PreEntityImages":    {`"x"`, `1`},
+	} {
+		for _, v := range values {
+			add(hostileCase{name: "wrong-type/" + field + "=" + shorten(v), body: withField(t, native, field, json.RawMessage(v)), status: bad})
+		}
+	}
+	for field, values := range map[string][]string{
+		"EventName":     {`1`, `null`, `"lowercase"`, `"Has Space"`},
+		"RecordId":      {`1`, `"nope"`, `null`},
+		"TriggeredBy":   {`1`, `""`, `[]`},
+		"Timestamp":     {`1`, `"yesterday"`, `"2025-11-25"`, `"2025-11-25T07:04:05"`},
+		"ChangedFields": {`"name"`, `[1]`, `["Bad Name"]`},
+	} {
+		for _, v := range values {
+			add(hostileCase{name: "wrong-type/plugin-" + field + "=" + shorten(v), body: withField(t, plugin, field, json.RawMessage(v)), status: bad})
+		}
+	}
+	for _, missing := range []string{"CorrelationId", "MessageName", "OrganizationId", "PrimaryEntityId", "PrimaryEntityName", "UserId"} {
+		add(hostileCase{name: "wrong-type/missing-" + missing, body: withoutField(t, native, missing), status: bad})
+	}
+
+	// Forged: the right body without the right secret. The body is never read for these.
+	for name, h := range map[string]http.Header{
+		"no-secret":            {"X-Dvrelay-Secret": nil},
+		"empty-secret":         {"X-Dvrelay-Secret": {""}},
+		"wrong-secret":         {"X-Dvrelay-Secret": {"guess"}},
+		"secret-prefix":        {"X-Dvrelay-Secret": {reliabilitySecret[:len(reliabilitySecret)-1]}},
+		"secret-suffix":        {"X-Dvrelay-Secret": {reliabilitySecret + "x"}},
+		"secret-upper-case":    {"X-Dvrelay-Secret": {strings.ToUpper(reliabilitySecret)}},
+		"secret-other-header":  {"X-Dvrelay-Secret": nil, "X-Functions-Key": {reliabilitySecret}},
+		"secret-as-bearer":     {"X-Dvrelay-Secret": nil, "Authorization": {"Bearer " + reliabilitySecret}},
+		"secret-wrong-first":   {"X-Dvrelay-Secret": {"guess", reliabilitySecret}},
+		"secret-with-tab":      {"X-Dvrelay-Secret": {reliabilitySecret[:5] + "\t" + reliabilitySecret[5:]}},
+		"secret-long":          {"X-Dvrelay-Secret": {strings.Repeat(reliabilitySecret, 100)}},
+		"secret-other-unicode": {"X-Dvrelay-Secret": {"reliability-s3crеt"}}, // Cyrillic е
+	} {
+		add(hostileCase{name: "forged/" + name, body: native, header: h, status: unauthorized})
+	}
+	add(hostileCase{name: "forged/oversized-chunked", chunked: true, header: http.Header{"X-Dvrelay-Secret": {"guess"}},
+		body: bytes.Repeat([]byte("x"), 2<<20), status: unauthorized})
+
+	// Wrong media type and wrong method.
+	for _, ct := range []string{"text/plain", "application/xml", "text/json", "application/jsonx", "multipart/form-data; boundary=x",
+		"application/x-www-form-urlencoded", "application/json; =;", "json"} {
+		add(hostileCase{name: "media-type/" + shorten(ct), body: native, header: http.Header{"Content-Type": {ct}}, status: unsupported})
+	}
+	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions} {
+		add(hostileCase{name: "method/" + m, method: m, body: native, status: notAllowed})
+	}
+	return cases
+}
+
+// withField returns the JSON object doc with field set to v.
+func withField(t *testing.T, doc []byte, field string, v json.RawMessage) []byte {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &m); err != nil {
+		t.Fatal(err)
+	}
+	m[field] = v
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func withoutField(t *testing.T, doc []byte, field string) []byte {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, field)
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// withAttribute returns the native event with one more Target attribute whose value is the raw
+// JSON v: where a hostile value sits inside an otherwise valid event.
+func withAttribute(t *testing.T, native []byte, v string) []byte {
+	t.Helper()
+	anchor := []byte(`"Attributes": [{`)
+	i := bytes.Index(native, anchor)
+	if i < 0 {
+		t.Fatal("the sample has no Target attributes")
+	}
+	out := append([]byte{}, native[:i+len(anchor)-1]...)
+	out = append(out, `{"key": "new_hostile", "value": `+v+`}, `...)
+	return append(out, native[i+len(anchor)-1:]...)
+}
+
+func shorten(s string) string {
+	if len(s) > 24 {
+		return s[:24] + "…"
+	}
+	return s
+}
+
+func TestServe_cuts_off_slow_clients_and_keeps_serving_others(t *testing.T) {
+	const maxConnections = 16
+	p := startServe(t, t.TempDir(), freeAddr(t), baseEnv(
+		"DVRELAY_LOG_LEVEL=warn",
+		"DVRELAY_READ_HEADER_TIMEOUT=1s",
+		"DVRELAY_READ_TIMEOUT=2s",
+		fmt.Sprintf("DVRELAY_MAX_CONNECTIONS=%d", maxConnections),
+		"DVRELAY_MAX_INFLIGHT=8",
+	))
+
+	// More slow clients than the connection cap: headers dribbled, and bodies dribbled.
+	stop := make(chan struct{})
+	defer close(stop)
+	var cut sync.WaitGroup
+	cutOff := make(chan string, 64)
+	dribble := func(name, head string, unit string) {
+		conn, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			return
+		}
+		cut.Add(1)
+		go func() { // write a little, often, until the server hangs up
+			for {
+				if _, err := io.WriteString(conn, unit); err != nil {
+					return
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		}()
+		go func() {
+			defer cut.Done()
+			defer conn.Close()
+			_, _ = io.WriteString(conn, head)
+			_, _ = io.Copy(io.Discard, conn) // returns when the server closes the connection
+			cutOff <- name
+		}()
+	}
+	for i := range 24 {
+		dribble(fmt.Sprintf("headers-%d", i), "POST /api/dataverse/webhook HTTP/1.1\r\nHost: x\r\n", "X-Slow: 1\r\n")
+	}
+	for i := range 4 {
+		dribble(fmt.Sprintf("body-%d", i), "POST /api/dataverse/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+			"Content-Length: 9000\r\n\r\n{", " ")
+	}
+
+	// Meanwhile the process holds no more client connections than the cap: watch its sockets
+	// until it has taken as many as the cap allows, and a little longer.
+	most, settled := 0, 0
+	for deadline := time.Now().Add(10 * time.Second); settled < 10 && time.Now().Before(deadline); {
+		n, ok := openSockets(p.cmd.Process.Pid)
+		if !ok {
+			t.Log("no /proc/<pid>/fd here; the connection cap is not checked")
+			break
+		}
+		most = max(most, n)
+		if most >= maxConnections {
+			settled++
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if most > maxConnections+1 { // + the listener
+		t.Errorf("the process held %d sockets with 28 slow clients, cap %d", most, maxConnections)
+	}
+
+	// A legitimate caller is served while slow clients keep arriving.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, b, err := post(ctx, p.addr, sampleEvent(t), nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("a legitimate post among slow clients: %v %s", err, b)
+	}
+
+	all := make(chan struct{})
+	go func() { cut.Wait(); close(all) }()
+	select {
+	case <-all:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the server kept %d slow connections open", 28-len(cutOff))
+	}
+	if h := health(t, p.addr); h["status"] != "ok" {
+		t.Errorf("health after slow clients = %v", h)
+	}
+}
+
+// openSockets counts a process's open sockets (Linux).
+func openSockets(pid int) (int, bool) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, false
+	}
+	n := 0
+	for _, e := range entries {
+		if target, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(target, "socket:") {
+			n++
+		}
+	}
+	return n, true
+}
+
+func TestServe_processes_every_accepted_event_across_repeated_SIGKILL_under_load(t *testing.T) {
+	sink := newDownstream(t, `{}`)
+	sink.slowDown(20 * time.Millisecond) // keep deliveries in flight when the kill lands
+	dir, addr := t.TempDir(), freeAddr(t)
+	env := baseEnv(
+		"DVRELAY_LOG_LEVEL=warn",
+		"DVRELAY_ROUTES="+catchAllRoutes(t, sink.srv.URL),
+		"DVRELAY_WORKER_CONCURRENCY=4",
+		"DVRELAY_LOCK_DURATION=5s",
+	)
+	var (
+		mu    sync.Mutex
+		taken []string // EventIds answered 202
+	)
+	const rounds, perRound = 3, 80
+	for round := range rounds {
+		p := startServe(t, dir, addr, env)
+		var (
+			wg         sync.WaitGroup
+			thisRound  int
+			enough     = make(chan struct{})
+			closeOnce  sync.Once
+			killed     = make(chan struct{})
+			clientDone = context.Background()
+		)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-killed:
+						return
+					default:
+					}
+					resp, b, err := post(clientDone, addr, sampleEvent(t), nil)
+					if err != nil || resp.StatusCode != http.StatusAccepted {
+						continue // not accepted: the caller retries; not ours to keep
+					}
+					var a accepted
+					if json.Unmarshal(b, &a) != nil {
+						continue
+					}
+					mu.Lock()
+					taken = append(taken, a.EventID)
+					thisRound++
+					if thisRound >= perRound {
+						closeOnce.Do(func() { close(enough) })
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		<-enough
+		p.stop(t, syscall.SIGKILL)
+		close(killed)
+		wg.Wait()
+		t.Logf("round %d: %d accepted before SIGKILL", round+1, thisRound)
+	}
+
+	p := startServe(t, dir, addr, env)
+	mu.Lock()
+	ids := append([]string(nil), taken...)
+	mu.Unlock()
+	for _, id := range ids {
+		eventually(t, "event "+id+" at the sink after the last restart", func() bool { return sink.count(id) >= 1 })
+	}
+	eventually(t, "an empty queue", func() bool { return health(t, p.addr)["queued"] == float64(0) })
+	if h := health(t, p.addr); h["deadLettered"] != float64(0) {
+		t.Errorf("health = %v: an accepted event was dead-lettered", h)
+	}
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Reproduces BENCHMARKS.md on this machine: builds handler, refserver and loadgen, runs every
+# benchmark on loopback, and prints the tables. Needs only Go and bash. Takes about
+# 6 minutes plus $SOAK.
+#
+#   tools/bench.sh                      # everything, 3-minute soak
+#   SOAK=30s DURATION=10s tools/bench.sh   # a quicker look
+#
+# Settings (environment): DURATION per run (20s), STEADY for the decline check (60s), SOAK (3m),
+# SOAK_RATE (500), CLIENTS for the closed loop (32), EVENTS queued for the worker runs (6000),
+# OUT for the JSON results (a new temporary directory), BASE_PORT (7170: uses 7170-7172),
+# HANDLER_BIN to measure a handler built elsewhere (an older commit, for a before/after).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-20s}
+STEADY=${STEADY:-60s}
+SOAK=${SOAK:-3m}
+SOAK_RATE=${SOAK_RATE:-500}
+CLIENTS=${CLIENTS:-32}
+EVENTS=${EVENTS:-6000}
+BASE_PORT=${BASE_PORT:-7170}
+OUT=${OUT:-$(mktemp -d -t dvrelay-bench-XXXXXX)}
+mkdir -p "$OUT"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+what="commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!BENCHMARKS.md' || echo ' (with local changes)')"
+if [ -n "${HANDLER_BIN:-}" ]; then what="handler $HANDLER_BIN, tools of $what"; fi
+
+INTAKE_ADDR=127.0.0.1:$BASE_PORT
+REF_ADDR=127.0.0.1:$((BASE_PORT + 1))
+DOWN_ADDR=127.0.0.1:$((BASE_PORT + 2))
+BIN=$(mktemp -d -t dvrelay-bench-bin-XXXXXX)
+WORK=$(mktemp -d -t dvrelay-bench-work-XXXXXX)
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$BIN" "$WORK"
+}
+trap cleanup EXIT
+
+log() { echo "bench: $*" >&2; }
+
+log "building into $BIN"
+if [ -n "${HANDLER_BIN:-}" ]; then cp "$HANDLER_BIN" "$BIN/handler"; else go build -o "$BIN/handler" ./handler; fi
+go build -o "$BIN/refserver" ./tools/refserver
+go build -o "$BIN/loadgen" ./tools/loadgen
+LOADGEN=$BIN/loadgen
+
+# wait_http URL: until it answers 200.
+wait_http() {
+  for _ in $(seq 200); do
+    if "$LOADGEN" ping "$1" 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  log "$1 did not come up"; return 1
+}
+
+# start_serve [VAR=value ...]: a fresh `handler serve` on a fresh data dir, worker on; sets PID.
+start_serve() {
+  local dir
+  dir=$(mktemp -d "$WORK/serve-XXXXXX")
+  env -i PATH="$PATH" HOME="$HOME" DVRELAY_LOG_LEVEL=warn "$@" \
+    "$BIN/handler" serve --addr "$INTAKE_ADDR" --data-dir "$dir/queue" >"$dir/log" 2>&1 &
+  PID=$!
+  PIDS+=("$PID")
+  wait_http "http://$INTAKE_ADDR/api/health"
+}
+
+start_ref() {
+  "$BIN/refserver" --addr "$REF_ADDR" --dir "$WORK" "$@" 2>>"$WORK/refserver.log" &
+  PID=$!
+  PIDS+=("$PID")
+  wait_http "http://$REF_ADDR/health"
+}
+
+stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+closed() { "$LOADGEN" closed -c "$CLIENTS" -pid "$PID" "$@"; }
+
+log "R1: decode + validate"
+start_ref -durable=false
+closed -url "http://$REF_ADDR/" -d "$DURATION" -label r1 -out "$OUT/r1.json"
+stop "$PID"
+
+log "R2: decode + validate + durable group commit"
+start_ref
+closed -url "http://$REF_ADDR/" -d "$DURATION" -label r2 -out "$OUT/r2.json"
+stop "$PID"
+
+log "handler serve: closed loop"
+start_serve
+closed -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$DURATION" -label serve -out "$OUT/serve.json"
+stop "$PID"
+
+log "handler serve: closed loop over $STEADY (decline)"
+start_serve
+closed -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$STEADY" -label serve-60s -out "$OUT/serve-60s.json"
+stop "$PID"
+
+capacity=$("$LOADGEN" field "$OUT/serve.json" acceptedPerSec)
+for rate in 500 1000 2000 "2x"; do
+  r=$rate label=open-$rate
+  if [ "$rate" = 2x ]; then r=$((2 * capacity)); fi
+  log "handler serve: open loop at $r/s"
+  start_serve
+  "$LOADGEN" open -rate "$r" -pid "$PID" -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$DURATION" \
+    -label "$label" -out "$OUT/$label.json"
+  stop "$PID"
+done
+
+# The in-flight bound's default: the same 2× overload with other bounds. Throughput stops
+# growing once the queue's writer is kept busy; past that a larger bound only adds waiting.
+for bound in 16 32 128 256; do
+  log "handler serve: open loop at $((2 * capacity))/s, DVRELAY_MAX_INFLIGHT=$bound"
+  start_serve DVRELAY_MAX_INFLIGHT="$bound" DVRELAY_MAX_CONNECTIONS=$((bound + 512))
+  "$LOADGEN" open -rate $((2 * capacity)) -pid "$PID" -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$DURATION" \
+    -label "inflight-$bound" -out "$OUT/inflight-$bound.json"
+  stop "$PID"
+done
+
+# The worker: a backlog of EVENTS queued while the downstream holds every call, then released;
+# the drain rate is measured at the downstream, by distinct EventId.
+cat >"$WORK/routes.json" <<JSON
+{"routes": [{"name": "bench", "steps": [
+  {"name": "call", "type": "http", "url": "http://$DOWN_ADDR/call", "timeout": "120s"}
+]}]}
+JSON
+for c in 16 64; do
+  log "worker: concurrency $c against a 50 ms downstream"
+  "$LOADGEN" downstream -addr "$DOWN_ADDR" -latency 50ms -hold 2>>"$WORK/downstream.log" &
+  down=$!
+  PIDS+=("$down")
+  wait_http "http://$DOWN_ADDR/stats"
+  start_serve DVRELAY_ROUTES="$WORK/routes.json" DVRELAY_WORKER_CONCURRENCY="$c"
+  "$LOADGEN" closed -n "$EVENTS" -c "$CLIENTS" -url "http://$INTAKE_ADDR/api/dataverse/webhook" \
+    -label "fill-$c" -out "$WORK/fill-$c.json"
+  "$LOADGEN" drain -downstream "http://$DOWN_ADDR" -events "$EVENTS" -concurrency "$c" -latency 50ms -calls 1 \
+    -label "worker-$c" -out "$OUT/worker-$c.json"
+  stop "$PID"
+  stop "$down"
+done
+
+log "soak: $SOAK_RATE/s for $SOAK"
+start_serve
+"$LOADGEN" open -rate "$SOAK_RATE" -pid "$PID" -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$SOAK" \
+  -sample 30s -label soak -out "$OUT/soak.json"
+stop "$PID"
+
+echo "Measured on $what, $(date -u +%Y-%m-%d), $(nproc) cores, $(go env GOVERSION), load average before: $LOAD_BEFORE"
+echo
+"$LOADGEN" table "$OUT"
+log "results in $OUT"

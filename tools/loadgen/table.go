@@ -1,0 +1,251 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Labels tools/bench.sh gives its runs; the table picks its rows by them.
+const (
+	labelR1     = "r1"
+	labelR2     = "r2"
+	labelServe  = "serve"
+	labelSteady = "serve-60s"
+	prefixOpen  = "open-"
+	prefixBound = "inflight-"
+	// defaultMaxInFlight is the bound the open-loop runs use (the handler's default).
+	defaultMaxInFlight = 64
+	labelSoak          = "soak"
+)
+
+func runTable(args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return errors.New("usage: loadgen table DIR")
+	}
+	loads, drains, err := readResults(args[0])
+	if err != nil {
+		return err
+	}
+	w := &tableWriter{w: stdout}
+
+	w.line("### Intake throughput: closed loop, %s, distinct native events", clientsOf(loads))
+	w.line("")
+	w.line("| server | events/s | server CPU per event | p50 | p99 | vs R2 |")
+	w.line("| --- | --- | --- | --- | --- | --- |")
+	r2 := loads[labelR2]
+	for _, row := range []struct{ label, name string }{
+		{labelR1, "R1 decode + validate"},
+		{labelR2, "R2 R1 + durable group commit"},
+		{labelServe, "`handler serve` (worker on)"},
+	} {
+		r, ok := loads[row.label]
+		if !ok {
+			continue
+		}
+		vs := ""
+		if r2 != nil && r2.AcceptedPerSec > 0 && row.label != labelR2 {
+			vs = fmt.Sprintf("%.2f×", r.AcceptedPerSec/r2.AcceptedPerSec)
+		}
+		w.line("| %s | %s | %.2f ms | %.1f ms | %.1f ms | %s |", row.name, thousands(r.AcceptedPerSec),
+			r.ServerCPUMsPerAccepted, r.Accepted.P50, r.Accepted.P99, vs)
+	}
+	if r, ok := loads[labelSteady]; ok {
+		w.line("")
+		w.line("`handler serve` over %.0f s (closed loop), accepted/s per %s window: %s", r.Seconds+r.WarmupSeconds, "10 s", joinRates(r.Windows))
+	}
+
+	var open []*result
+	for label, r := range loads {
+		if strings.HasPrefix(label, prefixOpen) {
+			open = append(open, r)
+		}
+	}
+	sort.Slice(open, func(i, j int) bool { return open[i].Rate < open[j].Rate })
+	if len(open) > 0 {
+		w.line("")
+		w.line("### Fixed rates: open loop, `handler serve` (worker on)")
+		w.line("")
+		w.line("| offered/s | accepted/s | p50 | p99 | 503s | 503 p50 / p99 | other | peak RSS |")
+		w.line("| --- | --- | --- | --- | --- | --- | --- | --- |")
+		for _, r := range open {
+			name := thousands(r.Rate)
+			if strings.HasSuffix(r.Label, "2x") {
+				name += " (2× capacity)"
+			}
+			w.line("| %s | %s | %.1f ms | %.1f ms | %d | %s | %s | %s |", name, thousands(r.AcceptedPerSec), r.Accepted.P50,
+				r.Accepted.P99, r.Overloaded, refusedLatency(r), others(r), peak(r))
+		}
+	}
+
+	var bounds []*result
+	for label, r := range loads {
+		if strings.HasPrefix(label, prefixBound) {
+			bounds = append(bounds, r)
+		}
+	}
+	if r, ok := loads[prefixOpen+"2x"]; ok && len(bounds) > 0 {
+		r2 := *r
+		r2.Label = prefixBound + fmt.Sprint(defaultMaxInFlight) + " (default)"
+		bounds = append(bounds, &r2)
+	}
+	sort.Slice(bounds, func(i, j int) bool { return boundOf(bounds[i]) < boundOf(bounds[j]) })
+	if len(bounds) > 0 {
+		w.line("")
+		w.line("### The in-flight bound at 2× capacity (%s/s offered)", thousands(bounds[0].Rate))
+		w.line("")
+		w.line("| DVRELAY_MAX_INFLIGHT | accepted/s | accepted p50 / p99 | 503s | 503 p50 / p99 | other | peak RSS |")
+		w.line("| --- | --- | --- | --- | --- | --- | --- |")
+		for _, r := range bounds {
+			w.line("| %s | %s | %.1f / %.1f ms | %d | %s | %s | %s |", strings.TrimPrefix(r.Label, prefixBound),
+				thousands(r.AcceptedPerSec), r.Accepted.P50, r.Accepted.P99, r.Overloaded, refusedLatency(r), others(r), peak(r))
+		}
+	}
+
+	if len(drains) > 0 {
+		w.line("")
+		w.line("### Worker: a backlog drained through a %.0f ms downstream", drains[0].LatencyMs)
+		w.line("")
+		w.line("| concurrency | calls per event | events/s | ideal (concurrency ÷ latency ÷ calls) | of ideal |")
+		w.line("| --- | --- | --- | --- | --- |")
+		for _, d := range drains {
+			w.line("| %d | %d | %s | %s | %.0f%% |", d.Concurrency, d.CallsPer, thousands(d.EventsPerSec),
+				thousands(d.IdealPerSec), 100*d.EventsPerSec/d.IdealPerSec)
+		}
+	}
+
+	if r, ok := loads[labelSoak]; ok && r.RSS != nil {
+		w.line("")
+		w.line("### Soak: %s/s for %.0f s, `handler serve` (worker on)", thousands(r.Rate), r.Seconds+r.WarmupSeconds)
+		w.line("")
+		w.line("| accepted/s | p99 | 503s | RSS start | RSS peak | RSS end | RSS samples |")
+		w.line("| --- | --- | --- | --- | --- | --- | --- |")
+		w.line("| %s | %.1f ms | %d | %.0f MiB | %.0f MiB | %.0f MiB | %s |", thousands(r.AcceptedPerSec), r.Accepted.P99,
+			r.Overloaded, r.RSS.StartMiB, r.RSS.PeakMiB, r.RSS.EndMiB, joinMiB(r.RSS.Samples))
+	}
+	return w.err
+}
+
+func readResults(dir string) (map[string]*result, []drainResult, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	loads := map[string]*result{}
+	var drains []drainResult
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		var head struct{ Mode string }
+		if err := json.Unmarshal(raw, &head); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", f, err)
+		}
+		if head.Mode == "drain" {
+			var d drainResult
+			if err := json.Unmarshal(raw, &d); err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", f, err)
+			}
+			drains = append(drains, d)
+			continue
+		}
+		var r result
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", f, err)
+		}
+		loads[r.Label] = &r
+	}
+	sort.Slice(drains, func(i, j int) bool { return drains[i].Concurrency < drains[j].Concurrency })
+	return loads, drains, nil
+}
+
+type tableWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (t *tableWriter) line(format string, args ...any) {
+	if t.err == nil {
+		_, t.err = fmt.Fprintf(t.w, format+"\n", args...)
+	}
+}
+
+func clientsOf(loads map[string]*result) string {
+	if r, ok := loads[labelServe]; ok {
+		return fmt.Sprintf("%d clients", r.Clients)
+	}
+	return "N clients"
+}
+
+// thousands formats a rate as a whole number with thousands separators: 1,205.
+func thousands(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func joinRates(vs []float64) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = thousands(v)
+	}
+	return strings.Join(parts, " → ")
+}
+
+func joinMiB(vs []float64) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = fmt.Sprintf("%.0f", v)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func refusedLatency(r *result) string {
+	if r.Overloaded == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f / %.1f ms", r.Refused.P50, r.Refused.P99)
+}
+
+func others(r *result) string {
+	if len(r.OtherStatus) == 0 && r.GeneratorSkipped == 0 {
+		return "–"
+	}
+	var parts []string
+	for k, v := range r.OtherStatus {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, v))
+	}
+	sort.Strings(parts)
+	if r.GeneratorSkipped > 0 {
+		parts = append(parts, fmt.Sprintf("not sent: %d", r.GeneratorSkipped))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func peak(r *result) string {
+	if r.RSS == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f MiB", r.RSS.PeakMiB)
+}
+
+func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }
+
+// boundOf reads the in-flight bound from a run's label, "inflight-<n>".
+func boundOf(r *result) int {
+	var n int
+	_, _ = fmt.Sscanf(strings.TrimPrefix(r.Label, prefixBound), "%d", &n)
+	return n
+}
