@@ -159,34 +159,3 @@ type Stats struct {
 	DeadLettered    int           // parked for support
 	OldestQueuedAge time.Duration // how long the oldest queued message has been due; 0 when none
 }
-
-// Stats counts the messages by state.
-func (q *Queue) Stats(ctx context.Context) (Stats, error) {
-	if err := q.checkOpen(); err != nil {
-		return Stats{}, fmt.Errorf("queue stats: %w", err)
-	}
-	var s Stats
-	err := q.inTx(ctx, func(tx *sql.Tx) error {
-		now := q.nowNS()
-		if err := q.expireLocks(ctx, tx, now); err != nil {
-			return err
-		}
-		var oldest sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT
-			COUNT(*) FILTER (WHERE due_at <= @now OR lock_token IS NOT NULL),
-			COUNT(*) FILTER (WHERE due_at > @now AND lock_token IS NULL),
-			MIN(due_at) FILTER (WHERE due_at <= @now OR lock_token IS NOT NULL),
-			(SELECT COUNT(*) FROM dead_letters)
-			FROM messages`, sql.Named("now", now)).Scan(&s.Queued, &s.Scheduled, &oldest, &s.DeadLettered); err != nil {
-			return err
-		}
-		if oldest.Valid {
-			s.OldestQueuedAge = time.Duration(now - oldest.Int64)
-		}
-		return nil
-	})
-	if err != nil {
-		return Stats{}, fmt.Errorf("queue stats: %w", err)
-	}
-	return s, nil
-}

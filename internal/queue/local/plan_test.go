@@ -19,6 +19,7 @@ func TestHot_statements_are_answered_from_an_index(t *testing.T) {
 		"lock expiry: copy exhausted to DLQ":    deadLetterCopySQL(lockExhausted, true),
 		"lock expiry: delete exhausted":         `DELETE FROM messages WHERE ` + lockExhausted,
 		"lock expiry: release the others":       releaseExpiredSQL,
+		"stats":                                 statsSQL,
 		"settlement: dead-letter with a reason": deadLetterCopySQL(`seq = @seq`, false),
 	}
 	args := []any{

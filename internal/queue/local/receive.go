@@ -20,6 +20,10 @@ const (
 // Receive waits until at least one message is available, or ctx ends (then it returns ctx.Err()),
 // and locks up to maxMessages of them, those due longest first. Each delivery gets a fresh lock
 // token and raises the delivery count (1 on the first delivery).
+//
+// It looks on the read pool first, which never waits for the writer, and hands the locking to
+// the group-commit writer only once something is there to lock, so an idle or waiting receiver
+// costs the writer nothing and a busy one shares the writer's fsync.
 func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received, error) {
 	maxMessages = max(maxMessages, 1)
 	for {
@@ -30,19 +34,30 @@ func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received
 			return nil, fmt.Errorf("receive: %w", err)
 		}
 		wakeup := q.wakeup()
-		got, next, err := q.lockAvailable(ctx, maxMessages)
+		next, err := q.nextAvailable(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
 			return nil, fmt.Errorf("receive: %w", err)
 		}
-		if len(got) > 0 {
-			return got, nil
+		now := q.nowNS()
+		if next > 0 && next <= now {
+			got, err := q.lockAvailable(ctx, maxMessages)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				return nil, fmt.Errorf("receive: %w", err)
+			}
+			if len(got) > 0 {
+				return got, nil
+			}
+			continue // another receiver took them first: look again
 		}
 		wait := maxPoll
 		if next > 0 {
-			wait = min(max(time.Duration(next-q.nowNS()), minPoll), maxPoll)
+			wait = min(max(time.Duration(next-now), minPoll), maxPoll)
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -84,68 +99,87 @@ const (
 			enqueued_at, due_at, delivery_count, lock_token`
 )
 
-// lockAvailable locks up to maxMessages available messages. When there are none it returns the time
-// (unix ns) at which the next scheduled message falls due or the next lock expires, or 0.
-func (q *Queue) lockAvailable(ctx context.Context, maxMessages int) ([]*queue.Received, int64, error) {
-	var (
-		got  []*queue.Received
-		next int64
-	)
-	err := q.inTx(ctx, func(tx *sql.Tx) error {
-		now := q.nowNS()
-		if err := q.expireLocks(ctx, tx, now); err != nil {
+// nextAvailable returns the time (unix ns) at which a message is or next becomes available: the
+// due time of the oldest unlocked message or the end of the earliest lock, whichever is first;
+// 0 when the queue is empty. It reads without waiting for the writer.
+func (q *Queue) nextAvailable(ctx context.Context) (int64, error) {
+	return read(ctx, q, func(ctx context.Context, db *sql.DB) (int64, error) {
+		var nextDue, nextExpiry sql.NullInt64
+		if err := db.QueryRowContext(ctx, nextAvailableSQL).Scan(&nextDue, &nextExpiry); err != nil {
+			return 0, fmt.Errorf("find next due time: %w", err)
+		}
+		return earliest(nextDue, nextExpiry), nil
+	})
+}
+
+// lockAvailable locks up to maxMessages available messages through the group-commit writer,
+// after ending the locks that ran out. It waits for the writer's answer even if ctx ends
+// meanwhile: the writer checks ctx before it locks anything, and a lock that did land must reach
+// the receiver, or its message would sit out a whole lock duration with a delivery counted.
+func (q *Queue) lockAvailable(ctx context.Context, maxMessages int) ([]*queue.Received, error) {
+	var got []*queue.Received
+	done, err := q.submit(ctx, func(txCtx context.Context, tx *sql.Tx, now int64) error {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		lockedUntil := now + q.opts.LockDuration.Nanoseconds()
-		rows, err := tx.QueryContext(ctx, lockDueSQL,
-			sql.Named("until", lockedUntil), sql.Named("now", now), sql.Named("limit", maxMessages))
-		if err != nil {
-			return fmt.Errorf("lock messages: %w", err)
+		var err error
+		if got, err = q.lockDue(txCtx, tx, now, maxMessages); err != nil {
+			got = nil
 		}
-		defer rows.Close()
-		dueAt := map[*queue.Received]int64{}
-		for rows.Next() {
-			var (
-				r             queue.Received
-				props         string
-				enqueued, due int64
-			)
-			if err := rows.Scan(&r.SequenceNumber, &r.MessageID, &r.CorrelationID, &r.Subject, &r.SessionID,
-				&r.ContentType, &r.Body, &props, &enqueued, &due, &r.DeliveryCount, &r.LockToken); err != nil {
-				return fmt.Errorf("read locked message: %w", err)
-			}
-			if r.ApplicationProperties, err = decodeProps(props); err != nil {
-				return fmt.Errorf("message %s: %w", r.MessageID, err)
-			}
-			r.EnqueuedTime = fromNS(enqueued)
-			r.LockedUntil = fromNS(lockedUntil)
-			got = append(got, &r)
-			dueAt[&r] = due
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read locked messages: %w", err)
-		}
-		// RETURNING gives no order; hand messages out in the order they were picked.
-		slices.SortFunc(got, func(a, b *queue.Received) int {
-			if d := dueAt[a] - dueAt[b]; d != 0 {
-				return sign(d)
-			}
-			return sign(a.SequenceNumber - b.SequenceNumber)
-		})
-		if len(got) > 0 {
-			return nil
-		}
-		var nextDue, nextExpiry sql.NullInt64
-		if err := tx.QueryRowContext(ctx, nextAvailableSQL).Scan(&nextDue, &nextExpiry); err != nil {
-			return fmt.Errorf("find next due time: %w", err)
-		}
-		next = earliest(nextDue, nextExpiry)
-		return nil
+		return err
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	return got, next, nil
+	if err := <-done; err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+// lockDue ends the expired locks and locks up to maxMessages due messages, in the order they fall due.
+func (q *Queue) lockDue(ctx context.Context, tx *sql.Tx, now int64, maxMessages int) ([]*queue.Received, error) {
+	if err := q.expireLocks(ctx, tx, now); err != nil {
+		return nil, err
+	}
+	lockedUntil := now + q.opts.LockDuration.Nanoseconds()
+	rows, err := tx.QueryContext(ctx, lockDueSQL,
+		sql.Named("until", lockedUntil), sql.Named("now", now), sql.Named("limit", maxMessages))
+	if err != nil {
+		return nil, fmt.Errorf("lock messages: %w", err)
+	}
+	defer rows.Close()
+	var got []*queue.Received
+	dueAt := map[*queue.Received]int64{}
+	for rows.Next() {
+		var (
+			r             queue.Received
+			props         string
+			enqueued, due int64
+		)
+		if err := rows.Scan(&r.SequenceNumber, &r.MessageID, &r.CorrelationID, &r.Subject, &r.SessionID,
+			&r.ContentType, &r.Body, &props, &enqueued, &due, &r.DeliveryCount, &r.LockToken); err != nil {
+			return nil, fmt.Errorf("read locked message: %w", err)
+		}
+		if r.ApplicationProperties, err = decodeProps(props); err != nil {
+			return nil, fmt.Errorf("message %s: %w", r.MessageID, err)
+		}
+		r.EnqueuedTime = fromNS(enqueued)
+		r.LockedUntil = fromNS(lockedUntil)
+		got = append(got, &r)
+		dueAt[&r] = due
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read locked messages: %w", err)
+	}
+	// RETURNING gives no order; hand messages out in the order they were picked.
+	slices.SortFunc(got, func(a, b *queue.Received) int {
+		if d := dueAt[a] - dueAt[b]; d != 0 {
+			return sign(d)
+		}
+		return sign(a.SequenceNumber - b.SequenceNumber)
+	})
+	return got, nil
 }
 
 func sign(d int64) int {
