@@ -17,7 +17,7 @@ func TestHot_statements_are_answered_from_an_index(t *testing.T) {
 		"receive: lock due messages":            lockDueSQL,
 		"receive: next due or expiring":         nextAvailableSQL,
 		"lock expiry: copy exhausted to DLQ":    deadLetterCopySQL(lockExhausted, true),
-		"lock expiry: delete exhausted":         `DELETE FROM messages WHERE ` + lockExhausted,
+		"lock expiry: delete exhausted":         deleteExhaustedSQL,
 		"lock expiry: release the others":       releaseExpiredSQL,
 		"stats":                                 statsSQL,
 		"settlement: dead-letter with a reason": deadLetterCopySQL(`seq = @seq`, false),

@@ -112,6 +112,7 @@ type Queue struct {
 	log       *slog.Logger
 	db        *sql.DB
 	readers   *sql.DB
+	stmts     *statements
 	dirLock   *os.File
 	closing   chan struct{}
 	closeErr  error
@@ -189,6 +190,11 @@ func (q *Queue) openDB(ctx context.Context) error {
 		return err
 	}
 	if q.readers, err = openReaders(path); err != nil {
+		_ = db.Close()
+		return err
+	}
+	if q.stmts, err = prepareStatements(ctx, db, q.readers); err != nil {
+		_ = q.readers.Close()
 		_ = db.Close()
 		return err
 	}
@@ -289,7 +295,7 @@ func (q *Queue) Close() error {
 }
 
 func (q *Queue) closeDB() error {
-	return errors.Join(q.readers.Close(), q.db.Close())
+	return errors.Join(q.stmts.close(), q.readers.Close(), q.db.Close())
 }
 
 func (q *Queue) checkOpen() error {

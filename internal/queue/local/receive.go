@@ -81,7 +81,8 @@ const (
 	// lockExhausted matches the expired locks of messages that have had all their deliveries.
 	lockExhausted = lockExpired + ` AND delivery_count >= @max`
 
-	releaseExpiredSQL = `UPDATE messages SET lock_token = NULL, locked_until = 0 WHERE ` + lockExpired
+	releaseExpiredSQL  = `UPDATE messages SET lock_token = NULL, locked_until = 0 WHERE ` + lockExpired
+	deleteExhaustedSQL = `DELETE FROM messages WHERE ` + lockExhausted
 
 	// nextAvailableSQL answers when the next unlocked message falls due and when the next lock
 	// runs out. Both walk an index from its start: the locked messages sit at the front of
@@ -90,11 +91,13 @@ const (
 		(SELECT MIN(due_at) FROM messages WHERE lock_token IS NULL),
 		(SELECT MIN(locked_until) FROM messages WHERE lock_token IS NOT NULL)`
 
+	// lockDueSQL casts its LIMIT because SQLite plans with the value of a bare LIMIT parameter
+	// and so parses the statement again whenever the value changes.
 	lockDueSQL = `UPDATE messages
 		SET lock_token = lower(hex(randomblob(16))), locked_until = @until, delivery_count = delivery_count + 1
 		WHERE seq IN (
 			SELECT seq FROM messages WHERE due_at <= @now AND lock_token IS NULL
-			ORDER BY due_at, seq LIMIT @limit)
+			ORDER BY due_at, seq LIMIT CAST(@limit AS INTEGER))
 		RETURNING seq, message_id, correlation_id, subject, session_id, content_type, body, props,
 			enqueued_at, due_at, delivery_count, lock_token`
 )
@@ -103,9 +106,9 @@ const (
 // due time of the oldest unlocked message or the end of the earliest lock, whichever is first;
 // 0 when the queue is empty. It reads without waiting for the writer.
 func (q *Queue) nextAvailable(ctx context.Context) (int64, error) {
-	return read(ctx, q, func(ctx context.Context, db *sql.DB) (int64, error) {
+	return read(ctx, q, func(ctx context.Context, _ *sql.DB) (int64, error) {
 		var nextDue, nextExpiry sql.NullInt64
-		if err := db.QueryRowContext(ctx, nextAvailableSQL).Scan(&nextDue, &nextExpiry); err != nil {
+		if err := q.stmts.nextAvailable.QueryRowContext(ctx).Scan(&nextDue, &nextExpiry); err != nil {
 			return 0, fmt.Errorf("find next due time: %w", err)
 		}
 		return earliest(nextDue, nextExpiry), nil
@@ -143,7 +146,7 @@ func (q *Queue) lockDue(ctx context.Context, tx *sql.Tx, now int64, maxMessages 
 		return nil, err
 	}
 	lockedUntil := now + q.opts.LockDuration.Nanoseconds()
-	rows, err := tx.QueryContext(ctx, lockDueSQL,
+	rows, err := tx.StmtContext(ctx, q.stmts.lockDue).QueryContext(ctx,
 		sql.Named("until", lockedUntil), sql.Named("now", now), sql.Named("limit", maxMessages))
 	if err != nil {
 		return nil, fmt.Errorf("lock messages: %w", err)
@@ -207,10 +210,23 @@ func earliest(a, b sql.NullInt64) int64 {
 // expireLocks ends the locks that ran out by now: a message delivered MaxDeliveryCount times is
 // dead-lettered, the others become available again (their count already includes the lost delivery).
 func (q *Queue) expireLocks(ctx context.Context, tx *sql.Tx, now int64) error {
-	if _, err := q.moveToDeadLetter(ctx, tx, lockExhausted, now, sql.Named("max", q.opts.MaxDeliveryCount)); err != nil {
+	// moveToDeadLetter's statements, prepared: this runs before every lock a Receive takes.
+	res, err := tx.StmtContext(ctx, q.stmts.copyExhausted).ExecContext(ctx, sql.Named("now", now),
+		sql.Named("max", q.opts.MaxDeliveryCount), sql.Named("reason", ReasonMaxDeliveryCountExceeded))
+	if err != nil {
 		return fmt.Errorf("dead-letter exhausted messages: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, releaseExpiredSQL, sql.Named("now", now)); err != nil {
+	moved, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("dead-letter exhausted messages: %w", err)
+	}
+	if moved > 0 {
+		if _, err := tx.StmtContext(ctx, q.stmts.deleteExhausted).ExecContext(ctx,
+			sql.Named("now", now), sql.Named("max", q.opts.MaxDeliveryCount)); err != nil {
+			return fmt.Errorf("dead-letter exhausted messages: %w", err)
+		}
+	}
+	if _, err := tx.StmtContext(ctx, q.stmts.releaseExpired).ExecContext(ctx, sql.Named("now", now)); err != nil {
 		return fmt.Errorf("release expired locks: %w", err)
 	}
 	return nil
@@ -277,7 +293,7 @@ func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn fun
 	err := q.write(ctx, func(ctx context.Context, tx *sql.Tx, now int64) error {
 		var held int
 		args := append(lockArgs(r), sql.Named("now", now))
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages WHERE `+heldLock, args...).Scan(&held); err != nil {
+		if err := tx.StmtContext(ctx, q.stmts.checkLock).QueryRowContext(ctx, args...).Scan(&held); err != nil {
 			return fmt.Errorf("check lock: %w", err)
 		}
 		if held == 0 {
@@ -294,7 +310,7 @@ func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn fun
 // Complete removes r from the queue.
 func (q *Queue) Complete(ctx context.Context, r *queue.Received) error {
 	return q.settle(ctx, "complete", r, func(ctx context.Context, tx *sql.Tx, _ int64) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE seq = ?`, r.SequenceNumber)
+		_, err := tx.StmtContext(ctx, q.stmts.complete).ExecContext(ctx, r.SequenceNumber)
 		return err
 	})
 }

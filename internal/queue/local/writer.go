@@ -11,6 +11,8 @@ import (
 // (and with it every lock a Receive waits to take) for long.
 const defaultMaxBatch = 256
 
+const forgetDuplicatesSQL = `DELETE FROM duplicates WHERE first_seen <= @before`
+
 // writeRequest is one caller's change, waiting for the writer.
 type writeRequest struct {
 	ctx   context.Context
@@ -117,20 +119,22 @@ func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
 	errs = make([]error, len(batch))
 	err = q.inTx(ctx, func(tx *sql.Tx) error {
 		now := q.nowNS()
-		if _, err := tx.ExecContext(ctx, `DELETE FROM duplicates WHERE first_seen <= ?`,
-			now-q.opts.DuplicateWindow.Nanoseconds()); err != nil {
+		if _, err := tx.StmtContext(ctx, q.stmts.forgetDuplicates).ExecContext(ctx,
+			sql.Named("before", now-q.opts.DuplicateWindow.Nanoseconds())); err != nil {
 			return fmt.Errorf("forget old message ids: %w", err)
 		}
+		savepoint := tx.StmtContext(ctx, q.stmts.savepoint)
+		release := tx.StmtContext(ctx, q.stmts.release)
 		for i, req := range batch {
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT change`); err != nil {
+			if _, err := savepoint.ExecContext(ctx); err != nil {
 				return fmt.Errorf("savepoint: %w", err)
 			}
 			if errs[i] = req.apply(ctx, tx, now); errs[i] != nil {
-				if _, err := tx.ExecContext(ctx, `ROLLBACK TO change`); err != nil {
+				if _, err := tx.StmtContext(ctx, q.stmts.rollbackTo).ExecContext(ctx); err != nil {
 					return fmt.Errorf("roll back a failed change: %w", err)
 				}
 			}
-			if _, err := tx.ExecContext(ctx, `RELEASE change`); err != nil {
+			if _, err := release.ExecContext(ctx); err != nil {
 				return fmt.Errorf("release savepoint: %w", err)
 			}
 		}
