@@ -2,11 +2,13 @@ package local
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
@@ -94,4 +96,118 @@ func BenchmarkReceive_and_complete(b *testing.B) {
 		done += len(got)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkDrain_100k_backlog drains a backlog of 100,000 messages the way the consumer does:
+// one receive loop asking for as many messages as it has free slots (16), and each message
+// completed by its own goroutine. The first and the last tenth of the drain must match, in
+// messages/s and in process CPU per message: a receive whose cost grows with the backlog shows
+// up as a slow, CPU-hungry first tenth. The CPU figure holds still when a shared disk makes the
+// rate (which waits on fsync) jump about.
+func BenchmarkDrain_100k_backlog(b *testing.B) {
+	const (
+		backlog     = 100_000
+		concurrency = 16
+		tenth       = backlog / 10
+	)
+	type mark struct {
+		at  time.Time
+		cpu time.Duration
+	}
+	now := func() mark { return mark{time.Now(), processCPU()} }
+	var firstRate, lastRate, allRate, firstCPU, lastCPU float64
+	for range b.N {
+		b.StopTimer()
+		q := openTestQueue(b, b.TempDir(), Options{})
+		seedBacklog(b, q, backlog)
+		b.StartTimer()
+
+		var (
+			completed atomic.Int64
+			marksMu   sync.Mutex
+			marks     = map[int64]mark{0: now()}
+			wg        sync.WaitGroup
+		)
+		slots := make(chan struct{}, concurrency)
+		for received := 0; received < backlog; {
+			slots <- struct{}{}
+			want := 1
+		fill:
+			for want < concurrency {
+				select {
+				case slots <- struct{}{}:
+					want++
+				default:
+					break fill
+				}
+			}
+			got, err := q.Receive(context.Background(), want)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range want - len(got) {
+				<-slots
+			}
+			received += len(got)
+			for _, r := range got {
+				wg.Go(func() {
+					defer func() { <-slots }()
+					if err := q.Complete(context.Background(), r); err != nil {
+						b.Error(err)
+						return
+					}
+					if n := completed.Add(1); n == tenth || n == backlog-tenth || n == backlog {
+						m := now()
+						marksMu.Lock()
+						marks[n] = m
+						marksMu.Unlock()
+					}
+				})
+			}
+		}
+		wg.Wait()
+		b.StopTimer()
+		start, first, lastBegins, end := marks[0], marks[tenth], marks[backlog-tenth], marks[backlog]
+		firstRate += tenth / first.at.Sub(start.at).Seconds()
+		lastRate += tenth / end.at.Sub(lastBegins.at).Seconds()
+		allRate += backlog / end.at.Sub(start.at).Seconds()
+		firstCPU += float64((first.cpu - start.cpu).Microseconds()) / tenth
+		lastCPU += float64((end.cpu - lastBegins.cpu).Microseconds()) / tenth
+		if err := q.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	n := float64(b.N)
+	b.ReportMetric(firstRate/n, "msgs/s-first-tenth")
+	b.ReportMetric(lastRate/n, "msgs/s-last-tenth")
+	b.ReportMetric(allRate/n, "msgs/s")
+	b.ReportMetric(firstCPU/n, "cpu-µs/msg-first-tenth")
+	b.ReportMetric(lastCPU/n, "cpu-µs/msg-last-tenth")
+}
+
+// seedBacklog writes n due messages in one transaction: the drain is what is measured, and
+// publishing them one by one would take longer than draining them.
+func seedBacklog(b *testing.B, q *Queue, n int) {
+	b.Helper()
+	body := []byte(`{"EventId":"00000000-0000-0000-0000-000000000000","EventName":"OpportunityUpdated","RecordId":"3f2c1d9e-5b7a-4c1e-9f0a-2b6d8e4c7a11","ChangedFields":["estimatedvalue","statuscode"]}`)
+	now := q.nowNS()
+	err := q.inTx(context.Background(), func(tx *sql.Tx) error {
+		stmt, err := tx.Prepare(`INSERT INTO messages
+			(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at)
+			VALUES (?, 'corr', 'OpportunityUpdated', '', 'application/json', ?, '{"Attempt":1}', ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i := range n {
+			if _, err := stmt.Exec(fmt.Sprintf("evt-%d", i), body, now, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatalf("seed backlog: %v", err)
+	}
 }

@@ -218,34 +218,3 @@ func (q *Queue) PurgeDeadLetter(ctx context.Context, seq int64) error {
 	}
 	return nil
 }
-
-// Stats counts the messages by state.
-func (q *Queue) Stats(ctx context.Context) (queue.Stats, error) {
-	if err := q.checkOpen(); err != nil {
-		return queue.Stats{}, fmt.Errorf("queue stats: %w", err)
-	}
-	var s queue.Stats
-	err := q.inTx(ctx, func(tx *sql.Tx) error {
-		now := q.nowNS()
-		if err := q.expireLocks(ctx, tx, now); err != nil {
-			return err
-		}
-		var oldest sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT
-			COUNT(*) FILTER (WHERE due_at <= @now OR lock_token IS NOT NULL),
-			COUNT(*) FILTER (WHERE due_at > @now AND lock_token IS NULL),
-			MIN(due_at) FILTER (WHERE due_at <= @now OR lock_token IS NOT NULL),
-			(SELECT COUNT(*) FROM dead_letters)
-			FROM messages`, sql.Named("now", now)).Scan(&s.Queued, &s.Scheduled, &oldest, &s.DeadLettered); err != nil {
-			return err
-		}
-		if oldest.Valid {
-			s.OldestQueuedAge = time.Duration(now - oldest.Int64)
-		}
-		return nil
-	})
-	if err != nil {
-		return queue.Stats{}, fmt.Errorf("queue stats: %w", err)
-	}
-	return s, nil
-}

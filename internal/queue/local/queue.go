@@ -69,6 +69,9 @@ type Options struct {
 	// maxBatch caps a group commit (defaultMaxBatch); 1 turns group commit off, for the
 	// benchmark that prices it.
 	maxBatch int
+	// beforeRead runs before every read on the read pool; tests block in it to stand for a
+	// stalled disk.
+	beforeRead func()
 }
 
 func (o Options) withDefaults() Options {
@@ -92,16 +95,20 @@ func (o Options) withDefaults() Options {
 
 // Queue is the embedded durable queue. It is safe for concurrent use.
 //
-// All SQL runs on a single database connection. SQLite admits one writer at a time and almost
-// every queue operation writes (a Receive takes locks), so one connection turns lock contention
-// into Go-level queueing on the pool: no SQLITE_BUSY, no retry loops. Publishes, settlements and
-// dead-letters go through one writer goroutine that lets concurrent callers share a commit (see
-// write); Receive and the support tools run their own short transactions.
+// Every write runs on a single database connection, db. SQLite admits one writer at a time, so
+// one connection turns lock contention into Go-level queueing on the pool: no SQLITE_BUSY, no
+// retry loops. Publishes, settlements, dead-letters and the locks a Receive takes go through one
+// writer goroutine that lets concurrent callers share a commit (see write); the support tools
+// run their own short transactions on the same connection. Reads that need no lock (what is
+// available, what falls due next, Stats) run on a separate read pool, readers, which in WAL
+// mode never waits for the writer (see read).
 type Queue struct {
 	dir       string
 	opts      Options
 	log       *slog.Logger
 	db        *sql.DB
+	readers   *sql.DB
+	stmts     *statements
 	dirLock   *os.File
 	closing   chan struct{}
 	closeErr  error
@@ -147,7 +154,7 @@ func Open(ctx context.Context, dir string, opts Options, log *slog.Logger) (*Que
 	}
 	released, err := q.releaseLocks(ctx)
 	if err != nil {
-		_ = q.db.Close()
+		_ = q.closeDB()
 		_ = unlockDir(dirLock)
 		return nil, fmt.Errorf("open queue %s: release locks of an earlier process: %w", dir, err)
 	}
@@ -175,6 +182,15 @@ func (q *Queue) openDB(ctx context.Context) error {
 	db.SetConnMaxIdleTime(0)
 	q.db = db
 	if err := q.migrate(ctx); err != nil {
+		_ = db.Close()
+		return err
+	}
+	if q.readers, err = openReaders(path); err != nil {
+		_ = db.Close()
+		return err
+	}
+	if q.stmts, err = prepareStatements(ctx, db, q.readers); err != nil {
+		_ = q.readers.Close()
 		_ = db.Close()
 		return err
 	}
@@ -269,9 +285,13 @@ func (q *Queue) Close() error {
 		close(q.closing)
 		<-q.writerDone
 		q.wake()
-		q.closeErr = errors.Join(q.db.Close(), unlockDir(q.dirLock))
+		q.closeErr = errors.Join(q.closeDB(), unlockDir(q.dirLock))
 	})
 	return q.closeErr
+}
+
+func (q *Queue) closeDB() error {
+	return errors.Join(q.stmts.close(), q.readers.Close(), q.db.Close())
 }
 
 func (q *Queue) checkOpen() error {

@@ -21,6 +21,10 @@ const (
 // Receive waits until at least one message is available, or ctx ends (then it returns ctx.Err()),
 // and locks up to maxMessages of them, those due longest first. Each delivery gets a fresh lock
 // token and raises the delivery count (1 on the first delivery).
+//
+// It looks on the read pool first, which never waits for the writer, and hands the locking to
+// the group-commit writer only once something is there to lock, so an idle or waiting receiver
+// costs the writer nothing and a busy one shares the writer's fsync.
 func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received, error) {
 	maxMessages = max(maxMessages, 1)
 	for {
@@ -31,19 +35,30 @@ func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received
 			return nil, fmt.Errorf("receive: %w", err)
 		}
 		wakeup := q.wakeup()
-		got, next, err := q.lockAvailable(ctx, maxMessages)
+		next, err := q.nextAvailable(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
 			return nil, fmt.Errorf("receive: %w", err)
 		}
-		if len(got) > 0 {
-			return got, nil
+		now := q.nowNS()
+		if next > 0 && next <= now {
+			got, err := q.lockAvailable(ctx, maxMessages)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				return nil, fmt.Errorf("receive: %w", err)
+			}
+			if len(got) > 0 {
+				return got, nil
+			}
+			continue // another receiver took them first: look again
 		}
 		wait := maxPoll
 		if next > 0 {
-			wait = min(max(time.Duration(next-q.nowNS()), minPoll), maxPoll)
+			wait = min(max(time.Duration(next-now), minPoll), maxPoll)
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -59,76 +74,116 @@ func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received
 	}
 }
 
-// lockAvailable locks up to maxMessages available messages. When there are none it returns the time
-// (unix ns) at which the next scheduled message falls due or the next lock expires, or 0.
-func (q *Queue) lockAvailable(ctx context.Context, maxMessages int) ([]*queue.Received, int64, error) {
-	var (
-		got  []*queue.Received
-		next int64
-	)
-	err := q.inTx(ctx, func(tx *sql.Tx) error {
-		now := q.nowNS()
-		if err := q.expireLocks(ctx, tx, now); err != nil {
+// The hot statements of the receive path. Each is answered from an index, whatever the backlog
+// (TestHot_statements_are_answered_from_an_index checks their query plans).
+const (
+	// lockExpired matches the locks that ran out by @now, from the partial index messages_locked.
+	lockExpired = `lock_token IS NOT NULL AND locked_until <= @now`
+	// lockExhausted matches the expired locks of messages that have had all their deliveries.
+	lockExhausted = lockExpired + ` AND delivery_count >= @max`
+
+	releaseExpiredSQL  = `UPDATE messages SET lock_token = NULL, locked_until = 0 WHERE ` + lockExpired
+	deleteExhaustedSQL = `DELETE FROM messages WHERE ` + lockExhausted
+
+	// nextAvailableSQL answers when the next unlocked message falls due and when the next lock
+	// runs out. Both walk an index from its start: the locked messages sit at the front of
+	// messages_due, so the first answer costs at most one step per lock held.
+	nextAvailableSQL = `SELECT
+		(SELECT MIN(due_at) FROM messages WHERE lock_token IS NULL),
+		(SELECT MIN(locked_until) FROM messages WHERE lock_token IS NOT NULL)`
+
+	// lockDueSQL casts its LIMIT because SQLite plans with the value of a bare LIMIT parameter
+	// and so parses the statement again whenever the value changes.
+	lockDueSQL = `UPDATE messages
+		SET lock_token = lower(hex(randomblob(16))), locked_until = @until, delivery_count = delivery_count + 1
+		WHERE seq IN (
+			SELECT seq FROM messages WHERE due_at <= @now AND lock_token IS NULL
+			ORDER BY due_at, seq LIMIT CAST(@limit AS INTEGER))
+		RETURNING seq, message_id, correlation_id, subject, session_id, content_type, body, props,
+			enqueued_at, due_at, delivery_count, lock_token`
+)
+
+// nextAvailable returns the time (unix ns) at which a message is or next becomes available: the
+// due time of the oldest unlocked message or the end of the earliest lock, whichever is first;
+// 0 when the queue is empty. It reads without waiting for the writer.
+func (q *Queue) nextAvailable(ctx context.Context) (int64, error) {
+	return read(ctx, q, func(ctx context.Context, _ *sql.DB) (int64, error) {
+		var nextDue, nextExpiry sql.NullInt64
+		if err := q.stmts.nextAvailable.QueryRowContext(ctx).Scan(&nextDue, &nextExpiry); err != nil {
+			return 0, fmt.Errorf("find next due time: %w", err)
+		}
+		return earliest(nextDue, nextExpiry), nil
+	})
+}
+
+// lockAvailable locks up to maxMessages available messages through the group-commit writer,
+// after ending the locks that ran out. It waits for the writer's answer even if ctx ends
+// meanwhile: the writer checks ctx before it locks anything, and a lock that did land must reach
+// the receiver, or its message would sit out a whole lock duration with a delivery counted.
+func (q *Queue) lockAvailable(ctx context.Context, maxMessages int) ([]*queue.Received, error) {
+	var got []*queue.Received
+	done, err := q.submit(ctx, func(txCtx context.Context, tx *sql.Tx, now int64) error {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		lockedUntil := now + q.opts.LockDuration.Nanoseconds()
-		rows, err := tx.QueryContext(ctx, `UPDATE messages
-			SET lock_token = lower(hex(randomblob(16))), locked_until = ?1, delivery_count = delivery_count + 1
-			WHERE seq IN (
-				SELECT seq FROM messages WHERE due_at <= ?2 AND lock_token IS NULL
-				ORDER BY due_at, seq LIMIT ?3)
-			RETURNING seq, message_id, correlation_id, subject, session_id, content_type, body, props,
-				enqueued_at, due_at, delivery_count, lock_token`,
-			lockedUntil, now, maxMessages)
-		if err != nil {
-			return fmt.Errorf("lock messages: %w", err)
+		var err error
+		if got, err = q.lockDue(txCtx, tx, now, maxMessages); err != nil {
+			got = nil
 		}
-		defer rows.Close()
-		dueAt := map[*queue.Received]int64{}
-		for rows.Next() {
-			var (
-				r             queue.Received
-				props         string
-				enqueued, due int64
-			)
-			if err := rows.Scan(&r.SequenceNumber, &r.MessageID, &r.CorrelationID, &r.Subject, &r.SessionID,
-				&r.ContentType, &r.Body, &props, &enqueued, &due, &r.DeliveryCount, &r.LockToken); err != nil {
-				return fmt.Errorf("read locked message: %w", err)
-			}
-			if r.ApplicationProperties, err = decodeProps(props); err != nil {
-				return fmt.Errorf("message %s: %w", r.MessageID, err)
-			}
-			r.EnqueuedTime = fromNS(enqueued)
-			r.LockedUntil = fromNS(lockedUntil)
-			got = append(got, &r)
-			dueAt[&r] = due
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read locked messages: %w", err)
-		}
-		// RETURNING gives no order; hand messages out in the order they were picked.
-		slices.SortFunc(got, func(a, b *queue.Received) int {
-			if d := dueAt[a] - dueAt[b]; d != 0 {
-				return sign(d)
-			}
-			return sign(a.SequenceNumber - b.SequenceNumber)
-		})
-		if len(got) > 0 {
-			return nil
-		}
-		var nextDue, nextExpiry sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT
-			(SELECT MIN(due_at) FROM messages WHERE lock_token IS NULL),
-			(SELECT MIN(locked_until) FROM messages WHERE lock_token IS NOT NULL)`).Scan(&nextDue, &nextExpiry); err != nil {
-			return fmt.Errorf("find next due time: %w", err)
-		}
-		next = earliest(nextDue, nextExpiry)
-		return nil
+		return err
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	return got, next, nil
+	if err := <-done; err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+// lockDue ends the expired locks and locks up to maxMessages due messages, in the order they fall due.
+func (q *Queue) lockDue(ctx context.Context, tx *sql.Tx, now int64, maxMessages int) ([]*queue.Received, error) {
+	if err := q.expireLocks(ctx, tx, now); err != nil {
+		return nil, err
+	}
+	lockedUntil := now + q.opts.LockDuration.Nanoseconds()
+	rows, err := tx.StmtContext(ctx, q.stmts.lockDue).QueryContext(ctx,
+		sql.Named("until", lockedUntil), sql.Named("now", now), sql.Named("limit", maxMessages))
+	if err != nil {
+		return nil, fmt.Errorf("lock messages: %w", err)
+	}
+	defer rows.Close()
+	var got []*queue.Received
+	dueAt := map[*queue.Received]int64{}
+	for rows.Next() {
+		var (
+			r             queue.Received
+			props         string
+			enqueued, due int64
+		)
+		if err := rows.Scan(&r.SequenceNumber, &r.MessageID, &r.CorrelationID, &r.Subject, &r.SessionID,
+			&r.ContentType, &r.Body, &props, &enqueued, &due, &r.DeliveryCount, &r.LockToken); err != nil {
+			return nil, fmt.Errorf("read locked message: %w", err)
+		}
+		if r.ApplicationProperties, err = decodeProps(props); err != nil {
+			return nil, fmt.Errorf("message %s: %w", r.MessageID, err)
+		}
+		r.EnqueuedTime = fromNS(enqueued)
+		r.LockedUntil = fromNS(lockedUntil)
+		got = append(got, &r)
+		dueAt[&r] = due
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read locked messages: %w", err)
+	}
+	// RETURNING gives no order; hand messages out in the order they were picked.
+	slices.SortFunc(got, func(a, b *queue.Received) int {
+		if d := dueAt[a] - dueAt[b]; d != 0 {
+			return sign(d)
+		}
+		return sign(a.SequenceNumber - b.SequenceNumber)
+	})
+	return got, nil
 }
 
 func sign(d int64) int {
@@ -156,12 +211,23 @@ func earliest(a, b sql.NullInt64) int64 {
 // expireLocks ends the locks that ran out by now: a message delivered MaxDeliveryCount times is
 // dead-lettered, the others become available again (their count already includes the lost delivery).
 func (q *Queue) expireLocks(ctx context.Context, tx *sql.Tx, now int64) error {
-	expired := `lock_token IS NOT NULL AND locked_until <= @now AND delivery_count >= @max`
-	if _, err := q.moveToDeadLetter(ctx, tx, expired, now, sql.Named("max", q.opts.MaxDeliveryCount)); err != nil {
+	// moveToDeadLetter's statements, prepared: this runs before every lock a Receive takes.
+	res, err := tx.StmtContext(ctx, q.stmts.copyExhausted).ExecContext(ctx, sql.Named("now", now),
+		sql.Named("max", q.opts.MaxDeliveryCount), sql.Named("reason", ReasonMaxDeliveryCountExceeded), sql.Named("props", "{}"))
+	if err != nil {
 		return fmt.Errorf("dead-letter exhausted messages: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE messages SET lock_token = NULL, locked_until = 0
-		WHERE lock_token IS NOT NULL AND locked_until <= ?`, now); err != nil {
+	moved, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("dead-letter exhausted messages: %w", err)
+	}
+	if moved > 0 {
+		if _, err := tx.StmtContext(ctx, q.stmts.deleteExhausted).ExecContext(ctx,
+			sql.Named("now", now), sql.Named("max", q.opts.MaxDeliveryCount)); err != nil {
+			return fmt.Errorf("dead-letter exhausted messages: %w", err)
+		}
+	}
+	if _, err := tx.StmtContext(ctx, q.stmts.releaseExpired).ExecContext(ctx, sql.Named("now", now)); err != nil {
 		return fmt.Errorf("release expired locks: %w", err)
 	}
 	return nil
@@ -178,25 +244,16 @@ func (q *Queue) moveToDeadLetter(ctx context.Context, tx *sql.Tx, where string, 
 type deadLetterReason struct{ reason, description, props string }
 
 func (q *Queue) moveToDeadLetterWith(ctx context.Context, tx *sql.Tx, where string, now int64, reason *deadLetterReason, args ...any) (int64, error) {
-	reasonSQL := `@reason`
-	descSQL := `@description`
-	if reason == nil {
+	counted := reason == nil
+	if counted {
 		reason = &deadLetterReason{reason: ReasonMaxDeliveryCountExceeded}
-		descSQL = `'Message could not be consumed after ' || delivery_count || ' delivery attempts.'`
 	}
 	if reason.props == "" {
 		reason.props = "{}"
 	}
 	args = append(args, sql.Named("now", now), sql.Named("reason", reason.reason), sql.Named("description", reason.description),
 		sql.Named("props", reason.props))
-	res, err := tx.ExecContext(ctx, `INSERT INTO dead_letters
-		(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at,
-		 delivery_count, reason, description, dead_lettered_at)
-		SELECT message_id, correlation_id, subject, session_id, content_type, body,
-			json_set(json_patch(props, @props), '$.`+queue.PropDeadLetterReason+`', `+reasonSQL+`,
-				'$.`+queue.PropDeadLetterErrorDescription+`', `+descSQL+`),
-			enqueued_at, delivery_count, `+reasonSQL+`, `+descSQL+`, @now
-		FROM messages WHERE `+where+` ORDER BY seq`, args...)
+	res, err := tx.ExecContext(ctx, deadLetterCopySQL(where, counted), args...)
 	if err != nil {
 		return 0, err
 	}
@@ -208,6 +265,27 @@ func (q *Queue) moveToDeadLetterWith(ctx context.Context, tx *sql.Tx, where stri
 		return 0, err
 	}
 	return moved, nil
+}
+
+// deadLetterCopySQL copies the messages matching where to the dead-letter queue, in sequence
+// order, with @reason, @props merged into their properties, and either @description or, when countedDescription is set, Service Bus's
+// "could not be consumed after n delivery attempts".
+//
+// The copy orders by +seq, not seq: a bare seq would let SQLite satisfy the ORDER BY by walking
+// the whole table in rowid order instead of finding the few matching rows by index and sorting them.
+func deadLetterCopySQL(where string, countedDescription bool) string {
+	descSQL := `@description`
+	if countedDescription {
+		descSQL = `'Message could not be consumed after ' || delivery_count || ' delivery attempts.'`
+	}
+	return `INSERT INTO dead_letters
+		(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at,
+		 delivery_count, reason, description, dead_lettered_at)
+		SELECT message_id, correlation_id, subject, session_id, content_type, body,
+			json_set(json_patch(props, @props), '$.` + queue.PropDeadLetterReason + `', @reason,
+				'$.` + queue.PropDeadLetterErrorDescription + `', ` + descSQL + `),
+			enqueued_at, delivery_count, @reason, ` + descSQL + `, @now
+		FROM messages WHERE ` + where + ` ORDER BY +seq`
 }
 
 // heldLock is the WHERE clause of a settlement: the lock must be the caller's and still running.
@@ -222,7 +300,7 @@ func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn fun
 	err := q.write(ctx, func(ctx context.Context, tx *sql.Tx, now int64) error {
 		var held int
 		args := append(lockArgs(r), sql.Named("now", now))
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages WHERE `+heldLock, args...).Scan(&held); err != nil {
+		if err := tx.StmtContext(ctx, q.stmts.checkLock).QueryRowContext(ctx, args...).Scan(&held); err != nil {
 			return fmt.Errorf("check lock: %w", err)
 		}
 		if held == 0 {
@@ -239,7 +317,7 @@ func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn fun
 // Complete removes r from the queue.
 func (q *Queue) Complete(ctx context.Context, r *queue.Received) error {
 	return q.settle(ctx, "complete", r, func(ctx context.Context, tx *sql.Tx, _ int64) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE seq = ?`, r.SequenceNumber)
+		_, err := tx.StmtContext(ctx, q.stmts.complete).ExecContext(ctx, r.SequenceNumber)
 		return err
 	})
 }

@@ -8,8 +8,10 @@ import (
 )
 
 // defaultMaxBatch caps one group commit so a flood of writers cannot hold the single connection
-// (and with it every Receive) for long.
+// (and with it every lock a Receive waits to take) for long.
 const defaultMaxBatch = 256
+
+const forgetDuplicatesSQL = `DELETE FROM duplicates WHERE first_seen <= @before`
 
 // writeRequest is one caller's change, waiting for the writer.
 type writeRequest struct {
@@ -22,26 +24,38 @@ type writeRequest struct {
 // and fsynced, or with the change's own error (and nothing of it written).
 //
 // Group commit: with synchronous=FULL an fsync costs far more than the SQL around it, so
-// publishes, settlements and dead-letters do not commit on their own. write hands the change
-// to the single writer goroutine, which takes every change waiting at that moment (up to
-// defaultMaxBatch), applies each inside its own savepoint (so one change failing, say with
-// ErrLockLost, rolls back only itself), commits them all with one fsync, and then answers each
-// caller. Under concurrency the callers share the fsync; a lone caller pays exactly one, with no
-// timer holding it back. A caller whose ctx ends first gets ctx.Err(); its change may still land.
+// publishes, settlements, dead-letters and receive locks do not commit on their own. write
+// hands the change to the single writer goroutine, which takes every change waiting at that
+// moment (up to defaultMaxBatch), applies each inside its own savepoint (so one change failing,
+// say with ErrLockLost, rolls back only itself), commits them all with one fsync, and then
+// answers each caller. Under concurrency the callers share the fsync; a lone caller pays exactly
+// one, with no timer holding it back. A caller whose ctx ends first gets ctx.Err(); its change
+// may still land.
 func (q *Queue) write(ctx context.Context, apply func(ctx context.Context, tx *sql.Tx, now int64) error) error {
-	req := &writeRequest{ctx: ctx, apply: apply, done: make(chan error, 1)}
-	select {
-	case q.writes <- req:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-q.closing:
-		return ErrClosed
+	done, err := q.submit(ctx, apply)
+	if err != nil {
+		return err
 	}
 	select {
-	case err := <-req.done:
+	case err := <-done:
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// submit hands a change to the writer and returns the channel that carries its outcome. The
+// writer answers every change it has taken, so waiting on that channel alone is safe: it is what
+// a caller does whose change must not land unseen (see lockAvailable).
+func (q *Queue) submit(ctx context.Context, apply func(ctx context.Context, tx *sql.Tx, now int64) error) (<-chan error, error) {
+	req := &writeRequest{ctx: ctx, apply: apply, done: make(chan error, 1)}
+	select {
+	case q.writes <- req:
+		return req.done, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-q.closing:
+		return nil, ErrClosed
 	}
 }
 
@@ -105,20 +119,22 @@ func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
 	errs = make([]error, len(batch))
 	err = q.inTx(ctx, func(tx *sql.Tx) error {
 		now := q.nowNS()
-		if _, err := tx.ExecContext(ctx, `DELETE FROM duplicates WHERE first_seen <= ?`,
-			now-q.opts.DuplicateWindow.Nanoseconds()); err != nil {
+		if _, err := tx.StmtContext(ctx, q.stmts.forgetDuplicates).ExecContext(ctx,
+			sql.Named("before", now-q.opts.DuplicateWindow.Nanoseconds())); err != nil {
 			return fmt.Errorf("forget old message ids: %w", err)
 		}
+		savepoint := tx.StmtContext(ctx, q.stmts.savepoint)
+		release := tx.StmtContext(ctx, q.stmts.release)
 		for i, req := range batch {
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT change`); err != nil {
+			if _, err := savepoint.ExecContext(ctx); err != nil {
 				return fmt.Errorf("savepoint: %w", err)
 			}
 			if errs[i] = req.apply(ctx, tx, now); errs[i] != nil {
-				if _, err := tx.ExecContext(ctx, `ROLLBACK TO change`); err != nil {
+				if _, err := tx.StmtContext(ctx, q.stmts.rollbackTo).ExecContext(ctx); err != nil {
 					return fmt.Errorf("roll back a failed change: %w", err)
 				}
 			}
-			if _, err := tx.ExecContext(ctx, `RELEASE change`); err != nil {
+			if _, err := release.ExecContext(ctx); err != nil {
 				return fmt.Errorf("release savepoint: %w", err)
 			}
 		}

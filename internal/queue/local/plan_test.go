@@ -1,0 +1,76 @@
+package local
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"testing"
+)
+
+// The statements every Receive and every health check runs must cost the same with a backlog of
+// a hundred thousand messages as with ten: each finds its rows through an index. A plan step
+// "SCAN messages" walks the whole table (or, with messages_due, a whole index of it); the only
+// scan allowed is of messages_locked, the partial index that holds the locked messages alone.
+func TestHot_statements_are_answered_from_an_index(t *testing.T) {
+	q := openTestQueue(t, t.TempDir(), Options{})
+	hot := map[string]string{
+		"receive: lock due messages":            lockDueSQL,
+		"receive: next due or expiring":         nextAvailableSQL,
+		"lock expiry: copy exhausted to DLQ":    deadLetterCopySQL(lockExhausted, true),
+		"lock expiry: delete exhausted":         deleteExhaustedSQL,
+		"lock expiry: release the others":       releaseExpiredSQL,
+		"stats":                                 statsSQL,
+		"settlement: dead-letter with a reason": deadLetterCopySQL(`seq = @seq`, false),
+	}
+	args := []any{
+		sql.Named("now", 1), sql.Named("max", 10), sql.Named("until", 2), sql.Named("limit", 16),
+		sql.Named("seq", 1), sql.Named("reason", "r"), sql.Named("description", "d"), sql.Named("props", "{}"),
+	}
+	for name, stmt := range hot {
+		t.Run(name, func(t *testing.T) {
+			plan := queryPlan(t, q.db, stmt, args)
+			for _, step := range plan {
+				if strings.HasPrefix(step, "SCAN messages") && !strings.HasSuffix(step, "INDEX messages_locked") {
+					t.Errorf("plan step %q walks the whole queue; plan:\n%s\nstatement:\n%s",
+						step, strings.Join(plan, "\n"), stmt)
+				}
+			}
+		})
+	}
+}
+
+// queryPlan returns the detail column of EXPLAIN QUERY PLAN, one step a line, as SQLite prints it.
+func queryPlan(t *testing.T, db *sql.DB, stmt string, args []any) []string {
+	t.Helper()
+	rows, err := db.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+stmt, usedArgs(stmt, args)...)
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, stmt)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var (
+			id, parent, unused int
+			detail             string
+		)
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+// usedArgs keeps the named arguments stmt refers to: the driver refuses names a statement lacks.
+func usedArgs(stmt string, args []any) []any {
+	var used []any
+	for _, a := range args {
+		if strings.Contains(stmt, "@"+a.(sql.NamedArg).Name) {
+			used = append(used, a)
+		}
+	}
+	return used
+}

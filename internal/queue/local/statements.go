@@ -1,0 +1,63 @@
+package local
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// statements are the ones every group commit and every Receive runs, parsed once at Open:
+// SQLite spends longer parsing and planning such a statement than running it. The write ones are
+// prepared on the single writer connection and used in its transactions through tx.StmtContext,
+// which reuses the parsed statement of the connection the transaction runs on.
+type statements struct {
+	// writer
+	savepoint, release, rollbackTo *sql.Stmt
+	forgetDuplicates               *sql.Stmt
+	copyExhausted, deleteExhausted *sql.Stmt
+	releaseExpired                 *sql.Stmt
+	lockDue                        *sql.Stmt
+	checkLock, complete            *sql.Stmt
+	// read pool
+	nextAvailable *sql.Stmt
+
+	all []*sql.Stmt
+}
+
+func prepareStatements(ctx context.Context, writer, readers *sql.DB) (*statements, error) {
+	s := &statements{}
+	for _, p := range []struct {
+		stmt  **sql.Stmt
+		db    *sql.DB
+		query string
+	}{
+		{&s.savepoint, writer, `SAVEPOINT change`},
+		{&s.release, writer, `RELEASE change`},
+		{&s.rollbackTo, writer, `ROLLBACK TO change`},
+		{&s.forgetDuplicates, writer, forgetDuplicatesSQL},
+		{&s.copyExhausted, writer, deadLetterCopySQL(lockExhausted, true)},
+		{&s.deleteExhausted, writer, deleteExhaustedSQL},
+		{&s.releaseExpired, writer, releaseExpiredSQL},
+		{&s.lockDue, writer, lockDueSQL},
+		{&s.checkLock, writer, `SELECT COUNT(*) FROM messages WHERE ` + heldLock},
+		{&s.complete, writer, `DELETE FROM messages WHERE seq = ?`},
+		{&s.nextAvailable, readers, nextAvailableSQL},
+	} {
+		stmt, err := p.db.PrepareContext(ctx, p.query)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("prepare %q: %w", p.query, err), s.close())
+		}
+		*p.stmt = stmt
+		s.all = append(s.all, stmt)
+	}
+	return s, nil
+}
+
+func (s *statements) close() error {
+	var errs []error
+	for _, stmt := range s.all {
+		errs = append(errs, stmt.Close())
+	}
+	return errors.Join(errs...)
+}
