@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -59,6 +60,9 @@ func runPost(ctx context.Context, args []string, lookup config.Lookup, stdout, s
 			continue
 		}
 		fmt.Fprintf(stdout, "%s: %d %s\n", file, status, strings.TrimSpace(body))
+		if duplicateAnswer(status, body) {
+			fmt.Fprintf(stdout, "%s: duplicate: the queue already held this event (same EventId within DVRELAY_DUPLICATE_WINDOW), so nothing new runs; edit the file's ids or wait out the window to see it run again\n", file)
+		}
 		if status/100 != 2 {
 			code = 1
 		}
@@ -136,4 +140,13 @@ func postFile(ctx context.Context, url, file string, cfg config.Config, header h
 	defer resp.Body.Close()
 	b, _, err := outbound.ReadLimited(resp.Body, 1<<20)
 	return resp.StatusCode, string(b), err
+}
+
+// duplicateAnswer reports whether the intake's 202 says the queue dropped the event as a
+// duplicate.
+func duplicateAnswer(status int, body string) bool {
+	var a struct {
+		Duplicate bool `json:"duplicate"`
+	}
+	return status == http.StatusAccepted && json.Unmarshal([]byte(body), &a) == nil && a.Duplicate
 }

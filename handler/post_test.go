@@ -89,3 +89,25 @@ func TestPost_refuses_a_header_that_is_not_name_colon_value(t *testing.T) {
 		}
 	}
 }
+
+func TestPost_says_duplicate_when_the_queue_already_held_the_event(t *testing.T) {
+	s := startInProcessServe(t, t.TempDir(), freeAddr(t), mapEnv(map[string]string{
+		"DVRELAY_ROUTES": filepath.Join(appRoot, "routes.json"),
+	}))
+	url := "http://" + s.addr + "/api/dataverse/webhook"
+	post := func() string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), []string{"post", "--url", url, pluginSample}, mapEnv(nil), &stdout, &stderr); code != 0 {
+			t.Fatalf("post exit %d: %s%s", code, stdout.String(), stderr.String())
+		}
+		return stdout.String()
+	}
+
+	if first := post(); strings.Contains(first, "duplicate") {
+		t.Errorf("the first post is reported as a duplicate:\n%s", first)
+	}
+	if second := post(); !strings.Contains(second, "duplicate: the queue already held this event") {
+		t.Errorf("the second post of the same event does not say it was a duplicate:\n%s", second)
+	}
+}

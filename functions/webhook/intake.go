@@ -126,6 +126,9 @@ type accepted struct {
 	EventID       string `json:"eventId"`
 	CorrelationID string `json:"correlationId"`
 	EventName     string `json:"eventName"`
+	// Duplicate is true when the queue says it already held this EventId within its duplicate
+	// window and dropped this copy (only the embedded queue can say so).
+	Duplicate bool `json:"duplicate,omitempty"`
 }
 
 // Handle runs the intake pipeline, in this order: method, size limit, content type, secret,
@@ -228,11 +231,12 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 	if err != nil {
 		return Response{}, err
 	}
-	if err := in.publish(ctx, msg); err != nil {
+	duplicate, err := in.publish(ctx, msg)
+	if err != nil {
 		return Response{}, &Error{Kind: KindUnavailable, Detail: "the event could not be queued; retry later", Err: err}
 	}
 
-	body, err := json.Marshal(accepted{EventID: ev.EventID, CorrelationID: ev.CorrelationID, EventName: ev.EventName})
+	body, err := json.Marshal(accepted{EventID: ev.EventID, CorrelationID: ev.CorrelationID, EventName: ev.EventName, Duplicate: duplicate})
 	if err != nil {
 		return Response{}, fmt.Errorf("encode accepted answer: %w", err)
 	}
@@ -348,27 +352,37 @@ func encodeEvent(ev event.Event) ([]byte, error) {
 // context: the caller gets its 503 in time, and a late success only makes Dataverse's retry a
 // duplicate that the queue drops by MessageID. A publisher panic is recovered here, because
 // Handle's recover does not reach this goroutine; it is a failure to queue like any other.
-func (in *Intake) publish(ctx context.Context, m *queue.Message) error {
+// duplicate is true only when the publisher can tell (queue.DuplicateReporter) and did drop m.
+func (in *Intake) publish(ctx context.Context, m *queue.Message) (duplicate bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, in.cfg.PublishTimeout)
 	defer cancel()
-	done := make(chan error, 1)
+	type result struct {
+		duplicate bool
+		err       error
+	}
+	done := make(chan result, 1)
 	go func() {
 		defer func() {
 			if v := recover(); v != nil {
 				// The panic value may quote the message; its type and the stack are enough.
-				done <- fmt.Errorf("publisher panic %T: %s", v, debug.Stack())
+				done <- result{err: fmt.Errorf("publisher panic %T: %s", v, debug.Stack())}
 			}
 		}()
-		done <- in.pub.Publish(ctx, m)
+		if dr, ok := in.pub.(queue.DuplicateReporter); ok {
+			dup, err := dr.PublishReporting(ctx, m)
+			done <- result{dup, err}
+			return
+		}
+		done <- result{err: in.pub.Publish(ctx, m)}
 	}()
 	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("publish %s: %w", m.MessageID, err)
+	case r := <-done:
+		if r.err != nil {
+			return false, fmt.Errorf("publish %s: %w", m.MessageID, r.err)
 		}
-		return nil
+		return r.duplicate, nil
 	case <-ctx.Done():
-		return fmt.Errorf("publish %s: %w", m.MessageID, ctx.Err())
+		return false, fmt.Errorf("publish %s: %w", m.MessageID, ctx.Err())
 	}
 }
 

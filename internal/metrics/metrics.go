@@ -134,9 +134,27 @@ func (m *Metrics) Intake(next http.Handler) http.Handler {
 	return promhttp.InstrumentHandlerCounter(m.requests, next)
 }
 
-// Publisher counts the events next accepts.
+// Publisher counts the events next accepts. When next can report duplicates, so can the
+// publisher it returns: wrapping must not hide what the intake tells its caller.
 func (m *Metrics) Publisher(next queue.Publisher) queue.Publisher {
-	return countingPublisher{next: next, published: m.published}
+	p := countingPublisher{next: next, published: m.published}
+	if dr, ok := next.(queue.DuplicateReporter); ok {
+		return countingReporter{countingPublisher: p, reporter: dr}
+	}
+	return p
+}
+
+type countingReporter struct {
+	countingPublisher
+	reporter queue.DuplicateReporter
+}
+
+func (p countingReporter) PublishReporting(ctx context.Context, msg *queue.Message) (bool, error) {
+	duplicate, err := p.reporter.PublishReporting(ctx, msg)
+	if err == nil {
+		p.published.Inc()
+	}
+	return duplicate, err
 }
 
 type countingPublisher struct {

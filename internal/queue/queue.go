@@ -45,6 +45,13 @@ type Publisher interface {
 	Publish(ctx context.Context, m *Message) error
 }
 
+// DuplicateReporter is a Publisher that can also say whether the message it accepted was
+// dropped as a duplicate within the window. The embedded queue can; Service Bus drops a
+// duplicate without telling the sender, so there nobody can say.
+type DuplicateReporter interface {
+	PublishReporting(ctx context.Context, m *Message) (duplicate bool, err error)
+}
+
 // DeadLetterer parks a message on the dead-letter queue with a reason and a description.
 type DeadLetterer interface {
 	DeadLetter(ctx context.Context, m *Message, reason, description string) error

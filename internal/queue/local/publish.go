@@ -53,40 +53,51 @@ func newRow(m *queue.Message) (row, error) {
 // count too. A caller whose ctx ends before the commit gets ctx.Err() while its message may
 // still land: a retry with the same MessageID is then dropped as a duplicate.
 func (q *Queue) Publish(ctx context.Context, m *queue.Message) error {
-	r, err := newRow(m)
-	if err != nil {
-		return fmt.Errorf("publish %s: %w", m.MessageID, err)
-	}
-	err = q.write(ctx, func(ctx context.Context, tx *sql.Tx, now int64) error {
-		return q.insertMessage(ctx, tx, r, now)
-	})
-	if err != nil {
-		return fmt.Errorf("publish %s: %w", m.MessageID, err)
-	}
-	return nil
+	_, err := q.PublishReporting(ctx, m)
+	return err
 }
 
-// insertMessage writes r unless its MessageID was seen within the duplicate window.
-func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64) error {
-	fresh, err := q.remember(ctx, tx, r.messageID, now)
+// PublishReporting is Publish that also says whether m was dropped as a duplicate.
+func (q *Queue) PublishReporting(ctx context.Context, m *queue.Message) (duplicate bool, err error) {
+	r, err := newRow(m)
 	if err != nil {
+		return false, fmt.Errorf("publish %s: %w", m.MessageID, err)
+	}
+	err = q.write(ctx, func(ctx context.Context, tx *sql.Tx, now int64) error {
+		fresh, err := q.insertMessage(ctx, tx, r, now)
+		duplicate = !fresh
 		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("publish %s: %w", m.MessageID, err)
+	}
+	return duplicate, nil
+}
+
+var _ queue.DuplicateReporter = (*Queue)(nil)
+
+// insertMessage writes r unless its MessageID was seen within the duplicate window, and says
+// whether it did.
+func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64) (fresh bool, err error) {
+	fresh, err = q.remember(ctx, tx, r.messageID, now)
+	if err != nil {
+		return false, err
 	}
 	if !fresh {
 		// Said at Info because a re-post that "did nothing" is otherwise a mystery (posting the
 		// same sample twice, or Dataverse retrying an operation that was already queued).
 		q.log.InfoContext(ctx, "duplicate dropped: this MessageID was queued within the duplicate window",
 			"messageId", r.messageID)
-		return nil
+		return false, nil
 	}
 	due := max(r.scheduledNS, now)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO messages
 		(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, r.props, now, due); err != nil {
-		return fmt.Errorf("insert %s: %w", r.messageID, err)
+		return false, fmt.Errorf("insert %s: %w", r.messageID, err)
 	}
-	return nil
+	return true, nil
 }
 
 // remember records id for duplicate detection and reports whether it is new within the window.

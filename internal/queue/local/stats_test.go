@@ -30,7 +30,7 @@ func TestStats_answers_while_a_group_commit_is_in_progress(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if err := q.insertMessage(ctx, tx, r, now); err != nil {
+			if _, err := q.insertMessage(ctx, tx, r, now); err != nil {
 				return err
 			}
 			close(inside)
