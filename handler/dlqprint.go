@@ -11,10 +11,10 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/dvrelay/dvrelay/internal/admin"
+	"github.com/dvrelay/dvrelay/internal/oneline"
 )
 
 // maxCauseWidth bounds the CAUSE column; `dlq show` prints the whole description.
@@ -130,29 +130,8 @@ func printDetail(w io.Writer, d admin.Detail) {
 	}
 }
 
-// oneLine escapes what would break a line or a terminal: newlines, tabs and other control
-// characters, as \n, \t and \u00XX.
-func oneLine(s string) string {
-	if !strings.ContainsFunc(s, unicode.IsControl) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case unicode.IsControl(r):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
+// oneLine escapes what would break a line or a terminal (see oneline.Escape).
+func oneLine(s string) string { return oneline.Escape([]byte(s)) }
 
 func orDash(s string) string {
 	if s == "" {

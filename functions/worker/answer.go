@@ -3,10 +3,9 @@ package worker
 import (
 	"bytes"
 	"errors"
-	"fmt"
-	"strings"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/dvrelay/dvrelay/internal/oneline"
 )
 
 // maxAnswerExcerpt bounds how much of a downstream's answer a dead letter keeps: enough for
@@ -65,27 +64,9 @@ func answerExcerpt(raw []byte) string {
 			}
 		}
 	}
-	var b strings.Builder
-	for len(raw) > 0 {
-		r, size := utf8.DecodeRune(raw)
-		raw = raw[size:]
-		switch {
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r == utf8.RuneError && size == 1:
-			b.WriteRune(unicode.ReplacementChar)
-		case unicode.IsControl(r), unicode.Is(unicode.Bidi_Control, r), r == '\u2028', r == '\u2029':
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
+	text := oneline.Escape(raw)
 	if cut {
-		b.WriteString("…")
+		text += "…"
 	}
-	return b.String()
+	return text
 }
