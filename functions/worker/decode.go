@@ -133,10 +133,12 @@ func isBinaryXMLElement(c byte) bool { return c >= 0x40 && c <= 0x77 }
 // character other than tab, CR and LF, invalid UTF-8, or U+FFFD, which a host that read binary
 // bytes as a UTF-8 string leaves in their place.
 func looksBinary(b []byte) bool {
-	head := b[:min(len(b), 64)]
+	window := min(len(b), 64)
+	head := b[:window]
 	for len(head) > 0 {
 		if !utf8.FullRune(head) {
-			return len(head) == len(b) // cut short by the end of the body, not by the 64-byte window
+			// A character cut by the window says nothing; one cut by the end of the body is invalid.
+			return window == len(b)
 		}
 		r, size := utf8.DecodeRune(head)
 		switch {

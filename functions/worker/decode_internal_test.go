@@ -51,6 +51,8 @@ func TestSniffFormat_tells_the_canonical_event_from_Dataverses_own_formats(t *te
 		{"binary from Dataverse", "\x01\x02\x03", true, formatDotNetBinary},
 		{"text starting with @", "@here is some text", false, formatCanonical},
 		{"plain text", "hello", true, formatCanonical},
+		{"text whose 64th byte starts a character", "@" + strings.Repeat("x", 62) + "é and more", false, formatCanonical},
+		{"text cut inside a character", "@ab\xc3", false, formatDotNetBinary},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
