@@ -96,7 +96,8 @@ func sniffFormat(body []byte, fromDataverse bool) bodyFormat {
 	}
 	switch {
 	case t[0] == '{':
-		m := topLevelMembers(t, shapeMembers)
+		// The intake writes SchemaVersion first: its events are told apart after a few bytes.
+		m := topLevelMembers(t, shapeMembers, memberSchemaVersion|memberEventID)
 		switch {
 		case m&(memberSchemaVersion|memberEventID) != 0:
 			return formatCanonical
@@ -156,8 +157,9 @@ func looksBinary(b []byte) bool {
 // as a bit set (bit i for names[i]). It reads each member name and skips its value without
 // decoding it, and stops where b stops looking like an object, reporting what it saw until then:
 // it only routes the body to a decoder, which judges all of it. A name holding an escape is
-// unquoted as encoding/json would; no other name is copied.
-func topLevelMembers(b []byte, names []string) uint {
+// unquoted as encoding/json would; no other name is copied. It returns as soon as it has found a
+// name in stop.
+func topLevelMembers(b []byte, names []string, stop uint) uint {
 	var found uint
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
@@ -173,7 +175,9 @@ func topLevelMembers(b []byte, names []string) uint {
 		if end < 0 {
 			return found
 		}
-		found |= matchName(b[i:end], escaped, names)
+		if found |= matchName(b[i:end], escaped, names); found&stop != 0 {
+			return found
+		}
 		i = skipSpace(b, end)
 		if i >= len(b) || b[i] != ':' {
 			return found
@@ -191,14 +195,16 @@ func topLevelMembers(b []byte, names []string) uint {
 
 // matchName returns the bit of the name in names that quoted (a JSON string, quotes included) spells.
 func matchName(quoted []byte, escaped bool, names []string) uint {
-	name := string(quoted[1 : len(quoted)-1])
+	raw := quoted[1 : len(quoted)-1]
 	if escaped {
+		var name string
 		if err := json.Unmarshal(quoted, &name); err != nil {
 			return 0
 		}
+		raw = []byte(name)
 	}
 	for j, n := range names {
-		if name == n {
+		if string(raw) == n { // compared in place, not copied
 			return 1 << j
 		}
 	}

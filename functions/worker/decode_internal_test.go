@@ -116,7 +116,7 @@ func FuzzSniffFormat(f *testing.F) {
 					want |= 1 << i
 				}
 			}
-			if got := topLevelMembers(body, shapeMembers); got != want {
+			if got := topLevelMembers(body, shapeMembers, 0); got != want {
 				t.Fatalf("topLevelMembers = %b, encoding/json sees %b", got, want)
 			}
 			if format == formatXML || format == formatDotNetBinary {
