@@ -71,9 +71,12 @@ func (k OutcomeKind) String() string {
 
 // Dead-letter reason codes: stable, machine-readable, documented in the README.
 const (
-	ReasonInvalidMessage      = "InvalidMessage"      // body is not a valid canonical event
+	ReasonInvalidMessage      = "InvalidMessage"      // body is neither a valid canonical event nor a valid RemoteExecutionContext
 	ReasonPermanentFailure    = "PermanentFailure"    // a step failed in a way a retry cannot fix (4xx, record gone)
 	ReasonMaxAttemptsExceeded = "MaxAttemptsExceeded" // transient failures outlasted DVRELAY_MAX_ATTEMPTS
+	// ReasonUnsupportedMessageFormat: Dataverse posted the context to the queue in .NET Binary or
+	// XML; its service endpoint must use the JSON message format.
+	ReasonUnsupportedMessageFormat = "UnsupportedMessageFormat"
 )
 
 // Outcome is the worker's decision for one delivery. A Settler makes it true.

@@ -57,17 +57,17 @@ type explainer interface {
 // Explain decodes body as Process does and reports what it would do: the loop guard's verdict,
 // which routes match (and which condition failed for those that do not) and the steps that
 // would run, with their targets, or why they would be skipped. An error means Process would
-// dead-letter the body as InvalidMessage.
+// dead-letter the body at once (InvalidMessage or UnsupportedMessageFormat).
 func (w *Worker) Explain(body []byte) (Explanation, error) {
-	ev, err := w.decoder.DecodeCanonical(body)
+	dec, err := w.decode(Delivery{Body: body})
 	if err != nil {
-		return Explanation{}, fmt.Errorf("dead-letter %s: %w", ReasonInvalidMessage, err)
+		return Explanation{}, fmt.Errorf("dead-letter %s: %w", deadLetterReason(err), err)
 	}
+	ev, doc := dec.event, dec.doc
 	ex := Explanation{EventID: ev.EventID}
 	if why, skip := w.loopGuard(&ev); skip {
 		ex.LoopGuard = why
 	}
-	doc := &eventDoc{body: body}
 	for i := range w.routes {
 		r := &w.routes[i]
 		re := RouteExplanation{Name: r.name, Mismatch: r.match.mismatch(&ev)}

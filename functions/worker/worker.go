@@ -1,7 +1,8 @@
 // Package worker turns one queued Dataverse event into its downstream effects: it decodes the
-// canonical event, skips the worker's own echoes, runs every route that matches (HTTP calls to
-// the ERP and the credit scorer, Dataverse updates, a log line) and decides an Outcome: complete,
-// retry later with back-off, or dead-letter with a reason. It knows nothing of the transport;
+// canonical event (or the RemoteExecutionContext a Dataverse service endpoint posted straight to
+// the queue, normalized as the intake would), skips the worker's own echoes, runs every route
+// that matches (HTTP calls to the ERP and the credit scorer, Dataverse updates, a log line) and
+// decides an Outcome: complete, retry later with back-off, or dead-letter with a reason. It knows nothing of the transport;
 // a Settler, implemented once per queue backend at the edge, makes the outcome true.
 //
 // # Routes
@@ -85,6 +86,9 @@ type Deps struct {
 	StepTypes  map[string]StepType
 	// ObserveStep, when set, is told how each step that ran ended (metrics use it for latency).
 	ObserveStep StepObserver
+	// Native normalizes the RemoteExecutionContext Dataverse posts straight to a queue; nil means
+	// Decoder, when it can (*event.Parser can). Without one such a message is an InvalidMessage.
+	Native NativeParser
 }
 
 // StepObserver hears of one step run: its route and name, the time it took with its quick
@@ -97,6 +101,7 @@ type Worker struct {
 	written        writtenColumns
 	ignore         map[string]bool
 	decoder        EventDecoder
+	native         NativeParser
 	now            func() time.Time
 	jitter         func() float64
 	policy         RetryPolicy
@@ -121,6 +126,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
 	w := &Worker{
 		ignore:         make(map[string]bool),
 		decoder:        deps.Decoder,
+		native:         deps.Native,
 		now:            deps.Now,
 		jitter:         deps.Jitter,
 		policy:         cfg.Retry.withDefaults(),
@@ -130,6 +136,9 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
 	}
 	if w.now == nil {
 		w.now = time.Now
+	}
+	if p, ok := deps.Decoder.(NativeParser); ok && w.native == nil {
+		w.native = p
 	}
 	if w.jitter == nil {
 		w.jitter = rand.Float64
@@ -193,8 +202,10 @@ type progress struct {
 //     when it carries none), which every downstream call sends as traceparent; every log line
 //     carries correlationId, traceId, spanId and messageId, then eventId;
 //  3. time out: the whole delivery, quick retries included, gets ProcessTimeout;
-//  4. decode and validate: an invalid body is dead-lettered at once as InvalidMessage
-//     (poison never burns retries);
+//  4. decode and validate: a canonical event, or a RemoteExecutionContext Dataverse posted to
+//     the queue, normalized as the intake does (decode.go); an invalid body is dead-lettered at
+//     once as InvalidMessage, a .NET Binary or XML one as UnsupportedMessageFormat (poison
+//     never burns retries);
 //  5. loop guard: events caused by the worker itself complete without work;
 //  6. route match: no matching route completes without work;
 //  7. steps, each try under its own timeout, with quick in-process retries;
@@ -203,8 +214,11 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 	attempt := d.Attempt()
 	span := deliverySpan(d)
 	ctx = tracecontext.NewContext(ctx, span)
-	log := w.log.With("correlationId", d.CorrelationID, "traceId", span.TraceID.String(), "spanId", span.SpanID.String(),
-		"messageId", d.MessageID, "attempt", attempt)
+	logFor := func(correlationID string) *slog.Logger {
+		return w.log.With("correlationId", correlationID, "traceId", span.TraceID.String(), "spanId", span.SpanID.String(),
+			"messageId", d.MessageID, "attempt", attempt)
+	}
+	log := logFor(d.CorrelationID)
 	var at progress
 	defer func() {
 		if v := recover(); v != nil {
@@ -217,15 +231,25 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 	ctx, cancel := context.WithTimeout(ctx, w.processTimeout)
 	defer cancel()
 
-	ev, err := w.decoder.DecodeCanonical(d.Body)
+	dec, err := w.decode(d)
 	if err != nil {
-		out = Outcome{Kind: DeadLetter, Reason: ReasonInvalidMessage, Description: err.Error()}
+		out = Outcome{Kind: DeadLetter, Reason: deadLetterReason(err), Description: err.Error()}
 		out.Summary = fmt.Sprintf("dead-letter %s: %s", out.Reason, out.Description)
 		w.logOutcome(log, out)
 		return out
 	}
+	ev := dec.event
 	at.event = &ev
+	if dec.native && ev.CorrelationID != d.CorrelationID {
+		// Dataverse may leave the message's CorrelationId empty: the context's is the one.
+		log = logFor(ev.CorrelationID)
+	}
 	log = log.With("eventId", ev.EventID, "entity", ev.Entity, "message", ev.Message)
+	if dec.native && ev.Trimmed {
+		// Kept, never completed unseen: the routes run and a step can read the record back.
+		log.Warn("event arrived trimmed: Dataverse dropped its columns and parameters above 192 KB",
+			"source", ev.Source)
+	}
 
 	if why, skip := w.loopGuard(&ev); skip {
 		out = Outcome{Kind: Complete, EventID: ev.EventID, Summary: "complete: skipped, " + why}
@@ -245,7 +269,7 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 		return out
 	}
 
-	steps, err := w.runRoutes(ctx, &ev, &eventDoc{body: d.Body}, matched, attempt, log, &at)
+	steps, err := w.runRoutes(ctx, &ev, dec.doc, matched, attempt, log, &at)
 	switch v := Classify(err); {
 	case err == nil:
 		names := make([]string, len(matched))

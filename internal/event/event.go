@@ -15,6 +15,9 @@ const (
 	SourceRecover = "dataverse-recover" // re-read by handler recover for a system job that failed
 )
 
+// SourceServiceBus: a RemoteExecutionContext Dataverse posted straight to a Service Bus queue.
+const SourceServiceBus = "dataverse-servicebus"
+
 // Event is the canonical event: the body of every queue message. The five names of the compact
 // plugin event (EventName, RecordId, ChangedFields, TriggeredBy, Timestamp) keep their meaning.
 type Event struct {

@@ -103,7 +103,7 @@ func New(opts Options) *Metrics {
 	// rate() sees the first dead letter rather than a series that appears from nowhere.
 	m.processed.WithLabelValues(worker.Complete.String(), "")
 	m.processed.WithLabelValues(worker.RetryLater.String(), "")
-	for _, r := range []string{worker.ReasonInvalidMessage, worker.ReasonPermanentFailure, worker.ReasonMaxAttemptsExceeded} {
+	for _, r := range []string{worker.ReasonInvalidMessage, worker.ReasonPermanentFailure, worker.ReasonMaxAttemptsExceeded, worker.ReasonUnsupportedMessageFormat} {
 		m.processed.WithLabelValues(worker.DeadLetter.String(), r)
 	}
 	m.reg.MustRegister(m.requests, m.published, m.processed, m.stepDuration, m.retries,

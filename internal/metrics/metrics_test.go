@@ -96,6 +96,7 @@ func TestProcessor_counts_outcomes_dead_letter_reasons_and_retries(t *testing.T)
 	want(t, f, metrics.EventsProcessed, map[string]string{"outcome": "retry-later", "reason": ""}, 1)
 	want(t, f, metrics.EventsProcessed, map[string]string{"outcome": "dead-letter", "reason": "PermanentFailure"}, 1)
 	want(t, f, metrics.EventsProcessed, map[string]string{"outcome": "dead-letter", "reason": "InvalidMessage"}, 0)
+	want(t, f, metrics.EventsProcessed, map[string]string{"outcome": "dead-letter", "reason": "UnsupportedMessageFormat"}, 0)
 	want(t, f, metrics.RetriesScheduled, nil, 1)
 }
 
