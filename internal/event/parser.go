@@ -210,7 +210,10 @@ func jsonFieldNames(t reflect.Type) []string {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "" {
+		switch name {
+		case "-":
+			continue // never encoded or decoded
+		case "":
 			name = f.Name
 		}
 		names = append(names, name)

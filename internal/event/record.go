@@ -10,8 +10,8 @@ import (
 	"unicode/utf8"
 )
 
-// The items of the long lists in a payload (InputParameters, PostEntityImages, PreEntityImages
-// and every Attributes list inside them; a plugin event's ChangedFields) are checked here, in Go,
+// The items of the long lists in a payload (InputParameters, OutputParameters, PostEntityImages,
+// PreEntityImages and every Attributes list inside them; a plugin event's ChangedFields) are checked here, in Go,
 // and not by gojsonschema. The embedded schemas still describe them and remain the contract: the
 // tests hold these checks to the schemas' verdicts, pointer for pointer and word for word
 // (record_internal_test.go).
@@ -168,7 +168,7 @@ func (c *checker) logicalName(v any) {
 
 // remoteLists are the members of a RemoteExecutionContext whose items the checker reads.
 func remoteLists() []string {
-	return []string{"InputParameters", "PostEntityImages", "PreEntityImages"}
+	return []string{"InputParameters", "OutputParameters", "PostEntityImages", "PreEntityImages"}
 }
 
 // remote checks the record data of a RemoteExecutionContext: the items of remoteLists.
@@ -176,6 +176,11 @@ func (c *checker) remote(top map[string]any) {
 	if params, ok := top["InputParameters"].([]any); ok {
 		c.enter("InputParameters")
 		c.items(params, c.inputParameter)
+		c.leave()
+	}
+	if params, ok := top["OutputParameters"].([]any); ok {
+		c.enter("OutputParameters")
+		c.items(params, c.parameter)
 		c.leave()
 	}
 	for _, name := range []string{"PostEntityImages", "PreEntityImages"} {
@@ -188,7 +193,8 @@ func (c *checker) remote(top map[string]any) {
 }
 
 // #/definitions/inputParameter. Its "if" ({"properties":{"key":{"const":"Target"}}}) holds when
-// key is "Target" and also when key is absent, since properties constrain only what is present.
+// key is "Target" and also when key is absent, since properties constrain only what is present;
+// every other parameter (a custom API's inputs, EntityMoniker, Relationship) is a typed value.
 func (c *checker) inputParameter(v any) {
 	o, ok := c.object(v, "key", "value")
 	if !ok {
@@ -197,7 +203,19 @@ func (c *checker) inputParameter(v any) {
 	c.member(o, "key", func(v any) { c.str(v) })
 	if key, hasKey := o["key"]; !hasKey || key == "Target" {
 		c.member(o, "value", c.target)
+	} else {
+		c.member(o, "value", c.typedValue)
 	}
+}
+
+// #/definitions/parameter: an output parameter.
+func (c *checker) parameter(v any) {
+	o, ok := c.object(v, "key", "value")
+	if !ok {
+		return
+	}
+	c.member(o, "key", func(v any) { c.str(v) })
+	c.member(o, "value", c.typedValue)
 }
 
 // #/definitions/target: an Entity when it has Attributes, else an EntityReference.
@@ -278,6 +296,7 @@ const (
 	typeEntityReference  = "EntityReference"
 	typeEntityCollection = "EntityCollection"
 	typeEntity           = "Entity"
+	typeRelationship     = "Relationship"
 )
 
 // #/definitions/typedObject. Each branch's "if" is a pattern on __type; a pattern says nothing
@@ -311,6 +330,40 @@ func (c *checker) typedObject(o map[string]any) {
 	if applies(typeEntity) {
 		c.entity(o)
 	}
+	if applies(typeRelationship) {
+		c.object(o, "SchemaName")
+		c.member(o, "SchemaName", c.schemaName)
+	}
+}
+
+// #/definitions/schemaName: maxLength before pattern, as gojsonschema checks them.
+func (c *checker) schemaName(v any) {
+	s, ok := c.str(v)
+	if !ok {
+		return
+	}
+	if utf8.RuneCountInString(s) > maxSchemaNameLength {
+		c.fail(fmt.Sprintf("must be at most %d characters", maxSchemaNameLength))
+	}
+	if !isSchemaName(s) {
+		c.fail(describePattern(patternSchemaName))
+	}
+}
+
+const maxSchemaNameLength = 256
+
+// isSchemaName matches patternSchemaName without a regular expression.
+func isSchemaName(s string) bool {
+	if s == "" || '0' <= s[0] && s[0] <= '9' {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // plugin checks the items of a plugin event's ChangedFields.

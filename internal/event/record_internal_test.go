@@ -39,6 +39,17 @@ func asImage(v string) string {
 
 func asChangedField(v string) string { return diffPluginHead + v + `]}` }
 
+// asParameterValue puts v as the value of an input parameter other than Target and of an output
+// parameter.
+func asParameterValue(v string) string {
+	return diffUpdateHead + `"InputParameters":[{"key":"new_Input","value":` + v + `}],` +
+		`"OutputParameters":[{"key":"new_Output","value":` + v + `}]}`
+}
+
+func asOutputParameter(v string) string {
+	return diffUpdateHead + `"InputParameters":null,"OutputParameters":[` + v + `]}`
+}
+
 type diffCase struct {
 	name   string
 	schema func(p *Parser) *gojsonschema.Schema
@@ -170,6 +181,10 @@ func FuzzRecordChecks(f *testing.F) {
 		`{"__type":"Money:x","Value":"1"}`, `{"__type":"EntityReference:x","Id":"me"}`,
 		`{"__type":"EntityCollection:x","Entities":[{"Attributes":[1]}]}`, `{"__type":5}`,
 		`{"key":"Target","value":{"Id":"x"}}`, `[{"__type":"OptionSetValue:x"}]`, `"Name"`, `1.0`,
+		`{"__type":"Relationship:x","SchemaName":"a b"}`, `{"__type":"Relationship:x"}`,
+		`[{"__type":"EntityReference:x","Id":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8"}]`,
+		`{"key":"EntityMoniker","value":{"__type":"EntityReference:x","Id":"me","LogicalName":"account"}}`,
+		`{"key":5,"value":{"__type":"Money:x"}}`, `["a","b"]`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -189,6 +204,8 @@ func FuzzRecordChecks(f *testing.F) {
 			{remoteCase, asAttributeValue(v)},
 			{remoteCase, asInputParameter(v)},
 			{remoteCase, asImage(v)},
+			{remoteCase, asParameterValue(v)},
+			{remoteCase, asOutputParameter(v)},
 			{pluginCase, asChangedField(v)},
 		} {
 			if scan := prescan([]byte(c.body)); !scan.wellFormed || !scan.problems.empty() {
@@ -212,4 +229,42 @@ func newTestParser(t testing.TB) *Parser {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func TestRecordChecks_agree_with_the_schema_on_each_broken_parameter(t *testing.T) {
+	p := newTestParser(t)
+	long := strings.Repeat("a", 257)
+	values := []string{
+		`{"__type":"Relationship:x"}`,
+		`{"__type":"Relationship:x","SchemaName":5}`,
+		`{"__type":"Relationship:x","SchemaName":"new account"}`,
+		`{"__type":"Relationship:x","SchemaName":"1new"}`,
+		`{"__type":"Relationship:x","SchemaName":"` + long + `"}`,
+		`{"__type":"Relationship:x","SchemaName":"` + long + ` "}`,
+		`{"__type":"Relationship:x","SchemaName":"new_account_contact","PrimaryEntityRole":0}`,
+		`{"__type":"Relationship","SchemaName":5}`,
+		`{"__type":5,"SchemaName":5}`,
+		`[{"__type":"EntityReference:x","Id":"me","LogicalName":"contact"},{"__type":"EntityReference:x"}]`,
+		`["a",1,null,{"Id":"me"}]`,
+		`{"__type":"Entity:x","Attributes":[],"Id":"00000000-0000-0000-0000-000000000000"}`,
+		`{"__type":"EntityCollection:x","Entities":[{"Attributes":[{"key":"a","value":{"__type":"Money:x"}}],"LogicalName":"x"}]}`,
+		`{"__type":"Money:x","Value":"1"}`, `"/Date(1)/"`, `true`, `null`,
+	}
+	for _, v := range values {
+		assertSameVerdict(t, p, remoteCase, asParameterValue(v))
+	}
+	inputs := []string{
+		`{"key":5,"value":{"__type":"Money:x"}}`,
+		`{"key":null,"value":{"__type":"Relationship:x"}}`,
+		`{"key":"EntityMoniker","value":{"__type":"EntityReference:x","Id":"me","LogicalName":"account"}}`,
+		`{"key":"Target","value":{"__type":"Relationship:x"}}`,
+	}
+	for _, v := range inputs {
+		assertSameVerdict(t, p, remoteCase, asInputParameter(v))
+	}
+	outputs := []string{`1`, `null`, `{}`, `{"key":5}`, `{"key":"id","value":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8"}`, `{"value":{"__type":"OptionSetValue:x"}}`}
+	for _, v := range outputs {
+		assertSameVerdict(t, p, remoteCase, asOutputParameter(v))
+	}
+	assertSameVerdict(t, p, remoteCase, diffUpdateHead+`"InputParameters":[],"OutputParameters":{"id":1}}`)
 }
