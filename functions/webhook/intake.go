@@ -54,6 +54,9 @@ type Config struct {
 	PublishTimeout time.Duration
 	// UseSessions sets SessionID = RecordId, for per-record order on a session-enabled queue.
 	UseSessions bool
+	// AcceptStages are the pipeline stages whose events are queued; empty means PostOperation
+	// (40) alone. See stages.go for what happens to the others.
+	AcceptStages []int
 }
 
 // Parser turns a posted body into the canonical event. *event.Parser is the real one.
@@ -91,6 +94,7 @@ type Intake struct {
 	parser Parser
 	pub    queue.Publisher
 	log    *slog.Logger
+	stages *stagePolicy
 }
 
 // New builds an intake that publishes through pub.
@@ -104,7 +108,8 @@ func New(cfg Config, p Parser, pub queue.Publisher, log *slog.Logger) *Intake {
 	if cfg.PublishTimeout <= 0 {
 		cfg.PublishTimeout = DefaultPublishTimeout
 	}
-	in := &Intake{cfg: cfg, auth: httpauth.New(cfg.SecretHeader, cfg.Secrets...), parser: p, pub: pub, log: log}
+	in := &Intake{cfg: cfg, auth: httpauth.New(cfg.SecretHeader, cfg.Secrets...), parser: p, pub: pub, log: log,
+		stages: newStagePolicy(cfg.AcceptStages)}
 	in.cfg.Secrets = nil // the authorizer keeps digests only; don't keep the secrets around
 	return in
 }
@@ -119,8 +124,19 @@ type accepted struct {
 	EventName     string `json:"eventName"`
 }
 
+// notQueued is the 200 body for an event the stage policy leaves out.
+type notQueued struct {
+	EventID       string `json:"eventId"`
+	CorrelationID string `json:"correlationId"`
+	EventName     string `json:"eventName"`
+	Queued        bool   `json:"queued"`
+	Reason        string `json:"reason"`
+}
+
 // Handle runs the intake pipeline, in this order: method, size limit, content type, secret,
-// parse, correlation ID, publish. It answers 202 only once the publisher holds the event.
+// parse, correlation ID, stage policy, publish. It answers 202 only once the publisher holds the
+// event; 200 for an event of a synchronous step from a stage Config.AcceptStages leaves out, which
+// is not queued (and 422 for an asynchronous one).
 //
 // The intake's span continues the caller's W3C trace (traceparent, or a W3C-compatible
 // Request-Id), or starts a new trace when there is none or it is invalid; every answer carries
@@ -156,7 +172,10 @@ type record struct {
 	eventID       string
 	entity        string
 	message       string
-	trace         tracecontext.SpanContext
+	stage         int
+	// outcome overrides "accepted" for an answer that is not an error.
+	outcome string
+	trace   tracecontext.SpanContext
 }
 
 // handleRecovered turns a panic below (a parser bug on an odd payload) into the plain 500 of
@@ -196,7 +215,7 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 	if err != nil {
 		return Response{}, parseError(err)
 	}
-	rec.eventID, rec.entity, rec.message = ev.EventID, ev.Entity, ev.Message
+	rec.eventID, rec.entity, rec.message, rec.stage = ev.EventID, ev.Entity, ev.Message, ev.Stage
 	if rec.correlationID == "" {
 		rec.correlationID = validCorrelationID(ev.CorrelationID)
 	}
@@ -204,6 +223,18 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 		rec.correlationID = newCorrelationID()
 	}
 	ev.CorrelationID = rec.correlationID
+
+	verdict := in.stages.verdict(&ev)
+	in.stages.warnOnce(ctx, in.log, &ev, verdict)
+	switch verdict {
+	case stageRefuse:
+		return Response{}, &Error{Kind: KindStageNotAccepted,
+			Detail: in.stages.reason(&ev) + "; register the step at PostOperation (40), or add the stage to DVRELAY_ACCEPT_STAGES"}
+	case stageDrop:
+		rec.outcome = "not-queued-stage"
+		return jsonResponse(http.StatusOK, notQueued{EventID: ev.EventID, CorrelationID: ev.CorrelationID,
+			EventName: ev.EventName, Reason: in.stages.reason(&ev)})
+	}
 
 	msg, err := in.message(ev, rec.trace)
 	if err != nil {
@@ -213,14 +244,19 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 		return Response{}, &Error{Kind: KindUnavailable, Detail: "the event could not be queued; retry later", Err: err}
 	}
 
-	body, err := json.Marshal(accepted{EventID: ev.EventID, CorrelationID: ev.CorrelationID, EventName: ev.EventName})
+	return jsonResponse(http.StatusAccepted, accepted{EventID: ev.EventID, CorrelationID: ev.CorrelationID, EventName: ev.EventName})
+}
+
+// jsonResponse is a success answer with a JSON body.
+func jsonResponse(status int, body any) (Response, error) {
+	b, err := json.Marshal(body)
 	if err != nil {
-		return Response{}, fmt.Errorf("encode accepted answer: %w", err)
+		return Response{}, fmt.Errorf("encode %d answer: %w", status, err)
 	}
 	return Response{
-		Status: http.StatusAccepted,
+		Status: status,
 		Header: http.Header{"Content-Type": {"application/json"}},
-		Body:   body,
+		Body:   b,
 	}, nil
 }
 
@@ -270,7 +306,9 @@ func (in *Intake) message(ev event.Event, trace tracecontext.SpanContext) (*queu
 // EventMessage is the queue message that carries ev, as the intake publishes it: MessageID is
 // the EventId (duplicate detection), Subject the EventName, and with useSessions SessionID is
 // the RecordId. Anything else that queues an event (handler recover) builds it here, so the
-// worker sees one shape.
+// worker sees one shape. An event that names no record (an unbound message) takes its EventId as
+// SessionID: a session-enabled queue refuses a message without one, and such an event has no
+// record whose order to keep.
 func EventMessage(ev event.Event, useSessions bool) (*queue.Message, error) {
 	body, err := encodeEvent(ev)
 	if err != nil {
@@ -289,7 +327,7 @@ func EventMessage(ev event.Event, useSessions bool) (*queue.Message, error) {
 		},
 	}
 	if useSessions {
-		m.SessionID = ev.RecordID
+		m.SessionID = firstNonEmpty(ev.RecordID, ev.EventID)
 	}
 	return m, nil
 }
@@ -340,6 +378,8 @@ func (in *Intake) logRequest(ctx context.Context, rec record, status int, err er
 	level, outcome := slog.LevelInfo, "accepted"
 	var ierr *Error
 	switch {
+	case err == nil && rec.outcome != "":
+		outcome = rec.outcome
 	case err == nil:
 	case errors.As(err, &ierr):
 		outcome = ierr.Kind.String()
@@ -358,6 +398,7 @@ func (in *Intake) logRequest(ctx context.Context, rec record, status int, err er
 		slog.String("entity", rec.entity),
 		slog.String("message", rec.message),
 		slog.String("outcome", outcome),
+		slog.Int("stage", rec.stage),
 		slog.Int("status", status),
 		slog.Int64("durationMs", d.Milliseconds()),
 	}
@@ -366,4 +407,13 @@ func (in *Intake) logRequest(ctx context.Context, rec record, status int, err er
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
 	in.log.LogAttrs(ctx, level, "webhook intake", attrs...)
+}
+
+func firstNonEmpty(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }

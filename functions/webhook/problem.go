@@ -20,6 +20,7 @@ const (
 	KindUnsupportedMediaType                 // the body is not declared as JSON
 	KindMethodNotAllowed                     // not a POST
 	KindUnavailable                          // the event could not be queued; worth a retry
+	KindStageNotAccepted                     // an asynchronous step posted from a stage DVRELAY_ACCEPT_STAGES leaves out
 )
 
 func (k Kind) String() string {
@@ -36,6 +37,8 @@ func (k Kind) String() string {
 		return "method-not-allowed"
 	case KindUnavailable:
 		return "unavailable"
+	case KindStageNotAccepted:
+		return "stage-not-accepted"
 	}
 	return "unknown"
 }
@@ -96,6 +99,8 @@ func problemResponse(err error, correlationID string) Response {
 		case KindMethodNotAllowed:
 			p = problem.New(http.StatusMethodNotAllowed, ie.Kind.String(), "Method not allowed", ie.Detail)
 			h.Set("Allow", http.MethodPost)
+		case KindStageNotAccepted:
+			p = problem.New(http.StatusUnprocessableEntity, ie.Kind.String(), "Stage not accepted", ie.Detail)
 		case KindUnavailable:
 			// Never 500: Dataverse retries only 502, 503 and 504.
 			p = problem.New(http.StatusServiceUnavailable, ie.Kind.String(), "Service unavailable", ie.Detail)

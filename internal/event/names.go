@@ -163,6 +163,34 @@ func EventNameFor(entity, message string) string {
 	return pascalCase(entity) + pastTense(message)
 }
 
+// StageName names a pipeline stage as Dataverse's tools do: PreValidation, PreOperation,
+// MainOperation, PostOperation; another number is "stage <n>".
+func StageName(stage int) string {
+	switch stage {
+	case StagePreValidation:
+		return "PreValidation"
+	case StagePreOperation:
+		return "PreOperation"
+	case 30:
+		return "MainOperation"
+	case StagePostOperation:
+		return "PostOperation"
+	}
+	return "stage " + strconv.Itoa(stage)
+}
+
+// ModeName names an execution mode: synchronous or asynchronous; another number is
+// "mode <n>".
+func ModeName(mode int) string {
+	switch mode {
+	case ModeSynchronous:
+		return "synchronous"
+	case ModeAsynchronous:
+		return "asynchronous"
+	}
+	return "mode " + strconv.Itoa(mode)
+}
+
 // entityAndMessageFromEventName recovers Entity and Message from a plugin event name when that is
 // unambiguous: a single-word table (one capital letter) followed by Created, Updated or
 // Deleted. OpportunityUpdated → (opportunity, Update); NewCustomactivityUpdated → ("", Update),
