@@ -138,3 +138,22 @@ func TestNew_words_a_bad_stage_mode_or_organization_in_a_route(t *testing.T) {
 		})
 	}
 }
+
+func TestProcess_posts_a_custom_API_s_parameters_a_route_selects(t *testing.T) {
+	h := newHarness(t)
+	routes := `{"routes":[{"name":"order-submitted","match":{"messages":["new_OrderSubmitted"],"stages":[40],"modes":[1],"parameters":["OrderId"]},
+		"steps":[{"name":"erp","type":"http","url":"${DVRELAY_ERP_URL}","body":{"select":["EventId","Parameters.OrderId","Parameters.Total","Parameters.Customer"]}}]}]}`
+	w := h.worker(t, worker.Config{RoutesPath: writeRoutes(t, routes)})
+
+	out := w.Process(context.Background(), delivery(t, orderSubmitted(t), 1))
+
+	calls := h.erp.calls()
+	if out.Kind != worker.Complete || len(calls) != 1 {
+		t.Fatalf("outcome %+v, %d ERP calls", out, len(calls))
+	}
+	want := `"Parameters":{"Customer":{"id":"a7d3e1f0-6b2c-ef11-a670-000d3a5c1e22","logicalName":"account","name":"Contoso Ltd"},` +
+		`"OrderId":"9e4b7c2d-5a1f-ef11-a670-000d3a5c1e22","Total":38850.0000}`
+	if !strings.Contains(string(calls[0].body), want) {
+		t.Errorf("ERP body = %s\nwant it to hold %s", calls[0].body, want)
+	}
+}
