@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"math/big"
 	"strconv"
 	"strings"
@@ -24,8 +25,9 @@ import (
 
 // envelope is the document the schema validator sees: top with each of lists that is a
 // non-empty array replaced by an empty one, so the schema still checks the member's type but
-// not its items (the checker's). top itself is left as it is.
-func envelope(top map[string]any, lists ...string) map[string]any {
+// not its items (the checker's), and each of members left out (the checker checks them whole).
+// top itself is left as it is.
+func envelope(top map[string]any, lists []string, members ...string) map[string]any {
 	var view map[string]any
 	for _, name := range lists {
 		if items, ok := top[name].([]any); ok && len(items) > 0 {
@@ -33,6 +35,14 @@ func envelope(top map[string]any, lists ...string) map[string]any {
 				view = maps.Clone(top)
 			}
 			view[name] = []any{}
+		}
+	}
+	for _, name := range members {
+		if _, ok := top[name]; ok {
+			if view == nil {
+				view = maps.Clone(top)
+			}
+			delete(view, name)
 		}
 	}
 	if view == nil {
@@ -171,8 +181,58 @@ func remoteLists() []string {
 	return []string{"InputParameters", "OutputParameters", "PostEntityImages", "PreEntityImages"}
 }
 
-// remote checks the record data of a RemoteExecutionContext: the items of remoteLists.
+// stepMembers are the members, of a RemoteExecutionContext and of a canonical event, that say
+// how the step that posted is registered. They are checked here rather than by the validator:
+// its enum and integer rules marshal each value and build a big.Rat, which for three small
+// numbers every event carries cost more than the rest of the envelope.
+func stepMembers() []string { return []string{"Stage", "Mode", "IsInTransaction"} }
+
+// step checks stepMembers as the schemas' properties Stage, Mode and IsInTransaction do.
+func (c *checker) step(top map[string]any) {
+	c.member(top, "Stage", func(v any) { c.integerEnum(v, "10, 20, 40", 10, 20, 40) })
+	c.member(top, "Mode", func(v any) { c.integerEnum(v, "0, 1", 0, 1) })
+	c.member(top, "IsInTransaction", func(v any) {
+		if _, ok := v.(bool); !ok {
+			c.failType("boolean", v)
+		}
+	})
+}
+
+// integerEnum checks {"type":"integer","enum":allowed}: gojsonschema reports a type error
+// alone, else an enum error. Its enum compares a number's float64 as encoding/json writes it, so
+// 10.0 and 1e1 are 10, but -0 is not 0.
+func (c *checker) integerEnum(v any, words string, allowed ...int64) {
+	n, ok := v.(json.Number)
+	if !ok {
+		c.failType("integer", v)
+		return
+	}
+	for _, a := range allowed {
+		if string(n) == strconv.FormatInt(a, 10) {
+			return // the spelling Dataverse writes, without building a number
+		}
+	}
+	if jsonType(v) != "integer" {
+		c.failType("integer", v)
+		return
+	}
+	if f, err := strconv.ParseFloat(string(n), 64); err == nil && !(f == 0 && math.Signbit(f)) {
+		for _, a := range allowed {
+			if f == float64(a) {
+				return
+			}
+		}
+	}
+	c.fail("must be one of " + words)
+}
+
+// canonical checks a canonical event's stepMembers.
+func (c *checker) canonical(top map[string]any) { c.step(top) }
+
+// remote checks the record data of a RemoteExecutionContext (the items of remoteLists) and its
+// stepMembers.
 func (c *checker) remote(top map[string]any) {
+	c.step(top)
 	if params, ok := top["InputParameters"].([]any); ok {
 		c.enter("InputParameters")
 		c.items(params, c.inputParameter)

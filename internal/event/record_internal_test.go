@@ -46,20 +46,34 @@ func asParameterValue(v string) string {
 		`"OutputParameters":[{"key":"new_Output","value":` + v + `}]}`
 }
 
+// asStepMembers puts v as Stage, Mode and IsInTransaction of a RemoteExecutionContext.
+func asStepMembers(v string) string {
+	return diffUpdateHead + `"InputParameters":null,"Stage":` + v + `,"Mode":` + v + `,"IsInTransaction":` + v + `}`
+}
+
+// asCanonicalStepMembers puts v as Stage, Mode and IsInTransaction of a canonical event.
+func asCanonicalStepMembers(v string) string {
+	return `{"SchemaVersion":"1.1","EventId":"0f8e3a52-4b8e-5d61-9a0c-1d2e3f405162","CorrelationId":"c","EventName":"X",` +
+		`"TriggeredBy":"x","Timestamp":"2025-11-25T07:04:05Z","Source":"dataverse-webhook",` +
+		`"Stage":` + v + `,"Mode":` + v + `,"IsInTransaction":` + v + `}`
+}
+
 func asOutputParameter(v string) string {
 	return diffUpdateHead + `"InputParameters":null,"OutputParameters":[` + v + `]}`
 }
 
 type diffCase struct {
-	name   string
-	schema func(p *Parser) *gojsonschema.Schema
-	lists  []string // the members whose items the checker reads
-	check  func(c *checker, top map[string]any)
+	name    string
+	schema  func(p *Parser) *gojsonschema.Schema
+	lists   []string // the members whose items the checker reads
+	members []string // the members the checker reads whole
+	check   func(c *checker, top map[string]any)
 }
 
 var (
-	remoteCase = diffCase{"remote", func(p *Parser) *gojsonschema.Schema { return p.remote }, remoteLists(), (*checker).remote}
-	pluginCase = diffCase{"plugin", func(p *Parser) *gojsonschema.Schema { return p.plugin }, []string{"ChangedFields"}, (*checker).plugin}
+	remoteCase    = diffCase{"remote", func(p *Parser) *gojsonschema.Schema { return p.remote }, remoteLists(), stepMembers(), (*checker).remote}
+	pluginCase    = diffCase{"plugin", func(p *Parser) *gojsonschema.Schema { return p.plugin }, []string{"ChangedFields"}, nil, (*checker).plugin}
+	canonicalCase = diffCase{"canonical", func(p *Parser) *gojsonschema.Schema { return p.canonical }, nil, stepMembers(), (*checker).canonical}
 )
 
 // verdicts returns the problems of the whole schema on the whole body, and Parse's way.
@@ -74,7 +88,7 @@ func verdicts(t testing.TB, p *Parser, dc diffCase, body string) (whole, split [
 	var all problemList
 	validate(dc.schema(p), top, &all)
 	var parts problemList
-	validate(dc.schema(p), envelope(top, dc.lists...), &parts)
+	validate(dc.schema(p), envelope(top, dc.lists, dc.members...), &parts)
 	dc.check(&checker{problems: &parts}, top)
 	return newValidationError("", &all).Problems, newValidationError("", &parts).Problems
 }
@@ -184,7 +198,7 @@ func FuzzRecordChecks(f *testing.F) {
 		`{"__type":"Relationship:x","SchemaName":"a b"}`, `{"__type":"Relationship:x"}`,
 		`[{"__type":"EntityReference:x","Id":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8"}]`,
 		`{"key":"EntityMoniker","value":{"__type":"EntityReference:x","Id":"me","LogicalName":"account"}}`,
-		`{"key":5,"value":{"__type":"Money:x"}}`, `["a","b"]`,
+		`{"key":5,"value":{"__type":"Money:x"}}`, `["a","b"]`, `40`, `1e1`, `-0`, `0.0`, `true`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -206,6 +220,8 @@ func FuzzRecordChecks(f *testing.F) {
 			{remoteCase, asImage(v)},
 			{remoteCase, asParameterValue(v)},
 			{remoteCase, asOutputParameter(v)},
+			{remoteCase, asStepMembers(v)},
+			{canonicalCase, asCanonicalStepMembers(v)},
 			{pluginCase, asChangedField(v)},
 		} {
 			if scan := prescan([]byte(c.body)); !scan.wellFormed || !scan.problems.empty() {
@@ -267,4 +283,15 @@ func TestRecordChecks_agree_with_the_schema_on_each_broken_parameter(t *testing.
 		assertSameVerdict(t, p, remoteCase, asOutputParameter(v))
 	}
 	assertSameVerdict(t, p, remoteCase, diffUpdateHead+`"InputParameters":[],"OutputParameters":{"id":1}}`)
+}
+
+func TestStepChecks_agree_with_the_schemas(t *testing.T) {
+	p := newTestParser(t)
+	for _, v := range []string{
+		`10`, `20`, `40`, `0`, `1`, `30`, `2`, `-1`, `10.0`, `1e1`, `4E1`, `-0`, `0.0`, `0.5`, `1e-1`, `400e-1`,
+		`99999999999999999999`, `"40"`, `null`, `true`, `false`, `[]`, `{}`,
+	} {
+		assertSameVerdict(t, p, remoteCase, asStepMembers(v))
+		assertSameVerdict(t, p, canonicalCase, asCanonicalStepMembers(v))
+	}
 }

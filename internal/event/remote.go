@@ -86,7 +86,7 @@ func isPlatformStamp(column string) bool {
 // parseRemote validates a RemoteExecutionContext and normalizes it (EventId: see Parse).
 func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 	var problems problemList
-	validate(p.remote, envelope(top, remoteLists()...), &problems)
+	validate(p.remote, envelope(top, remoteLists(), stepMembers()...), &problems)
 	(&checker{problems: &problems}).remote(top)
 	rc := readRemote(top)
 
