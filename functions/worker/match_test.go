@@ -12,8 +12,6 @@ import (
 	"github.com/dvrelay/dvrelay/internal/event"
 )
 
-const orgID = "1b6a0f3e-2d4c-4e8a-9f5b-6c7d8e9fa0b1"
-
 // orderSubmittedRoutes says "the custom API new_OrderSubmitted, asynchronous, post-operation,
 // from this organization, with an order id", and writes to the event's own record (which an
 // unbound message does not have).
