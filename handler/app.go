@@ -129,6 +129,7 @@ func newApp(ctx context.Context, cfg config.Config, stdout io.Writer) (*app, err
 		PublishTimeout: cfg.PublishTimeout,
 		UseSessions:    cfg.UseSessions,
 		MaxInFlight:    cfg.MaxInFlight,
+		AcceptStages:   cfg.AcceptStages,
 	}, parser, m.Publisher(b.publisher), log)
 	log.InfoContext(ctx, "backend selected", slog.String("backend", b.name), slog.String("detail", b.detail))
 	return &app{cfg: cfg, log: log, backend: b, intake: intake, worker: w, admin: adm, auth: auth, metrics: m}, nil

@@ -116,6 +116,7 @@ func intakeConfig(cfg config.Config) webhook.Config {
 		SecretHeader:   cfg.SecretHeader,
 		PublishTimeout: cfg.PublishTimeout,
 		UseSessions:    cfg.UseSessions,
+		AcceptStages:   cfg.AcceptStages,
 	}
 }
 

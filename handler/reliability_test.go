@@ -271,7 +271,7 @@ func hostileCases(t *testing.T) []hostileCase {
 		"PrimaryEntityName":  {`1`, `null`, `"Opportunity!"`, `"OPPORTUNITY"`, `""`, `"` + strings.Repeat("a", 129) + `"`},
 		"Depth":              {`"1"`, `-1`, `1.5`, `100001`, `[]`},
 		"InputParameters":    {`"x"`, `1`, `{}`, `[1]`, `[{"key":"Target"}]`},
-		"OperationCreatedOn": {`"2025-01-01"`, `1`, `"/Date(x)/"`},
+		"OperationCreatedOn": {`"yesterday"`, `1`, `"/Date(x)/"`},
 		"OperationId":        {`1`, `"nope"`, `{}`},
 		"RequestId":          {`1`, `"nope"`},
 		"OwningExtension":    {`"x"`, `1`, `{"Id":1}`, `{"LogicalName":"Bad Name"}`},

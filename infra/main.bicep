@@ -79,6 +79,9 @@ param publishTimeout string = ''
 ])
 param useSessions string = ''
 
+@description('DVRELAY_ACCEPT_STAGES: comma-separated pipeline stages (10, 20, 40) whose events the intake queues; empty means 40 (PostOperation). An event from another stage is answered 200 without being queued when its step is synchronous, 422 when it is asynchronous.')
+param acceptStages string = ''
+
 @description('DVRELAY_SHUTDOWN_GRACE: how long shutdown waits for in-flight work (Go duration).')
 param shutdownGrace string = ''
 
@@ -605,6 +608,10 @@ var appSettings = [
   {
     name: 'DVRELAY_USE_SESSIONS'
     value: useSessions
+  }
+  {
+    name: 'DVRELAY_ACCEPT_STAGES'
+    value: acceptStages
   }
   {
     name: 'DVRELAY_SHUTDOWN_GRACE'

@@ -57,6 +57,9 @@ type Config struct {
 	// MaxInFlight bounds the requests admitted at once (see Admit); the next one is answered
 	// 503 at once rather than queued behind work the intake cannot finish in time.
 	MaxInFlight int
+	// AcceptStages are the pipeline stages whose events are queued; empty means PostOperation
+	// (40) alone. See stages.go for what happens to the others.
+	AcceptStages []int
 }
 
 // Parser turns a posted body into the canonical event. *event.Parser is the real one.
@@ -95,7 +98,8 @@ type Intake struct {
 	pub    queue.Publisher
 	log    *slog.Logger
 	// slots holds one token per admitted request; its capacity is MaxInFlight.
-	slots chan struct{}
+	slots  chan struct{}
+	stages *stagePolicy
 }
 
 // New builds an intake that publishes through pub.
@@ -113,7 +117,7 @@ func New(cfg Config, p Parser, pub queue.Publisher, log *slog.Logger) *Intake {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
 	in := &Intake{cfg: cfg, auth: httpauth.New(cfg.SecretHeader, cfg.Secrets...), parser: p, pub: pub, log: log,
-		slots: make(chan struct{}, cfg.MaxInFlight)}
+		slots: make(chan struct{}, cfg.MaxInFlight), stages: newStagePolicy(cfg.AcceptStages)}
 	in.cfg.Secrets = nil // the authorizer keeps digests only; don't keep the secrets around
 	return in
 }
@@ -131,8 +135,19 @@ type accepted struct {
 	Duplicate bool `json:"duplicate,omitempty"`
 }
 
+// notQueued is the 200 body for an event the stage policy leaves out.
+type notQueued struct {
+	EventID       string `json:"eventId"`
+	CorrelationID string `json:"correlationId"`
+	EventName     string `json:"eventName"`
+	Queued        bool   `json:"queued"`
+	Reason        string `json:"reason"`
+}
+
 // Handle runs the intake pipeline, in this order: method, size limit, content type, secret,
-// parse, correlation ID, publish. It answers 202 only once the publisher holds the event.
+// parse, correlation ID, stage policy, publish. It answers 202 only once the publisher holds the
+// event; 200 for an event of a synchronous step from a stage Config.AcceptStages leaves out, which
+// is not queued (and 422 for an asynchronous one).
 //
 // The intake's span continues the caller's W3C trace (traceparent, or a W3C-compatible
 // Request-Id), or starts a new trace when there is none or it is invalid; every answer carries
@@ -181,7 +196,10 @@ type record struct {
 	eventID       string
 	entity        string
 	message       string
-	trace         tracecontext.SpanContext
+	stage         int
+	// outcome overrides "accepted" for an answer that is not an error.
+	outcome string
+	trace   tracecontext.SpanContext
 }
 
 // handleRecovered turns a panic below (a parser bug on an odd payload) into the plain 500 of
@@ -218,7 +236,7 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 	if err != nil {
 		return Response{}, parseError(err)
 	}
-	rec.eventID, rec.entity, rec.message = ev.EventID, ev.Entity, ev.Message
+	rec.eventID, rec.entity, rec.message, rec.stage = ev.EventID, ev.Entity, ev.Message, ev.Stage
 	if rec.correlationID == "" {
 		rec.correlationID = validCorrelationID(ev.CorrelationID)
 	}
@@ -226,6 +244,18 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 		rec.correlationID = newCorrelationID()
 	}
 	ev.CorrelationID = rec.correlationID
+
+	verdict := in.stages.verdict(&ev)
+	in.stages.warnOnce(ctx, in.log, &ev, verdict)
+	switch verdict {
+	case stageRefuse:
+		return Response{}, &Error{Kind: KindStageNotAccepted,
+			Detail: in.stages.reason(&ev) + "; register the step at PostOperation (40), or add the stage to DVRELAY_ACCEPT_STAGES"}
+	case stageDrop:
+		rec.outcome = "not-queued-stage"
+		return jsonResponse(http.StatusOK, notQueued{EventID: ev.EventID, CorrelationID: ev.CorrelationID,
+			EventName: ev.EventName, Reason: in.stages.reason(&ev)})
+	}
 
 	msg, err := in.message(ev, rec.trace)
 	if err != nil {
@@ -236,14 +266,19 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 		return Response{}, &Error{Kind: KindUnavailable, Detail: "the event could not be queued; retry later", Err: err}
 	}
 
-	body, err := json.Marshal(accepted{EventID: ev.EventID, CorrelationID: ev.CorrelationID, EventName: ev.EventName, Duplicate: duplicate})
+	return jsonResponse(http.StatusAccepted, accepted{EventID: ev.EventID, CorrelationID: ev.CorrelationID, EventName: ev.EventName, Duplicate: duplicate})
+}
+
+// jsonResponse is a success answer with a JSON body.
+func jsonResponse(status int, body any) (Response, error) {
+	b, err := json.Marshal(body)
 	if err != nil {
-		return Response{}, fmt.Errorf("encode accepted answer: %w", err)
+		return Response{}, fmt.Errorf("encode %d answer: %w", status, err)
 	}
 	return Response{
-		Status: http.StatusAccepted,
+		Status: status,
 		Header: http.Header{"Content-Type": {"application/json"}},
-		Body:   body,
+		Body:   b,
 	}, nil
 }
 
@@ -310,7 +345,9 @@ func (in *Intake) message(ev event.Event, trace tracecontext.SpanContext) (*queu
 // EventMessage is the queue message that carries ev, as the intake publishes it: MessageID is
 // the EventId (duplicate detection), Subject the EventName, and with useSessions SessionID is
 // the RecordId. Anything else that queues an event (handler recover) builds it here, so the
-// worker sees one shape.
+// worker sees one shape. An event that names no record (an unbound message) takes its EventId as
+// SessionID: a session-enabled queue refuses a message without one, and such an event has no
+// record whose order to keep.
 func EventMessage(ev event.Event, useSessions bool) (*queue.Message, error) {
 	body, err := encodeEvent(ev)
 	if err != nil {
@@ -329,7 +366,7 @@ func EventMessage(ev event.Event, useSessions bool) (*queue.Message, error) {
 		},
 	}
 	if useSessions {
-		m.SessionID = ev.RecordID
+		m.SessionID = firstNonEmpty(ev.RecordID, ev.EventID)
 	}
 	return m, nil
 }
@@ -390,6 +427,8 @@ func (in *Intake) logRequest(ctx context.Context, rec record, status int, err er
 	level, outcome := slog.LevelInfo, "accepted"
 	var ierr *Error
 	switch {
+	case err == nil && rec.outcome != "":
+		outcome = rec.outcome
 	case err == nil:
 	case errors.As(err, &ierr):
 		outcome = ierr.Kind.String()
@@ -408,6 +447,7 @@ func (in *Intake) logRequest(ctx context.Context, rec record, status int, err er
 		slog.String("entity", rec.entity),
 		slog.String("message", rec.message),
 		slog.String("outcome", outcome),
+		slog.Int("stage", rec.stage),
 		slog.Int("status", status),
 		slog.Int64("durationMs", d.Milliseconds()),
 	}
@@ -416,4 +456,13 @@ func (in *Intake) logRequest(ctx context.Context, rec record, status int, err er
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
 	in.log.LogAttrs(ctx, level, "webhook intake", attrs...)
+}
+
+func firstNonEmpty(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }

@@ -21,6 +21,7 @@ const (
 	KindMethodNotAllowed                     // not a POST
 	KindUnavailable                          // the event could not be queued; worth a retry
 	KindOverloaded                           // too many requests in flight; worth a retry
+	KindStageNotAccepted                     // an asynchronous step posted from a stage DVRELAY_ACCEPT_STAGES leaves out
 )
 
 func (k Kind) String() string {
@@ -39,6 +40,8 @@ func (k Kind) String() string {
 		return "unavailable"
 	case KindOverloaded:
 		return "overloaded"
+	case KindStageNotAccepted:
+		return "stage-not-accepted"
 	}
 	return "unknown"
 }
@@ -99,6 +102,8 @@ func problemResponse(err error, correlationID string) Response {
 		case KindMethodNotAllowed:
 			p = problem.New(http.StatusMethodNotAllowed, ie.Kind.String(), "Method not allowed", ie.Detail)
 			h.Set("Allow", http.MethodPost)
+		case KindStageNotAccepted:
+			p = problem.New(http.StatusUnprocessableEntity, ie.Kind.String(), "Stage not accepted", ie.Detail)
 		case KindUnavailable:
 			// Never 500: Dataverse retries only 502, 503 and 504.
 			p = problem.New(http.StatusServiceUnavailable, ie.Kind.String(), "Service unavailable", ie.Detail)

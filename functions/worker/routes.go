@@ -38,9 +38,14 @@ type routeDecl struct {
 }
 
 type matchDecl struct {
-	Entity     string   `json:"entity"`
-	Messages   []string `json:"messages"`
-	EventName  string   `json:"eventName"`
+	Entity         string   `json:"entity"`
+	Messages       []string `json:"messages"`
+	EventName      string   `json:"eventName"`
+	OrganizationID string   `json:"organizationId"`
+	Stages         []int    `json:"stages"`
+	Modes          []int    `json:"modes"`
+	// Parameters must each be in the event's Parameters with a value other than null.
+	Parameters []string `json:"parameters"`
 	AnyChanged []string `json:"anyChanged"`
 }
 
@@ -60,6 +65,44 @@ func (m matchDecl) mismatch(ev *event.Event) string {
 	if m.EventName != "" && !strings.EqualFold(m.EventName, ev.EventName) {
 		return fmt.Sprintf("the event name is %q, the route wants %q", ev.EventName, m.EventName)
 	}
+	if m.OrganizationID != "" && !strings.EqualFold(m.OrganizationID, ev.OrganizationID) {
+		if ev.OrganizationID == "" {
+			return fmt.Sprintf("the event names no organization (%s), the route wants %s", sourceWords(ev), m.OrganizationID)
+		}
+		return fmt.Sprintf("the organization is %s, the route wants %s", ev.OrganizationID, m.OrganizationID)
+	}
+	if len(m.Stages) > 0 && !slices.Contains(m.Stages, ev.Stage) {
+		wanted := make([]string, len(m.Stages))
+		for i, s := range m.Stages {
+			wanted[i] = fmt.Sprintf("%d (%s)", s, event.StageName(s))
+		}
+		if ev.Stage == 0 {
+			return fmt.Sprintf("the event does not say its stage (%s), the route wants %s", sourceWords(ev), strings.Join(wanted, " or "))
+		}
+		return fmt.Sprintf("the stage is %d (%s), the route wants %s", ev.Stage, event.StageName(ev.Stage), strings.Join(wanted, " or "))
+	}
+	if len(m.Modes) > 0 && (ev.Mode == nil || !slices.Contains(m.Modes, *ev.Mode)) {
+		wanted := make([]string, len(m.Modes))
+		for i, mode := range m.Modes {
+			wanted[i] = fmt.Sprintf("%d (%s)", mode, event.ModeName(mode))
+		}
+		if ev.Mode == nil {
+			return fmt.Sprintf("the event does not say its mode (%s), the route wants %s", sourceWords(ev), strings.Join(wanted, " or "))
+		}
+		return fmt.Sprintf("the mode is %d (%s), the route wants %s", *ev.Mode, event.ModeName(*ev.Mode), strings.Join(wanted, " or "))
+	}
+	for _, name := range m.Parameters {
+		if !hasParameter(ev, name) {
+			have := "it has none"
+			if names := sortedKeys(ev.Parameters); len(names) > 0 {
+				have = "it has " + strings.Join(names, ", ")
+			}
+			if ev.Trimmed {
+				have = "the payload was trimmed by Dataverse and carries no parameters"
+			}
+			return fmt.Sprintf("parameter %s is not in the event (%s)", name, have)
+		}
+	}
 	if len(m.AnyChanged) > 0 && !slices.ContainsFunc(ev.ChangedFields, func(f string) bool {
 		return slices.ContainsFunc(m.AnyChanged, func(c string) bool { return strings.EqualFold(c, f) })
 	}) {
@@ -73,6 +116,28 @@ func (m matchDecl) mismatch(ev *event.Event) string {
 		return fmt.Sprintf("none of %s changed (%s)", strings.Join(m.AnyChanged, ", "), changed)
 	}
 	return ""
+}
+
+// hasParameter reports whether the event carries the parameter name (compared without regard to
+// case) with a value other than null.
+func hasParameter(ev *event.Event, name string) bool {
+	for key, v := range ev.Parameters {
+		if strings.EqualFold(key, name) && strings.TrimSpace(string(v)) != "null" {
+			return true
+		}
+	}
+	return false
+}
+
+// sourceWords says where an event without webhook context came from, for a mismatch.
+func sourceWords(ev *event.Event) string {
+	switch ev.Source {
+	case event.SourcePlugin:
+		return "a plugin event"
+	case event.SourceRecover:
+		return "a recovered event"
+	}
+	return "the payload did not say"
 }
 
 type stepHeader struct {

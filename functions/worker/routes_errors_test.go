@@ -66,7 +66,7 @@ func TestNew_reports_every_routes_file_problem_at_once_with_line_column_and_word
 		path + ":" + at(t, content, `"expects"`) + `: route "credit-check" step 3 ("erp"): unknown field "expects" (known: body, expect, name, timeout, type, url)`,
 		path + ":" + at(t, content, `"5m"`) + `: route "credit-check" step 4 ("slow"): timeout "5m" is longer than 2m0s, the most one try may take`,
 		path + ":" + at(t, content, `"bad name!"`) + `: route "bad name!": name "bad name!" must be 1 to 64 letters, digits, '-' or '_', starting with a letter or digit`,
-		path + ":" + at(t, content, `"entityName"`) + `: route "bad name!": match: unknown field "entityName" (known: anyChanged, entity, eventName, messages)`,
+		path + ":" + at(t, content, `"entityName"`) + `: route "bad name!": match: unknown field "entityName" (known: anyChanged, entity, eventName, messages, modes, organizationId, parameters, stages)`,
 		path + ":" + at(t, content, `[]`) + `: route "bad name!": steps: list at least one step`,
 		path + ":" + lineCol(content, strings.LastIndex(content, `"credit-check"`)) + `: route "credit-check": name: used by an earlier route`,
 		path + ":" + at(t, content, `10}`) + `: route "credit-check" step 1 ("log"): timeout must be a string such as "10s", not a number`,

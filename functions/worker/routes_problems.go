@@ -329,6 +329,8 @@ func schemaText(schema map[string]any, doc any, e gojsonschema.ResultError) stri
 			return fmt.Sprintf("name %q must be 1 to 64 letters, digits, '-' or '_', starting with a letter or digit", fmt.Sprint(e.Value()))
 		case "timeout":
 			return fmt.Sprintf("timeout %q is not a duration (e.g. 10s)", fmt.Sprint(e.Value()))
+		case "organizationId":
+			return fmt.Sprintf("organizationId %q is not a GUID (8-4-4-4-12 hex digits)", fmt.Sprint(e.Value()))
 		}
 		return fmt.Sprintf("%s %q is not written as expected", subject(path, field), fmt.Sprint(e.Value()))
 	case "array_min_items":

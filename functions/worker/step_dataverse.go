@@ -104,6 +104,10 @@ func (s *updateStep) WrittenColumns() []string {
 // the one its lookup names.
 func (s *updateStep) record(r *Run) (entity, id string, err error) {
 	if s.lookup == "" {
+		if r.Event.RecordID == "" {
+			// An unbound message (a custom API with no Target) has no record of its own.
+			return "", "", fmt.Errorf("the event names no record: %w", ErrNothingToDo)
+		}
 		return r.Event.Entity, r.Event.RecordID, nil
 	}
 	ref, ok := r.EventValue([]string{"Attributes", s.lookup})

@@ -108,7 +108,7 @@ func newHTTPStep(decl StepDecl, env BuildEnv) (Step, error) {
 func isCanonicalField(name string) bool {
 	t := reflect.TypeFor[event.Event]()
 	for i := range t.NumField() {
-		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); tag == name {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); tag == name && tag != "-" {
 			return true
 		}
 	}

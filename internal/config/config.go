@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,9 @@ type Config struct {
 	SecretHeader   string
 	PublishTimeout time.Duration
 	UseSessions    bool
+	// AcceptStages are the pipeline stages (10, 20, 40) whose events the intake queues, sorted;
+	// an event from another stage is answered without being queued (see functions/webhook).
+	AcceptStages []int
 
 	// The intake's bounds: requests in flight (503 past it), open connections (serve mode), and
 	// how long a client may take to send its headers and its whole request.
@@ -150,6 +154,7 @@ func Load(lookup Lookup) (Config, error) {
 		SecretHeader:   r.str("DVRELAY_WEBHOOK_SECRET_HEADER", "x-dvrelay-secret"),
 		PublishTimeout: r.duration("DVRELAY_PUBLISH_TIMEOUT", 10*time.Second),
 		UseSessions:    r.boolean("DVRELAY_USE_SESSIONS", false),
+		AcceptStages:   r.stages("DVRELAY_ACCEPT_STAGES", "40"),
 
 		MaxInFlight:       r.positiveInt("DVRELAY_MAX_INFLIGHT", DefaultMaxInFlight),
 		MaxConnections:    r.positiveInt("DVRELAY_MAX_CONNECTIONS", DefaultMaxConnections),
@@ -304,6 +309,35 @@ func (r *reader) intAtLeast(name string, def, least int64, what string) int64 {
 		return def
 	}
 	return n
+}
+
+// stages reads a comma-separated list of Dataverse pipeline stages: 10 PreValidation, 20
+// PreOperation, 40 PostOperation (30, the main operation, runs no steps). A bad value is
+// reported and the default used, so the other settings are still checked.
+func (r *reader) stages(name, def string) []int {
+	v := r.str(name, def)
+	out, ok := parseStages(v)
+	if !ok {
+		r.fail(name, fmt.Sprintf("%q is not a list of the stages 10, 20 and 40 (e.g. 40, or 20,40)", v))
+		out, _ = parseStages(def)
+	}
+	return out
+}
+
+// parseStages reads "20, 40" as [20 40], sorted and without repeats; ok is false for anything
+// but a non-empty list of 10, 20 and 40.
+func parseStages(v string) (stages []int, ok bool) {
+	for _, part := range splitList(v) {
+		n, err := strconv.Atoi(part)
+		if err != nil || (n != 10 && n != 20 && n != 40) {
+			return nil, false
+		}
+		if !slices.Contains(stages, n) {
+			stages = append(stages, n)
+		}
+	}
+	slices.Sort(stages)
+	return stages, len(stages) > 0
 }
 
 func (r *reader) boolean(name string, def bool) bool {

@@ -241,3 +241,29 @@ func TestLoad_reads_the_log_format(t *testing.T) {
 		t.Errorf("DVRELAY_LOG_FORMAT=pretty: error %v", err)
 	}
 }
+
+func TestLoad_accepts_PostOperation_events_only_by_default(t *testing.T) {
+	c, err := config.Load(lookupFrom(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.AcceptStages) != 1 || c.AcceptStages[0] != 40 {
+		t.Errorf("AcceptStages = %v, want [40]", c.AcceptStages)
+	}
+	c, err = config.Load(lookupFrom(map[string]string{"DVRELAY_ACCEPT_STAGES": " 40, 20 ,40"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.AcceptStages) != 2 || c.AcceptStages[0] != 20 || c.AcceptStages[1] != 40 {
+		t.Errorf("AcceptStages = %v, want [20 40]", c.AcceptStages)
+	}
+}
+
+func TestLoad_names_DVRELAY_ACCEPT_STAGES_when_it_holds_no_stage_Dataverse_runs_steps_in(t *testing.T) {
+	for _, v := range []string{"30", "post", "10,50", ",", "40.0"} {
+		_, err := config.Load(lookupFrom(map[string]string{"DVRELAY_ACCEPT_STAGES": v}))
+		if err == nil || !strings.Contains(err.Error(), "DVRELAY_ACCEPT_STAGES: ") {
+			t.Errorf("%q: error %v does not name DVRELAY_ACCEPT_STAGES", v, err)
+		}
+	}
+}

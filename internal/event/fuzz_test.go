@@ -27,8 +27,9 @@ func checkError(t *testing.T, err error) {
 
 // FuzzParse: Parse never panics, fails only with the documented errors, and whatever it accepts
 // is a canonical event the worker will accept. Seeds: testdata/fuzz/FuzzParse (the fixtures,
-// the samples, a few broken bodies, and bodies at and past the pre-scan's limits: nesting,
-// number literals, offsets).
+// the samples: custom API, Associate, SetState; a trimmed custom API, a Stage 20 synchronous
+// step, an ISO 8601 OperationCreatedOn; a few broken bodies, and bodies at and past the
+// pre-scan's limits: nesting, number literals, offsets).
 func FuzzParse(f *testing.F) {
 	p, err := event.NewParser()
 	if err != nil {
@@ -95,6 +96,7 @@ func FuzzParseAttributeValue(f *testing.F) {
 		strings.Repeat("[", 58) + strings.Repeat("]", 58), strings.Repeat("[", 59) + strings.Repeat("]", 59),
 		`[1e308,-1E-308,1e309]`, `1` + strings.Repeat("0", 64), `{"__type":"Money:x","Value":1e999999}`,
 		`{"__type":5,"Value":"x","Id":"y"}`,
+		`{"__type":"Relationship:x","PrimaryEntityRole":null,"SchemaName":"new_a_b"}`, `["a","b"]`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -118,6 +120,55 @@ func FuzzParseAttributeValue(f *testing.F) {
 		}
 		if _, err := p.DecodeCanonical(out); err != nil {
 			t.Fatalf("accepted value %s gives an event DecodeCanonical rejects: %v", value, err)
+		}
+	})
+}
+
+// FuzzParseParameterValue puts fuzzed JSON into a custom API's input parameter and output
+// parameter (what 1.1 carries in Parameters and OutputParameters), next to a Relationship and
+// RelatedEntities, so the mutator works on parameter values. Same invariant as FuzzParse.
+func FuzzParseParameterValue(f *testing.F) {
+	p, err := event.NewParser()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range []string{
+		`"SO-2025-0042"`, `true`, `40`, `0.0750`, `86.25`, `["laptops","renewal"]`, `"9e4b7c2d-5a1f-ef11-a670-000d3a5c1e22"`,
+		`"\/Date(1764057600000)\/"`, `{"__type":"Money:x","Value":38850.0000}`, `{"__type":"OptionSetValue:x","Value":2}`,
+		`{"__type":"EntityReference:x","Id":"a7d3e1f0-6b2c-ef11-a670-000d3a5c1e22","LogicalName":"account","Name":"Contoso"}`,
+		`{"__type":"Entity:x","Attributes":[{"key":"line1","value":"1 Harbour Road"}],"Id":"00000000-0000-0000-0000-000000000000","LogicalName":"customeraddress"}`,
+		`{"__type":"EntityCollection:x","Entities":[{"Attributes":[{"key":"quantity","value":40.00000}],"Id":"6a2f9d14-0c8e-ef11-a670-000d3a5c1e22","LogicalName":"salesorderdetail"}]}`,
+		`{"__type":"Relationship:x","PrimaryEntityRole":1,"SchemaName":"new_a_b"}`,
+		`[{"__type":"EntityReference:x","Id":"2b8c4e61-9f3a-ef11-a670-000d3a5c1e22","LogicalName":"contact"}]`,
+		`{"__type":"QueryExpression:x","ColumnSet":{"AllColumns":true}}`, `null`, `{}`,
+	} {
+		f.Add([]byte(seed), "Order")
+		f.Add([]byte(seed), "Relationship")
+		f.Add([]byte(seed), "RelatedEntities")
+		f.Add([]byte(seed), "EntityMoniker")
+	}
+	const head = `{"CorrelationId":"0c6e2a4f-8d1b-4f3a-9e7c-5b2d1a0f9e84","MessageName":"new_OrderSubmitted",` +
+		`"OrganizationId":"1b6a0f3e-2d4c-4e8a-9f5b-6c7d8e9fa0b1","PrimaryEntityId":"00000000-0000-0000-0000-000000000000",` +
+		`"PrimaryEntityName":"none","UserId":"7a41d1a4-3c6b-ef11-a670-000d3a5c1e22","Stage":40,"Mode":1,"IsInTransaction":false,`
+	f.Fuzz(func(t *testing.T, value []byte, name string) {
+		if !json.Valid(value) {
+			return
+		}
+		key, _ := json.Marshal(name)
+		body := head + `"InputParameters":[{"key":` + string(key) + `,"value":` + string(value) + `},` +
+			`{"key":"Relationship","value":{"__type":"Relationship:x","PrimaryEntityRole":null,"SchemaName":"new_a_b"}}],` +
+			`"OutputParameters":[{"key":` + string(key) + `,"value":` + string(value) + `}]}`
+		ev, err := p.Parse([]byte(body), event.Hints{ReceivedAt: time.Unix(1764054245, 0)})
+		if err != nil {
+			checkError(t, err)
+			return
+		}
+		out, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatalf("marshal the parsed event: %v", err)
+		}
+		if _, err := p.DecodeCanonical(out); err != nil {
+			t.Fatalf("accepted parameter %s = %s gives an event DecodeCanonical rejects: %v", key, value, err)
 		}
 	})
 }

@@ -50,6 +50,55 @@ func parseWCFDate(s string) (time.Time, error) {
 	return time.UnixMilli(ms).UTC(), nil
 }
 
+// errNotReadable reports an ISO 8601 OperationCreatedOn that names no instant an event can
+// carry (February 30, an offset of a day or more, a year outside 0001-9999 in UTC).
+var errNotReadable = errors.New("not a readable ISO 8601 date")
+
+// isoLayouts are the ISO 8601 forms tools that re-serialize a context write: .NET's round-trip
+// "o" (seven fractional digits, Z or ±hh:mm, or no zone for an unspecified kind), RFC 3339, the
+// basic offset ±hhmm, minutes without seconds, a bare date. time.Parse takes fractional seconds
+// after the seconds, with '.' or ',', without the layout naming them.
+var isoLayouts = []string{
+	"2006-01-02T15:04:05Z07:00",
+	"2006-01-02T15:04:05Z0700",
+	"2006-01-02T15:04:05Z07",
+	"2006-01-02T15:04:05",
+	"2006-01-02T15:04Z07:00",
+	"2006-01-02T15:04Z0700",
+	"2006-01-02T15:04",
+	"2006-01-02",
+}
+
+// parseOperationDate reads OperationCreatedOn: a DataContract date, strictly (Dataverse writes
+// it, so a bad one is a bad payload), or an ISO 8601 date-time, leniently. An ISO value without
+// a zone is UTC, as Dataverse keeps every time. An ISO value that names no readable instant
+// returns errNotReadable: the event then takes the receive time, as one without the member does,
+// because a 400 is never retried and would lose the event for the sake of its timestamp.
+func parseOperationDate(s string) (time.Time, error) {
+	if strings.HasPrefix(s, "/Date(") {
+		return parseWCFDate(s)
+	}
+	if len(s) > 10 && (s[10] == ' ' || s[10] == 't') {
+		s = s[:10] + "T" + s[11:]
+	}
+	s = strings.Replace(s, "z", "Z", 1)
+	for _, layout := range isoLayouts {
+		t, err := time.Parse(layout, s)
+		if err != nil {
+			continue
+		}
+		_, offset := t.Zone()
+		if offset <= -24*3600 || offset >= 24*3600 {
+			return time.Time{}, errNotReadable
+		}
+		if ms := t.UnixMilli(); ms < minMillis || ms > maxMillis {
+			return time.Time{}, errNotReadable
+		}
+		return t.UTC(), nil
+	}
+	return time.Time{}, errNotReadable
+}
+
 // parseTimestamp reads an RFC 3339 date-time. time.Parse takes offsets up to +24:00 and a
 // minute of 60 (+23:60 reads as +24:00); RFC 3339's time-offset is ±hh:mm with hh 00-23 and mm
 // 00-59, and an offset past a day would make two spellings of one instant.
@@ -105,12 +154,41 @@ func pastTense(message string) string {
 // EventNameFor is the canonical event name for a message on a table:
 // PascalCase(entity) + pastTense(message), e.g. ("opportunity", "Update") → OpportunityUpdated,
 // ("new_customactivity", "Create") → NewCustomactivityCreated, ("opportunity", "Win") →
-// OpportunityWin. Unbound messages (entity "none") are named by the message alone.
+// OpportunityWin. Unbound messages (entity "none") are named by the message alone:
+// ("none", "new_OrderSubmitted") → NewOrderSubmitted.
 func EventNameFor(entity, message string) string {
-	if entity == "none" || entity == "" {
+	if entity == unboundEntity || entity == "" {
 		return pastTense(message)
 	}
 	return pascalCase(entity) + pastTense(message)
+}
+
+// StageName names a pipeline stage as Dataverse's tools do: PreValidation, PreOperation,
+// MainOperation, PostOperation; another number is "stage <n>".
+func StageName(stage int) string {
+	switch stage {
+	case StagePreValidation:
+		return "PreValidation"
+	case StagePreOperation:
+		return "PreOperation"
+	case 30:
+		return "MainOperation"
+	case StagePostOperation:
+		return "PostOperation"
+	}
+	return "stage " + strconv.Itoa(stage)
+}
+
+// ModeName names an execution mode: synchronous or asynchronous; another number is
+// "mode <n>".
+func ModeName(mode int) string {
+	switch mode {
+	case ModeSynchronous:
+		return "synchronous"
+	case ModeAsynchronous:
+		return "asynchronous"
+	}
+	return "mode " + strconv.Itoa(mode)
 }
 
 // entityAndMessageFromEventName recovers Entity and Message from a plugin event name when that is

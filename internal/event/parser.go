@@ -127,7 +127,12 @@ func (p *Parser) DecodeCanonical(body []byte) (Event, error) {
 		return Event{}, err
 	}
 	var problems problemList
-	validate(p.canonical, top, &problems)
+	validate(p.canonical, envelope(top, nil, stepMembers()...), &problems)
+	(&checker{problems: &problems}).canonical(top)
+	if _, hasRecord := top["RecordId"]; !hasRecord && top["SchemaVersion"] == "1.0" {
+		// Only 1.1 lets an event name no record.
+		problems.add(FieldProblem{Pointer: "/RecordId", Detail: "is required"})
+	}
 	for _, cv := range caseVariants(top, p.canonicalFields) {
 		problems.add(cv)
 	}
@@ -210,7 +215,10 @@ func jsonFieldNames(t reflect.Type) []string {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "" {
+		switch name {
+		case "-":
+			continue // never encoded or decoded
+		case "":
 			name = f.Name
 		}
 		names = append(names, name)

@@ -15,7 +15,7 @@ import (
 // CorrelationId is the optional member, else the EventId, until the intake overrides it.
 func (p *Parser) parsePlugin(top map[string]any) (Event, error) {
 	var problems problemList
-	validate(p.plugin, envelope(top, "ChangedFields"), &problems)
+	validate(p.plugin, envelope(top, []string{"ChangedFields"}), &problems)
 	(&checker{problems: &problems}).plugin(top)
 
 	in := struct {

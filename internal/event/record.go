@@ -4,14 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"math/big"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 )
 
-// The items of the long lists in a payload (InputParameters, PostEntityImages, PreEntityImages
-// and every Attributes list inside them; a plugin event's ChangedFields) are checked here, in Go,
+// The items of the long lists in a payload (InputParameters, OutputParameters, PostEntityImages,
+// PreEntityImages and every Attributes list inside them; a plugin event's ChangedFields) are checked here, in Go,
 // and not by gojsonschema. The embedded schemas still describe them and remain the contract: the
 // tests hold these checks to the schemas' verdicts, pointer for pointer and word for word
 // (record_internal_test.go).
@@ -24,8 +25,9 @@ import (
 
 // envelope is the document the schema validator sees: top with each of lists that is a
 // non-empty array replaced by an empty one, so the schema still checks the member's type but
-// not its items (the checker's). top itself is left as it is.
-func envelope(top map[string]any, lists ...string) map[string]any {
+// not its items (the checker's), and each of members left out (the checker checks them whole).
+// top itself is left as it is.
+func envelope(top map[string]any, lists []string, members ...string) map[string]any {
 	var view map[string]any
 	for _, name := range lists {
 		if items, ok := top[name].([]any); ok && len(items) > 0 {
@@ -33,6 +35,14 @@ func envelope(top map[string]any, lists ...string) map[string]any {
 				view = maps.Clone(top)
 			}
 			view[name] = []any{}
+		}
+	}
+	for _, name := range members {
+		if _, ok := top[name]; ok {
+			if view == nil {
+				view = maps.Clone(top)
+			}
+			delete(view, name)
 		}
 	}
 	if view == nil {
@@ -168,14 +178,69 @@ func (c *checker) logicalName(v any) {
 
 // remoteLists are the members of a RemoteExecutionContext whose items the checker reads.
 func remoteLists() []string {
-	return []string{"InputParameters", "PostEntityImages", "PreEntityImages"}
+	return []string{"InputParameters", "OutputParameters", "PostEntityImages", "PreEntityImages"}
 }
 
-// remote checks the record data of a RemoteExecutionContext: the items of remoteLists.
+// stepMembers are the members, of a RemoteExecutionContext and of a canonical event, that say
+// how the step that posted is registered. They are checked here rather than by the validator:
+// its enum and integer rules marshal each value and build a big.Rat, which for three small
+// numbers every event carries cost more than the rest of the envelope.
+func stepMembers() []string { return []string{"Stage", "Mode", "IsInTransaction"} }
+
+// step checks stepMembers as the schemas' properties Stage, Mode and IsInTransaction do.
+func (c *checker) step(top map[string]any) {
+	c.member(top, "Stage", func(v any) { c.integerEnum(v, "10, 20, 40", 10, 20, 40) })
+	c.member(top, "Mode", func(v any) { c.integerEnum(v, "0, 1", 0, 1) })
+	c.member(top, "IsInTransaction", func(v any) {
+		if _, ok := v.(bool); !ok {
+			c.failType("boolean", v)
+		}
+	})
+}
+
+// integerEnum checks {"type":"integer","enum":allowed}: gojsonschema reports a type error
+// alone, else an enum error. Its enum compares a number's float64 as encoding/json writes it, so
+// 10.0 and 1e1 are 10, but -0 is not 0.
+func (c *checker) integerEnum(v any, words string, allowed ...int64) {
+	n, ok := v.(json.Number)
+	if !ok {
+		c.failType("integer", v)
+		return
+	}
+	for _, a := range allowed {
+		if string(n) == strconv.FormatInt(a, 10) {
+			return // the spelling Dataverse writes, without building a number
+		}
+	}
+	if jsonType(v) != "integer" {
+		c.failType("integer", v)
+		return
+	}
+	if f, err := strconv.ParseFloat(string(n), 64); err == nil && !(f == 0 && math.Signbit(f)) {
+		for _, a := range allowed {
+			if f == float64(a) {
+				return
+			}
+		}
+	}
+	c.fail("must be one of " + words)
+}
+
+// canonical checks a canonical event's stepMembers.
+func (c *checker) canonical(top map[string]any) { c.step(top) }
+
+// remote checks the record data of a RemoteExecutionContext (the items of remoteLists) and its
+// stepMembers.
 func (c *checker) remote(top map[string]any) {
+	c.step(top)
 	if params, ok := top["InputParameters"].([]any); ok {
 		c.enter("InputParameters")
 		c.items(params, c.inputParameter)
+		c.leave()
+	}
+	if params, ok := top["OutputParameters"].([]any); ok {
+		c.enter("OutputParameters")
+		c.items(params, c.parameter)
 		c.leave()
 	}
 	for _, name := range []string{"PostEntityImages", "PreEntityImages"} {
@@ -188,7 +253,8 @@ func (c *checker) remote(top map[string]any) {
 }
 
 // #/definitions/inputParameter. Its "if" ({"properties":{"key":{"const":"Target"}}}) holds when
-// key is "Target" and also when key is absent, since properties constrain only what is present.
+// key is "Target" and also when key is absent, since properties constrain only what is present;
+// every other parameter (a custom API's inputs, EntityMoniker, Relationship) is a typed value.
 func (c *checker) inputParameter(v any) {
 	o, ok := c.object(v, "key", "value")
 	if !ok {
@@ -197,7 +263,19 @@ func (c *checker) inputParameter(v any) {
 	c.member(o, "key", func(v any) { c.str(v) })
 	if key, hasKey := o["key"]; !hasKey || key == "Target" {
 		c.member(o, "value", c.target)
+	} else {
+		c.member(o, "value", c.typedValue)
 	}
+}
+
+// #/definitions/parameter: an output parameter.
+func (c *checker) parameter(v any) {
+	o, ok := c.object(v, "key", "value")
+	if !ok {
+		return
+	}
+	c.member(o, "key", func(v any) { c.str(v) })
+	c.member(o, "value", c.typedValue)
 }
 
 // #/definitions/target: an Entity when it has Attributes, else an EntityReference.
@@ -278,6 +356,7 @@ const (
 	typeEntityReference  = "EntityReference"
 	typeEntityCollection = "EntityCollection"
 	typeEntity           = "Entity"
+	typeRelationship     = "Relationship"
 )
 
 // #/definitions/typedObject. Each branch's "if" is a pattern on __type; a pattern says nothing
@@ -311,6 +390,40 @@ func (c *checker) typedObject(o map[string]any) {
 	if applies(typeEntity) {
 		c.entity(o)
 	}
+	if applies(typeRelationship) {
+		c.object(o, "SchemaName")
+		c.member(o, "SchemaName", c.schemaName)
+	}
+}
+
+// #/definitions/schemaName: maxLength before pattern, as gojsonschema checks them.
+func (c *checker) schemaName(v any) {
+	s, ok := c.str(v)
+	if !ok {
+		return
+	}
+	if utf8.RuneCountInString(s) > maxSchemaNameLength {
+		c.fail(fmt.Sprintf("must be at most %d characters", maxSchemaNameLength))
+	}
+	if !isSchemaName(s) {
+		c.fail(describePattern(patternSchemaName))
+	}
+}
+
+const maxSchemaNameLength = 256
+
+// isSchemaName matches patternSchemaName without a regular expression.
+func isSchemaName(s string) bool {
+	if s == "" || '0' <= s[0] && s[0] <= '9' {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // plugin checks the items of a plugin event's ChangedFields.

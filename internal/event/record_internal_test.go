@@ -39,16 +39,41 @@ func asImage(v string) string {
 
 func asChangedField(v string) string { return diffPluginHead + v + `]}` }
 
+// asParameterValue puts v as the value of an input parameter other than Target and of an output
+// parameter.
+func asParameterValue(v string) string {
+	return diffUpdateHead + `"InputParameters":[{"key":"new_Input","value":` + v + `}],` +
+		`"OutputParameters":[{"key":"new_Output","value":` + v + `}]}`
+}
+
+// asStepMembers puts v as Stage, Mode and IsInTransaction of a RemoteExecutionContext.
+func asStepMembers(v string) string {
+	return diffUpdateHead + `"InputParameters":null,"Stage":` + v + `,"Mode":` + v + `,"IsInTransaction":` + v + `}`
+}
+
+// asCanonicalStepMembers puts v as Stage, Mode and IsInTransaction of a canonical event.
+func asCanonicalStepMembers(v string) string {
+	return `{"SchemaVersion":"1.1","EventId":"0f8e3a52-4b8e-5d61-9a0c-1d2e3f405162","CorrelationId":"c","EventName":"X",` +
+		`"TriggeredBy":"x","Timestamp":"2025-11-25T07:04:05Z","Source":"dataverse-webhook",` +
+		`"Stage":` + v + `,"Mode":` + v + `,"IsInTransaction":` + v + `}`
+}
+
+func asOutputParameter(v string) string {
+	return diffUpdateHead + `"InputParameters":null,"OutputParameters":[` + v + `]}`
+}
+
 type diffCase struct {
-	name   string
-	schema func(p *Parser) *gojsonschema.Schema
-	lists  []string // the members whose items the checker reads
-	check  func(c *checker, top map[string]any)
+	name    string
+	schema  func(p *Parser) *gojsonschema.Schema
+	lists   []string // the members whose items the checker reads
+	members []string // the members the checker reads whole
+	check   func(c *checker, top map[string]any)
 }
 
 var (
-	remoteCase = diffCase{"remote", func(p *Parser) *gojsonschema.Schema { return p.remote }, remoteLists(), (*checker).remote}
-	pluginCase = diffCase{"plugin", func(p *Parser) *gojsonschema.Schema { return p.plugin }, []string{"ChangedFields"}, (*checker).plugin}
+	remoteCase    = diffCase{"remote", func(p *Parser) *gojsonschema.Schema { return p.remote }, remoteLists(), stepMembers(), (*checker).remote}
+	pluginCase    = diffCase{"plugin", func(p *Parser) *gojsonschema.Schema { return p.plugin }, []string{"ChangedFields"}, nil, (*checker).plugin}
+	canonicalCase = diffCase{"canonical", func(p *Parser) *gojsonschema.Schema { return p.canonical }, nil, stepMembers(), (*checker).canonical}
 )
 
 // verdicts returns the problems of the whole schema on the whole body, and Parse's way.
@@ -63,7 +88,7 @@ func verdicts(t testing.TB, p *Parser, dc diffCase, body string) (whole, split [
 	var all problemList
 	validate(dc.schema(p), top, &all)
 	var parts problemList
-	validate(dc.schema(p), envelope(top, dc.lists...), &parts)
+	validate(dc.schema(p), envelope(top, dc.lists, dc.members...), &parts)
 	dc.check(&checker{problems: &parts}, top)
 	return newValidationError("", &all).Problems, newValidationError("", &parts).Problems
 }
@@ -170,6 +195,10 @@ func FuzzRecordChecks(f *testing.F) {
 		`{"__type":"Money:x","Value":"1"}`, `{"__type":"EntityReference:x","Id":"me"}`,
 		`{"__type":"EntityCollection:x","Entities":[{"Attributes":[1]}]}`, `{"__type":5}`,
 		`{"key":"Target","value":{"Id":"x"}}`, `[{"__type":"OptionSetValue:x"}]`, `"Name"`, `1.0`,
+		`{"__type":"Relationship:x","SchemaName":"a b"}`, `{"__type":"Relationship:x"}`,
+		`[{"__type":"EntityReference:x","Id":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8"}]`,
+		`{"key":"EntityMoniker","value":{"__type":"EntityReference:x","Id":"me","LogicalName":"account"}}`,
+		`{"key":5,"value":{"__type":"Money:x"}}`, `["a","b"]`, `40`, `1e1`, `-0`, `0.0`, `true`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -189,6 +218,10 @@ func FuzzRecordChecks(f *testing.F) {
 			{remoteCase, asAttributeValue(v)},
 			{remoteCase, asInputParameter(v)},
 			{remoteCase, asImage(v)},
+			{remoteCase, asParameterValue(v)},
+			{remoteCase, asOutputParameter(v)},
+			{remoteCase, asStepMembers(v)},
+			{canonicalCase, asCanonicalStepMembers(v)},
 			{pluginCase, asChangedField(v)},
 		} {
 			if scan := prescan([]byte(c.body)); !scan.wellFormed || !scan.problems.empty() {
@@ -212,4 +245,53 @@ func newTestParser(t testing.TB) *Parser {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func TestRecordChecks_agree_with_the_schema_on_each_broken_parameter(t *testing.T) {
+	p := newTestParser(t)
+	long := strings.Repeat("a", 257)
+	values := []string{
+		`{"__type":"Relationship:x"}`,
+		`{"__type":"Relationship:x","SchemaName":5}`,
+		`{"__type":"Relationship:x","SchemaName":"new account"}`,
+		`{"__type":"Relationship:x","SchemaName":"1new"}`,
+		`{"__type":"Relationship:x","SchemaName":"` + long + `"}`,
+		`{"__type":"Relationship:x","SchemaName":"` + long + ` "}`,
+		`{"__type":"Relationship:x","SchemaName":"new_account_contact","PrimaryEntityRole":0}`,
+		`{"__type":"Relationship","SchemaName":5}`,
+		`{"__type":5,"SchemaName":5}`,
+		`[{"__type":"EntityReference:x","Id":"me","LogicalName":"contact"},{"__type":"EntityReference:x"}]`,
+		`["a",1,null,{"Id":"me"}]`,
+		`{"__type":"Entity:x","Attributes":[],"Id":"00000000-0000-0000-0000-000000000000"}`,
+		`{"__type":"EntityCollection:x","Entities":[{"Attributes":[{"key":"a","value":{"__type":"Money:x"}}],"LogicalName":"x"}]}`,
+		`{"__type":"Money:x","Value":"1"}`, `"/Date(1)/"`, `true`, `null`,
+	}
+	for _, v := range values {
+		assertSameVerdict(t, p, remoteCase, asParameterValue(v))
+	}
+	inputs := []string{
+		`{"key":5,"value":{"__type":"Money:x"}}`,
+		`{"key":null,"value":{"__type":"Relationship:x"}}`,
+		`{"key":"EntityMoniker","value":{"__type":"EntityReference:x","Id":"me","LogicalName":"account"}}`,
+		`{"key":"Target","value":{"__type":"Relationship:x"}}`,
+	}
+	for _, v := range inputs {
+		assertSameVerdict(t, p, remoteCase, asInputParameter(v))
+	}
+	outputs := []string{`1`, `null`, `{}`, `{"key":5}`, `{"key":"id","value":"c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8"}`, `{"value":{"__type":"OptionSetValue:x"}}`}
+	for _, v := range outputs {
+		assertSameVerdict(t, p, remoteCase, asOutputParameter(v))
+	}
+	assertSameVerdict(t, p, remoteCase, diffUpdateHead+`"InputParameters":[],"OutputParameters":{"id":1}}`)
+}
+
+func TestStepChecks_agree_with_the_schemas(t *testing.T) {
+	p := newTestParser(t)
+	for _, v := range []string{
+		`10`, `20`, `40`, `0`, `1`, `30`, `2`, `-1`, `10.0`, `1e1`, `4E1`, `-0`, `0.0`, `0.5`, `1e-1`, `400e-1`,
+		`99999999999999999999`, `"40"`, `null`, `true`, `false`, `[]`, `{}`,
+	} {
+		assertSameVerdict(t, p, remoteCase, asStepMembers(v))
+		assertSameVerdict(t, p, canonicalCase, asCanonicalStepMembers(v))
+	}
 }

@@ -2,6 +2,7 @@ package event
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -12,55 +13,71 @@ import (
 // remoteContext holds the RemoteExecutionContext fields dvrelay reads. Everything else
 // (SharedVariables, ParentContext, FormattedValues, fields Microsoft adds later) is ignored.
 type remoteContext struct {
-	CorrelationID      string
-	Depth              json.Number
-	InitiatingUserID   string
-	InputParameters    []keyValue // nil when absent or null: the body was trimmed
-	MessageName        string
-	OperationCreatedOn string
-	OperationID        string
-	OrganizationID     string
-	OwningExtensionID  string
-	PostEntityImages   []keyValue
-	PreEntityImages    []keyValue
-	PrimaryEntityID    string
-	PrimaryEntityName  string
-	RequestID          string
-	UserID             string
+	CorrelationID       string
+	Depth               json.Number
+	InitiatingUserID    string
+	InputParameters     []keyValue // nil when absent or null: the body was trimmed
+	IsInTransaction     *bool
+	MessageName         string
+	Mode                json.Number
+	OperationCreatedOn  string
+	OperationID         string
+	OrganizationID      string
+	OutputParameters    []keyValue
+	OwningExtensionID   string
+	OwningExtensionName string
+	PostEntityImages    []keyValue
+	PreEntityImages     []keyValue
+	PrimaryEntityID     string
+	PrimaryEntityName   string
+	RequestID           string
+	Stage               json.Number
+	UserID              string
 }
 
 // readRemote picks the fields out of the decoded body. Members of the wrong type read as zero
 // values; the schema has already reported them.
 func readRemote(top map[string]any) remoteContext {
+	owner := obj(top, "OwningExtension")
 	rc := remoteContext{
-		CorrelationID:      str(top, "CorrelationId"),
-		InitiatingUserID:   str(top, "InitiatingUserId"),
-		MessageName:        str(top, "MessageName"),
-		OperationCreatedOn: str(top, "OperationCreatedOn"),
-		OperationID:        str(top, "OperationId"),
-		OrganizationID:     str(top, "OrganizationId"),
-		OwningExtensionID:  str(obj(top, "OwningExtension"), "Id"),
-		PostEntityImages:   keyValues(list(top, "PostEntityImages")),
-		PreEntityImages:    keyValues(list(top, "PreEntityImages")),
-		PrimaryEntityID:    str(top, "PrimaryEntityId"),
-		PrimaryEntityName:  str(top, "PrimaryEntityName"),
-		RequestID:          str(top, "RequestId"),
-		UserID:             str(top, "UserId"),
+		CorrelationID:       str(top, "CorrelationId"),
+		InitiatingUserID:    str(top, "InitiatingUserId"),
+		MessageName:         str(top, "MessageName"),
+		OperationCreatedOn:  str(top, "OperationCreatedOn"),
+		OperationID:         str(top, "OperationId"),
+		OrganizationID:      str(top, "OrganizationId"),
+		OutputParameters:    keyValues(list(top, "OutputParameters")),
+		OwningExtensionID:   str(owner, "Id"),
+		OwningExtensionName: str(owner, "Name"),
+		PostEntityImages:    keyValues(list(top, "PostEntityImages")),
+		PreEntityImages:     keyValues(list(top, "PreEntityImages")),
+		PrimaryEntityID:     str(top, "PrimaryEntityId"),
+		PrimaryEntityName:   str(top, "PrimaryEntityName"),
+		RequestID:           str(top, "RequestId"),
+		UserID:              str(top, "UserId"),
 	}
 	rc.Depth, _ = top["Depth"].(json.Number)
+	rc.Stage, _ = top["Stage"].(json.Number)
+	rc.Mode, _ = top["Mode"].(json.Number)
+	if b, ok := top["IsInTransaction"].(bool); ok {
+		rc.IsInTransaction = &b
+	}
 	if params, ok := top["InputParameters"].([]any); ok {
 		rc.InputParameters = keyValues(params)
 	}
 	return rc
 }
 
-// platformStamps are the columns Dataverse writes on every save. They say nothing about what the
-// user changed, so they never appear in ChangedFields (they stay in Attributes).
+// isPlatformStamp reports the columns Dataverse writes itself: on every save (modifiedon and
+// the like) or from the caller's identity on Create (the owning user, team and business unit,
+// which follow ownerid). They say nothing about what the user changed, so they never appear in
+// ChangedFields (they stay in Attributes).
 func isPlatformStamp(column string) bool {
 	switch column {
 	case "modifiedon", "modifiedby", "modifiedonbehalfby",
 		"createdon", "createdby", "createdonbehalfby",
-		"timezoneruleversionnumber", "versionnumber", "overriddencreatedon", "importsequencenumber":
+		"timezoneruleversionnumber", "versionnumber", "overriddencreatedon", "importsequencenumber",
+		"owninguser", "owningteam", "owningbusinessunit":
 		return true
 	}
 	return false
@@ -69,80 +86,141 @@ func isPlatformStamp(column string) bool {
 // parseRemote validates a RemoteExecutionContext and normalizes it (EventId: see Parse).
 func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 	var problems problemList
-	validate(p.remote, envelope(top, remoteLists()...), &problems)
+	validate(p.remote, envelope(top, remoteLists(), stepMembers()...), &problems)
 	(&checker{problems: &problems}).remote(top)
 	rc := readRemote(top)
 
 	n := &normalizer{problems: &problems}
 	ev := Event{
-		SchemaVersion:  SchemaVersion,
-		CorrelationID:  strings.ToLower(rc.CorrelationID),
-		EventName:      EventNameFor(rc.PrimaryEntityName, rc.MessageName),
-		Entity:         rc.PrimaryEntityName,
-		Message:        rc.MessageName,
-		RecordID:       strings.ToLower(rc.PrimaryEntityID),
-		ChangedFields:  []string{},
-		TriggeredBy:    strings.ToLower(rc.UserID),
-		OrganizationID: strings.ToLower(rc.OrganizationID),
-		Source:         SourceWebhook,
-		Trimmed:        h.SizeExceeded || rc.InputParameters == nil,
+		SchemaVersion:   SchemaVersion,
+		CorrelationID:   strings.ToLower(rc.CorrelationID),
+		EventName:       EventNameFor(rc.PrimaryEntityName, rc.MessageName),
+		Entity:          rc.PrimaryEntityName,
+		Message:         rc.MessageName,
+		ChangedFields:   []string{},
+		TriggeredBy:     strings.ToLower(rc.UserID),
+		OrganizationID:  strings.ToLower(rc.OrganizationID),
+		Source:          SourceWebhook,
+		Trimmed:         h.SizeExceeded || rc.InputParameters == nil,
+		Stage:           schemaInt(rc.Stage),
+		IsInTransaction: rc.IsInTransaction,
+		StepID:          strings.ToLower(rc.OwningExtensionID),
+		StepName:        rc.OwningExtensionName,
+	}
+	if rc.Mode != "" {
+		mode := schemaInt(rc.Mode)
+		ev.Mode = &mode
 	}
 	if id := strings.ToLower(rc.InitiatingUserID); id != "" && id != nilGUID {
 		ev.TriggeredBy = id
 	}
-	if rc.Depth != "" {
-		// The schema bounds Depth to an integer in [0, 10000]; 1.0 and 1e1 are integers too.
-		if f, err := strconv.ParseFloat(string(rc.Depth), 64); err == nil {
-			ev.Depth = int(f)
-		}
-	}
+	// The schema bounds Depth to an integer in [0, 10000].
+	ev.Depth = schemaInt(rc.Depth)
 
 	ev.Timestamp = formatTime(receivedAt(h))
 	if rc.OperationCreatedOn != "" {
-		t, err := parseWCFDate(rc.OperationCreatedOn)
-		if err != nil {
-			problems.add(FieldProblem{Pointer: "/OperationCreatedOn", Detail: "is not a valid date: " + err.Error()})
-		} else {
+		t, err := parseOperationDate(rc.OperationCreatedOn)
+		switch {
+		case err == nil:
 			ev.Timestamp = formatTime(t)
+		case !errors.Is(err, errNotReadable):
+			problems.add(FieldProblem{Pointer: "/OperationCreatedOn", Detail: "is not a valid date: " + err.Error()})
 		}
 	}
 
-	var plain map[string]any
+	var parts recordParts
 	// A full list of problems is an answer already: nothing the normalizer finds would be listed.
-	if !ev.Trimmed && !problems.full() {
-		plain, ev.ChangedFields = n.recordData(rc)
+	if !problems.full() {
+		parts = n.recordData(rc, ev.Trimmed)
 	}
 	if !problems.empty() {
 		return Event{}, newValidationError(KindRemoteExecutionContext, &problems)
 	}
-	attrs, err := encodeAttributes(plain)
-	if err != nil {
+	var err error
+	if ev.Attributes, err = encodeAttributes(parts.attributes); err != nil {
 		return Event{}, err
 	}
-	ev.Attributes = attrs
+	if ev.Parameters, err = encodeAttributes(parts.parameters); err != nil {
+		return Event{}, err
+	}
+	if ev.OutputParameters, err = encodeAttributes(parts.outputs); err != nil {
+		return Event{}, err
+	}
+	if parts.changed != nil {
+		ev.ChangedFields = parts.changed
+	}
+	if rc.PrimaryEntityName == unboundEntity && parts.targetTable != "" {
+		// A step registered for no table (Associate and Disassociate can only be) still acts on
+		// the Target's record: name the event by that table, as a bound message is named.
+		ev.Entity = parts.targetTable
+		ev.EventName = EventNameFor(ev.Entity, rc.MessageName)
+	}
+	ev.RecordID = strings.ToLower(firstID(parts.recordID, rc.PrimaryEntityID))
+	ev.Relationship = parts.relationship
+	ev.RelatedRecords = parts.related
 
 	operation := firstID(rc.OperationID, rc.RequestID, rc.CorrelationID)
 	ev.EventID = p.eventID("webhook", rc.OrganizationID, operation, rc.OwningExtensionID, rc.MessageName, rc.PrimaryEntityID)
 	return ev, nil
 }
 
+// schemaInt reads a number the schema has bounded to an integer; 1.0 and 1e1 are integers too.
+func schemaInt(n json.Number) int {
+	if n == "" {
+		return 0
+	}
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil {
+		return 0 // the schema has reported it
+	}
+	return int(f)
+}
+
 const nilGUID = "00000000-0000-0000-0000-000000000000"
 
-// recordData builds the plain attributes and ChangedFields from the Target and the images:
+// unboundEntity is the PrimaryEntityName of a message that names no table.
+const unboundEntity = "none"
+
+// recordParts is what a message carries beyond its envelope.
+type recordParts struct {
+	attributes map[string]any
+	changed    []string
+	parameters map[string]any // InputParameters but Target
+	outputs    map[string]any // OutputParameters
+	// recordID is the Target's id, else the EntityMoniker's; "" when neither names one.
+	recordID string
+	// targetTable is the Target's LogicalName, "" without a Target.
+	targetTable  string
+	relationship string
+	related      []RecordRef
+}
+
+// recordData reads the Target, the images and the parameters:
 //   - Create/Update (Target is an Entity): the PostImage (or the first post image) overlaid with
-//     the Target's attributes; ChangedFields are the Target's columns minus platform stamps and
-//     the primary key.
+//     the Target's attributes; ChangedFields are the Target's columns minus platform stamps,
+//     the primary key and an all-zero processid on Create.
 //   - Delete (Target is an EntityReference): the PreImage (or the first pre-image); no
-//     ChangedFields.
-func (n *normalizer) recordData(rc remoteContext) (map[string]any, []string) {
-	plain := make(map[string]any)
-	changed := []string{}
+//     ChangedFields. Any other message without an Entity Target (Associate, SetState, Assign, a
+//     custom API): the PostImage when one is registered, else the PreImage.
+//   - Parameters: every InputParameter but Target; Relationship and RelatedRecords from an
+//     Associate's or Disassociate's Relationship and RelatedEntities.
+//   - OutputParameters, also when trimmed: Dataverse trims only the inputs and the images.
+func (n *normalizer) recordData(rc remoteContext, trimmed bool) recordParts {
+	var parts recordParts
+	parts.outputs = n.parameters(rc.OutputParameters, "/OutputParameters", false)
+	if trimmed {
+		return parts
+	}
+	parts.attributes = make(map[string]any)
+	parts.changed = []string{}
 
 	targetIndex := slices.IndexFunc(rc.InputParameters, func(kv keyValue) bool { return kv.Key == "Target" })
+	var target map[string]any
 	var targetAttrs []any
 	targetIsEntity := false
 	if targetIndex >= 0 {
 		if t, ok := rc.InputParameters[targetIndex].Value.(map[string]any); ok {
+			target = t
 			targetAttrs, targetIsEntity = t["Attributes"].([]any)
 		}
 	} else if isCreateUpdateDelete(rc.MessageName) {
@@ -151,22 +229,76 @@ func (n *normalizer) recordData(rc remoteContext) (map[string]any, []string) {
 
 	if targetIsEntity {
 		if i, attrs, ok := chooseImage(rc.PostEntityImages, "PostImage"); ok {
-			n.attributes(attrs, fmt.Sprintf("/PostEntityImages/%d/value/Attributes", i), plain)
+			n.attributes(attrs, fmt.Sprintf("/PostEntityImages/%d/value/Attributes", i), parts.attributes)
 		}
-		n.attributes(targetAttrs, fmt.Sprintf("/InputParameters/%d/value/Attributes", targetIndex), plain)
+		n.attributes(targetAttrs, fmt.Sprintf("/InputParameters/%d/value/Attributes", targetIndex), parts.attributes)
 		primaryKey := rc.PrimaryEntityName + "id"
 		for _, kv := range keyValues(targetAttrs) {
-			if isPlatformStamp(kv.Key) || kv.Key == primaryKey || isActivityKey(kv, rc.PrimaryEntityID) {
+			if isPlatformStamp(kv.Key) || kv.Key == primaryKey || isActivityKey(kv, rc.PrimaryEntityID) ||
+				(rc.MessageName == "Create" && isUnsetProcess(kv)) {
 				continue
 			}
-			changed = append(changed, kv.Key)
+			parts.changed = append(parts.changed, kv.Key)
 		}
-		slices.Sort(changed)
-		changed = slices.Compact(changed)
+		slices.Sort(parts.changed)
+		parts.changed = slices.Compact(parts.changed)
+	} else if i, attrs, ok := chooseImage(rc.PostEntityImages, "PostImage"); ok && rc.MessageName != "Delete" {
+		n.attributes(attrs, fmt.Sprintf("/PostEntityImages/%d/value/Attributes", i), parts.attributes)
 	} else if i, attrs, ok := chooseImage(rc.PreEntityImages, "PreImage"); ok {
-		n.attributes(attrs, fmt.Sprintf("/PreEntityImages/%d/value/Attributes", i), plain)
+		n.attributes(attrs, fmt.Sprintf("/PreEntityImages/%d/value/Attributes", i), parts.attributes)
 	}
-	return plain, changed
+
+	// The checker has held the Target's Id to a GUID, and EntityMoniker's when it is typed.
+	parts.recordID = firstID(str(target, "Id"), referenceID(rc.InputParameters, "EntityMoniker"))
+	parts.targetTable = str(target, "LogicalName")
+	parts.parameters = n.parameters(rc.InputParameters, "/InputParameters", true)
+	parts.relationship, parts.related = relationshipOf(rc.InputParameters)
+	return parts
+}
+
+// isUnsetProcess reports an all-zero processid: the business process column a Create fills with
+// Guid.Empty when no process applies.
+func isUnsetProcess(kv keyValue) bool {
+	id, ok := kv.Value.(string)
+	return kv.Key == "processid" && ok && id == nilGUID
+}
+
+// referenceID is the Id of the EntityReference parameter name, or "".
+func referenceID(params []keyValue, name string) string {
+	for _, kv := range params {
+		if o, ok := kv.Value.(map[string]any); ok && kv.Key == name && typeKind(o) == typeEntityReference {
+			return str(o, "Id")
+		}
+	}
+	return ""
+}
+
+// relationshipOf reads an Associate's or Disassociate's Relationship (its schema name) and
+// RelatedEntities (an EntityReferenceCollection, written as a bare array of EntityReference).
+// Only typed values count: those are the ones the checker has held to their definitions.
+func relationshipOf(params []keyValue) (string, []RecordRef) {
+	var name string
+	var related []RecordRef
+	for _, kv := range params {
+		switch kv.Key {
+		case "Relationship":
+			if o, ok := kv.Value.(map[string]any); ok && typeKind(o) == typeRelationship {
+				name = str(o, "SchemaName")
+			}
+		case "RelatedEntities":
+			items, _ := kv.Value.([]any)
+			related = related[:0]
+			for _, item := range items {
+				if o, ok := item.(map[string]any); ok && typeKind(o) == typeEntityReference {
+					related = append(related, RecordRef{ID: strings.ToLower(str(o, "Id")), LogicalName: str(o, "LogicalName")})
+				}
+			}
+		}
+	}
+	if len(related) == 0 {
+		related = nil
+	}
+	return name, related
 }
 
 // isActivityKey reports the primary key of an activity table, which is activityid rather than

@@ -67,7 +67,8 @@ const (
 	patternOptionalName  = "^([a-z_][a-z0-9_]*)?$"
 	patternMessageName   = "^[A-Za-z][A-Za-z0-9_]*$"
 	patternOptionalMsg   = "^([A-Za-z][A-Za-z0-9_]*)?$"
-	patternWCFDate       = `^/Date\(-?[0-9]+([+-][0-9]{4})?\)/$`
+	patternOperationDate = `^(/Date\(-?[0-9]+([+-][0-9]{4})?\)/|[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9:.,+Zz-]*)?)$`
+	patternSchemaName    = "^[A-Za-z_][A-Za-z0-9_]*$"
 	patternDateTime      = `^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`
 	patternPascalName    = "^[A-Z][A-Za-z0-9]*$"
 	patternEventName     = "^[A-Za-z0-9]+$"
@@ -82,8 +83,10 @@ func describePattern(pattern string) string {
 		return "must be a Dataverse logical name (lower-case letters, digits and _, not starting with a digit)"
 	case patternMessageName, patternOptionalMsg:
 		return "must be a message name (a letter, then letters, digits and _)"
-	case patternWCFDate:
-		return `must be a date in the form /Date(<milliseconds>)/ or /Date(<milliseconds>±hhmm)/`
+	case patternOperationDate:
+		return `must be a date in the form /Date(<milliseconds>)/ or /Date(<milliseconds>±hhmm)/, or ISO 8601 such as 2026-01-31T09:30:00Z`
+	case patternSchemaName:
+		return "must be a relationship schema name (letters, digits and _, not starting with a digit)"
 	case patternDateTime:
 		return "must be an RFC 3339 date-time with Z or an offset, e.g. 2026-01-31T09:30:00Z"
 	case patternPascalName:

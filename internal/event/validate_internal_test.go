@@ -35,7 +35,7 @@ func collectPatterns(v any) []string {
 		for k, child := range v {
 			if s, ok := child.(string); ok && k == "pattern" {
 				switch s {
-				case "^Money:", "^OptionSetValue:", "^EntityReference:", "^EntityCollection:", "^Entity:":
+				case "^Money:", "^OptionSetValue:", "^EntityReference:", "^EntityCollection:", "^Entity:", "^Relationship:":
 					continue // dispatch conditions, never reported
 				}
 				out = append(out, s)

@@ -176,6 +176,92 @@ func (n *normalizer) typedObject(o map[string]any, at string) any {
 	}
 }
 
+// parameters flattens a parameter list (InputParameters, OutputParameters) into plain values by
+// name; at is the pointer of the list. With skipTarget, Target is left out: it is the record,
+// read into Attributes and RecordId. Later duplicates of a name win. It returns nil when no
+// parameter is left.
+func (n *normalizer) parameters(items []keyValue, at string, skipTarget bool) map[string]any {
+	var into map[string]any
+	for i, kv := range items {
+		if skipTarget && kv.Key == "Target" {
+			continue
+		}
+		if into == nil {
+			into = make(map[string]any, len(items))
+		}
+		into[kv.Key] = n.parameterValue(kv.Value, at+"/"+strconv.Itoa(i)+"/value")
+	}
+	return into
+}
+
+// entityValue is the plain form of an Entity passed as a parameter: unlike a column, a parameter
+// may hold any table's record, so it keeps its table and id.
+type entityValue struct {
+	LogicalName string         `json:"logicalName"`
+	ID          string         `json:"id,omitempty"` // lower-case; absent when the entity has none (a record to create)
+	Attributes  map[string]any `json:"attributes"`
+}
+
+// relationshipValue is the plain form of a Relationship parameter.
+type relationshipValue struct {
+	SchemaName string `json:"schemaName"`
+	// PrimaryEntityRole is as Dataverse wrote it (null, or the EntityRole number: 0
+	// Referencing, 1 Referenced), set only for a relationship of a table to itself.
+	PrimaryEntityRole any `json:"primaryEntityRole"`
+}
+
+// parameterValue converts one parameter value as value converts a column, except that an Entity
+// becomes {logicalName, id, attributes}, an EntityCollection an array of those, and a
+// Relationship {schemaName, primaryEntityRole}. Values inside an entity's attributes are
+// columns, converted by value. Bare arrays (string arrays, EntityReferenceCollection,
+// OptionSetValueCollection) are converted item by item.
+func (n *normalizer) parameterValue(v any, at string) any {
+	switch v := v.(type) {
+	case []any:
+		out := make([]any, len(v))
+		for i, item := range v {
+			out[i] = n.parameterValue(item, at+"/"+strconv.Itoa(i))
+		}
+		return out
+	case map[string]any:
+		switch typeKind(v) {
+		case typeEntity:
+			return n.entityValue(v, at)
+		case typeEntityCollection:
+			entities := list(v, "Entities")
+			out := make([]entityValue, 0, len(entities))
+			for i, e := range entities {
+				if e, ok := e.(map[string]any); ok {
+					out = append(out, n.entityValue(e, at+"/Entities/"+strconv.Itoa(i)))
+				}
+			}
+			return out
+		case typeRelationship:
+			return relationshipValue{SchemaName: str(v, "SchemaName"), PrimaryEntityRole: v["PrimaryEntityRole"]}
+		}
+	}
+	return n.value(v, at)
+}
+
+func (n *normalizer) entityValue(e map[string]any, at string) entityValue {
+	out := entityValue{LogicalName: str(e, "LogicalName"), Attributes: make(map[string]any)}
+	if id := strings.ToLower(str(e, "Id")); id != nilGUID {
+		out.ID = id
+	}
+	n.attributes(list(e, "Attributes"), at+"/Attributes", out.Attributes)
+	return out
+}
+
+// typeKind is the part of a typed value's __type before the first ':', or "" when __type is not
+// a string with a ':' (what the checker does not read as a typed value).
+func typeKind(o map[string]any) string {
+	kind, _, found := strings.Cut(str(o, "__type"), ":")
+	if !found {
+		return ""
+	}
+	return kind
+}
+
 // encodeAttributes writes each plain value as JSON. HTML escaping is off: the text is data for
 // programs, and "&" should stay "&".
 func encodeAttributes(plain map[string]any) (map[string]json.RawMessage, error) {

@@ -54,9 +54,9 @@ type Check struct {
 
 // Report is what the intake and the worker would do with the payload.
 type Report struct {
-	Status  int // the intake's answer: 202, or the 4xx (or 500) it would give
+	Status  int // the intake's answer: 202, 200 for an event it would not queue (its stage), or the 4xx (or 500) it would give
 	Checks  []Check
-	Problem []byte // the problem+json answer, when refused
+	Problem []byte // the problem+json answer when refused; the 200 answer when not queued
 	// Event is the canonical event, the queue message body, when accepted.
 	Event         []byte
 	EventID       string
@@ -88,6 +88,9 @@ func Run(ctx context.Context, cfg webhook.Config, parser webhook.Parser, router 
 	msg := kept.message()
 	if !rep.Accepted() || msg == nil {
 		rep.Problem = resp.Body
+		if rep.Status == http.StatusOK || rep.Status == http.StatusUnprocessableEntity {
+			rep.Checks[len(rep.Checks)-1].Detail = notQueuedDetail(resp.Body, resp.Status)
+		}
 		return rep, nil
 	}
 	rep.Event = msg.Body
@@ -96,6 +99,9 @@ func Run(ctx context.Context, cfg webhook.Config, parser webhook.Parser, router 
 	for i := range rep.Checks {
 		if rep.Checks[i].Name == checkPayload {
 			rep.Checks[i].Detail = payloadDetail(msg.Body)
+		}
+		if rep.Checks[i].Name == checkStage {
+			rep.Checks[i].Detail = stageDetail(msg.Body)
 		}
 	}
 	routing, err := router.Explain(msg.Body)
@@ -131,16 +137,19 @@ const (
 	checkContentType = "content type"
 	checkSecret      = "secret"
 	checkPayload     = "payload"
+	checkStage       = "stage"
 )
 
 // checks lists the intake's checks in its order (webhook.Intake.Handle: size limit, content
-// type, secret, payload) and places the failure by the status it answered: the checks before
-// it passed, the ones after it were not reached.
+// type, secret, payload, stage policy) and places the failure by the status it answered: the
+// checks before it passed, the ones after it were not reached.
 func checks(cfg webhook.Config, limit int64, req Request, status int) []Check {
-	list := []Check{{Name: checkSize}, {Name: checkContentType}, {Name: checkSecret}, {Name: checkPayload}}
+	list := []Check{{Name: checkSize}, {Name: checkContentType}, {Name: checkSecret}, {Name: checkPayload}, {Name: checkStage}}
 	failed := len(list)
 	switch status {
 	case http.StatusAccepted:
+	case http.StatusOK, http.StatusUnprocessableEntity:
+		failed = 4 // the stage policy: 200 not queued (a synchronous step), 422 (an asynchronous one)
 	case http.StatusRequestEntityTooLarge:
 		failed = 0
 	case http.StatusUnsupportedMediaType:
@@ -201,6 +210,35 @@ func secretDetail(cfg webhook.Config, h http.Header, v Verdict) string {
 		return fmt.Sprintf("the %s header is missing; pass it with -H '%s: <secret>'", name, name)
 	}
 	return fmt.Sprintf("the %s header does not match a configured secret", name)
+}
+
+// stageDetail says which stage a queued event came from.
+func stageDetail(body []byte) string {
+	var ev struct {
+		Stage int  `json:"Stage"`
+		Mode  *int `json:"Mode"`
+	}
+	if err := json.Unmarshal(body, &ev); err != nil || ev.Stage == 0 {
+		return "the payload names no stage: queued"
+	}
+	detail := fmt.Sprintf("stage %d (%s)", ev.Stage, event.StageName(ev.Stage))
+	if ev.Mode != nil {
+		detail += ", " + event.ModeName(*ev.Mode)
+	}
+	return detail + ": accepted by DVRELAY_ACCEPT_STAGES"
+}
+
+// notQueuedDetail says why the stage policy left the event out, from the intake's answer.
+func notQueuedDetail(body []byte, status int) string {
+	var answer struct {
+		Reason string `json:"reason"` // 200
+		Detail string `json:"detail"` // 422
+	}
+	_ = json.Unmarshal(body, &answer)
+	if status == http.StatusOK {
+		return answer.Reason + ": answered 200 and not queued, since the step is synchronous and any other answer fails the user's save"
+	}
+	return answer.Detail
 }
 
 // payloadDetail names the payload's shape, as the canonical event's Source records it.

@@ -14,15 +14,22 @@ import (
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	verdict := "refused"
-	if r.Accepted() {
+	switch {
+	case r.Accepted():
 		verdict = "accepted"
+	case r.Status >= 200 && r.Status < 300:
+		verdict = "not queued"
 	}
 	fmt.Fprintf(&b, "intake: %s, %d %s\n", verdict, r.Status, http.StatusText(r.Status))
 	for _, c := range r.Checks {
 		fmt.Fprintf(&b, "  %-4s  %s: %s\n", c.Verdict, c.Name, c.Detail)
 	}
 	if !r.Accepted() {
-		fmt.Fprintf(&b, "\nthe intake would answer %d with application/problem+json:\n%s\n", r.Status, indent(r.Problem))
+		if r.Status >= 200 && r.Status < 300 {
+			fmt.Fprintf(&b, "\nthe intake would answer %d and queue nothing:\n%s\n", r.Status, indent(r.Problem))
+		} else {
+			fmt.Fprintf(&b, "\nthe intake would answer %d with application/problem+json:\n%s\n", r.Status, indent(r.Problem))
+		}
 		b.WriteString("\nNothing was sent: explain calls no downstream and queues nothing.\n")
 		_, err := io.WriteString(w, b.String())
 		return err
