@@ -35,7 +35,7 @@ func newWorker(_ context.Context, cfg config.Config, parser *event.Parser, log *
 		if err != nil {
 			return nil, fmt.Errorf("dataverse credential: %w", err)
 		}
-		client, err := dataverse.NewClient(cfg.DataverseURL, cred, nil)
+		client, err := dataverse.NewClient(cfg.DataverseURL, cred, &dataverse.Options{Concurrency: cfg.WorkerConcurrency})
 		if err != nil {
 			return nil, fmt.Errorf("DATAVERSE_URL: %w", err)
 		}
@@ -45,6 +45,7 @@ func newWorker(_ context.Context, cfg config.Config, parser *event.Parser, log *
 		RoutesPath:    cfg.RoutesPath, // resolved against FUNCTIONS_APP_ROOT_PATH by config
 		MaxAttempts:   cfg.MaxAttempts,
 		IgnoreUserIDs: cfg.IgnoreUserIDs,
+		Concurrency:   cfg.WorkerConcurrency,
 	}, deps, log)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("worker: %w (run from the app root, where routes.json is, or set DVRELAY_ROUTES)", err)

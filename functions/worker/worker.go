@@ -73,6 +73,9 @@ type Config struct {
 	// Retry overrides the back-off policy; zero fields take DefaultRetryPolicy's values.
 	// MaxAttempts above wins over Retry.MaxAttempts when set.
 	Retry RetryPolicy
+	// Concurrency is the most deliveries processed at once (DVRELAY_WORKER_CONCURRENCY); the http
+	// steps' client keeps that many connections per host for reuse. Zero means the outbound default.
+	Concurrency int
 }
 
 // Deps are the worker's collaborators.
@@ -165,7 +168,8 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
 	client := deps.HTTPClient
 	if client == nil {
 		// Deadlines come from the step timeouts; the client's own only backs up the longest.
-		client = outbound.NewClient(outbound.Options{Timeout: maxStepTimeout, MaxResponseBytes: maxResponseBody})
+		client = outbound.NewClient(outbound.Options{Timeout: maxStepTimeout, MaxResponseBytes: maxResponseBody,
+			Concurrency: cfg.Concurrency})
 	}
 	env := BuildEnv{
 		Expand:     func(s string) (string, error) { return expandSettings(s, deps.Settings) },

@@ -61,6 +61,9 @@ type Options struct {
 	HTTPClient *http.Client
 	// Now is the clock, for Retry-After dates and token expiry; nil means time.Now.
 	Now func() time.Time
+	// Concurrency is the most calls made at once (the worker's concurrency), for the default
+	// client's connection pool; zero means the outbound default. Unused with HTTPClient.
+	Concurrency int
 }
 
 // NewClient returns a client for the environment at environmentURL (the DATAVERSE_URL setting,
@@ -74,10 +77,14 @@ func NewClient(environmentURL string, cred azcore.TokenCredential, opts *Options
 	if cred == nil {
 		return nil, errors.New("dataverse: a token credential is required")
 	}
+	concurrency := 0
+	if opts != nil {
+		concurrency = opts.Concurrency
+	}
 	c := &Client{
 		base:  base,
 		scope: base + "/.default",
-		http:  outbound.NewClient(outbound.Options{Timeout: requestTimeout, MaxResponseBytes: maxBody}),
+		http:  outbound.NewClient(outbound.Options{Timeout: requestTimeout, MaxResponseBytes: maxBody, Concurrency: concurrency}),
 		cred:  cred,
 		now:   time.Now,
 		sets:  make(map[string]string),

@@ -42,9 +42,9 @@ const (
 	tlsHandshakeTimeout = 10 * time.Second
 	idleConnTimeout     = 90 * time.Second
 	maxIdleConns        = 100
-	// maxIdleConnsPerHost matches the worker's default concurrency, so a busy worker reuses
-	// its connections to the one or two hosts it calls instead of redialling (net/http keeps 2).
-	maxIdleConnsPerHost = 16
+	// defaultConcurrency is the most calls a client is assumed to make at once when
+	// Options.Concurrency is zero: the worker's default concurrency.
+	defaultConcurrency = 16
 )
 
 // Options tune a client. The zero value is the policy's defaults.
@@ -55,6 +55,11 @@ type Options struct {
 	// MaxResponseBytes bounds what can be read of a response body; zero means
 	// DefaultMaxResponseBytes.
 	MaxResponseBytes int64
+	// Concurrency is the most calls the client's user makes at once (the worker's
+	// concurrency); zero means 16. The client keeps that many idle connections per host, and
+	// at least maxIdleConns in all, so a busy caller reuses its connections instead of closing
+	// the ones beyond the pool after each call and dialling again (net/http keeps 2).
+	Concurrency int
 }
 
 // NewClient returns a client that applies the package's policy. Build one per use and keep it:
@@ -66,6 +71,9 @@ func NewClient(opts Options) *http.Client {
 	if opts.MaxResponseBytes <= 0 {
 		opts.MaxResponseBytes = DefaultMaxResponseBytes
 	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = defaultConcurrency
+	}
 	transport := &http.Transport{
 		// The standard proxy variables still apply, as with http.DefaultTransport.
 		Proxy:                 http.ProxyFromEnvironment,
@@ -76,8 +84,8 @@ func NewClient(opts Options) *http.Client {
 		ResponseHeaderTimeout: opts.Timeout,
 		ExpectContinueTimeout: time.Second,
 		IdleConnTimeout:       idleConnTimeout,
-		MaxIdleConns:          maxIdleConns,
-		MaxIdleConnsPerHost:   maxIdleConnsPerHost,
+		MaxIdleConns:          max(maxIdleConns, opts.Concurrency),
+		MaxIdleConnsPerHost:   opts.Concurrency,
 	}
 	return &http.Client{
 		Transport:     &boundedTransport{next: transport, limit: opts.MaxResponseBytes},
