@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/consumer"
@@ -55,4 +56,54 @@ func BenchmarkConsumer_drains_the_embedded_queue(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkConsumer_against_a_50ms_worker prices what the loop adds to each message when the work
+// itself waits on a downstream: the ideal is concurrency ÷ 50 ms, and each receive and settlement
+// (a durable write each) that a place waits for takes from it.
+func BenchmarkConsumer_against_a_50ms_worker(b *testing.B) {
+	for _, concurrency := range []int{16, 64} {
+		b.Run(fmt.Sprintf("concurrency=%d", concurrency), func(b *testing.B) {
+			const latency = 50 * time.Millisecond
+			events := concurrency * 20
+			var total time.Duration
+			for range b.N {
+				b.StopTimer()
+				q, err := local.Open(context.Background(), b.TempDir(), local.Options{}, slog.New(slog.DiscardHandler))
+				if err != nil {
+					b.Fatal(err)
+				}
+				for i := range events {
+					if err := q.Publish(context.Background(), &queue.Message{MessageID: fmt.Sprintf("evt-%d", i), Body: []byte(`{}`)}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				var processed atomic.Int64
+				drained := make(chan struct{})
+				p := processorFunc(func(context.Context, worker.Delivery) worker.Outcome {
+					time.Sleep(latency)
+					if processed.Add(1) == int64(events) {
+						close(drained)
+					}
+					return worker.Outcome{Kind: worker.Complete}
+				})
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				b.StartTimer()
+				began := time.Now()
+				go func() { done <- consumer.New(q, p, consumer.Options{Concurrency: concurrency}, nil).Run(ctx) }()
+				<-drained
+				total += time.Since(began)
+				b.StopTimer()
+				cancel()
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+				q.Close()
+			}
+			perSec := float64(events*b.N) / total.Seconds()
+			b.ReportMetric(perSec, "events/s")
+			b.ReportMetric(100*perSec/(float64(concurrency)/latency.Seconds()), "%ideal")
+		})
+	}
 }

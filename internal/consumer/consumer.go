@@ -67,6 +67,12 @@ func (t systemTimer) Stop() bool             { return t.t.Stop() }
 type Options struct {
 	// Concurrency is the most messages processed at once (default 16).
 	Concurrency int
+	// Prefetch is how many messages are received ahead of a free place among Concurrency, so
+	// that one is ready the moment a place frees instead of waiting for a Receive (a durable
+	// write on the embedded queue). Their locks are renewed from the moment they are received,
+	// and on shutdown those not started are released at once. Zero means Concurrency; a
+	// negative value turns prefetching off.
+	Prefetch int
 	// LockDuration is the queue's lock duration; a message's lock is renewed every half of it
 	// while the worker is busy with it (default 30s, the embedded queue's default). When the
 	// message's own LockedUntil leaves less time than that, renewal comes sooner: the broker's
@@ -84,6 +90,12 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
+	}
+	switch {
+	case o.Prefetch == 0:
+		o.Prefetch = o.Concurrency
+	case o.Prefetch < 0:
+		o.Prefetch = 0
 	}
 	if o.LockDuration <= 0 {
 		o.LockDuration = 30 * time.Second
@@ -127,29 +139,45 @@ func New(q Queue, p Processor, opts Options, log *slog.Logger) *Consumer {
 	return &Consumer{queue: q, processor: p, opts: opts, clock: opts.Clock, log: log}
 }
 
-// Run receives and processes messages until ctx is cancelled. It then stops receiving, lets the
-// messages in flight finish within ShutdownGrace, cancels and abandons those still running, and
-// returns nil. A Processor that ignores its ctx after that is left running unobserved: its
-// message has already been released.
+// Run receives and processes messages until ctx is cancelled. It then stops receiving, releases
+// the messages received ahead and not started, lets the messages in flight finish within
+// ShutdownGrace, cancels and abandons those still running, and returns nil. A Processor that
+// ignores its ctx after that is left running unobserved: its message has already been released.
+//
+// The loop holds at most Concurrency + Prefetch messages locked: processing, received ahead, or
+// being settled. Concurrency workers take the messages in the order they were received; a
+// settlement does not keep its worker, so the next message starts while the last one's outcome
+// is being written.
 func (c *Consumer) Run(ctx context.Context) error {
 	// Work outlives ctx: cancelling ctx stops receiving, stopWork ends the grace period.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 
-	slots := make(chan struct{}, c.opts.Concurrency)
+	tokens := make(chan struct{}, c.opts.Concurrency+c.opts.Prefetch) // one per message held
+	ready := make(chan *held, cap(tokens))                            // never full: a token each
 	var inFlight sync.WaitGroup
+	for range c.opts.Concurrency {
+		inFlight.Go(func() { c.work(ctx, workCtx, ready, tokens, &inFlight) })
+	}
+	c.receive(ctx, workCtx, tokens, ready)
+	inFlight.Go(func() { c.releaseWaiting(workCtx, ready, tokens) })
+	return c.drain(&inFlight, stopWork)
+}
+
+// receive fills ready with locked messages while a token is free, until ctx ends.
+func (c *Consumer) receive(ctx, workCtx context.Context, tokens chan struct{}, ready chan<- *held) {
 	backoff := minReceiveBackoff
 	for {
 		select {
-		case slots <- struct{}{}:
+		case tokens <- struct{}{}:
 		case <-ctx.Done():
-			return c.drain(&inFlight, stopWork)
+			return
 		}
 		want := 1
 	fill:
-		for want < c.opts.Concurrency {
+		for want < cap(tokens) {
 			select {
-			case slots <- struct{}{}:
+			case tokens <- struct{}{}:
 				want++
 			default:
 				break fill
@@ -157,27 +185,98 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		msgs, err := c.queue.Receive(ctx, want)
 		for range want - len(msgs) {
-			<-slots
+			<-tokens
 		}
 		for _, r := range msgs {
-			inFlight.Go(func() {
-				defer func() { <-slots }()
-				c.handle(workCtx, r)
-			})
+			ready <- c.hold(workCtx, r)
 		}
 		if err == nil {
 			backoff = minReceiveBackoff
 			continue
 		}
 		if ctx.Err() != nil {
-			return c.drain(&inFlight, stopWork)
+			return
 		}
 		c.log.Error("receive failed; backing off", "error", err, "backoffMs", backoff.Milliseconds())
 		if !c.sleep(ctx, backoff) {
-			return c.drain(&inFlight, stopWork)
+			return
 		}
 		backoff = min(2*backoff, maxReceiveBackoff)
 	}
+}
+
+// held is a received message whose lock the consumer keeps alive until it is processed.
+type held struct {
+	r   *queue.Received
+	log *slog.Logger
+	// stopRenewing ends the lock renewal and waits for it.
+	stopRenewing func()
+}
+
+// hold starts renewing r's lock, from the moment it is received. workCtx ends when the shutdown
+// grace is over.
+func (c *Consumer) hold(workCtx context.Context, r *queue.Received) *held {
+	// The message id names one delivery chain; the event's id is its base (the intake publishes
+	// each event under its EventId), so a support engineer can follow one event across retries.
+	log := c.log.With("messageId", r.MessageID, "eventId", queue.BaseID(r.MessageID),
+		"correlationId", r.CorrelationID, "deliveryCount", r.DeliveryCount)
+	renewCtx, stopRenew := context.WithCancel(workCtx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		c.renewLock(renewCtx, r, log)
+	}()
+	return &held{r: r, log: log, stopRenewing: func() {
+		stopRenew()
+		<-renewed
+	}}
+}
+
+// work is one of Concurrency workers: it processes the messages in ready one at a time and
+// hands each to a settlement of its own, until receiving ends. A message taken from ready
+// after that has not started and is released.
+func (c *Consumer) work(receiving, workCtx context.Context, ready <-chan *held, tokens <-chan struct{}, inFlight *sync.WaitGroup) {
+	for {
+		var h *held
+		select {
+		case h = <-ready:
+		case <-receiving.Done():
+			return
+		}
+		if receiving.Err() != nil { // both were ready: the shutdown wins
+			c.release(workCtx, h, tokens)
+			continue
+		}
+		started := c.clock.Now()
+		res, cut := c.processWithin(workCtx, h.r, h.log)
+		h.stopRenewing()
+		inFlight.Go(func() {
+			defer func() { <-tokens }()
+			c.conclude(workCtx, h, res, cut, c.clock.Now().Sub(started))
+		})
+	}
+}
+
+// releaseWaiting abandons the messages still waiting in ready once receiving has stopped.
+func (c *Consumer) releaseWaiting(workCtx context.Context, ready <-chan *held, tokens <-chan struct{}) {
+	for {
+		select {
+		case h := <-ready:
+			c.release(workCtx, h, tokens)
+		default:
+			return
+		}
+	}
+}
+
+// release gives back a message that was received but never started.
+func (c *Consumer) release(workCtx context.Context, h *held, tokens <-chan struct{}) {
+	defer func() { <-tokens }()
+	h.stopRenewing()
+	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(workCtx), settleTimeout)
+	defer cancel()
+	h.log.Debug("shutting down: releasing a message received ahead")
+	c.abandon(settleCtx, h.r, h.log)
 }
 
 // drain waits for the messages in flight, for at most ShutdownGrace, then cancels the rest
@@ -218,49 +317,36 @@ type result struct {
 	panicked bool
 }
 
-// handle processes one message and settles it. workCtx ends when the shutdown grace is over.
-func (c *Consumer) handle(workCtx context.Context, r *queue.Received) {
-	started := c.clock.Now()
-	// The message id names one delivery chain; the event's id is its base (the intake publishes
-	// each event under its EventId), so a support engineer can follow one event across retries.
-	log := c.log.With("messageId", r.MessageID, "eventId", queue.BaseID(r.MessageID),
-		"correlationId", r.CorrelationID, "deliveryCount", r.DeliveryCount)
+// conclude makes the outcome of processing h true on the queue: a cut or a panic releases the
+// message, anything else is settled.
+func (c *Consumer) conclude(workCtx context.Context, h *held, res result, cut bool, took time.Duration) {
+	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(workCtx), settleTimeout)
+	defer cancel()
+	switch {
+	case cut:
+		h.log.Warn("processing cut short by shutdown; releasing the message")
+		c.abandon(settleCtx, h.r, h.log)
+	case res.panicked:
+		c.abandon(settleCtx, h.r, h.log)
+	default:
+		c.settle(settleCtx, h.r, res.outcome, h.log, took)
+	}
+}
 
+// processWithin runs the Processor until it answers or the shutdown grace is over (cut).
+func (c *Consumer) processWithin(workCtx context.Context, r *queue.Received, log *slog.Logger) (res result, cut bool) {
 	procCtx, cancelProc := context.WithCancel(workCtx)
 	defer cancelProc()
-	renewCtx, stopRenew := context.WithCancel(workCtx)
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		c.renewLock(renewCtx, r, log)
-	}()
-
 	results := make(chan result, 1) // buffered: a Process that outlives the grace must not block
 	go func() { results <- c.process(procCtx, r, log) }()
 
 	// Once the grace period is over the message is released whatever Process still returns:
 	// an answer given because its ctx was cancelled is not a verdict on the event.
-	var res result
-	var cut bool
 	select {
 	case res = <-results:
+		return res, false
 	case <-workCtx.Done():
-		cut = true
-	}
-	cancelProc()
-	stopRenew()
-	<-renewed
-
-	settleCtx, cancel := context.WithTimeout(context.WithoutCancel(workCtx), settleTimeout)
-	defer cancel()
-	switch {
-	case cut:
-		log.Warn("processing cut short by shutdown; releasing the message")
-		c.abandon(settleCtx, r, log)
-	case res.panicked:
-		c.abandon(settleCtx, r, log)
-	default:
-		c.settle(settleCtx, r, res.outcome, log, c.clock.Now().Sub(started))
+		return result{}, true
 	}
 }
 

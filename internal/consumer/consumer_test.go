@@ -628,3 +628,100 @@ func TestConsumer_does_not_hammer_renewals_when_the_queue_clock_disagrees(t *tes
 		t.Fatalf("RenewLock called %d times in 300ms with a 1s lock, want at most 1", got)
 	}
 }
+
+// countingQueue counts the messages Receive handed out.
+type countingQueue struct {
+	*local.Queue
+	received atomic.Int32
+}
+
+func (c *countingQueue) Receive(ctx context.Context, max int) ([]*queue.Received, error) {
+	got, err := c.Queue.Receive(ctx, max)
+	c.received.Add(int32(len(got)))
+	return got, err
+}
+
+func TestConsumer_releases_a_message_received_ahead_at_once_on_shutdown(t *testing.T) {
+	q := &countingQueue{Queue: openQueue(t, local.Options{LockDuration: time.Hour})}
+	publish(t, q.Queue, "first", nil)
+	publish(t, q.Queue, "second", nil)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	var processed []string
+	var mu sync.Mutex
+	p := processorFunc(func(ctx context.Context, d worker.Delivery) worker.Outcome {
+		mu.Lock()
+		processed = append(processed, d.MessageID)
+		mu.Unlock()
+		if d.MessageID == "first" {
+			close(started)
+			<-release
+		}
+		return worker.Outcome{Kind: worker.Complete}
+	})
+	cancel, wait := start(t, consumer.New(q, p, consumer.Options{Concurrency: 1, ShutdownGrace: patience}, nil))
+	<-started
+	eventually(t, "the second message to be received ahead", func() bool { return q.received.Load() == 2 })
+
+	cancel()
+	close(release)
+	if err := wait(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(processed) != 1 || processed[0] != "first" {
+		t.Fatalf("processed %v, want only first: a message not started by shutdown is not started after it", processed)
+	}
+	ctx, cancelReceive := context.WithTimeout(context.Background(), patience)
+	defer cancelReceive()
+	back, err := q.Queue.Receive(ctx, 10) // at once, not after the hour-long lock
+	if err != nil || len(back) != 1 || back[0].MessageID != "second" {
+		t.Fatalf("after shutdown got %v, %v; want second released for redelivery", back, err)
+	}
+}
+
+func TestConsumer_keeps_the_lock_of_a_message_received_ahead(t *testing.T) {
+	const lock = time.Second
+	clock := newManualClock()
+	q := &countingQueue{Queue: openQueue(t, local.Options{LockDuration: lock, Now: clock.Now})}
+	publish(t, q.Queue, "slow", nil)
+	publish(t, q.Queue, "waiting", nil)
+	var mu sync.Mutex
+	calls := map[string]int{}
+	p := processorFunc(func(ctx context.Context, d worker.Delivery) worker.Outcome {
+		mu.Lock()
+		calls[d.MessageID]++
+		mu.Unlock()
+		if d.MessageID == "slow" {
+			eventually(t, "the next message to be received ahead", func() bool { return q.received.Load() == 2 })
+			// Well past the lock, in steps once both locks' renewals are armed again: only
+			// renewal keeps the waiting message's lock.
+			for passed := time.Duration(0); passed < 5*lock/2; passed += lock / 10 {
+				if !clock.awaitTimers(t, 2) {
+					break
+				}
+				clock.advance(lock / 10)
+			}
+		}
+		return worker.Outcome{Kind: worker.Complete}
+	})
+	var logs syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	})
+	start(t, consumer.New(q, p, consumer.Options{LockDuration: lock, Concurrency: 1, Clock: clock}, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+
+	eventually(t, "the queue to empty", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return calls["waiting"] >= 1 && stats(t, q.Queue) == queue.Stats{}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["slow"] != 1 || calls["waiting"] != 1 {
+		t.Fatalf("Process calls = %v, want each message once: no lock may have expired", calls)
+	}
+}

@@ -91,20 +91,25 @@ func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64)
 		return false, nil
 	}
 	due := max(r.scheduledNS, now)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO messages
-		(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	if _, err := tx.StmtContext(ctx, q.stmts.insertMessage).ExecContext(ctx,
 		r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, r.props, now, due); err != nil {
 		return false, fmt.Errorf("insert %s: %w", r.messageID, err)
 	}
 	return true, nil
 }
 
+const (
+	insertMessageSQL = `INSERT INTO messages
+		(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	rememberSQL = `INSERT INTO duplicates (message_id, first_seen) VALUES (?, ?)
+		ON CONFLICT (message_id) DO UPDATE SET first_seen = excluded.first_seen
+		WHERE duplicates.first_seen <= ?`
+)
+
 // remember records id for duplicate detection and reports whether it is new within the window.
 func (q *Queue) remember(ctx context.Context, tx *sql.Tx, id string, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO duplicates (message_id, first_seen) VALUES (?, ?)
-		ON CONFLICT (message_id) DO UPDATE SET first_seen = excluded.first_seen
-		WHERE duplicates.first_seen <= ?`,
+	res, err := tx.StmtContext(ctx, q.stmts.remember).ExecContext(ctx,
 		id, now, now-q.opts.DuplicateWindow.Nanoseconds())
 	if err != nil {
 		return false, fmt.Errorf("duplicate check %s: %w", id, err)

@@ -7,7 +7,7 @@ import (
 	"fmt"
 )
 
-// statements are the ones every group commit and every Receive runs, parsed once at Open:
+// statements are the ones every group commit, every Publish and every Receive runs, parsed once at Open:
 // SQLite spends longer parsing and planning such a statement than running it. The write ones are
 // prepared on the single writer connection and used in its transactions through tx.StmtContext,
 // which reuses the parsed statement of the connection the transaction runs on.
@@ -15,6 +15,7 @@ type statements struct {
 	// writer
 	savepoint, release, rollbackTo *sql.Stmt
 	forgetDuplicates               *sql.Stmt
+	remember, insertMessage        *sql.Stmt
 	copyExhausted, deleteExhausted *sql.Stmt
 	releaseExpired                 *sql.Stmt
 	lockDue                        *sql.Stmt
@@ -36,6 +37,8 @@ func prepareStatements(ctx context.Context, writer, readers *sql.DB) (*statement
 		{&s.release, writer, `RELEASE change`},
 		{&s.rollbackTo, writer, `ROLLBACK TO change`},
 		{&s.forgetDuplicates, writer, forgetDuplicatesSQL},
+		{&s.remember, writer, rememberSQL},
+		{&s.insertMessage, writer, insertMessageSQL},
 		{&s.copyExhausted, writer, deadLetterCopySQL(lockExhausted, true)},
 		{&s.deleteExhausted, writer, deleteExhaustedSQL},
 		{&s.releaseExpired, writer, releaseExpiredSQL},
