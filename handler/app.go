@@ -107,30 +107,19 @@ func newApp(ctx context.Context, cfg config.Config, stdout io.Writer) (*app, err
 	if err != nil {
 		return nil, err
 	}
-	secrets := make([][]byte, 0, len(cfg.WebhookSecrets))
-	for _, s := range cfg.WebhookSecrets {
-		secrets = append(secrets, []byte(s))
-	}
+	intakeCfg := intakeConfig(cfg)
 	if b.stats != nil {
 		m.CountQueue(queueStats(b.stats))
 	}
 	// The admin routes take the webhook's secret: one secret to rotate, and the same check.
-	auth := httpauth.New(cfg.SecretHeader, secrets...)
+	auth := httpauth.New(intakeCfg.SecretHeader, intakeCfg.Secrets...)
 	adm := admin.NewServer(admin.Config{
 		Backend:     b.name,
 		DeadLetters: b.deadLetters,
 		Stats:       b.stats,
 		Auth:        auth,
 	}, log)
-	intake := webhook.New(webhook.Config{
-		MaxBodyBytes:   cfg.MaxBodyBytes,
-		Secrets:        secrets,
-		SecretHeader:   cfg.SecretHeader,
-		PublishTimeout: cfg.PublishTimeout,
-		UseSessions:    cfg.UseSessions,
-		MaxInFlight:    cfg.MaxInFlight,
-		AcceptStages:   cfg.AcceptStages,
-	}, parser, m.Publisher(b.publisher), log)
+	intake := webhook.New(intakeCfg, parser, m.Publisher(b.publisher), log)
 	log.InfoContext(ctx, "backend selected", slog.String("backend", b.name), slog.String("detail", b.detail))
 	return &app{cfg: cfg, log: log, backend: b, intake: intake, worker: w, admin: adm, auth: auth, metrics: m}, nil
 }

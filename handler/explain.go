@@ -104,7 +104,8 @@ func runExplain(ctx context.Context, args []string, lookup func(string) (string,
 	return 0
 }
 
-// intakeConfig is the intake's part of the settings, as serve and the custom handler build it.
+// intakeConfig is the intake's part of the settings: serve, the custom handler and explain all
+// build their intake from it, so explain answers as the running intake would.
 func intakeConfig(cfg config.Config) webhook.Config {
 	secrets := make([][]byte, 0, len(cfg.WebhookSecrets))
 	for _, s := range cfg.WebhookSecrets {
@@ -116,6 +117,7 @@ func intakeConfig(cfg config.Config) webhook.Config {
 		SecretHeader:   cfg.SecretHeader,
 		PublishTimeout: cfg.PublishTimeout,
 		UseSessions:    cfg.UseSessions,
+		MaxInFlight:    cfg.MaxInFlight,
 		AcceptStages:   cfg.AcceptStages,
 	}
 }
