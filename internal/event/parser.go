@@ -168,13 +168,7 @@ func decode(body []byte, kind func(scanResult) string) (map[string]any, error) {
 	case !scan.problems.empty():
 		return nil, newValidationError(kind(scan), &scan.problems)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var top map[string]any
-	if err := dec.Decode(&top); err != nil {
-		return nil, malformed(err, len(body)) // the scan said otherwise; encoding/json has the last word
-	}
-	return top, nil
+	return buildTree(body), nil
 }
 
 // syntaxError words what is wrong with a body that is not one well-formed JSON value, as
