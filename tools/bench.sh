@@ -9,7 +9,9 @@
 # Settings (environment): DURATION per run (20s), STEADY for the decline check (60s), SOAK (3m),
 # SOAK_RATE (500), CLIENTS for the closed loop (32), EVENTS queued for the worker runs (6000),
 # OUT for the JSON results (a new temporary directory), BASE_PORT (7170: uses 7170-7172),
-# HANDLER_BIN to measure a handler built elsewhere (an older commit, for a before/after).
+# HANDLER_BIN to measure a handler built elsewhere (an older commit, for a before/after),
+# ONLY to run some parts (a space-separated list of: ref closed steady open inflight worker soak;
+# without "closed", CAPACITY gives the rate that "2x" doubles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +43,9 @@ cleanup() {
 trap cleanup EXIT
 
 log() { echo "bench: $*" >&2; }
+
+# want PART: whether ONLY (when set) names PART.
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
 log "building into $BIN"
 if [ -n "${HANDLER_BIN:-}" ]; then cp "$HANDLER_BIN" "$BIN/handler"; else go build -o "$BIN/handler" ./handler; fi
@@ -79,28 +84,38 @@ stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 closed() { "$LOADGEN" closed -c "$CLIENTS" -pid "$PID" "$@"; }
 
-log "R1: decode + validate"
-start_ref -durable=false
-closed -url "http://$REF_ADDR/" -d "$DURATION" -label r1 -out "$OUT/r1.json"
-stop "$PID"
+if want ref; then
+  log "R1: decode + validate"
+  start_ref -durable=false
+  closed -url "http://$REF_ADDR/" -d "$DURATION" -label r1 -out "$OUT/r1.json"
+  stop "$PID"
 
-log "R2: decode + validate + durable group commit"
-start_ref
-closed -url "http://$REF_ADDR/" -d "$DURATION" -label r2 -out "$OUT/r2.json"
-stop "$PID"
+  log "R2: decode + validate + durable group commit"
+  start_ref
+  closed -url "http://$REF_ADDR/" -d "$DURATION" -label r2 -out "$OUT/r2.json"
+  stop "$PID"
+fi
 
-log "handler serve: closed loop"
-start_serve
-closed -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$DURATION" -label serve -out "$OUT/serve.json"
-stop "$PID"
+if want closed; then
+  log "handler serve: closed loop"
+  start_serve
+  closed -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$DURATION" -label serve -out "$OUT/serve.json"
+  stop "$PID"
+fi
 
-log "handler serve: closed loop over $STEADY (decline)"
-start_serve
-closed -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$STEADY" -label serve-60s -out "$OUT/serve-60s.json"
-stop "$PID"
+if want steady; then
+  log "handler serve: closed loop over $STEADY (decline)"
+  start_serve
+  closed -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$STEADY" -label serve-60s -out "$OUT/serve-60s.json"
+  stop "$PID"
+fi
 
-capacity=$("$LOADGEN" field "$OUT/serve.json" acceptedPerSec)
-for rate in 500 1000 2000 "2x"; do
+if [ -f "$OUT/serve.json" ]; then
+  capacity=$("$LOADGEN" field "$OUT/serve.json" acceptedPerSec)
+else
+  capacity=${CAPACITY:-1000}
+fi
+want open && for rate in 500 1000 2000 "2x"; do
   r=$rate label=open-$rate
   if [ "$rate" = 2x ]; then r=$((2 * capacity)); fi
   log "handler serve: open loop at $r/s"
@@ -112,7 +127,7 @@ done
 
 # The in-flight bound's default: the same 2× overload with other bounds. Throughput stops
 # growing once the queue's writer is kept busy; past that a larger bound only adds waiting.
-for bound in 16 32 128 256; do
+want inflight && for bound in 16 32 128 256; do
   log "handler serve: open loop at $((2 * capacity))/s, DVRELAY_MAX_INFLIGHT=$bound"
   start_serve DVRELAY_MAX_INFLIGHT="$bound" DVRELAY_MAX_CONNECTIONS=$((bound + 512))
   "$LOADGEN" open -rate $((2 * capacity)) -pid "$PID" -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$DURATION" \
@@ -127,7 +142,7 @@ cat >"$WORK/routes.json" <<JSON
   {"name": "call", "type": "http", "url": "http://$DOWN_ADDR/call", "timeout": "120s"}
 ]}]}
 JSON
-for c in 16 64; do
+want worker && for c in 16 64; do
   log "worker: concurrency $c against a 50 ms downstream"
   "$LOADGEN" downstream -addr "$DOWN_ADDR" -latency 50ms -hold 2>>"$WORK/downstream.log" &
   down=$!
@@ -142,11 +157,13 @@ for c in 16 64; do
   stop "$down"
 done
 
-log "soak: $SOAK_RATE/s for $SOAK"
-start_serve
-"$LOADGEN" open -rate "$SOAK_RATE" -pid "$PID" -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$SOAK" \
-  -sample 30s -label soak -out "$OUT/soak.json"
-stop "$PID"
+if want soak; then
+  log "soak: $SOAK_RATE/s for $SOAK"
+  start_serve
+  "$LOADGEN" open -rate "$SOAK_RATE" -pid "$PID" -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$SOAK" \
+    -sample 30s -label soak -out "$OUT/soak.json"
+  stop "$PID"
+fi
 
 echo "Measured on $what, $(date -u +%Y-%m-%d), $(nproc) cores, $(go env GOVERSION), load average before: $LOAD_BEFORE"
 echo

@@ -98,6 +98,45 @@ func BenchmarkReceive_and_complete(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
+// BenchmarkReceive_one_while_128_are_held is the consumer at concurrency 64 with as many
+// received ahead: 128 messages stay locked while each freed place receives one message and
+// completes it. A receive that steps over the locked messages costs 128 row reads here.
+func BenchmarkReceive_one_while_128_are_held(b *testing.B) {
+	const held = 128
+	q := openTestQueue(b, b.TempDir(), Options{})
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range b.N + held {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := q.Publish(context.Background(), msg(fmt.Sprintf("evt-%d", i))); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	locked, err := q.Receive(context.Background(), held)
+	if err != nil || len(locked) != held {
+		b.Fatalf("hold %d: got %d, %v", held, len(locked), err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpuAtStart := processCPU()
+	defer func() {
+		b.ReportMetric(float64((processCPU()-cpuAtStart).Microseconds())/float64(b.N), "cpu-µs/op")
+	}()
+	for range b.N {
+		got, err := q.Receive(context.Background(), 1)
+		if err != nil || len(got) != 1 {
+			b.Fatalf("receive: got %d, %v", len(got), err)
+		}
+		if err := q.Complete(context.Background(), got[0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkDrain_100k_backlog drains a backlog of 100,000 messages the way the consumer does:
 // one receive loop asking for as many messages as it has free slots (16), and each message
 // completed by its own goroutine. The first and the last tenth of the drain must match, in

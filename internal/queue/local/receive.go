@@ -86,10 +86,10 @@ const (
 	deleteExhaustedSQL = `DELETE FROM messages WHERE ` + lockExhausted
 
 	// nextAvailableSQL answers when the next unlocked message falls due and when the next lock
-	// runs out. Both walk an index from its start: the locked messages sit at the front of
-	// messages_due, so the first answer costs at most one step per lock held.
+	// runs out: each is the first entry of a partial index (messages_ready, messages_locked), so
+	// the answer costs the same however many messages are held locked.
 	nextAvailableSQL = `SELECT
-		(SELECT MIN(due_at) FROM messages WHERE lock_token IS NULL),
+		(SELECT MIN(due_at) FROM messages INDEXED BY messages_ready WHERE lock_token IS NULL),
 		(SELECT MIN(locked_until) FROM messages WHERE lock_token IS NOT NULL)`
 
 	// lockDueSQL casts its LIMIT because SQLite plans with the value of a bare LIMIT parameter
@@ -97,7 +97,7 @@ const (
 	lockDueSQL = `UPDATE messages
 		SET lock_token = lower(hex(randomblob(16))), locked_until = @until, delivery_count = delivery_count + 1
 		WHERE seq IN (
-			SELECT seq FROM messages WHERE due_at <= @now AND lock_token IS NULL
+			SELECT seq FROM messages INDEXED BY messages_ready WHERE due_at <= @now AND lock_token IS NULL
 			ORDER BY due_at, seq LIMIT CAST(@limit AS INTEGER))
 		RETURNING seq, message_id, correlation_id, subject, session_id, content_type, body, props,
 			enqueued_at, due_at, delivery_count, lock_token`
