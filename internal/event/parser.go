@@ -120,12 +120,16 @@ func (p *Parser) Parse(body []byte, h Hints) (Event, error) {
 }
 
 // DecodeCanonical is the worker's decoder: the queue message body is checked against the
-// canonical event schema before anything runs, so a poison message is recognised as such.
+// canonical event schema before anything runs, so a poison message is recognised as such. A
+// member that appears twice, or in two spellings that differ only in case, is refused: which one
+// counts would otherwise be up to the decoder. Attributes, Parameters and OutputParameters keep
+// their values as the raw JSON of the body.
 func (p *Parser) DecodeCanonical(body []byte) (Event, error) {
-	top, err := decode(body, func(scanResult) string { return KindCanonicalEvent })
-	if err != nil {
+	if err := prescanned(body, func(scanResult) string { return KindCanonicalEvent }); err != nil {
 		return Event{}, err
 	}
+	cb := decodeCanonicalBody(body)
+	top := cb.top
 	var problems problemList
 	validate(p.canonical, envelope(top, nil, stepMembers()...), &problems)
 	(&checker{problems: &problems}).canonical(top)
@@ -136,8 +140,11 @@ func (p *Parser) DecodeCanonical(body []byte) (Event, error) {
 	for _, cv := range caseVariants(top, p.canonicalFields) {
 		problems.add(cv)
 	}
-	var ev Event
-	if err := json.Unmarshal(body, &ev); err != nil {
+	for _, name := range cb.repeated {
+		problems.add(FieldProblem{Pointer: "/" + escapePointerToken(name), Detail: "appears more than once; send one " + name})
+	}
+	ev, err := cb.event()
+	if err != nil {
 		// The schema admits only what Event can hold, so this adds nothing when the schema has
 		// spoken; alone, it keeps a schema gap from letting a half-decoded event through.
 		if problems.empty() {
@@ -158,17 +165,25 @@ func (p *Parser) DecodeCanonical(body []byte) (Event, error) {
 // within the limits, with numbers kept as json.Number. A body that is not a JSON object wraps
 // ErrMalformed; a limit broken is a *ValidationError of the kind kind names.
 func decode(body []byte, kind func(scanResult) string) (map[string]any, error) {
+	if err := prescanned(body, kind); err != nil {
+		return nil, err
+	}
+	return buildTree(body), nil
+}
+
+// prescanned pre-scans body and says why it cannot be decoded, if it cannot (see decode).
+func prescanned(body []byte, kind func(scanResult) string) error {
 	scan := prescan(body)
 	switch {
 	case !scan.wellFormed:
-		return nil, syntaxError(body)
+		return syntaxError(body)
 	case !scan.object:
 		trimmed := bytes.TrimLeft(body, " \t\r\n")
-		return nil, fmt.Errorf("%w: found %s at offset %d", ErrMalformed, jsonKind(trimmed), len(body)-len(trimmed))
+		return fmt.Errorf("%w: found %s at offset %d", ErrMalformed, jsonKind(trimmed), len(body)-len(trimmed))
 	case !scan.problems.empty():
-		return nil, newValidationError(kind(scan), &scan.problems)
+		return newValidationError(kind(scan), &scan.problems)
 	}
-	return buildTree(body), nil
+	return nil
 }
 
 // syntaxError words what is wrong with a body that is not one well-formed JSON value, as
