@@ -35,6 +35,7 @@ Settings come from the environment; see README.md. Run 'handler serve -h' for it
 `
 
 func main() {
+	tuneGC(config.Environment)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], config.Environment, os.Stdout, os.Stderr)
 	stop()
