@@ -129,7 +129,7 @@ done
 # growing once the queue's writer is kept busy; past that a larger bound only adds waiting.
 want inflight && for bound in 16 32 128 256; do
   log "handler serve: open loop at $((2 * capacity))/s, DVRELAY_MAX_INFLIGHT=$bound"
-  start_serve DVRELAY_MAX_INFLIGHT="$bound" DVRELAY_MAX_CONNECTIONS=$((bound + 512))
+  start_serve DVRELAY_MAX_INFLIGHT="$bound"
   "$LOADGEN" open -rate $((2 * capacity)) -pid "$PID" -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$DURATION" \
     -label "inflight-$bound" -out "$OUT/inflight-$bound.json"
   stop "$PID"

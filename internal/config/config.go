@@ -37,7 +37,14 @@ const (
 	// DefaultMaxInFlight is DVRELAY_MAX_INFLIGHT: requests the intake works on at once.
 	DefaultMaxInFlight = 64
 	// DefaultMaxConnections is DVRELAY_MAX_CONNECTIONS: open client connections in serve mode.
-	DefaultMaxConnections = 512
+	// The cap keeps idle and slow clients from using up file descriptors (the read timeouts cut
+	// slow ones off); it must not be what meets an overload first. At 512, twice the intake's
+	// capacity collapsed in two of three runs: once the posts outstanding passed the cap, the
+	// excess waited in the kernel's backlog, keep-alive was shed, every post paid a new
+	// connection and the CPU never caught up. At 8,192 none of three did, and the in-flight
+	// bound answered the excess 503 (BENCHMARKS.md). Go raises the process's descriptor limit
+	// to its hard limit at start, which is far above this on current systems.
+	DefaultMaxConnections = 8192
 )
 
 // Port variables the Functions host sets for a custom handler. Current hosts set both; older
