@@ -36,16 +36,7 @@ func decodeCanonicalBody(body []byte) canonicalBody {
 	cb := canonicalBody{top: map[string]any{}, open: map[string]map[string]json.RawMessage{}}
 	t.space()
 	t.pos++ // '{'
-	t.space()
-	if t.src[t.pos] == '}' {
-		return cb
-	}
-	for {
-		t.space()
-		key := t.str()
-		t.space()
-		t.pos++ // ':'
-		t.space()
+	t.members(func(key string) {
 		if _, seen := cb.top[key]; seen {
 			cb.repeated = append(cb.repeated, key)
 		}
@@ -53,7 +44,12 @@ func decodeCanonicalBody(body []byte) canonicalBody {
 		if isOpenMember(key) && t.src[t.pos] == '{' {
 			t.pos++
 			names, values := map[string]any{}, map[string]json.RawMessage{}
-			t.rawMembers(raw, values, names)
+			t.members(func(name string) {
+				valueStart := t.pos
+				t.skip()
+				values[name] = json.RawMessage(raw[valueStart:t.pos:t.pos])
+				names[name] = nil
+			})
 			cb.top[key], cb.open[key] = names, values
 		} else {
 			cb.top[key] = t.value()
@@ -61,13 +57,8 @@ func decodeCanonicalBody(body []byte) canonicalBody {
 		if key == "RelatedRecords" {
 			cb.related = raw[start:t.pos:t.pos]
 		}
-		t.space()
-		c := t.src[t.pos]
-		t.pos++
-		if c == '}' {
-			return cb
-		}
-	}
+	})
+	return cb
 }
 
 func isOpenMember(name string) bool {
@@ -77,33 +68,6 @@ func isOpenMember(name string) bool {
 		}
 	}
 	return false
-}
-
-// rawMembers reads an object's members after its '{', keeping each value as a slice of raw and
-// each name in names.
-func (t *treeBuilder) rawMembers(raw []byte, values map[string]json.RawMessage, names map[string]any) {
-	t.space()
-	if t.src[t.pos] == '}' {
-		t.pos++
-		return
-	}
-	for {
-		t.space()
-		key := t.str()
-		t.space()
-		t.pos++ // ':'
-		t.space()
-		start := t.pos
-		t.skip()
-		values[key] = json.RawMessage(raw[start:t.pos:t.pos])
-		names[key] = nil
-		t.space()
-		c := t.src[t.pos]
-		t.pos++
-		if c == '}' {
-			return
-		}
-	}
 }
 
 // skip moves past one well-formed value.
@@ -203,41 +167,27 @@ func (cb canonicalBody) event() (Event, error) {
 	}
 	for _, f := range []struct {
 		name string
-		dst  *bool
-	}{{"Trimmed", &ev.Trimmed}} {
+		set  func(bool)
+	}{{"Trimmed", func(b bool) { ev.Trimmed = b }}, {"IsInTransaction", func(b bool) { ev.IsInTransaction = &b }}} {
 		switch v := cb.top[f.name].(type) {
 		case nil:
 		case bool:
-			*f.dst = v
+			f.set(v)
 		default:
 			return Event{}, fmt.Errorf("%s: %s is not a boolean", f.name, jsonType(v))
 		}
 	}
-	switch v := cb.top["IsInTransaction"].(type) {
-	case nil:
-	case bool:
-		ev.IsInTransaction = &v
-	default:
-		return Event{}, fmt.Errorf("IsInTransaction: %s is not a boolean", jsonType(v))
-	}
 	for _, f := range []struct {
 		name string
-		dst  *int
-	}{{"Depth", &ev.Depth}, {"Stage", &ev.Stage}} {
-		if v, ok := cb.top[f.name]; ok && v != nil {
+		set  func(int)
+	}{{"Depth", func(n int) { ev.Depth = n }}, {"Stage", func(n int) { ev.Stage = n }}, {"Mode", func(n int) { ev.Mode = &n }}} {
+		if v := cb.top[f.name]; v != nil {
 			n, err := intMember(f.name, v)
 			if err != nil {
 				return Event{}, err
 			}
-			*f.dst = n
+			f.set(n)
 		}
-	}
-	if v, ok := cb.top["Mode"]; ok && v != nil {
-		n, err := intMember("Mode", v)
-		if err != nil {
-			return Event{}, err
-		}
-		ev.Mode = &n
 	}
 	if cb.related != nil {
 		if err := json.Unmarshal(cb.related, &ev.RelatedRecords); err != nil {

@@ -57,10 +57,17 @@ func (t *treeBuilder) value() any {
 
 func (t *treeBuilder) object() map[string]any {
 	o := make(map[string]any)
+	t.members(func(key string) { o[key] = t.value() })
+	return o
+}
+
+// members reads an object's members, the '{' already read, through the closing '}'. For each it
+// calls member with the builder at the start of the value; member must read or skip the value.
+func (t *treeBuilder) members(member func(key string)) {
 	t.space()
 	if t.src[t.pos] == '}' {
 		t.pos++
-		return o
+		return
 	}
 	for {
 		t.space()
@@ -68,12 +75,12 @@ func (t *treeBuilder) object() map[string]any {
 		t.space()
 		t.pos++ // ':'
 		t.space()
-		o[key] = t.value()
+		member(key)
 		t.space()
 		c := t.src[t.pos]
 		t.pos++
 		if c == '}' {
-			return o
+			return
 		}
 	}
 }

@@ -65,18 +65,7 @@ func BenchmarkPublish_concurrent_without_group_commit(b *testing.B) {
 // up to 16 messages at a time and complete them concurrently, so the completions share commits.
 func BenchmarkReceive_and_complete(b *testing.B) {
 	q := openTestQueue(b, b.TempDir(), Options{})
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i := range b.N {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := q.Publish(context.Background(), msg(fmt.Sprintf("evt-%d", i))); err != nil {
-				b.Error(err)
-			}
-		})
-	}
-	wg.Wait()
+	publishConcurrently(b, q, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
@@ -98,15 +87,12 @@ func BenchmarkReceive_and_complete(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkReceive_one_while_128_are_held is the consumer at concurrency 64 with as many
-// received ahead: 128 messages stay locked while each freed place receives one message and
-// completes it. A receive that steps over the locked messages costs 128 row reads here.
-func BenchmarkReceive_one_while_128_are_held(b *testing.B) {
-	const held = 128
-	q := openTestQueue(b, b.TempDir(), Options{})
+// publishConcurrently fills q with n messages from 64 publishers at a time, so they share commits.
+func publishConcurrently(b *testing.B, q *Queue, n int) {
+	b.Helper()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
-	for i := range b.N + held {
+	for i := range n {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -116,6 +102,15 @@ func BenchmarkReceive_one_while_128_are_held(b *testing.B) {
 		})
 	}
 	wg.Wait()
+}
+
+// BenchmarkReceive_one_while_128_are_held is the consumer at concurrency 64 with as many
+// received ahead: 128 messages stay locked while each freed place receives one message and
+// completes it. A receive that steps over the locked messages costs 128 row reads here.
+func BenchmarkReceive_one_while_128_are_held(b *testing.B) {
+	const held = 128
+	q := openTestQueue(b, b.TempDir(), Options{})
+	publishConcurrently(b, q, b.N+held)
 	locked, err := q.Receive(context.Background(), held)
 	if err != nil || len(locked) != held {
 		b.Fatalf("hold %d: got %d, %v", held, len(locked), err)
