@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 )
 
@@ -41,7 +42,7 @@ func decodeCanonicalBody(body []byte) canonicalBody {
 			cb.repeated = append(cb.repeated, key)
 		}
 		start := t.pos
-		if isOpenMember(key) && t.src[t.pos] == '{' {
+		if slices.Contains(openMembers, key) && t.src[t.pos] == '{' {
 			t.pos++
 			names, values := map[string]any{}, map[string]json.RawMessage{}
 			t.members(func(name string) {
@@ -59,15 +60,6 @@ func decodeCanonicalBody(body []byte) canonicalBody {
 		}
 	})
 	return cb
-}
-
-func isOpenMember(name string) bool {
-	for _, m := range openMembers {
-		if name == m {
-			return true
-		}
-	}
-	return false
 }
 
 // skip moves past one well-formed value.

@@ -2,11 +2,9 @@ package event
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // Limits the pre-scan puts on a body before any of it is decoded. They bound what the decoder,
@@ -234,7 +232,7 @@ func (s *scanner) member() bool {
 	if s.depth == 1 {
 		key := raw
 		if bytes.IndexByte(raw, '\\') >= 0 {
-			key = []byte(decodeKey(raw))
+			key = []byte(unquote(string(raw)))
 		}
 		switch string(key) {
 		case "EventName":
@@ -404,7 +402,7 @@ func (s *scanner) pointer(n int) string {
 	for _, f := range s.frames[:n] {
 		b.WriteByte('/')
 		if f.object {
-			b.WriteString(escapePointerToken(decodeKey(s.body[f.keyStart:f.keyEnd])))
+			b.WriteString(escapePointerToken(unquote(string(s.body[f.keyStart:f.keyEnd]))))
 		} else {
 			b.WriteString(strconv.Itoa(f.count - 1))
 		}
@@ -421,17 +419,4 @@ func (s *scanner) deepFrames() int {
 		n--
 	}
 	return n
-}
-
-// decodeKey returns the text of a raw member name as encoding/json decodes it: escapes undone and
-// invalid UTF-8 replaced by U+FFFD, so a pointer names the member the decoded body has.
-func decodeKey(raw []byte) string {
-	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
-		return string(raw)
-	}
-	var key string
-	if err := json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &key); err != nil {
-		return string(raw)
-	}
-	return key
 }

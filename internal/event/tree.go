@@ -157,12 +157,17 @@ func (t *treeBuilder) space() {
 	}
 }
 
-// unquote undoes a well-formed string's escapes as encoding/json does. The escapes Dataverse
-// writes ("\/Date(…)\/") are undone here; a \u escape or invalid UTF-8 is left to encoding/json
-// itself, whose handling of surrogate pairs and bad bytes is the rule every other reader of the
-// body follows.
+// unquote returns the text of a well-formed string's raw contents (between the quotes) as
+// encoding/json decodes it; the tree builder and the pre-scan's pointers both read strings
+// through it. Text without escapes is returned as it is; the escapes Dataverse writes
+// ("\/Date(…)\/") are undone here; a \u escape or invalid UTF-8 is left to encoding/json itself,
+// whose handling of surrogate pairs and bad bytes is the rule every other reader of the body
+// follows.
 func unquote(raw string) string {
 	if !strings.Contains(raw, `\u`) && utf8.ValidString(raw) {
+		if !strings.Contains(raw, `\`) {
+			return raw
+		}
 		b := make([]byte, 0, len(raw))
 		for i := 0; i < len(raw); i++ {
 			c := raw[i]
