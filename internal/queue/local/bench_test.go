@@ -226,7 +226,7 @@ func seedBacklog(b *testing.B, q *Queue, n int) {
 	b.Helper()
 	body := []byte(`{"EventId":"00000000-0000-0000-0000-000000000000","EventName":"OpportunityUpdated","RecordId":"3f2c1d9e-5b7a-4c1e-9f0a-2b6d8e4c7a11","ChangedFields":["estimatedvalue","statuscode"]}`)
 	now := q.nowNS()
-	err := q.inTx(context.Background(), func(tx *sql.Tx) error {
+	err := q.inTx(context.Background(), survivesPowerLoss, func(tx *sql.Tx) error {
 		stmt, err := tx.Prepare(`INSERT INTO messages
 			(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at)
 			VALUES (?, 'corr', 'OpportunityUpdated', '', 'application/json', ?, '{"Attempt":1}', ?, ?)`)

@@ -31,7 +31,7 @@ func (q *Queue) QueryDeadLetters(ctx context.Context, f queue.DeadLetterFilter) 
 		return nil, fmt.Errorf("list dead letters: %w", err)
 	}
 	var out []queue.DeadLettered
-	err := q.inTx(ctx, func(tx *sql.Tx) error {
+	err := q.inTx(ctx, survivesPowerLoss, func(tx *sql.Tx) error {
 		if err := q.expireLocks(ctx, tx, q.nowNS()); err != nil {
 			return err
 		}
@@ -93,7 +93,7 @@ func (q *Queue) History(ctx context.Context, eventID string) ([]queue.Sighting, 
 		return nil, fmt.Errorf("history of %s: %w", eventID, err)
 	}
 	var seen []queue.Sighting
-	err := q.inTx(ctx, func(tx *sql.Tx) error {
+	err := q.inTx(ctx, survivesPowerLoss, func(tx *sql.Tx) error {
 		event := sql.Named("event", eventID)
 		rows, err := tx.QueryContext(ctx, `
 			SELECT message_id, seq, dead_lettered_at, 0 FROM dead_letters WHERE `+eventIDMatch+`
@@ -146,7 +146,7 @@ func (q *Queue) Resubmit(ctx context.Context, seq int64) (string, error) {
 		return "", fmt.Errorf("resubmit dead letter %d: %w", seq, err)
 	}
 	var newID string
-	err := q.inTx(ctx, func(tx *sql.Tx) error {
+	err := q.inTx(ctx, survivesPowerLoss, func(tx *sql.Tx) error {
 		var id, props string
 		err := tx.QueryRowContext(ctx, `SELECT message_id, props FROM dead_letters WHERE seq = ?`, seq).Scan(&id, &props)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -199,7 +199,7 @@ func (q *Queue) PurgeDeadLetter(ctx context.Context, seq int64) error {
 	if err := q.checkOpen(); err != nil {
 		return fmt.Errorf("purge dead letter %d: %w", seq, err)
 	}
-	err := q.inTx(ctx, func(tx *sql.Tx) error {
+	err := q.inTx(ctx, survivesPowerLoss, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM dead_letters WHERE seq = ?`, seq)
 		if err != nil {
 			return err

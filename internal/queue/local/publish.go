@@ -63,7 +63,7 @@ func (q *Queue) PublishReporting(ctx context.Context, m *queue.Message) (duplica
 	if err != nil {
 		return false, fmt.Errorf("publish %s: %w", m.MessageID, err)
 	}
-	err = q.write(ctx, func(ctx context.Context, tx *sql.Tx, now int64) error {
+	err = q.write(ctx, survivesPowerLoss, func(ctx context.Context, tx *sql.Tx, now int64) error {
 		fresh, err := q.insertMessage(ctx, tx, r, now)
 		duplicate = !fresh
 		return err
@@ -132,7 +132,7 @@ func (q *Queue) DeadLetter(ctx context.Context, m *queue.Message, reason, descri
 	if err != nil {
 		return fmt.Errorf("dead-letter %s: %w", m.MessageID, err)
 	}
-	err = q.write(ctx, func(ctx context.Context, tx *sql.Tx, now int64) error {
+	err = q.write(ctx, survivesPowerLoss, func(ctx context.Context, tx *sql.Tx, now int64) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO dead_letters
 			(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at,
 			 delivery_count, reason, description, dead_lettered_at)

@@ -4,7 +4,9 @@
 // queue with reasons, and resubmit.
 //
 // Durability is the promise the intake makes before it answers 202, so the database runs in WAL
-// mode with synchronous=FULL: a Publish returns only after its transaction is fsynced.
+// mode and a Publish returns only after its transaction is fsynced. Receive locks and
+// settlements are committed without an fsync of their own (see durability): a killed process
+// keeps them, a power loss can undo the last of them, which redelivers those messages.
 //
 // One process owns a data directory. Open takes an exclusive, non-blocking flock on a lock file
 // in it, and releases the locks of messages an earlier (crashed or stopped) process was holding.
@@ -72,6 +74,9 @@ type Options struct {
 	// beforeRead runs before every read on the read pool; tests block in it to stand for a
 	// stalled disk.
 	beforeRead func()
+	// committed is told the durability of every group commit; tests check which changes are
+	// fsynced with it.
+	committed func(durability)
 }
 
 func (o Options) withDefaults() Options {
@@ -113,6 +118,9 @@ type Queue struct {
 	closing   chan struct{}
 	closeErr  error
 	closeOnce sync.Once
+
+	// connLevel is the synchronous level last set on the writer connection (see inTx).
+	connLevel durability
 
 	// writes feeds the group-commit writer (see write).
 	writes     chan *writeRequest
@@ -267,7 +275,7 @@ func (q *Queue) migrate(ctx context.Context) error {
 // releaseLocks ends every lock at once: after a restart no receiver holds any of them.
 func (q *Queue) releaseLocks(ctx context.Context) (int64, error) {
 	var released int64
-	err := q.inTx(ctx, func(tx *sql.Tx) error {
+	err := q.inTx(ctx, survivesPowerLoss, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE messages SET locked_until = 0 WHERE lock_token IS NOT NULL`)
 		if err != nil {
 			return err
@@ -307,22 +315,6 @@ func (q *Queue) checkOpen() error {
 }
 
 func (q *Queue) nowNS() int64 { return q.opts.Now().UnixNano() }
-
-// inTx runs fn in a write transaction (BEGIN IMMEDIATE) and commits it.
-func (q *Queue) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := q.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
-}
 
 // wake tells every waiting Receive that a message may have become available.
 func (q *Queue) wake() {

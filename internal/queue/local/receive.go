@@ -122,7 +122,7 @@ func (q *Queue) nextAvailable(ctx context.Context) (int64, error) {
 // the receiver, or its message would sit out a whole lock duration with a delivery counted.
 func (q *Queue) lockAvailable(ctx context.Context, maxMessages int) ([]*queue.Received, error) {
 	var got []*queue.Received
-	done, err := q.submit(ctx, func(txCtx context.Context, tx *sql.Tx, now int64) error {
+	done, err := q.submit(ctx, survivesProcessCrash, func(txCtx context.Context, tx *sql.Tx, now int64) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -297,7 +297,7 @@ func lockArgs(r *queue.Received) []any {
 
 // settle applies fn through the group-commit writer after checking that r's lock is still held.
 func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn func(ctx context.Context, tx *sql.Tx, now int64) error) error {
-	err := q.write(ctx, func(ctx context.Context, tx *sql.Tx, now int64) error {
+	err := q.write(ctx, survivesProcessCrash, func(ctx context.Context, tx *sql.Tx, now int64) error {
 		var held int
 		args := append(lockArgs(r), sql.Named("now", now))
 		if err := tx.StmtContext(ctx, q.stmts.checkLock).QueryRowContext(ctx, args...).Scan(&held); err != nil {

@@ -25,7 +25,7 @@ func TestStats_answers_while_a_group_commit_is_in_progress(t *testing.T) {
 	inside, release := make(chan struct{}), make(chan struct{})
 	written := make(chan error, 1)
 	go func() {
-		written <- q.write(context.Background(), func(ctx context.Context, tx *sql.Tx, now int64) error {
+		written <- q.write(context.Background(), survivesPowerLoss, func(ctx context.Context, tx *sql.Tx, now int64) error {
 			r, err := newRow(msg("c"))
 			if err != nil {
 				return err

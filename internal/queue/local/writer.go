@@ -15,24 +15,27 @@ const forgetDuplicatesSQL = `DELETE FROM duplicates WHERE first_seen <= @before`
 
 // writeRequest is one caller's change, waiting for the writer.
 type writeRequest struct {
-	ctx   context.Context
-	apply func(ctx context.Context, tx *sql.Tx, now int64) error
-	done  chan error // buffered: the writer never waits for a caller that gave up
+	ctx        context.Context
+	durability durability
+	apply      func(ctx context.Context, tx *sql.Tx, now int64) error
+	done       chan error // buffered: the writer never waits for a caller that gave up
 }
 
-// write applies one change durably: it returns once the transaction holding it is committed
-// and fsynced, or with the change's own error (and nothing of it written).
+// write applies one change: it returns once the transaction holding it is committed with at
+// least durability d (fsynced, for survivesPowerLoss), or with the change's own error (and
+// nothing of it written).
 //
-// Group commit: with synchronous=FULL an fsync costs far more than the SQL around it, so
-// publishes, settlements, dead-letters and receive locks do not commit on their own. write
-// hands the change to the single writer goroutine, which takes every change waiting at that
-// moment (up to defaultMaxBatch), applies each inside its own savepoint (so one change failing,
-// say with ErrLockLost, rolls back only itself), commits them all with one fsync, and then
-// answers each caller. Under concurrency the callers share the fsync; a lone caller pays exactly
-// one, with no timer holding it back. A caller whose ctx ends first gets ctx.Err(); its change
+// Group commit: an fsync costs far more than the SQL around it, so publishes, settlements,
+// dead-letters and receive locks do not commit on their own. write hands the change to the
+// single writer goroutine, which takes every change waiting at that moment (up to
+// defaultMaxBatch), applies each inside its own savepoint (so one change failing, say with
+// ErrLockLost, rolls back only itself), commits them all at once, with one fsync unless every
+// change in the batch is survivesProcessCrash, and then answers each caller. Under concurrency
+// the callers share the fsync; a lone durable caller pays exactly one, with no timer holding it
+// back. A caller whose ctx ends first gets ctx.Err(); its change
 // may still land.
-func (q *Queue) write(ctx context.Context, apply func(ctx context.Context, tx *sql.Tx, now int64) error) error {
-	done, err := q.submit(ctx, apply)
+func (q *Queue) write(ctx context.Context, d durability, apply func(ctx context.Context, tx *sql.Tx, now int64) error) error {
+	done, err := q.submit(ctx, d, apply)
 	if err != nil {
 		return err
 	}
@@ -47,8 +50,8 @@ func (q *Queue) write(ctx context.Context, apply func(ctx context.Context, tx *s
 // submit hands a change to the writer and returns the channel that carries its outcome. The
 // writer answers every change it has taken, so waiting on that channel alone is safe: it is what
 // a caller does whose change must not land unseen (see lockAvailable).
-func (q *Queue) submit(ctx context.Context, apply func(ctx context.Context, tx *sql.Tx, now int64) error) (<-chan error, error) {
-	req := &writeRequest{ctx: ctx, apply: apply, done: make(chan error, 1)}
+func (q *Queue) submit(ctx context.Context, d durability, apply func(ctx context.Context, tx *sql.Tx, now int64) error) (<-chan error, error) {
+	req := &writeRequest{ctx: ctx, durability: d, apply: apply, done: make(chan error, 1)}
 	select {
 	case q.writes <- req:
 		return req.done, nil
@@ -111,13 +114,18 @@ func dropAbandoned(batch []*writeRequest) []*writeRequest {
 	return kept
 }
 
-// commitBatch applies every request in one transaction. errs[i] is request i's own error; err is
-// the transaction's, which every request shares.
+// commitBatch applies every request in one transaction, as durable as its most demanding
+// request. errs[i] is request i's own error; err is the transaction's, which every request
+// shares.
 func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
 	// The batch belongs to many callers, so no single caller's ctx may abort it.
 	ctx := context.Background()
 	errs = make([]error, len(batch))
-	err = q.inTx(ctx, func(tx *sql.Tx) error {
+	d := survivesProcessCrash
+	for _, req := range batch {
+		d = strongest(d, req.durability)
+	}
+	err = q.inTx(ctx, d, func(tx *sql.Tx) error {
 		now := q.nowNS()
 		if _, err := tx.StmtContext(ctx, q.stmts.forgetDuplicates).ExecContext(ctx,
 			sql.Named("before", now-q.opts.DuplicateWindow.Nanoseconds())); err != nil {
@@ -140,5 +148,8 @@ func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
 		}
 		return nil
 	})
+	if err == nil && q.opts.committed != nil {
+		q.opts.committed(d)
+	}
 	return errs, err
 }
