@@ -113,3 +113,40 @@ func TestQueue_fsyncs_before_a_publish_returns_and_not_for_a_receive_or_a_settle
 		t.Errorf("a direct dead-letter committed as %v, want it fsynced", got)
 	}
 }
+
+func TestCommitSweep_commits_the_publishes_first_and_the_worker_s_changes_without_an_fsync(t *testing.T) {
+	commits := &commitLog{}
+	q := openTestQueue(t, t.TempDir(), Options{committed: commits.record})
+	type applied struct {
+		name  string
+		level int
+	}
+	var order []applied
+	change := func(name string, d durability) *writeRequest {
+		return &writeRequest{ctx: context.Background(), durability: d, done: make(chan error, 1),
+			apply: func(ctx context.Context, tx *sql.Tx, _ int64) error {
+				a := applied{name: name}
+				err := tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&a.level)
+				order = append(order, a)
+				return err
+			}}
+	}
+	sweep := []*writeRequest{
+		change("complete", survivesProcessCrash), change("publish 1", survivesPowerLoss),
+		change("lock", survivesProcessCrash), change("publish 2", survivesPowerLoss),
+	}
+	q.commitSweep(slices.Clone(sweep))
+
+	want := []applied{{"publish 1", 2}, {"publish 2", 2}, {"complete", 1}, {"lock", 1}}
+	if !slices.Equal(order, want) {
+		t.Errorf("a sweep was applied as %v, want %v: the publishes alone in an fsynced commit, then the rest", order, want)
+	}
+	if got := commits.take(); !slices.Equal(got, []durability{survivesPowerLoss, survivesProcessCrash}) {
+		t.Errorf("a mixed sweep committed as %v, want an fsynced commit then one without", got)
+	}
+	for _, req := range sweep {
+		if err := <-req.done; err != nil {
+			t.Errorf("a change of the sweep was answered %v, want nil", err)
+		}
+	}
+}

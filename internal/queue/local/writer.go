@@ -1,10 +1,12 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // defaultMaxBatch caps one group commit so a flood of writers cannot hold the single connection
@@ -83,20 +85,45 @@ func (q *Queue) writer() {
 				break drain
 			}
 		}
-		batch = dropAbandoned(batch)
-		if len(batch) == 0 {
-			continue
-		}
-		errs, err := q.commitBatch(batch)
-		if err != nil {
-			q.log.Error("group commit failed", "count", len(batch), "error", err)
-		}
-		for i, req := range batch {
-			req.done <- errors.Join(errs[i], err)
-		}
-		q.wake()
+		q.commitSweep(dropAbandoned(batch))
 		clear(batch)
 	}
+}
+
+// commitSweep commits the changes the writer took in one sweep and answers their callers.
+//
+// The changes that want an fsync (publishes: a caller at the intake is waiting for its 202) are
+// committed first, in a transaction of their own; the receive locks and settlements of the same
+// sweep follow in a second one, which costs no fsync. Mixed into one, the worker's SQL would run
+// ahead of every publish's fsync and lengthen the intake's wait by as much. Reordering is safe:
+// no caller in a sweep has been answered, so none of its changes can depend on another's.
+func (q *Queue) commitSweep(batch []*writeRequest) {
+	slices.SortStableFunc(batch, func(a, b *writeRequest) int { return cmp.Compare(a.durability, b.durability) })
+	split := len(batch)
+	for i, req := range batch {
+		if req.durability != survivesPowerLoss {
+			split = i
+			break
+		}
+	}
+	q.commitAndAnswer(batch[:split])
+	q.commitAndAnswer(batch[split:])
+}
+
+// commitAndAnswer commits batch (if it holds anything), answers each of its callers and wakes
+// the receivers.
+func (q *Queue) commitAndAnswer(batch []*writeRequest) {
+	if len(batch) == 0 {
+		return
+	}
+	errs, err := q.commitBatch(batch)
+	if err != nil {
+		q.log.Error("group commit failed", "count", len(batch), "error", err)
+	}
+	for i, req := range batch {
+		req.done <- errors.Join(errs[i], err)
+	}
+	q.wake()
 }
 
 // dropAbandoned answers the requests whose caller has already given up and returns the rest:
