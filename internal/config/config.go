@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dvrelay/dvrelay/functions/webhook"
 )
 
 // Log formats (DVRELAY_LOG_FORMAT).
@@ -34,8 +36,6 @@ const DefaultShutdownGrace = 20 * time.Second
 // Defaults of the intake's bounds. BENCHMARKS.md shows the measurements behind them; the README
 // explains them to operators.
 const (
-	// DefaultMaxInFlight is DVRELAY_MAX_INFLIGHT: requests the intake works on at once.
-	DefaultMaxInFlight = 64
 	// DefaultMaxConnections is DVRELAY_MAX_CONNECTIONS: open client connections in serve mode.
 	// The cap keeps idle and slow clients from using up file descriptors (the read timeouts cut
 	// slow ones off); it must not be what meets an overload first. At 512, twice the intake's
@@ -163,7 +163,7 @@ func Load(lookup Lookup) (Config, error) {
 		UseSessions:    r.boolean("DVRELAY_USE_SESSIONS", false),
 		AcceptStages:   r.stages("DVRELAY_ACCEPT_STAGES", "40"),
 
-		MaxInFlight:       r.positiveInt("DVRELAY_MAX_INFLIGHT", DefaultMaxInFlight),
+		MaxInFlight:       r.positiveInt("DVRELAY_MAX_INFLIGHT", webhook.DefaultMaxInFlight),
 		MaxConnections:    r.positiveInt("DVRELAY_MAX_CONNECTIONS", DefaultMaxConnections),
 		ReadHeaderTimeout: r.duration("DVRELAY_READ_HEADER_TIMEOUT", 5*time.Second),
 		ReadTimeout:       r.duration("DVRELAY_READ_TIMEOUT", 15*time.Second),

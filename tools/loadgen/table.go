@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/dvrelay/dvrelay/functions/webhook"
 )
 
 // Labels tools/bench.sh gives its runs; the table picks its rows by them.
@@ -19,9 +21,7 @@ const (
 	labelSteady = "serve-60s"
 	prefixOpen  = "open-"
 	prefixBound = "inflight-"
-	// defaultMaxInFlight is the bound the open-loop runs use (the handler's default).
-	defaultMaxInFlight = 64
-	labelSoak          = "soak"
+	labelSoak   = "soak"
 )
 
 func runTable(args []string, stdout io.Writer) error {
@@ -91,7 +91,7 @@ func runTable(args []string, stdout io.Writer) error {
 	}
 	if r, ok := loads[prefixOpen+"2x"]; ok && len(bounds) > 0 {
 		r2 := *r
-		r2.Label = prefixBound + fmt.Sprint(defaultMaxInFlight) + " (default)"
+		r2.Label = prefixBound + fmt.Sprint(webhook.DefaultMaxInFlight) + " (default)"
 		bounds = append(bounds, &r2)
 	}
 	sort.Slice(bounds, func(i, j int) bool { return boundOf(bounds[i]) < boundOf(bounds[j]) })
