@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces BENCHMARKS.md on this machine: builds handler, refserver and loadgen, runs every
 # benchmark on loopback, and prints the tables. Needs only Go and bash. Takes about
-# 6 minutes plus $SOAK.
+# 8 minutes plus $SOAK.
 #
 #   tools/bench.sh                      # everything, 3-minute soak
 #   SOAK=30s DURATION=10s tools/bench.sh   # a quicker look
@@ -94,6 +94,18 @@ if want ref; then
   start_ref
   closed -url "http://$REF_ADDR/" -d "$DURATION" -label r2 -out "$OUT/r2.json"
   stop "$PID"
+
+  # The same fixed rates as handler serve's open loop below: what a server that only decodes
+  # and validates (R1), and one that also commits durably (R2), achieve on this machine.
+  for rate in 500 1000; do
+    for ref in r1 r2; do
+      log "${ref^^}: open loop at $rate/s"
+      if [ "$ref" = r1 ]; then start_ref -durable=false; else start_ref; fi
+      "$LOADGEN" open -rate "$rate" -pid "$PID" -url "http://$REF_ADDR/" -d "$DURATION" \
+        -label "open-$ref-$rate" -out "$OUT/open-$ref-$rate.json"
+      stop "$PID"
+    done
+  done
 fi
 
 if want closed; then

@@ -20,6 +20,7 @@ const (
 	labelServe  = "serve"
 	labelSteady = "serve-60s"
 	prefixOpen  = "open-"
+	// The reference servers' open-loop runs are labelled prefixOpen + labelR1 or labelR2 + "-" + rate.
 	prefixBound = "inflight-"
 	labelSoak   = "soak"
 )
@@ -66,20 +67,26 @@ func runTable(args []string, stdout io.Writer) error {
 			open = append(open, r)
 		}
 	}
-	sort.Slice(open, func(i, j int) bool { return open[i].Rate < open[j].Rate })
+	sort.Slice(open, func(i, j int) bool {
+		if open[i].Rate != open[j].Rate {
+			return open[i].Rate < open[j].Rate
+		}
+		return openServer(open[i]) < openServer(open[j])
+	})
 	if len(open) > 0 {
 		w.line("")
-		w.line("### Fixed rates: open loop, `handler serve` (worker on)")
+		w.line("### Fixed rates: open loop, `handler serve` (worker on) beside the reference servers")
 		w.line("")
-		w.line("| offered/s | accepted/s | p50 | p99 | 503s | 503 p50 / p99 | other | peak RSS |")
-		w.line("| --- | --- | --- | --- | --- | --- | --- | --- |")
+		w.line("| offered/s | server | accepted/s | p50 | p99 | 503s | 503 p50 / p99 | other | peak RSS | generator CPU |")
+		w.line("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 		for _, r := range open {
 			name := thousands(r.Rate)
 			if strings.HasSuffix(r.Label, "2x") {
 				name += " (2× capacity)"
 			}
-			w.line("| %s | %s | %.1f ms | %.1f ms | %d | %s | %s | %s |", name, thousands(r.AcceptedPerSec), r.Accepted.P50,
-				r.Accepted.P99, r.Overloaded, refusedLatency(r), others(r), peak(r))
+			w.line("| %s | %s | %s | %.1f ms | %.1f ms | %d | %s | %s | %s | %.2f cores |", name, openServer(r),
+				thousands(r.AcceptedPerSec), r.Accepted.P50, r.Accepted.P99, r.Overloaded, refusedLatency(r), others(r),
+				peak(r), r.GeneratorCPUMsPerPost*r.Rate/1000)
 		}
 	}
 
@@ -248,4 +255,17 @@ func boundOf(r *result) int {
 	var n int
 	_, _ = fmt.Sscanf(strings.TrimPrefix(r.Label, prefixBound), "%d", &n)
 	return n
+}
+
+// openServer names the server of an open-loop run: R1 or R2 for the reference servers, else
+// `handler serve`. The names sort the rows of one rate as the closed-loop table does.
+func openServer(r *result) string {
+	switch {
+	case strings.HasPrefix(r.Label, prefixOpen+labelR1+"-"):
+		return "R1"
+	case strings.HasPrefix(r.Label, prefixOpen+labelR2+"-"):
+		return "R2"
+	default:
+		return "`handler serve`"
+	}
 }
