@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces BENCHMARKS.md on this machine: builds handler, refserver and loadgen, runs every
 # benchmark on loopback, and prints the tables. Needs only Go and bash. Takes about
-# 8 minutes plus $SOAK.
+# 12 minutes plus $SOAK.
 #
 #   tools/bench.sh                      # everything, 3-minute soak
 #   SOAK=30s DURATION=10s tools/bench.sh   # a quicker look
