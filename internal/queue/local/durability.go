@@ -21,8 +21,8 @@ const (
 	// (the intake answers 202 on it), a direct dead-letter and every support tool's change.
 	survivesPowerLoss durability = iota
 	// survivesProcessCrash: in the log but not yet fsynced (synchronous=NORMAL). A kill -9 or
-	// a panic keeps it; a power loss or an OS crash in the moment after it (before the next
-	// fsync, at most one publish or checkpoint away) can undo it. Receive locks and settlements
+	// a panic keeps it; a power loss or an OS crash before the next fsync (the next publish's,
+	// or a checkpoint's) can undo it. Receive locks and settlements
 	// are this: undoing one delivers the message again, as a lost lock would, which
 	// at-least-once delivery already allows, and an fsync each would cost the worker as much
 	// as the intake's publishes (an fsync is about ten times the rest of a commit).

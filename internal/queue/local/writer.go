@@ -34,8 +34,7 @@ type writeRequest struct {
 // ErrLockLost, rolls back only itself), commits them all at once, with one fsync unless every
 // change in the batch is survivesProcessCrash, and then answers each caller. Under concurrency
 // the callers share the fsync; a lone durable caller pays exactly one, with no timer holding it
-// back. A caller whose ctx ends first gets ctx.Err(); its change
-// may still land.
+// back. A caller whose ctx ends first gets ctx.Err(); its change may still land.
 func (q *Queue) write(ctx context.Context, d durability, apply func(ctx context.Context, tx *sql.Tx, now int64) error) error {
 	done, err := q.submit(ctx, d, apply)
 	if err != nil {
