@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // syncLevelOf writes a change with durability d and returns the PRAGMA synchronous level in
@@ -148,5 +149,39 @@ func TestCommitSweep_commits_the_publishes_first_and_the_worker_s_changes_withou
 		if err := <-req.done; err != nil {
 			t.Errorf("a change of the sweep was answered %v, want nil", err)
 		}
+	}
+}
+
+func TestPublish_forgets_message_ids_older_than_the_duplicate_window(t *testing.T) {
+	clock := newManualClock()
+	q := openTestQueue(t, t.TempDir(), Options{Now: clock.Now, DuplicateWindow: time.Minute})
+	remembered := func() []string {
+		t.Helper()
+		rows, err := q.readers.Query(`SELECT message_id FROM duplicates ORDER BY message_id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		return ids
+	}
+
+	mustPublish(t, q, msg("old"))
+	clock.Advance(2 * time.Minute)
+	// The worker's commits alone leave the ids be; the next publish's commit forgets them.
+	mustReceive(t, q, 1)
+	if got := remembered(); !slices.Equal(got, []string{"old"}) {
+		t.Errorf("after a receive, remembered ids = %v, want [old]", got)
+	}
+	mustPublish(t, q, msg("new"))
+	if got := remembered(); !slices.Equal(got, []string{"new"}) {
+		t.Errorf("after a publish past the window, remembered ids = %v, want [new]: the table must not grow forever", got)
 	}
 }

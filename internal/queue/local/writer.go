@@ -98,12 +98,9 @@ func (q *Queue) writer() {
 // no caller in a sweep has been answered, so none of its changes can depend on another's.
 func (q *Queue) commitSweep(batch []*writeRequest) {
 	slices.SortStableFunc(batch, func(a, b *writeRequest) int { return cmp.Compare(a.durability, b.durability) })
-	split := len(batch)
-	for i, req := range batch {
-		if req.durability != survivesPowerLoss {
-			split = i
-			break
-		}
+	split := slices.IndexFunc(batch, func(req *writeRequest) bool { return req.durability != survivesPowerLoss })
+	if split < 0 {
+		split = len(batch)
 	}
 	q.commitAndAnswer(batch[:split])
 	q.commitAndAnswer(batch[split:])
@@ -153,9 +150,13 @@ func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
 	}
 	err = q.inTx(ctx, d, func(tx *sql.Tx) error {
 		now := q.nowNS()
-		if _, err := tx.StmtContext(ctx, q.stmts.forgetDuplicates).ExecContext(ctx,
-			sql.Named("before", now-q.opts.DuplicateWindow.Nanoseconds())); err != nil {
-			return fmt.Errorf("forget old message ids: %w", err)
+		// Old message ids matter to publishes alone (remember takes an expired one as new), so
+		// they are forgotten in the commits that carry publishes, not on the worker's path.
+		if d == survivesPowerLoss {
+			if _, err := tx.StmtContext(ctx, q.stmts.forgetDuplicates).ExecContext(ctx,
+				sql.Named("before", now-q.opts.DuplicateWindow.Nanoseconds())); err != nil {
+				return fmt.Errorf("forget old message ids: %w", err)
+			}
 		}
 		savepoint := tx.StmtContext(ctx, q.stmts.savepoint)
 		release := tx.StmtContext(ctx, q.stmts.release)
