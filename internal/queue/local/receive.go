@@ -120,15 +120,18 @@ func (q *Queue) nextAvailable(ctx context.Context) (int64, error) {
 // after ending the locks that ran out. It waits for the writer's answer even if ctx ends
 // meanwhile: the writer checks ctx before it locks anything, and a lock that did land must reach
 // the receiver, or its message would sit out a whole lock duration with a delivery counted.
+//
+// The messages' application properties are decoded here, after the commit, rather than inside
+// it: the writer is what every publish waits for, and decoding is work any goroutine can do.
 func (q *Queue) lockAvailable(ctx context.Context, maxMessages int) ([]*queue.Received, error) {
-	var got []*queue.Received
+	var locked []lockedMessage
 	done, err := q.submit(ctx, survivesProcessCrash, func(txCtx context.Context, tx *sql.Tx, now int64) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		var err error
-		if got, err = q.lockDue(txCtx, tx, now, maxMessages); err != nil {
-			got = nil
+		if locked, err = q.lockDue(txCtx, tx, now, maxMessages); err != nil {
+			locked = nil
 		}
 		return err
 	})
@@ -138,11 +141,28 @@ func (q *Queue) lockAvailable(ctx context.Context, maxMessages int) ([]*queue.Re
 	if err := <-done; err != nil {
 		return nil, err
 	}
+	got := make([]*queue.Received, len(locked))
+	for i, m := range locked {
+		if m.ApplicationProperties, err = decodeProps(m.props); err != nil {
+			// Only a damaged file gets here (the queue wrote the properties itself). The locks
+			// stand and run out, so the message is dead-lettered after MaxDeliveryCount tries
+			// rather than stopping every receive.
+			return nil, fmt.Errorf("message %s: %w", m.MessageID, err)
+		}
+		got[i] = m.Received
+	}
 	return got, nil
 }
 
+// lockedMessage is a message lockDue locked, with what the writer leaves to the receiver.
+type lockedMessage struct {
+	*queue.Received
+	props string // application properties, still encoded
+	dueAt int64  // unix ns
+}
+
 // lockDue ends the expired locks and locks up to maxMessages due messages, in the order they fall due.
-func (q *Queue) lockDue(ctx context.Context, tx *sql.Tx, now int64, maxMessages int) ([]*queue.Received, error) {
+func (q *Queue) lockDue(ctx context.Context, tx *sql.Tx, now int64, maxMessages int) ([]lockedMessage, error) {
 	if err := q.expireLocks(ctx, tx, now); err != nil {
 		return nil, err
 	}
@@ -153,32 +173,27 @@ func (q *Queue) lockDue(ctx context.Context, tx *sql.Tx, now int64, maxMessages 
 		return nil, fmt.Errorf("lock messages: %w", err)
 	}
 	defer rows.Close()
-	var got []*queue.Received
-	dueAt := map[*queue.Received]int64{}
+	var got []lockedMessage
 	for rows.Next() {
 		var (
-			r             queue.Received
-			props         string
-			enqueued, due int64
+			m        = lockedMessage{Received: &queue.Received{}}
+			r        = m.Received
+			enqueued int64
 		)
 		if err := rows.Scan(&r.SequenceNumber, &r.MessageID, &r.CorrelationID, &r.Subject, &r.SessionID,
-			&r.ContentType, &r.Body, &props, &enqueued, &due, &r.DeliveryCount, &r.LockToken); err != nil {
+			&r.ContentType, &r.Body, &m.props, &enqueued, &m.dueAt, &r.DeliveryCount, &r.LockToken); err != nil {
 			return nil, fmt.Errorf("read locked message: %w", err)
-		}
-		if r.ApplicationProperties, err = decodeProps(props); err != nil {
-			return nil, fmt.Errorf("message %s: %w", r.MessageID, err)
 		}
 		r.EnqueuedTime = fromNS(enqueued)
 		r.LockedUntil = fromNS(lockedUntil)
-		got = append(got, &r)
-		dueAt[&r] = due
+		got = append(got, m)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read locked messages: %w", err)
 	}
 	// RETURNING gives no order; hand messages out in the order they were picked.
-	slices.SortFunc(got, func(a, b *queue.Received) int {
-		if d := dueAt[a] - dueAt[b]; d != 0 {
+	slices.SortFunc(got, func(a, b lockedMessage) int {
+		if d := a.dueAt - b.dueAt; d != 0 {
 			return sign(d)
 		}
 		return sign(a.SequenceNumber - b.SequenceNumber)
@@ -278,11 +293,14 @@ func deadLetterCopySQL(where string, countedDescription bool) string {
 	if countedDescription {
 		descSQL = `'Message could not be consumed after ' || delivery_count || ' delivery attempts.'`
 	}
+	// A message whose stored properties no longer parse (a damaged file) is still moved, with
+	// only the dead-letter properties: json_patch would fail the statement, and with it every
+	// receive that ends expired locks.
 	return `INSERT INTO dead_letters
 		(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at,
 		 delivery_count, reason, description, dead_lettered_at)
 		SELECT message_id, correlation_id, subject, session_id, content_type, body,
-			json_set(json_patch(props, @props), '$.` + queue.PropDeadLetterReason + `', @reason,
+			json_set(json_patch(iif(json_valid(props), props, '{}'), @props), '$.` + queue.PropDeadLetterReason + `', @reason,
 				'$.` + queue.PropDeadLetterErrorDescription + `', ` + descSQL + `),
 			enqueued_at, delivery_count, @reason, ` + descSQL + `, @now
 		FROM messages WHERE ` + where + ` ORDER BY +seq`
