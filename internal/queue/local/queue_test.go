@@ -484,3 +484,20 @@ func TestReceive_dead_letters_a_message_whose_properties_are_damaged(t *testing.
 		t.Errorf("dead letters = %+v, want the damaged message, MaxDeliveryCountExceeded", dead)
 	}
 }
+
+func TestReceive_hands_out_the_sound_messages_locked_beside_a_damaged_one(t *testing.T) {
+	q := openTestQueue(t, t.TempDir(), Options{})
+	ctx := context.Background()
+	mustPublish(t, q, msg("damaged"))
+	mustPublish(t, q, msg("sound"))
+	if _, err := q.db.ExecContext(ctx, `UPDATE messages SET props = '{not json' WHERE message_id = 'damaged'`); err != nil {
+		t.Fatal(err)
+	}
+	got := mustReceive(t, q, 2)
+	if len(got) != 1 || got[0].MessageID != "sound" {
+		t.Fatalf("Receive(2) = %d messages, want the sound one alone", len(got))
+	}
+	if err := q.Complete(ctx, got[0]); err != nil {
+		t.Errorf("Complete of the sound message: %v", err)
+	}
+}

@@ -141,15 +141,24 @@ func (q *Queue) lockAvailable(ctx context.Context, maxMessages int) ([]*queue.Re
 	if err := <-done; err != nil {
 		return nil, err
 	}
-	got := make([]*queue.Received, len(locked))
-	for i, m := range locked {
+	// Only a damaged file fails to decode (the queue wrote the properties itself). Such a
+	// message keeps its lock and is delivered again when the lock runs out, until
+	// MaxDeliveryCount dead-letters it: it must not stop every receive, nor hold back the sound
+	// messages locked beside it, so those are handed out and it is logged; a receive that
+	// locked nothing else fails with it.
+	got := make([]*queue.Received, 0, len(locked))
+	var damaged error
+	for _, m := range locked {
 		if m.ApplicationProperties, err = decodeProps(m.props); err != nil {
-			// Only a damaged file gets here (the queue wrote the properties itself). The locks
-			// stand and run out, so the message is dead-lettered after MaxDeliveryCount tries
-			// rather than stopping every receive.
-			return nil, fmt.Errorf("message %s: %w", m.MessageID, err)
+			damaged = fmt.Errorf("message %s (sequence number %d): stored properties: %w", m.MessageID, m.SequenceNumber, err)
+			q.log.ErrorContext(ctx, "a stored message is damaged; it will be dead-lettered after its max delivery count",
+				"messageId", m.MessageID, "sequenceNumber", m.SequenceNumber, "deliveryCount", m.DeliveryCount, "error", err)
+			continue
 		}
-		got[i] = m.Received
+		got = append(got, m.Received)
+	}
+	if len(got) == 0 && damaged != nil {
+		return nil, damaged
 	}
 	return got, nil
 }
