@@ -92,15 +92,23 @@ func (q *Queue) History(ctx context.Context, eventID string) ([]queue.Sighting, 
 	if err := q.checkOpen(); err != nil {
 		return nil, fmt.Errorf("history of %s: %w", eventID, err)
 	}
-	var seen []queue.Sighting
-	err := q.inTx(ctx, survivesPowerLoss, func(tx *sql.Tx) error {
+	// A read on the read pool: matching the event's retries and resubmissions walks the tables
+	// (the duplicates' among them), which on the writer connection would hold up every publish
+	// for as long. One read transaction keeps the two queries to one snapshot.
+	seen, err := read(ctx, q, func(ctx context.Context, db *sql.DB) ([]queue.Sighting, error) {
+		tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = tx.Rollback() }()
+		var seen []queue.Sighting
 		event := sql.Named("event", eventID)
 		rows, err := tx.QueryContext(ctx, `
 			SELECT message_id, seq, dead_lettered_at, 0 FROM dead_letters WHERE `+eventIDMatch+`
 			UNION ALL SELECT message_id, 0, enqueued_at, 1 FROM messages WHERE `+eventIDMatch+`
 			UNION ALL SELECT message_id, 0, first_seen, 2 FROM duplicates WHERE `+eventIDMatch, event)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer rows.Close()
 		states := [...]string{queue.SeenDeadLettered, queue.SeenQueued, queue.SeenPublished}
@@ -111,24 +119,24 @@ func (q *Queue) History(ctx context.Context, eventID string) ([]queue.Sighting, 
 				state int
 			)
 			if err := rows.Scan(&s.MessageID, &s.Seq, &at, &state); err != nil {
-				return err
+				return nil, err
 			}
 			s.State, s.At = states[state], fromNS(at)
 			seen = append(seen, s)
 		}
 		if err := rows.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		// Every resubmission of the event started a chain <EventId>/resubmit/<n>.
 		var resubmits int64
 		err = tx.QueryRowContext(ctx, `SELECT count FROM resubmits WHERE base_message_id = ?`, eventID).Scan(&resubmits)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
+			return nil, err
 		}
 		for n := int64(1); n <= resubmits; n++ {
 			seen = append(seen, queue.Sighting{MessageID: queue.ResubmitID(eventID, n), State: queue.SeenImplied})
 		}
-		return nil
+		return seen, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("history of %s: %w", eventID, err)

@@ -501,3 +501,25 @@ func TestReceive_hands_out_the_sound_messages_locked_beside_a_damaged_one(t *tes
 		t.Errorf("Complete of the sound message: %v", err)
 	}
 }
+
+// History walks whole tables to match an event's retries and resubmissions; it reads on the read
+// pool, so it neither waits for the writer nor holds up the publishes behind it.
+func TestHistory_answers_while_the_writer_connection_is_taken(t *testing.T) {
+	q := openTestQueue(t, t.TempDir(), Options{})
+	mustPublish(t, q, msg("evt-1"))
+	writer, err := q.db.Conn(context.Background()) // the writer's only connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := q.History(ctx, "evt-1")
+	if err != nil {
+		t.Fatalf("History while the writer connection was taken: %v", err)
+	}
+	if len(got) == 0 {
+		t.Errorf("History of a queued event = none, want its sightings")
+	}
+}
