@@ -148,7 +148,8 @@ want inflight && for bound in 16 32 128 256; do
 done
 
 # The worker: a backlog of EVENTS queued while the downstream holds every call, then released;
-# the drain rate is measured at the downstream, by distinct EventId.
+# the drain rate is measured at the downstream, by distinct EventId. Then, with handler serve
+# stopped, a bare client makes as many calls at the same concurrency: what any worker could reach.
 cat >"$WORK/routes.json" <<JSON
 {"routes": [{"name": "bench", "steps": [
   {"name": "call", "type": "http", "url": "http://$DOWN_ADDR/call", "timeout": "120s"}
@@ -166,6 +167,10 @@ want worker && for c in 16 64; do
   "$LOADGEN" drain -downstream "http://$DOWN_ADDR" -events "$EVENTS" -concurrency "$c" -latency 50ms -calls 1 \
     -label "worker-$c" -out "$OUT/worker-$c.json"
   stop "$PID"
+  # The reference: a bare client making as many calls, as many at once, to the same downstream.
+  log "worker: a bare client, $c calls at once, to the same downstream"
+  "$LOADGEN" calls -url "http://$DOWN_ADDR/call" -n "$EVENTS" -c "$c" -latency 50ms \
+    -label "bare-$c" -out "$OUT/bare-$c.json"
   stop "$down"
 done
 

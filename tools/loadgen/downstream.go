@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -8,7 +9,9 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -102,6 +105,12 @@ func (d *downstream) stats(w http.ResponseWriter, _ *http.Request) {
 	_ = json.NewEncoder(w).Encode(s)
 }
 
+// The modes of a drainResult: the worker's drain, and the bare client's calls beside it.
+const (
+	modeDrain = "drain"
+	modeCalls = "calls"
+)
+
 // drainResult is the worker benchmark's result: how fast the worker emptied a queued backlog
 // through the downstream, beside the most any worker could do with that concurrency.
 type drainResult struct {
@@ -154,7 +163,7 @@ func runDrain(args []string, stdout, stderr io.Writer) error {
 	}
 	took := s.LastNewAt.Sub(s.ReleasedAt).Seconds()
 	res := drainResult{
-		Label: *label, Mode: "drain", Events: s.Distinct, Concurrency: *conc,
+		Label: *label, Mode: modeDrain, Events: s.Distinct, Concurrency: *conc,
 		LatencyMs: float64(latency.Microseconds()) / 1000, CallsPer: *calls,
 		EventsPerSec: float64(s.Distinct) / took,
 		IdealPerSec:  float64(*conc) / latency.Seconds() / float64(*calls),
@@ -176,4 +185,91 @@ func readStats(base string) (downstreamStats, error) {
 	}
 	defer resp.Body.Close()
 	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// runCalls is the worker benchmark's reference: a bare HTTP client that posts n event-sized
+// bodies straight to the downstream, c at a time, each again as soon as the last is answered.
+// What it reaches is the most any worker of that concurrency can get from this downstream on
+// this machine (the downstream's own delay past its latency, the loopback, the scheduler), so the
+// worker's drain is reported beside it as well as beside the ideal.
+func runCalls(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("calls", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	label := fs.String("label", "bare", "name of this run in the results")
+	url := fs.String("url", "http://127.0.0.1:7090/call", "the downstream's call URL (released, not holding)")
+	n := fs.Int("n", 0, "calls to make")
+	conc := fs.Int("c", 16, "calls at once (the worker's concurrency)")
+	latency := fs.Duration("latency", 50*time.Millisecond, "the downstream's latency, for the ideal")
+	bodyPath := fs.String("body", "samples/opportunity-update.json", "a file whose bytes are each call's body")
+	out := fs.String("out", "", "write the result as JSON to this file (default: stdout)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n <= 0 || *conc <= 0 {
+		return errors.New("-n and -c must be positive")
+	}
+	body, err := os.ReadFile(*bodyPath)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: *conc, MaxIdleConnsPerHost: *conc}}
+	var next atomic.Int64
+	errs := make(chan error, *conc)
+	start := time.Now()
+	for range *conc {
+		go func() {
+			for i := next.Add(1); i <= int64(*n); i = next.Add(1) {
+				if err := call(client, *url, body, fmt.Sprintf("%s-%d", *label, i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range *conc {
+		if e := <-errs; e != nil && err == nil {
+			err = e
+			next.Store(int64(*n)) // the others stop after their call under way
+		}
+	}
+	if err != nil {
+		return err
+	}
+	took := time.Since(start).Seconds()
+	res := drainResult{
+		Label: *label, Mode: modeCalls, Events: *n, Concurrency: *conc,
+		LatencyMs: float64(latency.Microseconds()) / 1000, CallsPer: 1,
+		EventsPerSec: float64(*n) / took,
+		IdealPerSec:  float64(*conc) / latency.Seconds(),
+	}
+	fmt.Fprintf(stderr, "%s: %.0f calls/s, ideal %.0f (%.0f%%)\n", res.Label, res.EventsPerSec, res.IdealPerSec, 100*res.EventsPerSec/res.IdealPerSec)
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if *out == "" {
+		_, err = stdout.Write(append(b, '\n'))
+		return err
+	}
+	return writeFile(*out, append(b, '\n'))
+}
+
+// call posts body to url once and reads the answer to its end, so the connection is reused.
+func call(client *http.Client, url string, body []byte, key string) error {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %d", url, resp.StatusCode)
+	}
+	return nil
 }

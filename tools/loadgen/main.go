@@ -21,6 +21,7 @@ const usage = `usage:
   loadgen open [flags]        posts at a fixed rate, whatever the answers
   loadgen downstream [flags]  a downstream double answering after a fixed latency
   loadgen drain [flags]       release a holding downstream and time the worker's drain
+  loadgen calls [flags]       a bare client calling the downstream: the worker's reference
   loadgen table DIR           print the benchmark tables from DIR's results
   loadgen ping URL            exit 0 when GET URL answers 200 (for scripts)
   loadgen field FILE NAME     print a result's numeric field, rounded (for scripts)
@@ -45,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runDownstream(args[1:], stderr)
 	case "drain":
 		err = runDrain(args[1:], stdout, stderr)
+	case "calls":
+		err = runCalls(args[1:], stdout, stderr)
 	case "table":
 		err = runTable(args[1:], stdout)
 	case "ping":

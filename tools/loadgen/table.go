@@ -29,7 +29,7 @@ func runTable(args []string, stdout io.Writer) error {
 	if len(args) != 1 {
 		return errors.New("usage: loadgen table DIR")
 	}
-	loads, drains, err := readResults(args[0])
+	loads, drains, bareCalls, err := readResults(args[0])
 	if err != nil {
 		return err
 	}
@@ -118,11 +118,18 @@ func runTable(args []string, stdout io.Writer) error {
 		w.line("")
 		w.line("### Worker: a backlog drained through a %.0f ms downstream", drains[0].LatencyMs)
 		w.line("")
-		w.line("| concurrency | calls per event | events/s | ideal (concurrency ÷ latency ÷ calls) | of ideal |")
-		w.line("| --- | --- | --- | --- | --- |")
+		w.line("| concurrency | calls per event | events/s | ideal (concurrency ÷ latency ÷ calls) | of ideal | a bare client's calls/s (of ideal) | worker ÷ bare client |")
+		w.line("| --- | --- | --- | --- | --- | --- | --- |")
 		for _, d := range drains {
-			w.line("| %d | %d | %s | %s | %.0f%% |", d.Concurrency, d.CallsPer, thousands(d.EventsPerSec),
-				thousands(d.IdealPerSec), 100*d.EventsPerSec/d.IdealPerSec)
+			bare, vs := "–", "–"
+			if c, ok := bareCalls[d.Concurrency]; ok {
+				bare = fmt.Sprintf("%s (%.0f%%)", thousands(c.EventsPerSec), 100*c.EventsPerSec/c.IdealPerSec)
+				// The bare client makes one call per event: per call, the worker's rate is
+				// events/s × calls per event.
+				vs = fmt.Sprintf("%.0f%%", 100*d.EventsPerSec*float64(d.CallsPer)/c.EventsPerSec)
+			}
+			w.line("| %d | %d | %s | %s | %.0f%% | %s | %s |", d.Concurrency, d.CallsPer, thousands(d.EventsPerSec),
+				thousands(d.IdealPerSec), 100*d.EventsPerSec/d.IdealPerSec, bare, vs)
 		}
 	}
 
@@ -138,38 +145,45 @@ func runTable(args []string, stdout io.Writer) error {
 	return w.err
 }
 
-func readResults(dir string) (map[string]*result, []drainResult, error) {
+// readResults reads a directory of results: the load runs by label, the worker's drains by
+// concurrency, and the bare client's runs (the drains' reference) by concurrency.
+func readResults(dir string) (map[string]*result, []drainResult, map[int]drainResult, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	loads := map[string]*result{}
 	var drains []drainResult
+	bareCalls := map[int]drainResult{}
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		var head struct{ Mode string }
 		if err := json.Unmarshal(raw, &head); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", f, err)
+			return nil, nil, nil, fmt.Errorf("%s: %w", f, err)
 		}
-		if head.Mode == "drain" {
+		if head.Mode == modeDrain || head.Mode == modeCalls {
 			var d drainResult
 			if err := json.Unmarshal(raw, &d); err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", f, err)
+				return nil, nil, nil, fmt.Errorf("%s: %w", f, err)
 			}
-			drains = append(drains, d)
+			if d.Mode == modeCalls {
+				bareCalls[d.Concurrency] = d
+			} else {
+				drains = append(drains, d)
+			}
 			continue
 		}
 		var r result
 		if err := json.Unmarshal(raw, &r); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", f, err)
+			return nil, nil, nil, fmt.Errorf("%s: %w", f, err)
 		}
 		loads[r.Label] = &r
 	}
 	sort.Slice(drains, func(i, j int) bool { return drains[i].Concurrency < drains[j].Concurrency })
-	return loads, drains, nil
+	return loads, drains, bareCalls, nil
 }
 
 type tableWriter struct {
