@@ -2,7 +2,10 @@ package webhook_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -103,4 +106,34 @@ func TestIntake_places_are_given_back_once_however_often_release_is_called(t *te
 	if _, _, ok := h.in.Admit(context.Background(), validRequest()); ok {
 		t.Error("a double release made room for two requests under MaxInFlight 1")
 	}
+}
+
+// BenchmarkIntake_Admit_refused_parallel is an overload's excess: every request finds the
+// in-flight places taken and is answered 503, logging through the JSON handler to a file, as
+// handler serve logs to its stderr.
+func BenchmarkIntake_Admit_refused_parallel(b *testing.B) {
+	logFile, err := os.Create(filepath.Join(b.TempDir(), "log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logFile.Close()
+	log := slog.New(slog.NewJSONHandler(logFile, nil))
+	in := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(secret)}, MaxInFlight: 1}, &fakeParser{}, &recordingPublisher{}, log)
+	ctx := context.Background()
+	release, _, ok := in.Admit(ctx, validRequest())
+	if !ok {
+		b.Fatal("the first request was refused")
+	}
+	defer release()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req := validRequest()
+		for pb.Next() {
+			if _, res, ok := in.Admit(ctx, req); ok || res.Status != http.StatusServiceUnavailable {
+				b.Errorf("admitted %v, status %d", ok, res.Status)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "refusals/s")
 }

@@ -100,6 +100,8 @@ type Intake struct {
 	// slots holds one token per admitted request; its capacity is MaxInFlight.
 	slots  chan struct{}
 	stages *stagePolicy
+	// refusalLog bounds the log lines of refused requests (see logBudget).
+	refusalLog *logBudget
 }
 
 // New builds an intake that publishes through pub.
@@ -119,6 +121,7 @@ func New(cfg Config, p Parser, pub queue.Publisher, log *slog.Logger) *Intake {
 	in := &Intake{cfg: cfg, auth: httpauth.New(cfg.SecretHeader, cfg.Secrets...), parser: p, pub: pub, log: log,
 		slots: make(chan struct{}, cfg.MaxInFlight), stages: newStagePolicy(cfg.AcceptStages)}
 	in.cfg.Secrets = nil // the authorizer keeps digests only; don't keep the secrets around
+	in.refusalLog = newLogBudget(in.logSuppressed)
 	return in
 }
 
@@ -171,7 +174,8 @@ func newRecord(h http.Header) record {
 }
 
 // finish turns err into its problem, gives the answer its correlation ID and logs the request:
-// every answer, admitted or not, leaves the intake through here.
+// every answer, admitted or not, leaves the intake through here. Refusals are logged within a
+// budget per outcome (logBudget), so a flood of them writes a few lines and a count.
 func (in *Intake) finish(ctx context.Context, rec record, resp Response, err error, start time.Time) Response {
 	if rec.correlationID == "" {
 		// Known nowhere: give the answer and the log line one anyway, so they can be matched.
@@ -439,6 +443,9 @@ func (in *Intake) logRequest(ctx context.Context, rec record, status int, err er
 	default:
 		outcome, level = "internal-error", slog.LevelError
 	}
+	if !in.log.Enabled(ctx, level) || err != nil && !in.refusalLog.allow(outcome, status, level) {
+		return
+	}
 	attrs := []slog.Attr{
 		slog.String("correlationId", rec.correlationID),
 		slog.String("traceId", rec.trace.TraceID.String()),
@@ -456,6 +463,16 @@ func (in *Intake) logRequest(ctx context.Context, rec record, status int, err er
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
 	in.log.LogAttrs(ctx, level, "webhook intake", attrs...)
+}
+
+// logSuppressed writes the line that stands for the request lines of one refusal outcome that
+// the log budget held back. infra/queries/failures-last-hour.kql counts it by notLogged.
+func (in *Intake) logSuppressed(outcome string, status int, level slog.Level, suppressed int) {
+	in.log.LogAttrs(context.Background(), level, MsgRefusalsNotLogged,
+		slog.String("outcome", outcome),
+		slog.Int("status", status),
+		slog.Int("notLogged", suppressed),
+		slog.Int("loggedPerSecond", refusalLinesPerSecond))
 }
 
 func firstNonEmpty(values ...string) string {

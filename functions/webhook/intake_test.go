@@ -494,6 +494,21 @@ func TestIntake_answers_unexpected_parser_errors_with_a_bare_500(t *testing.T) {
 	}
 }
 
+func TestIntake_logs_every_accepted_event_however_many_arrive(t *testing.T) {
+	// Refusals are logged within a budget a second; an accepted event's line is how it is
+	// traced, so none is ever held back.
+	h := newHarness(t, webhook.Config{})
+	const n = 100
+	for range n {
+		if res := h.in.Handle(context.Background(), validRequest()); res.Status != http.StatusAccepted {
+			t.Fatalf("status %d, want 202", res.Status)
+		}
+	}
+	if got := strings.Count(h.logs.String(), `"outcome":"accepted"`); got != n {
+		t.Errorf("%d accepted lines for %d accepted events", got, n)
+	}
+}
+
 func TestIntake_logs_one_line_per_request_without_secret_or_values(t *testing.T) {
 	h := newHarness(t, webhook.Config{})
 	h.in.Handle(context.Background(), validRequest())

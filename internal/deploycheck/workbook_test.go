@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dvrelay/dvrelay/functions/webhook"
 	"github.com/dvrelay/dvrelay/internal/config"
 )
 
@@ -152,5 +153,15 @@ func TestThe_queries_read_only_fields_the_handler_logs(t *testing.T) {
 				t.Errorf("infra/queries/%s.kql reads %s, which no log line of the handler has", name, m[1])
 			}
 		}
+	}
+}
+
+func TestFailures_query_counts_the_refusals_the_intake_logs_as_a_count(t *testing.T) {
+	// Past its budget the intake logs one line per outcome and second with the count of the
+	// refusals it did not log one by one; a query that missed that line would show an overload
+	// as ten refusals a second.
+	kql := openRepo(t).queries(t)["failures-last-hour"]
+	if !strings.Contains(kql, `"`+webhook.MsgRefusalsNotLogged+`"`) || !strings.Contains(kql, "line.notLogged") {
+		t.Errorf("infra/queries/failures-last-hour.kql does not add in the intake's %q lines by notLogged", webhook.MsgRefusalsNotLogged)
 	}
 }
