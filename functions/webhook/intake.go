@@ -443,7 +443,7 @@ func (in *Intake) logRequest(ctx context.Context, rec record, status int, err er
 	default:
 		outcome, level = "internal-error", slog.LevelError
 	}
-	if !in.log.Enabled(ctx, level) || err != nil && !in.refusalLog.allow(outcome, status, level) {
+	if !in.log.Enabled(ctx, level) || (err != nil && !in.refusalLog.allow(outcome, status, level)) {
 		return
 	}
 	attrs := []slog.Attr{
