@@ -169,12 +169,7 @@ func runDrain(args []string, stdout, stderr io.Writer) error {
 		IdealPerSec:  float64(*conc) / latency.Seconds() / float64(*calls),
 	}
 	fmt.Fprintf(stderr, "%s: %.0f events/s, ideal %.0f (%.0f%%)\n", res.Label, res.EventsPerSec, res.IdealPerSec, 100*res.EventsPerSec/res.IdealPerSec)
-	b, _ := json.MarshalIndent(res, "", "  ")
-	if *out == "" {
-		_, err = stdout.Write(append(b, '\n'))
-		return err
-	}
-	return writeFile(*out, append(b, '\n'))
+	return writeResult(res, *out, stdout)
 }
 
 func readStats(base string) (downstreamStats, error) {
@@ -244,12 +239,7 @@ func runCalls(args []string, stdout, stderr io.Writer) error {
 		IdealPerSec:  float64(*conc) / latency.Seconds(),
 	}
 	fmt.Fprintf(stderr, "%s: %.0f calls/s, ideal %.0f (%.0f%%)\n", res.Label, res.EventsPerSec, res.IdealPerSec, 100*res.EventsPerSec/res.IdealPerSec)
-	b, _ := json.MarshalIndent(res, "", "  ")
-	if *out == "" {
-		_, err = stdout.Write(append(b, '\n'))
-		return err
-	}
-	return writeFile(*out, append(b, '\n'))
+	return writeResult(res, *out, stdout)
 }
 
 // call posts body to url once and reads the answer to its end, so the connection is reused.

@@ -98,17 +98,24 @@ func runLoad(mode string, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stderr, "%s: %.0f accepted/s, p50 %.1f ms, p99 %.1f ms, 503s %d (p99 %.1f ms), other %v\n",
+		res.Label, res.AcceptedPerSec, res.Accepted.P50, res.Accepted.P99, res.Overloaded, res.Refused.P99, res.OtherStatus)
+	return writeResult(res, f.out, stdout)
+}
+
+// writeResult writes a run's result as indented JSON to the file out, or to stdout when out is
+// empty: what loadgen table reads back.
+func writeResult(res any, out string, stdout io.Writer) error {
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "%s: %.0f accepted/s, p50 %.1f ms, p99 %.1f ms, 503s %d (p99 %.1f ms), other %v\n",
-		res.Label, res.AcceptedPerSec, res.Accepted.P50, res.Accepted.P99, res.Overloaded, res.Refused.P99, res.OtherStatus)
-	if f.out == "" {
-		_, err = stdout.Write(append(b, '\n'))
+	b = append(b, '\n')
+	if out == "" {
+		_, err = stdout.Write(b)
 		return err
 	}
-	return os.WriteFile(f.out, append(b, '\n'), 0o644)
+	return writeFile(out, b)
 }
 
 type load struct {
