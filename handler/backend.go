@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/config"
-	"github.com/dvrelay/dvrelay/internal/consumer"
+	"github.com/dvrelay/dvrelay/internal/transport/consumer"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
 	"github.com/dvrelay/dvrelay/internal/queue/servicebus"
@@ -20,7 +19,7 @@ type backend struct {
 	detail    string // where it lives, for the start-up log line
 	publisher queue.Publisher
 	// triggerSettler applies outcomes for the EventWorker function, where the host owns the lock.
-	triggerSettler worker.Settler
+	triggerSettler queue.Settler
 	// receiver feeds the in-process consumer and settles its outcomes.
 	receiver    consumer.Queue
 	deadLetters queue.DeadLetterAdmin

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dvrelay/dvrelay/internal/admin"
+	"github.com/dvrelay/dvrelay/internal/transport/admin"
 	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )

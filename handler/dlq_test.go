@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dvrelay/dvrelay/internal/admin"
+	"github.com/dvrelay/dvrelay/internal/transport/admin"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
 )

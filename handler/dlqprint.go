@@ -13,8 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/dvrelay/dvrelay/internal/admin"
-	"github.com/dvrelay/dvrelay/internal/oneline"
+	"github.com/dvrelay/dvrelay/internal/transport/admin"
+	"github.com/dvrelay/dvrelay/internal/platform/oneline"
 )
 
 // maxCauseWidth bounds the CAUSE column; `dlq show` prints the whole description.

@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dvrelay/dvrelay/internal/admin"
+	"github.com/dvrelay/dvrelay/internal/transport/admin"
 	"github.com/google/uuid"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/event"
-	"github.com/dvrelay/dvrelay/internal/explain"
+	"github.com/dvrelay/dvrelay/internal/ops/explain"
 )
 
 const explainUsageLine = "usage: handler explain FILE [-H 'Name: value']...  (handler explain -h for more)\n"

@@ -8,7 +8,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/dvrelay/dvrelay/internal/pack"
+	"github.com/dvrelay/dvrelay/internal/ops/pack"
 )
 
 // runPackage writes the deployment zip: `handler package [--out dvrelay.zip]`. It builds from

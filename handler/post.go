@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/config"
-	"github.com/dvrelay/dvrelay/internal/outbound"
+	"github.com/dvrelay/dvrelay/internal/platform/outbound"
 )
 
 // defaultIntakeURL is the intake of a `handler serve` started with its default --addr.

@@ -16,8 +16,8 @@ import (
 
 	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
-	"github.com/dvrelay/dvrelay/internal/recovery"
-	"github.com/dvrelay/dvrelay/internal/registration"
+	"github.com/dvrelay/dvrelay/internal/ops/recovery"
+	"github.com/dvrelay/dvrelay/internal/ops/registration"
 )
 
 func runRecover(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {

@@ -14,7 +14,7 @@ import (
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 	"github.com/dvrelay/dvrelay/internal/dataverse/dataversetest"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
-	"github.com/dvrelay/dvrelay/internal/recovery"
+	"github.com/dvrelay/dvrelay/internal/ops/recovery"
 )
 
 const (

@@ -18,7 +18,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/dataverse"
-	"github.com/dvrelay/dvrelay/internal/registration"
+	"github.com/dvrelay/dvrelay/internal/ops/registration"
 )
 
 // operatorDeps are what the registration commands take from the machine they run on; tests

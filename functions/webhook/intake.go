@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/event"
-	"github.com/dvrelay/dvrelay/internal/httpauth"
+	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
 	"github.com/dvrelay/dvrelay/internal/queue"
-	"github.com/dvrelay/dvrelay/internal/tracecontext"
+	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
 )
 
 // Defaults applied by New to zero Config fields.

@@ -6,8 +6,8 @@ import (
 	"strconv"
 
 	"github.com/dvrelay/dvrelay/internal/event"
-	"github.com/dvrelay/dvrelay/internal/httpauth"
-	"github.com/dvrelay/dvrelay/internal/problem"
+	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
+	"github.com/dvrelay/dvrelay/internal/platform/problem"
 )
 
 // Kind is what went wrong, as far as the caller needs to know.

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/dvrelay/dvrelay/functions/webhook"
-	"github.com/dvrelay/dvrelay/internal/tracecontext"
+	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
 )
 
 const (

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"unicode/utf8"
 
-	"github.com/dvrelay/dvrelay/internal/oneline"
+	"github.com/dvrelay/dvrelay/internal/platform/oneline"
 )
 
 // maxAnswerExcerpt bounds how much of a downstream's answer a dead letter keeps: enough for

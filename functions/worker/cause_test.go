@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // The ERP's reason is what support needs to act on a dead letter; it may quote customer data,
@@ -34,7 +35,7 @@ func TestWorker_dead_letter_description_keeps_what_the_downstream_answered_and_t
 			want:    `route credit-check step erp-sync: POST ${DVRELAY_ERP_URL}: 400 Bad Request: ` + reason,
 			secret:  "customer account 4711 is blocked",
 			attempt: 1,
-			outcome: worker.ReasonPermanentFailure,
+			outcome: queue.ReasonPermanentFailure,
 		},
 		{
 			name: "Dataverse refuses the update with an error message",
@@ -48,7 +49,7 @@ func TestWorker_dead_letter_description_keeps_what_the_downstream_answered_and_t
 			want:    `(code 0x80040265): Credit score 712 is above the limit for Bluebird`,
 			secret:  "above the limit for Bluebird",
 			attempt: 1,
-			outcome: worker.ReasonPermanentFailure,
+			outcome: queue.ReasonPermanentFailure,
 		},
 		{
 			name: "ERP keeps answering 503 until attempts are spent",
@@ -63,7 +64,7 @@ func TestWorker_dead_letter_description_keeps_what_the_downstream_answered_and_t
 			secret:  "maintenance for tenant Contoso",
 			attempt: 2,
 			cfg:     worker.Config{MaxAttempts: 2},
-			outcome: worker.ReasonMaxAttemptsExceeded,
+			outcome: queue.ReasonMaxAttemptsExceeded,
 		},
 	}
 	for _, tt := range tests {
@@ -74,7 +75,7 @@ func TestWorker_dead_letter_description_keeps_what_the_downstream_answered_and_t
 
 			out := w.Process(context.Background(), delivery(t, opportunityEvent(), tt.attempt))
 
-			if out.Kind != worker.DeadLetter || out.Reason != tt.outcome || out.Step != tt.step {
+			if out.Kind != queue.DeadLetter || out.Reason != tt.outcome || out.Step != tt.step {
 				t.Fatalf("outcome = %+v, want dead-letter %s at %s", out, tt.outcome, tt.step)
 			}
 			if !strings.Contains(out.Description, tt.want) {
@@ -132,7 +133,7 @@ func TestWorker_dead_letter_description_shows_the_answer_as_one_line_of_text_cut
 
 			out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-			if out.Kind != worker.DeadLetter {
+			if out.Kind != queue.DeadLetter {
 				t.Fatalf("outcome = %+v, want dead-letter", out)
 			}
 			const status = "POST ${DVRELAY_ERP_URL}: 422 Unprocessable Entity: "

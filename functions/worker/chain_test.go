@@ -12,6 +12,7 @@ import (
 
 	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // panicDecoder is a decoder with a bug.
@@ -50,7 +51,7 @@ func TestProcess_chain_runs_recover_correlate_timeout_decode_guard_match_steps_i
 
 		out, err := handleTriggered(context.Background(), w, d, r)
 
-		if err != nil || out.Kind != worker.RetryLater || out.Attempt != 3 {
+		if err != nil || out.Kind != queue.RetryLater || out.Attempt != 3 {
 			t.Fatalf("outcome = %+v, %v; want retry-later as attempt 3", out, err)
 		}
 		if len(r.published) != 1 || r.published[0].MessageID != eventID+"/retry/3" {
@@ -65,7 +66,7 @@ func TestProcess_chain_runs_recover_correlate_timeout_decode_guard_match_steps_i
 			return nil
 		})
 		out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
-		if out.Kind != worker.RetryLater || out.Step != "boom" || !strings.Contains(out.Description, "nil pointer") {
+		if out.Kind != queue.RetryLater || out.Step != "boom" || !strings.Contains(out.Description, "nil pointer") {
 			t.Fatalf("outcome = %+v, want retry-later naming step boom and the runtime error", out)
 		}
 	})
@@ -73,7 +74,7 @@ func TestProcess_chain_runs_recover_correlate_timeout_decode_guard_match_steps_i
 		h := newHarness(t)
 		w := customWorker(t, h, worker.Config{MaxAttempts: 2}, oneCustomStep, func(context.Context, *worker.Run) error { panic("bug") })
 		out := w.Process(context.Background(), delivery(t, opportunityEvent(), 2))
-		if out.Kind != worker.DeadLetter || out.Reason != worker.ReasonMaxAttemptsExceeded {
+		if out.Kind != queue.DeadLetter || out.Reason != queue.ReasonMaxAttemptsExceeded {
 			t.Fatalf("outcome = %+v, want dead-letter MaxAttemptsExceeded", out)
 		}
 	})
@@ -85,7 +86,7 @@ func TestProcess_chain_runs_recover_correlate_timeout_decode_guard_match_steps_i
 		w.Process(context.Background(), d)
 		var found bool
 		for _, l := range h.logs.lines(t) {
-			if l["msg"] == "outcome" && l["reason"] == worker.ReasonInvalidMessage {
+			if l["msg"] == "outcome" && l["reason"] == queue.ReasonInvalidMessage {
 				found = l["correlationId"] == corrID && l["messageId"] == eventID
 			}
 		}
@@ -100,7 +101,7 @@ func TestProcess_chain_runs_recover_correlate_timeout_decode_guard_match_steps_i
 			ev["TriggeredBy"] = workerID
 			ev["RecordId"] = "not-a-guid"
 		}), 1))
-		if out.Kind != worker.DeadLetter || out.Reason != worker.ReasonInvalidMessage {
+		if out.Kind != queue.DeadLetter || out.Reason != queue.ReasonInvalidMessage {
 			t.Fatalf("outcome = %+v, want dead-letter InvalidMessage", out)
 		}
 	})
@@ -109,7 +110,7 @@ func TestProcess_chain_runs_recover_correlate_timeout_decode_guard_match_steps_i
 		var ran atomic.Int32
 		w := customWorker(t, h, worker.Config{IgnoreUserIDs: []string{workerID}}, oneCustomStep, func(context.Context, *worker.Run) error { ran.Add(1); return nil })
 		out := w.Process(context.Background(), delivery(t, opportunityEvent(func(ev map[string]any) { ev["TriggeredBy"] = workerID }), 1))
-		if out.Kind != worker.Complete || ran.Load() != 0 {
+		if out.Kind != queue.Complete || ran.Load() != 0 {
 			t.Fatalf("outcome = %+v, step ran %d times; want complete without running", out, ran.Load())
 		}
 	})
@@ -122,7 +123,7 @@ func TestProcess_chain_runs_recover_correlate_timeout_decode_guard_match_steps_i
 			return ctx.Err()
 		})
 		out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
-		if out.Kind != worker.RetryLater || tries.Load() != 3 {
+		if out.Kind != queue.RetryLater || tries.Load() != 3 {
 			t.Fatalf("outcome = %v after %d tries, want retry-later after 3 tries that each timed out on their own", out.Kind, tries.Load())
 		}
 	})
@@ -136,7 +137,7 @@ func TestProcess_chain_runs_recover_correlate_timeout_decode_guard_match_steps_i
 			return ctx.Err()
 		})
 		out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
-		if out.Kind != worker.RetryLater || tries.Load() != 1 {
+		if out.Kind != queue.RetryLater || tries.Load() != 1 {
 			t.Fatalf("outcome = %v after %d tries, want retry-later after 1 try", out.Kind, tries.Load())
 		}
 	})
@@ -157,7 +158,7 @@ func TestNew_registers_custom_step_types_that_see_the_event_and_earlier_answers(
 
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-	if out.Kind != worker.Complete {
+	if out.Kind != queue.Complete {
 		t.Fatalf("outcome = %+v, want complete", out)
 	}
 	if gotScore != json.Number("712") || gotRecord != recordID {
@@ -182,7 +183,7 @@ func TestWorker_custom_step_errors_marked_permanent_are_dead_lettered(t *testing
 		return worker.MarkPermanent(errors.New("order rejected"))
 	})
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
-	if out.Kind != worker.DeadLetter || out.Reason != worker.ReasonPermanentFailure || out.Step != "boom" {
+	if out.Kind != queue.DeadLetter || out.Reason != queue.ReasonPermanentFailure || out.Step != "boom" {
 		t.Fatalf("outcome = %+v, want dead-letter PermanentFailure at boom", out)
 	}
 }

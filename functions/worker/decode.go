@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // Two deliveries reach the worker. The intake queues the canonical event; a Dataverse service
@@ -311,7 +312,7 @@ type decoded struct {
 // decode turns the body of d into the canonical event. Errors are the decoder's
 // (*event.ValidationError, event.ErrMalformed) or *UnsupportedFormatError; each means the message
 // can never be processed.
-func (w *Worker) decode(d Delivery) (decoded, error) {
+func (w *Worker) decode(d queue.Delivery) (decoded, error) {
 	switch sniffFormat(d.Body, fromDataverse(d.ApplicationProperties)) {
 	case formatDotNetBinary:
 		return decoded{}, &UnsupportedFormatError{Format: ".NET Binary", MessageFormat: 1}
@@ -335,7 +336,7 @@ func (w *Worker) decode(d Delivery) (decoded, error) {
 // comes from the message instead: the correlation id (the message's, else the context's), the
 // trim flag (MessageMaxSizeExceeded), and the time it arrived (EnqueuedTime), which stamps a
 // context without a usable OperationCreatedOn.
-func (w *Worker) decodeContext(d Delivery) (decoded, error) {
+func (w *Worker) decodeContext(d queue.Delivery) (decoded, error) {
 	received := d.EnqueuedTime
 	if received.IsZero() {
 		received = w.now()
@@ -369,7 +370,7 @@ func firstUsable(ids ...string) string {
 func deadLetterReason(err error) string {
 	var unsupported *UnsupportedFormatError
 	if errors.As(err, &unsupported) {
-		return ReasonUnsupportedMessageFormat
+		return queue.ReasonUnsupportedMessageFormat
 	}
-	return ReasonInvalidMessage
+	return queue.ReasonInvalidMessage
 }

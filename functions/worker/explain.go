@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // Explanation is what Process would do with one event, worked out without running a step:
@@ -59,7 +61,7 @@ type explainer interface {
 // would run, with their targets, or why they would be skipped. An error means Process would
 // dead-letter the body at once (InvalidMessage or UnsupportedMessageFormat).
 func (w *Worker) Explain(body []byte) (Explanation, error) {
-	dec, err := w.decode(Delivery{Body: body})
+	dec, err := w.decode(queue.Delivery{Body: body})
 	if err != nil {
 		return Explanation{}, fmt.Errorf("dead-letter %s: %w", deadLetterReason(err), err)
 	}

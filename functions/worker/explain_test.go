@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 func explainBody(t *testing.T, w *worker.Worker, ev map[string]any) worker.Explanation {
@@ -168,7 +169,7 @@ func TestExplain_says_why_a_route_or_a_step_would_not_run(t *testing.T) {
 func TestExplain_refuses_a_body_Process_would_dead_letter_as_invalid(t *testing.T) {
 	h := newHarness(t)
 	w := h.worker(t, worker.Config{})
-	if _, err := w.Explain([]byte(`{"EventId": 1}`)); err == nil || !strings.Contains(err.Error(), worker.ReasonInvalidMessage) {
+	if _, err := w.Explain([]byte(`{"EventId": 1}`)); err == nil || !strings.Contains(err.Error(), queue.ReasonInvalidMessage) {
 		t.Errorf("Explain of an invalid body: %v, want an InvalidMessage error", err)
 	}
 }

@@ -275,13 +275,13 @@ func opportunityEvent(adjust ...func(map[string]any)) map[string]any {
 	return ev
 }
 
-func delivery(t testing.TB, ev map[string]any, attempt int) worker.Delivery {
+func delivery(t testing.TB, ev map[string]any, attempt int) queue.Delivery {
 	t.Helper()
 	body, err := json.Marshal(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := worker.Delivery{
+	d := queue.Delivery{
 		MessageID:     eventID,
 		CorrelationID: corrID,
 		Subject:       "OpportunityUpdated",

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // orderSubmittedRoutes says "the custom API new_OrderSubmitted, asynchronous, post-operation,
@@ -108,7 +109,7 @@ func TestProcess_runs_an_unbound_event_and_skips_writing_to_a_record_it_does_not
 
 	out := w.Process(context.Background(), delivery(t, ev, 1))
 
-	if out.Kind != worker.Complete || !strings.Contains(out.Summary, "order-submitted") {
+	if out.Kind != queue.Complete || !strings.Contains(out.Summary, "order-submitted") {
 		t.Errorf("outcome = %+v, want complete through the route", out)
 	}
 	if n := len(h.dv.calls()); n != 0 {
@@ -146,7 +147,7 @@ func TestProcess_posts_a_custom_API_s_parameters_a_route_selects(t *testing.T) {
 	out := w.Process(context.Background(), delivery(t, orderSubmitted(t), 1))
 
 	calls := h.erp.calls()
-	if out.Kind != worker.Complete || len(calls) != 1 {
+	if out.Kind != queue.Complete || len(calls) != 1 {
 		t.Fatalf("outcome %+v, %d ERP calls", out, len(calls))
 	}
 	want := `"Parameters":{"Customer":{"id":"a7d3e1f0-6b2c-ef11-a670-000d3a5c1e22","logicalName":"account","name":"Contoso Ltd"},` +

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/dataverse"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 func TestWorker_updates_the_related_record_named_by_a_lookup(t *testing.T) {
@@ -37,7 +38,7 @@ func TestWorker_updates_the_related_record_named_by_a_lookup(t *testing.T) {
 
 			out := w.Process(context.Background(), delivery(t, opportunityEvent(adjust...), 1))
 
-			if out.Kind != worker.Complete {
+			if out.Kind != queue.Complete {
 				t.Fatalf("outcome = %+v, want complete", out)
 			}
 			patches := h.dv.calls()
@@ -71,7 +72,7 @@ func TestWorker_unreachable_downstream_is_retried_later_without_leaking_the_url(
 
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-	if out.Kind != worker.RetryLater || out.Step != "credit-score" {
+	if out.Kind != queue.RetryLater || out.Step != "credit-score" {
 		t.Fatalf("outcome = %+v, want retry-later at credit-score", out)
 	}
 	for _, s := range []string{out.Description, out.Summary, h.logs.String()} {
@@ -117,7 +118,7 @@ func BenchmarkProcess(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				if out := w.Process(context.Background(), d); out.Kind != worker.Complete {
+				if out := w.Process(context.Background(), d); out.Kind != queue.Complete {
 					b.Fatalf("outcome %+v", out)
 				}
 			}
@@ -132,7 +133,7 @@ func TestWorker_writes_the_score_column_named_by_the_setting_and_guards_it(t *te
 	w := h.worker(t, worker.Config{})
 
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
-	if out.Kind != worker.Complete {
+	if out.Kind != queue.Complete {
 		t.Fatalf("outcome = %+v, want complete", out)
 	}
 	if patches := h.dv.calls(); len(patches) != 1 || string(patches[0].body) != `{"cr123_riskscore":712}` {
@@ -140,7 +141,7 @@ func TestWorker_writes_the_score_column_named_by_the_setting_and_guards_it(t *te
 	}
 
 	echo := w.Process(context.Background(), delivery(t, opportunityEvent(func(ev map[string]any) { ev["ChangedFields"] = []string{"cr123_riskscore"} }), 1))
-	if echo.Kind != worker.Complete || len(h.credit.calls()) != 1 {
+	if echo.Kind != queue.Complete || len(h.credit.calls()) != 1 {
 		t.Errorf("echo of the score write: outcome %+v, credit calls %d; want skipped with no new call", echo, len(h.credit.calls()))
 	}
 }
@@ -149,14 +150,14 @@ func TestWorker_processes_deliveries_concurrently(t *testing.T) {
 	h := newHarness(t)
 	w := h.worker(t, worker.Config{})
 	const n = 16
-	outs := make(chan worker.Outcome, n)
+	outs := make(chan queue.Outcome, n)
 	for i := range n {
 		id := fmt.Sprintf("5b1c7f0e-2d3a-4e5f-8a9b-%012d", i)
 		d := delivery(t, opportunityEvent(func(ev map[string]any) { ev["EventId"] = id }), 1)
 		go func() { outs <- w.Process(context.Background(), d) }()
 	}
 	for range n {
-		if out := <-outs; out.Kind != worker.Complete {
+		if out := <-outs; out.Kind != queue.Complete {
 			t.Errorf("outcome = %+v, want complete", out)
 		}
 	}
@@ -170,7 +171,7 @@ func TestWorker_a_401_from_Dataverse_is_retried_rather_than_dead_lettered(t *tes
 	tests := []struct {
 		name   string
 		script func(n int) reply
-		want   worker.OutcomeKind
+		want   queue.OutcomeKind
 	}{
 		// The client drops the refused token; the quick retry fetches a fresh one.
 		{"once, as when a cached token was revoked", func(n int) reply {
@@ -178,9 +179,9 @@ func TestWorker_a_401_from_Dataverse_is_retried_rather_than_dead_lettered(t *tes
 				return expired
 			}
 			return reply{status: http.StatusNoContent}
-		}, worker.Complete},
+		}, queue.Complete},
 		// An identity outage or a role being fixed must back off, not dead-letter every event.
-		{"on every try", func(int) reply { return expired }, worker.RetryLater},
+		{"on every try", func(int) reply { return expired }, queue.RetryLater},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -218,8 +219,8 @@ func TestWorker_dead_letters_at_once_a_lookup_Dataverse_cannot_address(t *testin
 
 			// The same input fails the same way on every attempt: retrying it for hours only
 			// delays the dead letter support has to look at.
-			if out.Kind != worker.DeadLetter || out.Reason != worker.ReasonPermanentFailure {
-				t.Fatalf("outcome = %+v, want dead-letter %s", out, worker.ReasonPermanentFailure)
+			if out.Kind != queue.DeadLetter || out.Reason != queue.ReasonPermanentFailure {
+				t.Fatalf("outcome = %+v, want dead-letter %s", out, queue.ReasonPermanentFailure)
 			}
 			if n := len(h.dv.calls()); n != 0 {
 				t.Errorf("PATCH calls = %d, want none", n)
@@ -241,7 +242,7 @@ func TestWorker_loop_guard_knows_a_lookup_it_binds_by_its_column_name(t *testing
 
 	out := w.Process(context.Background(), delivery(t, echo, 1))
 
-	if out.Kind != worker.Complete {
+	if out.Kind != queue.Complete {
 		t.Fatalf("outcome = %+v, want complete", out)
 	}
 	if n := len(h.dv.calls()); n != 0 {
@@ -263,7 +264,7 @@ func TestWorker_binds_a_custom_lookup_by_its_case_sensitive_navigation_property(
 		ev["ChangedFields"] = []string{"new_accountid"}
 	}), 1))
 
-	if out.Kind != worker.Complete || echo.Kind != worker.Complete {
+	if out.Kind != queue.Complete || echo.Kind != queue.Complete {
 		t.Fatalf("outcomes = %+v, %+v; want complete", out, echo)
 	}
 	patches := h.dv.calls()
@@ -290,7 +291,7 @@ func TestWorker_retries_a_409_for_a_request_still_in_flight_under_the_same_idemp
 
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-	if out.Kind != worker.Complete {
+	if out.Kind != queue.Complete {
 		t.Fatalf("outcome = %+v, want complete", out)
 	}
 }

@@ -54,7 +54,7 @@ func (c *captured) Publish(_ context.Context, m *queue.Message) error {
 
 // viaIntake posts body to the webhook intake as Dataverse would and returns the delivery of the
 // message it queued, as the worker receives it.
-func viaIntake(t *testing.T, body []byte) worker.Delivery {
+func viaIntake(t *testing.T, body []byte) queue.Delivery {
 	t.Helper()
 	p, err := event.NewParser()
 	if err != nil {
@@ -70,19 +70,19 @@ func viaIntake(t *testing.T, body []byte) worker.Delivery {
 		t.Fatalf("intake answered %d %s, queued %d", resp.Status, resp.Body, len(pub.msgs))
 	}
 	m := pub.msgs[0]
-	return worker.Delivery{MessageID: m.MessageID, CorrelationID: m.CorrelationID, Subject: m.Subject,
+	return queue.Delivery{MessageID: m.MessageID, CorrelationID: m.CorrelationID, Subject: m.Subject,
 		Body: m.Body, DeliveryCount: 1, ApplicationProperties: m.ApplicationProperties}
 }
 
 // fromDataverse is the delivery of body as a Dataverse service endpoint (message format JSON)
 // posts it to a queue: its own MessageId, no CorrelationId, the claim properties.
-func fromDataverse(t *testing.T, body []byte, adjust ...func(*worker.Delivery)) worker.Delivery {
+func fromDataverse(t *testing.T, body []byte, adjust ...func(*queue.Delivery)) queue.Delivery {
 	t.Helper()
 	var ctx struct {
 		OrganizationId, UserId, InitiatingUserId, PrimaryEntityName, MessageName string
 	}
 	_ = json.Unmarshal(body, &ctx)
-	d := worker.Delivery{
+	d := queue.Delivery{
 		MessageID:     "0c2b0f4e6d8a4f0b9a3c5e7d1f2a4b6c",
 		Body:          body,
 		DeliveryCount: 1,
@@ -156,7 +156,7 @@ func TestWorker_runs_a_context_Dataverse_queued_through_the_same_routes_as_the_i
 			credit, erp, patches := len(h.credit.calls()), len(h.erp.calls()), len(h.dv.calls())
 			native := w.Process(context.Background(), fromDataverse(t, body))
 
-			if viaQueue.Kind != worker.Complete || native.Kind != worker.Complete {
+			if viaQueue.Kind != queue.Complete || native.Kind != queue.Complete {
 				t.Fatalf("outcomes: intake's event %q, Dataverse's message %q", viaQueue.Summary, native.Summary)
 			}
 			if native.Summary != viaQueue.Summary || !strings.Contains(native.Summary, "routes") {
@@ -187,11 +187,11 @@ func TestWorker_gives_a_context_Dataverse_queued_the_EventId_the_intake_gives_it
 		intake := viaIntake(t, body)
 		for _, form := range []struct {
 			name string
-			d    worker.Delivery
+			d    queue.Delivery
 		}{
 			{"with the claim properties", fromDataverse(t, body)},
-			{"without properties", fromDataverse(t, body, func(d *worker.Delivery) { d.ApplicationProperties = nil })},
-			{"redelivered", fromDataverse(t, body, func(d *worker.Delivery) { d.DeliveryCount, d.EnqueuedTime = 4, d.EnqueuedTime.Add(time.Hour) })},
+			{"without properties", fromDataverse(t, body, func(d *queue.Delivery) { d.ApplicationProperties = nil })},
+			{"redelivered", fromDataverse(t, body, func(d *queue.Delivery) { d.DeliveryCount, d.EnqueuedTime = 4, d.EnqueuedTime.Add(time.Hour) })},
 		} {
 			if out := w.Process(context.Background(), form.d); out.EventID != intake.MessageID {
 				t.Errorf("%s %s: EventId %q, the intake queued %q", name, form.name, out.EventID, intake.MessageID)
@@ -214,8 +214,8 @@ func TestWorker_marks_a_context_Dataverse_queued_with_its_source_and_correlation
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t)
 			w := h.worker(t, worker.Config{RoutesPath: writeRoutes(t, nativeRoutes)})
-			out := w.Process(context.Background(), fromDataverse(t, body, func(d *worker.Delivery) { d.CorrelationID = c.messageCorrelation }))
-			if out.Kind != worker.Complete {
+			out := w.Process(context.Background(), fromDataverse(t, body, func(d *queue.Delivery) { d.CorrelationID = c.messageCorrelation }))
+			if out.Kind != queue.Complete {
 				t.Fatalf("outcome %s", out.Summary)
 			}
 			calls := h.erp.calls()
@@ -251,8 +251,8 @@ func TestWorker_keeps_and_routes_a_context_Dataverse_trimmed(t *testing.T) {
 	} {
 		h := newHarness(t)
 		w := h.worker(t, worker.Config{RoutesPath: writeRoutes(t, nativeRoutes)})
-		out := w.Process(context.Background(), fromDataverse(t, body, func(d *worker.Delivery) { d.ApplicationProperties = props }))
-		if out.Kind != worker.Complete || !strings.Contains(out.Summary, "opportunities-only") {
+		out := w.Process(context.Background(), fromDataverse(t, body, func(d *queue.Delivery) { d.ApplicationProperties = props }))
+		if out.Kind != queue.Complete || !strings.Contains(out.Summary, "opportunities-only") {
 			t.Errorf("props %v: outcome %q, want the routes run", props, out.Summary)
 		}
 		calls := h.erp.calls()
@@ -299,14 +299,14 @@ func TestWorker_dead_letters_a_dotnet_binary_or_XML_context_on_its_first_deliver
 			h := newHarness(t)
 			w := h.worker(t, worker.Config{RoutesPath: writeRoutes(t, nativeRoutes)})
 			r := &fakeRerouter{}
-			d := fromDataverse(t, c.body, func(d *worker.Delivery) {
+			d := fromDataverse(t, c.body, func(d *queue.Delivery) {
 				d.ApplicationProperties = map[string]any{claim + "EntityLogicalName": "contact", claim + "RequestName": "Update"}
 			})
 			out, err := handleTriggered(context.Background(), w, d, r)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out.Kind != worker.DeadLetter || out.Reason != worker.ReasonUnsupportedMessageFormat {
+			if out.Kind != queue.DeadLetter || out.Reason != queue.ReasonUnsupportedMessageFormat {
 				t.Fatalf("outcome %v %q (%s), want dead-letter UnsupportedMessageFormat", out.Kind, out.Reason, out.Summary)
 			}
 			for _, want := range []string{c.format, "JSON (messageformat 2)"} {
@@ -318,7 +318,7 @@ func TestWorker_dead_letters_a_dotnet_binary_or_XML_context_on_its_first_deliver
 				t.Fatalf("parked %d, scheduled %d: want one dead letter and no retry", len(r.parked), len(r.published))
 			}
 			p := r.parked[0]
-			if p.reason != worker.ReasonUnsupportedMessageFormat || !bytes.Equal(p.msg.Body, c.body) {
+			if p.reason != queue.ReasonUnsupportedMessageFormat || !bytes.Equal(p.msg.Body, c.body) {
 				t.Errorf("dead letter %q with body %q, want the reason and the body as received", p.reason, p.msg.Body)
 			}
 			if len(h.erp.calls()) != 0 {
@@ -334,7 +334,7 @@ func TestWorker_dead_letters_an_invalid_context_Dataverse_queued_as_InvalidMessa
 	body := bytes.Replace(readFile(t, "testdata/dataverse/docs-powerapps-update-contact-async.json"),
 		[]byte(`"PrimaryEntityId": "`), []byte(`"PrimaryEntityId": "not-a-guid-`), -1)
 	out := w.Process(context.Background(), fromDataverse(t, body))
-	if out.Kind != worker.DeadLetter || out.Reason != worker.ReasonInvalidMessage {
+	if out.Kind != queue.DeadLetter || out.Reason != queue.ReasonInvalidMessage {
 		t.Fatalf("outcome %v %q, want dead-letter InvalidMessage", out.Kind, out.Reason)
 	}
 	// Checked as the context it is, not as a canonical event missing its EventId.
@@ -355,14 +355,14 @@ func TestWorker_retries_a_context_Dataverse_queued_as_the_same_event(t *testing.
 	r := &fakeRerouter{}
 	body := readFile(t, "testdata/dataverse/docs-powerapps-update-contact-async.json")
 	first, err := handleTriggered(context.Background(), w, fromDataverse(t, body), r)
-	if err != nil || first.Kind != worker.RetryLater || len(r.published) != 1 {
+	if err != nil || first.Kind != queue.RetryLater || len(r.published) != 1 {
 		t.Fatalf("first delivery: %s, %v; scheduled %d", first.Summary, err, len(r.published))
 	}
 	copyOf := r.published[0]
-	retry := worker.Delivery{MessageID: copyOf.MessageID, CorrelationID: copyOf.CorrelationID, Body: copyOf.Body,
+	retry := queue.Delivery{MessageID: copyOf.MessageID, CorrelationID: copyOf.CorrelationID, Body: copyOf.Body,
 		DeliveryCount: 1, ApplicationProperties: copyOf.ApplicationProperties}
 	second := w.Process(context.Background(), retry)
-	if second.Kind != worker.Complete || second.EventID != first.EventID {
+	if second.Kind != queue.Complete || second.EventID != first.EventID {
 		t.Fatalf("retry: %s (EventId %s, first %s)", second.Summary, second.EventID, first.EventID)
 	}
 	keys := map[string]bool{}
@@ -394,7 +394,7 @@ func TestExplain_reads_a_context_Dataverse_queued_as_Process_does(t *testing.T) 
 	if fmt.Sprint(matched) != "[every-event contact-names]" {
 		t.Errorf("matching routes %v", matched)
 	}
-	if _, err := w.Explain([]byte(dataContractXML)); err == nil || !strings.Contains(err.Error(), worker.ReasonUnsupportedMessageFormat) {
+	if _, err := w.Explain([]byte(dataContractXML)); err == nil || !strings.Contains(err.Error(), queue.ReasonUnsupportedMessageFormat) {
 		t.Errorf("XML body: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // observed is one call of the step observer.
@@ -28,7 +29,7 @@ func TestStepObserver_hears_every_step_that_ran_with_its_failure_class(t *testin
 		}
 	})
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
-	if out.Kind != worker.DeadLetter {
+	if out.Kind != queue.DeadLetter {
 		t.Fatalf("outcome %v, want a dead letter from the ERP's 400", out.Kind)
 	}
 	want := []observed{

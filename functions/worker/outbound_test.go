@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 func TestWorker_a_Dataverse_redirect_sends_nothing_elsewhere_and_is_not_reported_done(t *testing.T) {
@@ -40,7 +41,7 @@ func TestWorker_a_Dataverse_redirect_sends_nothing_elsewhere_and_is_not_reported
 	if n := elsewhere.Load(); n != 0 {
 		t.Errorf("the redirect target got %d requests, want none (the token and the write went to another host)", n)
 	}
-	if out.Kind != worker.DeadLetter || out.Reason != worker.ReasonPermanentFailure || out.Step != "write-score" {
+	if out.Kind != queue.DeadLetter || out.Reason != queue.ReasonPermanentFailure || out.Step != "write-score" {
 		t.Fatalf("outcome = %+v, want dead-letter PermanentFailure at write-score", out)
 	}
 	if !strings.Contains(out.Description, "307") || !strings.Contains(out.Description, location) {
@@ -69,7 +70,7 @@ func TestWorker_retries_a_TLS_verification_failure_and_logs_its_cause(t *testing
 
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-	if out.Kind != worker.RetryLater || out.Step != "credit-score" {
+	if out.Kind != queue.RetryLater || out.Step != "credit-score" {
 		t.Fatalf("outcome = %+v, want retry-later at credit-score (an operator fixes a certificate; events must not be dead-lettered meanwhile)", out)
 	}
 	if n := len(h.credit.calls()); n != 0 {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/event"
-	"github.com/dvrelay/dvrelay/internal/outbound"
+	"github.com/dvrelay/dvrelay/internal/platform/outbound"
 )
 
 // Class is the retry classifier's verdict on a failure.

@@ -14,7 +14,7 @@ import (
 	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 	"github.com/dvrelay/dvrelay/internal/event"
-	"github.com/dvrelay/dvrelay/internal/outbound"
+	"github.com/dvrelay/dvrelay/internal/platform/outbound"
 )
 
 func TestClassify_separates_transient_from_permanent(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/dvrelay/dvrelay/internal/dataverse"
-	"github.com/dvrelay/dvrelay/internal/tracecontext"
+	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
 )
 
 // Updater writes columns onto an existing Dataverse record. *dataverse.Client implements it.

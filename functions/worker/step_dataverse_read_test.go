@@ -15,6 +15,7 @@ import (
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 	"github.com/dvrelay/dvrelay/internal/dataverse/dataversetest"
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // parentID is the account opportunityEvent's parentaccountid points at.
@@ -110,7 +111,7 @@ func TestDataverseRead_gives_a_trimmed_event_its_columns_back_for_later_steps(t 
 
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(trimmedOpportunity), 1))
 
-	if out.Kind != worker.Complete {
+	if out.Kind != queue.Complete {
 		t.Fatalf("outcome = %+v, want complete", out)
 	}
 	reads := gets(dv)
@@ -163,7 +164,7 @@ func TestDataverseRead_reads_a_lookups_target_and_a_later_update_writes_its_valu
 
 			out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-			if out.Kind != worker.Complete {
+			if out.Kind != queue.Complete {
 				t.Fatalf("outcome = %+v, want complete", out)
 			}
 			if reads := gets(dv); len(reads) != 1 || reads[0].Path != dataversetest.APIPath+"accounts("+parentID+")" {
@@ -193,7 +194,7 @@ func TestDataverseRead_reads_a_record_named_by_an_id_and_a_table(t *testing.T) {
 				ev["Attributes"].(map[string]any)["new_erpaccountid"] = strings.ToUpper(parentID)
 			}), 1))
 
-			if out.Kind != worker.Complete {
+			if out.Kind != queue.Complete {
 				t.Fatalf("outcome = %+v, want complete", out)
 			}
 			if reads := gets(dv); len(reads) != 1 || reads[0].Path != dataversetest.APIPath+"accounts("+parentID+")" {
@@ -212,7 +213,7 @@ func TestDataverseRead_dead_letters_at_once_when_the_record_is_gone(t *testing.T
 
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-	if out.Kind != worker.DeadLetter || out.Reason != worker.ReasonPermanentFailure || out.Step != "read-account" {
+	if out.Kind != queue.DeadLetter || out.Reason != queue.ReasonPermanentFailure || out.Step != "read-account" {
 		t.Fatalf("outcome = %+v, want dead-letter PermanentFailure at step read-account", out)
 	}
 	for _, want := range []string{"account(" + parentID + ")", "deleted", "404"} {
@@ -234,7 +235,7 @@ func TestDataverseRead_retries_later_when_Dataverse_throttles_honouring_Retry_Af
 	dv.Seed("accounts", map[string]any{"accountid": parentID, "name": "Contoso"})
 	w := readWorker(t, h, dv, `{"routes":[{"name":"r","steps":[
 		{"name":"read-account","type":"dataverse-read","record":"$event.Attributes.parentaccountid","select":["name"]}]}]}`)
-	if out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1)); out.Kind != worker.Complete {
+	if out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1)); out.Kind != queue.Complete {
 		t.Fatalf("first delivery = %+v, want complete", out)
 	}
 	dv.ResetRequests()
@@ -242,7 +243,7 @@ func TestDataverseRead_retries_later_when_Dataverse_throttles_honouring_Retry_Af
 
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-	if out.Kind != worker.RetryLater || out.Attempt != 2 || out.Step != "read-account" {
+	if out.Kind != queue.RetryLater || out.Attempt != 2 || out.Step != "read-account" {
 		t.Fatalf("outcome = %+v, want retry-later as attempt 2 at step read-account", out)
 	}
 	if want := h.now.Add(5 * time.Minute); !out.RetryAt.Equal(want) {
@@ -262,7 +263,7 @@ func TestDataverseRead_is_skipped_with_the_steps_using_it_without_DATAVERSE_URL(
 
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-	if out.Kind != worker.Complete {
+	if out.Kind != queue.Complete {
 		t.Fatalf("outcome = %+v, want complete", out)
 	}
 	if n := len(h.erp.calls()); n != 0 {
@@ -305,7 +306,7 @@ func TestDataverseRead_has_nothing_to_do_when_the_reference_names_no_record_to_r
 
 			out := w.Process(context.Background(), delivery(t, opportunityEvent(adjust...), 1))
 
-			if out.Kind != worker.Complete {
+			if out.Kind != queue.Complete {
 				t.Fatalf("outcome = %+v, want complete", out)
 			}
 			if n := len(dv.Requests()); n != 0 {
@@ -374,9 +375,9 @@ func TestShippedRoutes_send_a_trimmed_notes_columns_read_back_to_the_ERP(t *test
 	}
 	body, _ := json.Marshal(ev)
 
-	out := w.Process(context.Background(), worker.Delivery{MessageID: ev.EventID, CorrelationID: ev.CorrelationID, Body: body, DeliveryCount: 1})
+	out := w.Process(context.Background(), queue.Delivery{MessageID: ev.EventID, CorrelationID: ev.CorrelationID, Body: body, DeliveryCount: 1})
 
-	if out.Kind != worker.Complete || !strings.Contains(out.Summary, "note-attachment") {
+	if out.Kind != queue.Complete || !strings.Contains(out.Summary, "note-attachment") {
 		t.Fatalf("outcome = %+v, want complete through note-attachment", out)
 	}
 	erp := h.erp.calls()

@@ -15,8 +15,8 @@ import (
 
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 	"github.com/dvrelay/dvrelay/internal/event"
-	"github.com/dvrelay/dvrelay/internal/outbound"
-	"github.com/dvrelay/dvrelay/internal/tracecontext"
+	"github.com/dvrelay/dvrelay/internal/platform/outbound"
+	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
 )
 
 // maxResponseBody bounds how much of a downstream answer is read and kept for later steps.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dvrelay/dvrelay/functions/worker"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 func TestLogStep_writes_triggeredBy_only_when_it_is_a_GUID(t *testing.T) {
@@ -24,7 +25,7 @@ func TestLogStep_writes_triggeredBy_only_when_it_is_a_GUID(t *testing.T) {
 
 			out := w.Process(context.Background(), delivery(t, opportunityEvent(func(ev map[string]any) { ev["TriggeredBy"] = tt.triggeredBy }), 1))
 
-			if out.Kind != worker.Complete {
+			if out.Kind != queue.Complete {
 				t.Fatalf("outcome = %+v, want complete", out)
 			}
 			events := 0

@@ -1,6 +1,9 @@
 package worker
 
-import "github.com/dvrelay/dvrelay/internal/tracecontext"
+import (
+	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
+)
 
 // deliverySpan is the span of one delivery: a child of the span the message carries (the
 // intake's, written as Diagnostic-Id and traceparent; a retry or resubmitted copy keeps it), so
@@ -8,6 +11,6 @@ import "github.com/dvrelay/dvrelay/internal/tracecontext"
 // operation. A message without one (a direct Service Bus service endpoint, an older sender)
 // starts a new trace. Each delivery gets its own span id, so two deliveries of one message are
 // told apart in the trace.
-func deliverySpan(d Delivery) tracecontext.SpanContext {
+func deliverySpan(d queue.Delivery) tracecontext.SpanContext {
 	return tracecontext.Continue(tracecontext.FromProperties(d.ApplicationProperties))
 }

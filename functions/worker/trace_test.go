@@ -5,7 +5,8 @@ import (
 	"testing"
 
 	"github.com/dvrelay/dvrelay/functions/worker"
-	"github.com/dvrelay/dvrelay/internal/tracecontext"
+	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
 )
 
 const (
@@ -26,10 +27,10 @@ func sentTrace(t *testing.T, who string, r recorded) tracecontext.SpanContext {
 
 // tracedCalls runs one delivery and returns the traceparent each downstream received: credit,
 // Dataverse, ERP, in route order.
-func tracedCalls(t *testing.T, h *harness, w *worker.Worker, d worker.Delivery) []tracecontext.SpanContext {
+func tracedCalls(t *testing.T, h *harness, w *worker.Worker, d queue.Delivery) []tracecontext.SpanContext {
 	t.Helper()
 	before := [3]int{len(h.credit.calls()), len(h.dv.calls()), len(h.erp.calls())}
-	if out := w.Process(context.Background(), d); out.Kind != worker.Complete {
+	if out := w.Process(context.Background(), d); out.Kind != queue.Complete {
 		t.Fatalf("outcome %v: %s", out.Kind, out.Summary)
 	}
 	credit, dv, erp := h.credit.calls(), h.dv.calls(), h.erp.calls()

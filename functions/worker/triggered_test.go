@@ -54,7 +54,7 @@ var (
 
 // handleTriggered processes d and settles the outcome as the EventWorker function does under the
 // Functions trigger, with r as both queues.
-func handleTriggered(ctx context.Context, w *worker.Worker, d worker.Delivery, r *fakeRerouter) (worker.Outcome, error) {
+func handleTriggered(ctx context.Context, w *worker.Worker, d queue.Delivery, r *fakeRerouter) (queue.Outcome, error) {
 	out := w.Process(ctx, d)
 	return out, servicebus.NewTriggerSettler(r, r).Settle(ctx, d, out)
 }
@@ -70,7 +70,7 @@ func TestHandleTriggered_schedules_a_copy_for_a_retry(t *testing.T) {
 
 	out, err := handleTriggered(context.Background(), w, d, r)
 
-	if err != nil || out.Kind != worker.RetryLater {
+	if err != nil || out.Kind != queue.RetryLater {
 		t.Fatalf("HandleTriggered = %+v, %v; want retry-later and no error", out, err)
 	}
 	if len(r.published) != 1 || len(r.parked) != 0 {
@@ -109,21 +109,21 @@ func TestHandleTriggered_parks_a_copy_with_its_reason(t *testing.T) {
 
 	out, err := handleTriggered(context.Background(), w, d, r)
 
-	if err != nil || out.Kind != worker.DeadLetter {
+	if err != nil || out.Kind != queue.DeadLetter {
 		t.Fatalf("HandleTriggered = %+v, %v; want dead-letter and no error", out, err)
 	}
 	if len(r.parked) != 1 || len(r.published) != 0 {
 		t.Fatalf("parked %d, published %d; want 1 and 0", len(r.parked), len(r.published))
 	}
 	p := r.parked[0]
-	if p.reason != worker.ReasonPermanentFailure || p.description != out.Description || p.description == "" {
-		t.Errorf("reason, description = %q, %q; want %q and the outcome's description", p.reason, p.description, worker.ReasonPermanentFailure)
+	if p.reason != queue.ReasonPermanentFailure || p.description != out.Description || p.description == "" {
+		t.Errorf("reason, description = %q, %q; want %q and the outcome's description", p.reason, p.description, queue.ReasonPermanentFailure)
 	}
 	want := map[string]any{
 		queue.PropFailedStep:                 "write-score",
 		queue.PropOriginalMessageID:          eventID,
 		queue.PropOriginalDeliveryCount:      int64(2),
-		queue.PropDeadLetterReason:           worker.ReasonPermanentFailure,
+		queue.PropDeadLetterReason:           queue.ReasonPermanentFailure,
 		queue.PropDeadLetterErrorDescription: out.Description,
 	}
 	for k, v := range want {
@@ -143,7 +143,7 @@ func TestHandleTriggered_completes_without_rerouting(t *testing.T) {
 
 	out, err := handleTriggered(context.Background(), w, delivery(t, opportunityEvent(), 1), r)
 
-	if err != nil || out.Kind != worker.Complete {
+	if err != nil || out.Kind != queue.Complete {
 		t.Fatalf("HandleTriggered = %+v, %v; want complete and no error", out, err)
 	}
 }
@@ -153,10 +153,10 @@ func TestHandleTriggered_returns_the_error_when_the_copy_cannot_be_sent(t *testi
 	tests := []struct {
 		name  string
 		setup func(h *harness)
-		kind  worker.OutcomeKind
+		kind  queue.OutcomeKind
 	}{
-		{"retry later", func(h *harness) { h.erp.script = func(int) reply { return reply{status: http.StatusBadGateway} } }, worker.RetryLater},
-		{"dead letter", func(h *harness) { h.erp.script = func(int) reply { return reply{status: http.StatusBadRequest} } }, worker.DeadLetter},
+		{"retry later", func(h *harness) { h.erp.script = func(int) reply { return reply{status: http.StatusBadGateway} } }, queue.RetryLater},
+		{"dead letter", func(h *harness) { h.erp.script = func(int) reply { return reply{status: http.StatusBadRequest} } }, queue.DeadLetter},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -187,7 +187,7 @@ func TestHandleTriggered_names_the_retries_of_a_resubmitted_event_apart_from_its
 	first := delivery(t, opportunityEvent(), 1)
 	resubmitted := delivery(t, opportunityEvent(), 1)
 	resubmitted.MessageID = eventID + "/resubmit/1764050400000000000"
-	for _, d := range []worker.Delivery{first, resubmitted} {
+	for _, d := range []queue.Delivery{first, resubmitted} {
 		if _, err := handleTriggered(context.Background(), w, d, r); err != nil {
 			t.Fatalf("HandleTriggered(%s): %v", d.MessageID, err)
 		}

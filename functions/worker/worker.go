@@ -40,8 +40,9 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/event"
-	"github.com/dvrelay/dvrelay/internal/outbound"
-	"github.com/dvrelay/dvrelay/internal/tracecontext"
+	"github.com/dvrelay/dvrelay/internal/platform/outbound"
+	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
 )
 
 // EventDecoder decodes and validates a queue message body as a canonical event.
@@ -214,7 +215,7 @@ type progress struct {
 //  6. route match: no matching route completes without work;
 //  7. steps, each try under its own timeout, with quick in-process retries;
 //  8. outcome: complete, RetryLater on the back-off schedule, or DeadLetter with a reason.
-func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
+func (w *Worker) Process(ctx context.Context, d queue.Delivery) (out queue.Outcome) {
 	attempt := d.Attempt()
 	span := deliverySpan(d)
 	ctx = tracecontext.NewContext(ctx, span)
@@ -237,7 +238,7 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 
 	dec, err := w.decode(d)
 	if err != nil {
-		out = Outcome{Kind: DeadLetter, Reason: deadLetterReason(err), Description: err.Error()}
+		out = queue.Outcome{Kind: queue.DeadLetter, Reason: deadLetterReason(err), Description: err.Error()}
 		out.Summary = fmt.Sprintf("dead-letter %s: %s", out.Reason, out.Description)
 		w.logOutcome(log, out)
 		return out
@@ -256,7 +257,7 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 	}
 
 	if why, skip := w.loopGuard(&ev); skip {
-		out = Outcome{Kind: Complete, EventID: ev.EventID, Summary: "complete: skipped, " + why}
+		out = queue.Outcome{Kind: queue.Complete, EventID: ev.EventID, Summary: "complete: skipped, " + why}
 		w.logOutcome(log, out)
 		return out
 	}
@@ -268,7 +269,7 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 		}
 	}
 	if len(matched) == 0 {
-		out = Outcome{Kind: Complete, EventID: ev.EventID, Summary: "complete: no route matches"}
+		out = queue.Outcome{Kind: queue.Complete, EventID: ev.EventID, Summary: "complete: no route matches"}
 		w.logOutcome(log, out)
 		return out
 	}
@@ -280,10 +281,10 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 		for i, r := range matched {
 			names[i] = r.name
 		}
-		out = Outcome{Kind: Complete, EventID: ev.EventID,
+		out = queue.Outcome{Kind: queue.Complete, EventID: ev.EventID,
 			Summary: fmt.Sprintf("complete: %d steps, routes %s", steps, strings.Join(names, ", "))}
 	case v.Class == Permanent:
-		out = Outcome{Kind: DeadLetter, Reason: ReasonPermanentFailure, Step: at.step, EventID: ev.EventID,
+		out = queue.Outcome{Kind: queue.DeadLetter, Reason: queue.ReasonPermanentFailure, Step: at.step, EventID: ev.EventID,
 			Description: fmt.Sprintf("route %s step %s: %s", at.route, at.step, describe(err))}
 		out.Summary = fmt.Sprintf("dead-letter %s: route %s step %s: %v", out.Reason, at.route, at.step, err)
 	default:
@@ -294,8 +295,8 @@ func (w *Worker) Process(ctx context.Context, d Delivery) (out Outcome) {
 }
 
 // transientFailure schedules the next attempt, or dead-letters once attempts are spent.
-func (w *Worker) transientFailure(attempt int, at *progress, err error, retryAfter time.Duration) Outcome {
-	out := Outcome{Step: at.step}
+func (w *Worker) transientFailure(attempt int, at *progress, err error, retryAfter time.Duration) queue.Outcome {
+	out := queue.Outcome{Step: at.step}
 	if at.event != nil {
 		out.EventID = at.event.EventID
 	}
@@ -304,13 +305,13 @@ func (w *Worker) transientFailure(attempt int, at *progress, err error, retryAft
 		where = fmt.Sprintf("route %s step %s", at.route, at.step)
 	}
 	if attempt >= w.policy.MaxAttempts {
-		out.Kind = DeadLetter
-		out.Reason = ReasonMaxAttemptsExceeded
+		out.Kind = queue.DeadLetter
+		out.Reason = queue.ReasonMaxAttemptsExceeded
 		out.Description = fmt.Sprintf("attempt %d of %d failed: %s: %s", attempt, w.policy.MaxAttempts, where, describe(err))
 		out.Summary = fmt.Sprintf("dead-letter %s: attempt %d of %d failed: %s: %v", out.Reason, attempt, w.policy.MaxAttempts, where, err)
 		return out
 	}
-	out.Kind = RetryLater
+	out.Kind = queue.RetryLater
 	out.Attempt = attempt + 1
 	out.RetryAt = w.now().Add(w.policy.LaterDelay(attempt, retryAfter, w.jitter()))
 	out.Description = fmt.Sprintf("%s: %s", where, describe(err))
@@ -404,9 +405,9 @@ func (w *Worker) runStep(ctx context.Context, run *Run, s *boundStep) error {
 	return err
 }
 
-func (w *Worker) logOutcome(log *slog.Logger, out Outcome) {
+func (w *Worker) logOutcome(log *slog.Logger, out queue.Outcome) {
 	level := slog.LevelInfo
-	if out.Kind != Complete {
+	if out.Kind != queue.Complete {
 		level = slog.LevelWarn
 	}
 	log.Log(context.Background(), level, "outcome", "outcome", out.Kind.String(), "reason", out.Reason, "step", out.Step, "summary", out.Summary)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/dataverse"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // miEndpoint is a double of the Functions managed identity endpoint (IDENTITY_ENDPOINT).
@@ -51,7 +52,7 @@ func TestWorker_runs_the_default_route_for_an_opportunity_whose_estimated_value_
 
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-	if out.Kind != worker.Complete {
+	if out.Kind != queue.Complete {
 		t.Fatalf("outcome = %v (%s), want complete", out.Kind, out.Summary)
 	}
 	credit := h.credit.calls()
@@ -135,7 +136,7 @@ func TestWorker_recovers_from_two_failures_with_one_effect_per_event(t *testing.
 
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-	if out.Kind != worker.Complete {
+	if out.Kind != queue.Complete {
 		t.Fatalf("outcome = %v (%s), want complete after quick retries", out.Kind, out.Summary)
 	}
 	calls := h.credit.calls()
@@ -167,12 +168,12 @@ func TestWorker_a_scheduled_retry_repeats_earlier_steps_under_the_same_idempoten
 	w := h.worker(t, worker.Config{})
 
 	first := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
-	if first.Kind != worker.RetryLater || first.Step != "erp-sync" || first.Attempt != 2 {
+	if first.Kind != queue.RetryLater || first.Step != "erp-sync" || first.Attempt != 2 {
 		t.Fatalf("first outcome = %+v, want retry-later of erp-sync as attempt 2", first)
 	}
 	erpDown = false
 	second := w.Process(context.Background(), delivery(t, opportunityEvent(), first.Attempt))
-	if second.Kind != worker.Complete {
+	if second.Kind != queue.Complete {
 		t.Fatalf("second outcome = %v (%s), want complete", second.Kind, second.Summary)
 	}
 	// The credit step ran in both attempts, but the idempotent API applied it once.
@@ -214,7 +215,7 @@ func TestWorker_honours_Retry_After_on_429(t *testing.T) {
 
 			out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-			if out.Kind != worker.RetryLater || out.Step != tt.step {
+			if out.Kind != queue.RetryLater || out.Step != tt.step {
 				t.Fatalf("outcome = %+v, want retry-later at step %s", out, tt.step)
 			}
 			if min := h.now.Add(119 * time.Second); out.RetryAt.Before(min) {
@@ -237,7 +238,7 @@ func TestWorker_bounds_an_absurd_Retry_After_by_the_longest_back_off(t *testing.
 
 			out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-			if out.Kind != worker.RetryLater {
+			if out.Kind != queue.RetryLater {
 				t.Fatalf("outcome = %+v, want retry-later", out)
 			}
 			// A downstream must not be able to park an event for longer than the policy's own
@@ -270,13 +271,13 @@ func TestWorker_schedules_retries_with_back_off_then_dead_letters(t *testing.T) 
 	for attempt := 1; attempt <= 4; attempt++ {
 		out := w.Process(context.Background(), delivery(t, opportunityEvent(), attempt))
 		if attempt < 4 {
-			if out.Kind != worker.RetryLater || out.Attempt != attempt+1 {
+			if out.Kind != queue.RetryLater || out.Attempt != attempt+1 {
 				t.Fatalf("attempt %d outcome = %+v, want retry-later as attempt %d", attempt, out, attempt+1)
 			}
 			delays = append(delays, out.RetryAt.Sub(h.now))
 			continue
 		}
-		if out.Kind != worker.DeadLetter || out.Reason != worker.ReasonMaxAttemptsExceeded || out.Step != "erp-sync" {
+		if out.Kind != queue.DeadLetter || out.Reason != queue.ReasonMaxAttemptsExceeded || out.Step != "erp-sync" {
 			t.Fatalf("last attempt outcome = %+v, want dead-letter MaxAttemptsExceeded at erp-sync", out)
 		}
 		if !strings.Contains(out.Description, "500") || !strings.Contains(out.Description, "attempt 4 of 4") {
@@ -327,7 +328,7 @@ func TestWorker_dead_letters_permanent_failures_at_once(t *testing.T) {
 
 			out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-			if out.Kind != worker.DeadLetter || out.Reason != worker.ReasonPermanentFailure || out.Step != tt.step {
+			if out.Kind != queue.DeadLetter || out.Reason != queue.ReasonPermanentFailure || out.Step != tt.step {
 				t.Fatalf("outcome = %+v, want dead-letter PermanentFailure at %s", out, tt.step)
 			}
 			total := len(h.credit.calls()) + len(h.dv.calls()) + len(h.erp.calls())
@@ -354,7 +355,7 @@ func TestWorker_dead_letters_a_poison_body_without_calling_anything(t *testing.T
 
 			out := w.Process(context.Background(), d)
 
-			if out.Kind != worker.DeadLetter || out.Reason != worker.ReasonInvalidMessage {
+			if out.Kind != queue.DeadLetter || out.Reason != queue.ReasonInvalidMessage {
 				t.Fatalf("outcome = %+v, want dead-letter InvalidMessage", out)
 			}
 			if n := len(h.credit.calls()) + len(h.dv.calls()) + len(h.erp.calls()); n != 0 {
@@ -382,7 +383,7 @@ func TestWorker_loop_guard_skips_the_workers_own_echoes(t *testing.T) {
 
 			out := w.Process(context.Background(), delivery(t, opportunityEvent(tt.adjust), 1))
 
-			if out.Kind != worker.Complete {
+			if out.Kind != queue.Complete {
 				t.Fatalf("outcome = %+v, want complete", out)
 			}
 			if worked := len(h.credit.calls()) > 0; worked != tt.wantWork {
@@ -398,7 +399,7 @@ func TestWorker_runs_only_the_catch_all_route_when_estimated_value_did_not_chang
 
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(func(ev map[string]any) { ev["ChangedFields"] = []string{"name"} }), 1))
 
-	if out.Kind != worker.Complete || !strings.Contains(out.Summary, "audit-log") || strings.Contains(out.Summary, "credit-check") {
+	if out.Kind != queue.Complete || !strings.Contains(out.Summary, "audit-log") || strings.Contains(out.Summary, "credit-check") {
 		t.Fatalf("outcome = %+v, want complete through audit-log only", out)
 	}
 	if n := len(h.credit.calls()); n != 0 {
@@ -423,7 +424,7 @@ func TestWorker_skips_steps_whose_settings_are_unset_with_one_warning(t *testing
 
 	out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
 
-	if out.Kind != worker.Complete {
+	if out.Kind != queue.Complete {
 		t.Fatalf("outcome = %+v, want complete", out)
 	}
 	if len(h.dv.calls()) != 0 || len(h.erp.calls()) != 1 {

@@ -17,7 +17,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/dvrelay/dvrelay/internal/outbound"
+	"github.com/dvrelay/dvrelay/internal/platform/outbound"
 	"github.com/google/uuid"
 )
 

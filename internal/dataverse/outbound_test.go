@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/dvrelay/dvrelay/internal/dataverse"
-	"github.com/dvrelay/dvrelay/internal/outbound"
+	"github.com/dvrelay/dvrelay/internal/platform/outbound"
 )
 
 // elsewhere is a server on another port that a redirect points at; it records every request.

@@ -3,8 +3,6 @@ package event_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,17 +11,14 @@ import (
 	"github.com/dvrelay/dvrelay/internal/event"
 )
 
-// sharedFixtures is the team's copy of the captured Dataverse bodies, beside the repository.
-var sharedFixtures = filepath.Join("..", "..", "..", "shared", "reference", "dataverse-fixtures")
+// dataverseFixtures holds the captured Dataverse bodies.
+var dataverseFixtures = filepath.Join("testdata", "dataverse")
 
 // Every captured body keeps the reading it had before version 1.1: the same EventName, RecordId
 // and EventId (so duplicate detection still recognises a re-post across the upgrade), and the
 // same ChangedFields but for the platform-set columns owninguser, owningteam, owningbusinessunit
 // and an all-zero processid on Create, which 1.1 leaves out.
 func TestParse_reads_every_shared_fixture_as_before(t *testing.T) {
-	if _, err := os.Stat(sharedFixtures); errors.Is(err, os.ErrNotExist) {
-		t.Skipf("%s is not here", sharedFixtures)
-	}
 	want := map[string]struct {
 		eventName, recordID, eventID string
 		changedFields                []string
@@ -56,9 +51,9 @@ func TestParse_reads_every_shared_fixture_as_before(t *testing.T) {
 		}},
 		"docs-powerapps-update-contact-async.json": {"ContactUpdated", "6d81597f-0f9f-e711-8122-000d3aa2331c", "10b1fb7b-68eb-58f0-9d31-00cb2409729d", []string{"firstname", "fullname", "yomifullname"}},
 	}
-	files, err := filepath.Glob(filepath.Join(sharedFixtures, "*.json"))
+	files, err := filepath.Glob(filepath.Join(dataverseFixtures, "*.json"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no fixtures in %s: %v", sharedFixtures, err)
+		t.Fatalf("no fixtures in %s: %v", dataverseFixtures, err)
 	}
 	p := newParser(t)
 	for _, f := range files {

@@ -101,10 +101,10 @@ func New(opts Options) *Metrics {
 	}
 	// The outcomes and reasons are known up front; their series exist from the start at 0, so a
 	// rate() sees the first dead letter rather than a series that appears from nowhere.
-	m.processed.WithLabelValues(worker.Complete.String(), "")
-	m.processed.WithLabelValues(worker.RetryLater.String(), "")
-	for _, r := range []string{worker.ReasonInvalidMessage, worker.ReasonPermanentFailure, worker.ReasonMaxAttemptsExceeded, worker.ReasonUnsupportedMessageFormat} {
-		m.processed.WithLabelValues(worker.DeadLetter.String(), r)
+	m.processed.WithLabelValues(queue.Complete.String(), "")
+	m.processed.WithLabelValues(queue.RetryLater.String(), "")
+	for _, r := range []string{queue.ReasonInvalidMessage, queue.ReasonPermanentFailure, queue.ReasonMaxAttemptsExceeded, queue.ReasonUnsupportedMessageFormat} {
+		m.processed.WithLabelValues(queue.DeadLetter.String(), r)
 	}
 	m.reg.MustRegister(m.requests, m.published, m.processed, m.stepDuration, m.retries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -172,7 +172,7 @@ func (p countingPublisher) Publish(ctx context.Context, msg *queue.Message) erro
 
 // Processor is the worker as the consumer loop drives it.
 type Processor interface {
-	Process(ctx context.Context, d worker.Delivery) worker.Outcome
+	Process(ctx context.Context, d queue.Delivery) queue.Outcome
 }
 
 // Processor counts the outcomes next decides.
@@ -185,14 +185,14 @@ type countingProcessor struct {
 	m    *Metrics
 }
 
-func (p countingProcessor) Process(ctx context.Context, d worker.Delivery) worker.Outcome {
+func (p countingProcessor) Process(ctx context.Context, d queue.Delivery) queue.Outcome {
 	out := p.next.Process(ctx, d)
 	reason := ""
-	if out.Kind == worker.DeadLetter {
+	if out.Kind == queue.DeadLetter {
 		reason = out.Reason
 	}
 	p.m.processed.WithLabelValues(out.Kind.String(), reason).Inc()
-	if out.Kind == worker.RetryLater {
+	if out.Kind == queue.RetryLater {
 		p.m.retries.Inc()
 	}
 	return out

@@ -72,9 +72,9 @@ func want(t *testing.T, families map[string]*dto.MetricFamily, name string, labe
 	}
 }
 
-type outcomes []worker.Outcome
+type outcomes []queue.Outcome
 
-func (o *outcomes) Process(context.Context, worker.Delivery) worker.Outcome {
+func (o *outcomes) Process(context.Context, queue.Delivery) queue.Outcome {
 	out := (*o)[0]
 	*o = (*o)[1:]
 	return out
@@ -83,13 +83,13 @@ func (o *outcomes) Process(context.Context, worker.Delivery) worker.Outcome {
 func TestProcessor_counts_outcomes_dead_letter_reasons_and_retries(t *testing.T) {
 	m := metrics.New(metrics.Options{})
 	p := m.Processor(&outcomes{
-		{Kind: worker.Complete},
-		{Kind: worker.Complete},
-		{Kind: worker.RetryLater, Reason: "ignored"},
-		{Kind: worker.DeadLetter, Reason: worker.ReasonPermanentFailure},
+		{Kind: queue.Complete},
+		{Kind: queue.Complete},
+		{Kind: queue.RetryLater, Reason: "ignored"},
+		{Kind: queue.DeadLetter, Reason: queue.ReasonPermanentFailure},
 	})
 	for range 4 {
-		p.Process(context.Background(), worker.Delivery{})
+		p.Process(context.Background(), queue.Delivery{})
 	}
 	f := scrape(t, m)
 	want(t, f, metrics.EventsProcessed, map[string]string{"outcome": "complete", "reason": ""}, 2)

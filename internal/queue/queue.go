@@ -2,7 +2,7 @@
 // interfaces the intake and the worker depend on, the errors and stats the support tools read,
 // and the rules for naming retries and resubmissions and for reading the Attempt property. The
 // backends live in queue/servicebus (Azure Service Bus) and queue/local (the embedded SQLite
-// queue); each applies the worker's outcomes through worker.Settler.
+// queue); each applies the worker's outcomes through queue.Settler.
 package queue
 
 import (
@@ -69,7 +69,7 @@ type Received struct {
 }
 
 // Receiver is the peek-lock consumer side of a queue and the settlements every backend offers.
-// The worker's outcomes reach them through the backend's worker.Settler, which names retries
+// The worker's outcomes reach them through the backend's queue.Settler, which names retries
 // and writes dead-letter properties the same way everywhere. Settling with a lock that expired
 // or was never given fails with ErrLockLost.
 type Receiver interface {

@@ -26,7 +26,6 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
-	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -35,7 +34,7 @@ var (
 	_ queue.Publisher    = (*Queue)(nil)
 	_ queue.DeadLetterer = (*Queue)(nil)
 	_ queue.Receiver     = (*Queue)(nil)
-	_ worker.Settler     = (*Queue)(nil)
+	_ queue.Settler      = (*Queue)(nil)
 )
 
 const (

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -38,7 +37,7 @@ const (
 //   - ListDeadLetters returns parked messages oldest first, with reason and description both in
 //     the fields and as the DeadLetterReason / DeadLetterErrorDescription application properties.
 //   - ApplicationProperties come back with integers as int64 and other numbers as float64.
-//   - Settle applies the worker's outcome to a message received from it (worker.Settler's
+//   - Settle applies the worker's outcome to a message received from it (queue.Settler's
 //     contract); Resubmit and PurgeDeadLetter take a dead letter's sequence number and fail
 //     with queue.ErrNotFound when nothing is parked under it.
 //   - QueryDeadLetters selects as queue.DeadLetterFilter.Match does, and History names the
@@ -47,7 +46,7 @@ type Backend interface {
 	queue.Publisher
 	queue.DeadLetterer
 	queue.Receiver
-	worker.Settler
+	queue.Settler
 	queue.DeadLetterAdmin
 	ListDeadLetters(ctx context.Context, limit int) ([]queue.DeadLettered, error)
 	Now() time.Time
@@ -101,7 +100,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 	}
 }
 
-// settleCases are the promises of worker.Settler, which hold in every mode: whether the receiver
+// settleCases are the promises of queue.Settler, which hold in every mode: whether the receiver
 // settles (`handler serve`) or the Functions host does once the handler answered.
 var settleCases = []struct {
 	name string
@@ -481,7 +480,7 @@ func completeRemoves(t *testing.T, b Backend) {
 
 func settleComplete(t *testing.T, b Backend) {
 	publish(t, b, message("settled"))
-	settle(t, b, receiveOne(t, b), worker.Outcome{Kind: worker.Complete, EventID: "settled"})
+	settle(t, b, receiveOne(t, b), queue.Outcome{Kind: queue.Complete, EventID: "settled"})
 	b.Advance(2 * LockDuration)
 	expectNone(t, b)
 	if dl := deadLetters(t, b); len(dl) != 0 {
@@ -493,7 +492,7 @@ func settleRetryLater(t *testing.T, b Backend) {
 	m := message("evt-rl")
 	m.ApplicationProperties = map[string]any{queue.PropEventName: "OpportunityUpdated"}
 	publish(t, b, m)
-	settle(t, b, receiveOne(t, b), worker.Outcome{Kind: worker.RetryLater, RetryAt: b.Now().Add(10 * time.Minute), Attempt: 2, EventID: "evt-rl"})
+	settle(t, b, receiveOne(t, b), queue.Outcome{Kind: queue.RetryLater, RetryAt: b.Now().Add(10 * time.Minute), Attempt: 2, EventID: "evt-rl"})
 	expectNone(t, b)
 	b.Advance(9 * time.Minute)
 	expectNone(t, b)
@@ -518,10 +517,10 @@ func settleRetryLater(t *testing.T, b Backend) {
 			t.Errorf("retry = %+v, want the same event", r.Message)
 		}
 		if want.attempt == 3 {
-			settle(t, b, r, worker.Outcome{Kind: worker.Complete})
+			settle(t, b, r, queue.Outcome{Kind: queue.Complete})
 			break
 		}
-		settle(t, b, r, worker.Outcome{Kind: worker.RetryLater, RetryAt: b.Now().Add(time.Minute), Attempt: 3, EventID: "evt-rl"})
+		settle(t, b, r, queue.Outcome{Kind: queue.RetryLater, RetryAt: b.Now().Add(time.Minute), Attempt: 3, EventID: "evt-rl"})
 		b.Advance(2 * time.Minute)
 	}
 	expectNone(t, b)
@@ -536,7 +535,7 @@ func settleDeadLetter(t *testing.T, b Backend) {
 	}
 	r := receiveOne(t, b) // the second delivery
 	const description = "attempt 2 of 2 failed: route sync step erp: erp answered 503"
-	settle(t, b, r, worker.Outcome{Kind: worker.DeadLetter, Reason: worker.ReasonMaxAttemptsExceeded,
+	settle(t, b, r, queue.Outcome{Kind: queue.DeadLetter, Reason: queue.ReasonMaxAttemptsExceeded,
 		Description: description, Step: "erp", EventID: "evt-dl"})
 	expectNone(t, b)
 
@@ -545,7 +544,7 @@ func settleDeadLetter(t *testing.T, b Backend) {
 		t.Fatalf("dead letters = %d, want 1", len(dl))
 	}
 	d := dl[0]
-	checkDeadLetter(t, d, "evt-dl/retry/2", worker.ReasonMaxAttemptsExceeded, description)
+	checkDeadLetter(t, d, "evt-dl/retry/2", queue.ReasonMaxAttemptsExceeded, description)
 	if d.DeliveryCount != 2 || string(d.Body) != string(m.Body) {
 		t.Errorf("dead letter DeliveryCount %d body %s, want 2 and the event", d.DeliveryCount, d.Body)
 	}
@@ -564,10 +563,10 @@ func settleDeadLetter(t *testing.T, b Backend) {
 }
 
 func settleStaleLock(t *testing.T, b Backend) {
-	outcomes := []worker.Outcome{
-		{Kind: worker.Complete},
-		{Kind: worker.RetryLater, RetryAt: b.Now().Add(time.Minute), Attempt: 2},
-		{Kind: worker.DeadLetter, Reason: worker.ReasonPermanentFailure, Description: "x"},
+	outcomes := []queue.Outcome{
+		{Kind: queue.Complete},
+		{Kind: queue.RetryLater, RetryAt: b.Now().Add(time.Minute), Attempt: 2},
+		{Kind: queue.DeadLetter, Reason: queue.ReasonPermanentFailure, Description: "x"},
 	}
 	for _, out := range outcomes {
 		t.Run(out.Kind.String(), func(t *testing.T) {
@@ -575,7 +574,7 @@ func settleStaleLock(t *testing.T, b Backend) {
 			r := receiveOne(t, b)
 			b.Advance(LockDuration + time.Second)
 			out.RetryAt = b.Now().Add(time.Minute)
-			if err := b.Settle(context.Background(), worker.DeliveryOf(r), out); !errors.Is(err, queue.ErrLockLost) {
+			if err := b.Settle(context.Background(), queue.DeliveryOf(r), out); !errors.Is(err, queue.ErrLockLost) {
 				t.Fatalf("Settle %s after lock expiry = %v, want queue.ErrLockLost", out.Kind, err)
 			}
 			again := receiveOne(t, b) // still there, delivered again, and nothing else was written
@@ -809,11 +808,11 @@ func sightingIDs(s []queue.Sighting) []string {
 
 // helpers
 
-func settle(t *testing.T, b Backend, r *queue.Received, out worker.Outcome) {
+func settle(t *testing.T, b Backend, r *queue.Received, out queue.Outcome) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	if err := b.Settle(ctx, worker.DeliveryOf(r), out); err != nil {
+	if err := b.Settle(ctx, queue.DeliveryOf(r), out); err != nil {
 		t.Fatalf("Settle %s as %s: %v", r.MessageID, out.Kind, err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/queuetest"
 )
@@ -33,7 +32,7 @@ type triggerBackend struct {
 	trigger *TriggerSettler
 }
 
-func (b triggerBackend) Settle(ctx context.Context, d worker.Delivery, out worker.Outcome) error {
+func (b triggerBackend) Settle(ctx context.Context, d queue.Delivery, out queue.Outcome) error {
 	if err := b.trigger.Settle(ctx, d, out); err != nil {
 		return err
 	}

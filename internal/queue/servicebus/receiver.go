@@ -10,7 +10,6 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
-	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -42,7 +41,7 @@ type heldMessage struct {
 
 var (
 	_ queue.Receiver = (*Receiver)(nil)
-	_ worker.Settler = (*Receiver)(nil)
+	_ queue.Settler  = (*Receiver)(nil)
 )
 
 // NewReceiver makes a peek-lock Receiver for queueName on client.
@@ -225,27 +224,23 @@ func (r *Receiver) Reschedule(ctx context.Context, rc *queue.Received, at time.T
 }
 
 // Settle makes the worker's outcome true on the message d was received as, with this
-// receiver's settlements: Complete, Reschedule as out.Attempt, or the queue's own dead-letter
-// sub-queue with worker.DeadLetterInfo's properties. A settlement after the lock was lost fails
-// with queue.ErrLockLost and changes nothing.
-func (r *Receiver) Settle(ctx context.Context, d worker.Delivery, out worker.Outcome) error {
-	rc := r.receivedOf(d)
-	switch out.Kind {
-	case worker.Complete:
-		return r.Complete(ctx, rc)
-	case worker.RetryLater:
-		return r.Reschedule(ctx, rc, out.RetryAt, map[string]any{queue.PropAttempt: int64(out.Attempt)})
-	case worker.DeadLetter:
-		info := worker.DeadLetterInfo(d, out)
-		return r.deadLetter(ctx, rc, info.Reason, info.Description, info.Properties())
-	}
-	return fmt.Errorf("settle %s: unknown outcome %v", d.MessageID, out.Kind)
+// receiver's settlements (queue.SettleWith maps the outcome onto them): Complete, Reschedule, or
+// the queue's own dead-letter sub-queue. A settlement after the lock was lost fails with
+// queue.ErrLockLost and changes nothing.
+func (r *Receiver) Settle(ctx context.Context, d queue.Delivery, out queue.Outcome) error {
+	return queue.SettleWith(ctx, r, r.receivedOf(d), d, out)
+}
+
+// DeadLetterWith moves rc to the queue's dead-letter sub-queue with info's reason, description
+// and application properties.
+func (r *Receiver) DeadLetterWith(ctx context.Context, rc *queue.Received, info queue.DeadLetterInfo) error {
+	return r.deadLetter(ctx, rc, info.Reason, info.Description, info.Properties())
 }
 
 // receivedOf finds the locked message d was made from: the one this receiver holds under d's
 // lock token, with the lock expiry its renewals recorded, or else one made from d alone, which
 // is settled by token.
-func (r *Receiver) receivedOf(d worker.Delivery) *queue.Received {
+func (r *Receiver) receivedOf(d queue.Delivery) *queue.Received {
 	rc := &queue.Received{
 		LockToken:      d.LockToken,
 		DeliveryCount:  d.DeliveryCount,

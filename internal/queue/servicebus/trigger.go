@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 
-	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -30,7 +29,7 @@ type TriggerSettler struct {
 	deadLetters queue.DeadLetterer // the dead-letter queue
 }
 
-var _ worker.Settler = (*TriggerSettler)(nil)
+var _ queue.Settler = (*TriggerSettler)(nil)
 
 // NewTriggerSettler makes the settler that publishes retries with main and parks dead letters
 // with deadLetters (a *DeadLetterQueue in production).
@@ -39,11 +38,11 @@ func NewTriggerSettler(main queue.Publisher, deadLetters queue.DeadLetterer) *Tr
 }
 
 // Settle makes out true for d; see TriggerSettler.
-func (s *TriggerSettler) Settle(ctx context.Context, d worker.Delivery, out worker.Outcome) error {
+func (s *TriggerSettler) Settle(ctx context.Context, d queue.Delivery, out queue.Outcome) error {
 	switch out.Kind {
-	case worker.Complete:
+	case queue.Complete:
 		return nil
-	case worker.RetryLater:
+	case queue.RetryLater:
 		m := copyOfDelivery(d)
 		id := d.MessageID
 		if id == "" {
@@ -56,8 +55,8 @@ func (s *TriggerSettler) Settle(ctx context.Context, d worker.Delivery, out work
 			return fmt.Errorf("schedule retry %s: %w", m.MessageID, err)
 		}
 		return nil
-	case worker.DeadLetter:
-		info := worker.DeadLetterInfo(d, out)
+	case queue.DeadLetter:
+		info := queue.DeadLetterInfoFor(d, out)
 		m := copyOfDelivery(d)
 		maps.Copy(m.ApplicationProperties, info.Properties())
 		if err := s.deadLetters.DeadLetter(ctx, m, info.Reason, info.Description); err != nil {
@@ -70,7 +69,7 @@ func (s *TriggerSettler) Settle(ctx context.Context, d worker.Delivery, out work
 
 // copyOfDelivery makes a message carrying the delivery's body and identity, with its own
 // property map. The worker only handles JSON, so the content type is set without asking.
-func copyOfDelivery(d worker.Delivery) *queue.Message {
+func copyOfDelivery(d queue.Delivery) *queue.Message {
 	props := make(map[string]any, len(d.ApplicationProperties)+6)
 	maps.Copy(props, d.ApplicationProperties)
 	return &queue.Message{

@@ -1,0 +1,391 @@
+// Package admin is the support API of a running dvrelay: GET /api/health, and the dead-letter
+// routes `handler serve` adds (list with filters, show one with its history, resubmit, purge),
+// which let support work on an embedded queue whose file belongs to that process. Client is what
+// the `handler dlq` command uses to reach them.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
+	"github.com/dvrelay/dvrelay/internal/platform/problem"
+	"github.com/dvrelay/dvrelay/internal/queue"
+)
+
+// Route paths, shared by Server and Client.
+const (
+	pathHealth      = "/api/health"
+	pathDeadLetters = "/api/deadletters"
+)
+
+// DefaultHealthTimeout bounds GET /api/health when Config.HealthTimeout is zero. Probes give up
+// after a few seconds; an answer after that is as good as none, and a 503 in time says more.
+const DefaultHealthTimeout = 2 * time.Second
+
+// maxListLimit bounds one listing, so a request cannot make the server load the whole queue.
+const maxListLimit = 1000
+
+// DeadLetterQueue is what the routes need from a backend's dead-letter queue: all of it.
+type DeadLetterQueue = queue.DeadLetterAdmin
+
+// Config is what the server shows and guards.
+type Config struct {
+	// Backend is the queue backend's name, shown by /api/health.
+	Backend     string
+	DeadLetters DeadLetterQueue
+	// Stats counts the queue for /api/health; nil when the backend cannot count.
+	Stats func(ctx context.Context) (queue.Stats, error)
+	// Auth guards the dead-letter routes; health stays open, as probes do not carry secrets.
+	Auth *httpauth.Authorizer
+	// HealthTimeout bounds the queue read behind /api/health; zero is DefaultHealthTimeout.
+	HealthTimeout time.Duration
+}
+
+// Server serves the admin routes.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// NewServer builds the routes over cfg. A nil Auth leaves the dead-letter routes open.
+func NewServer(cfg Config, log *slog.Logger) *Server {
+	if cfg.Auth == nil {
+		cfg.Auth = httpauth.New("")
+	}
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = DefaultHealthTimeout
+	}
+	return &Server{cfg: cfg, log: log}
+}
+
+// HealthRoute adds GET /api/health: 200 with the queue counts, 503 when the queue cannot be read
+// within HealthTimeout.
+func (s *Server) HealthRoute(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+pathHealth, s.health)
+}
+
+// DeadLetterRoutes adds, behind the authorizer:
+//   - GET /api/deadletters?limit=N&reason=R&entity=E&since=T&before=T&after=SEQ&eventId=ID: the
+//     dead letters selected (times in RFC 3339), oldest first;
+//   - GET /api/deadletters/{seq}: one dead letter with its event's history;
+//   - POST /api/deadletters/{seq}/resubmit and POST /api/deadletters/{seq}/purge.
+//
+// A sequence number with nothing parked under it is a 404.
+func (s *Server) DeadLetterRoutes(mux *http.ServeMux) {
+	mux.Handle("GET "+pathDeadLetters, s.cfg.Auth.Require(http.HandlerFunc(s.list)))
+	mux.Handle("GET "+pathDeadLetters+"/{seq}", s.cfg.Auth.Require(http.HandlerFunc(s.show)))
+	mux.Handle("POST "+pathDeadLetters+"/{seq}/resubmit", s.cfg.Auth.Require(http.HandlerFunc(s.resubmit)))
+	mux.Handle("POST "+pathDeadLetters+"/{seq}/purge", s.cfg.Auth.Require(http.HandlerFunc(s.purge)))
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	body := map[string]any{"status": "ok", "backend": s.cfg.Backend}
+	if s.cfg.Stats != nil {
+		st, err := s.stats(r.Context())
+		if err != nil {
+			s.log.ErrorContext(r.Context(), "health: read queue", slog.String("error", err.Error()))
+			problem.Write(w, problem.New(http.StatusServiceUnavailable, "queue-unavailable", "Queue unavailable",
+				"the embedded queue could not be read"))
+			return
+		}
+		body["queued"] = st.Queued
+		body["scheduled"] = st.Scheduled
+		body["deadLettered"] = st.DeadLettered
+		body["oldestQueuedAgeSeconds"] = st.OldestQueuedAge.Seconds()
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// stats reads the queue counts within HealthTimeout. The read runs apart and is waited for only
+// that long, because a read stuck in the kernel (a frozen or failing disk) does not look at its
+// context: the probe still gets its 503 in time, and the read ends on its own when the disk does.
+func (s *Server) stats(ctx context.Context) (queue.Stats, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.HealthTimeout)
+	defer cancel()
+	type result struct {
+		st  queue.Stats
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := s.cfg.Stats(ctx)
+		done <- result{st, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return queue.Stats{}, fmt.Errorf("read queue counts: %w", r.err)
+		}
+		return r.st, nil
+	case <-ctx.Done():
+		return queue.Stats{}, fmt.Errorf("read queue counts: no answer within %s: %w", s.cfg.HealthTimeout, ctx.Err())
+	}
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilter(r.URL.Query())
+	if err != nil {
+		problem.Write(w, problem.New(http.StatusBadRequest, "invalid-query", "Invalid query", err.Error()))
+		return
+	}
+	items, err := s.cfg.DeadLetters.QueryDeadLetters(r.Context(), f)
+	if err != nil {
+		s.unavailable(w, r, "list dead letters", err, "the dead-letter queue could not be read")
+		return
+	}
+	out := make([]DeadLetter, 0, len(items))
+	for _, d := range items {
+		out = append(out, View(d))
+	}
+	writeJSON(w, http.StatusOK, deadLetterList{DeadLetters: out})
+}
+
+// parseFilter reads a listing's query parameters; an error says which one is wrong and how.
+func parseFilter(q url.Values) (queue.DeadLetterFilter, error) {
+	f := queue.DeadLetterFilter{
+		Limit:   queue.DefaultDeadLetterLimit,
+		Reason:  q.Get("reason"),
+		Entity:  q.Get("entity"),
+		EventID: q.Get("eventId"),
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxListLimit {
+			return f, fmt.Errorf("limit must be a whole number from 1 to %d", maxListLimit)
+		}
+		f.Limit = n
+	}
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return f, errors.New("after must be a sequence number (a whole number, 0 or more)")
+		}
+		f.AfterSeq = n
+	}
+	for name, t := range map[string]*time.Time{"since": &f.Since, "before": &f.Before} {
+		if v := q.Get(name); v != "" {
+			at, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return f, fmt.Errorf("%s must be an RFC 3339 time, e.g. 2025-11-25T07:04:05Z", name)
+			}
+			*t = at
+		}
+	}
+	return f, nil
+}
+
+func (s *Server) show(w http.ResponseWriter, r *http.Request) {
+	seq, ok := pathSeq(w, r)
+	if !ok {
+		return
+	}
+	found, err := s.cfg.DeadLetters.QueryDeadLetters(r.Context(), queue.DeadLetterFilter{Seq: seq, Limit: 1})
+	if err != nil {
+		s.unavailable(w, r, "read dead letter", err, "the dead-letter queue could not be read")
+		return
+	}
+	if len(found) == 0 {
+		notFound(w, seq)
+		return
+	}
+	d := View(found[0])
+	history, err := s.cfg.DeadLetters.History(r.Context(), d.EventID)
+	if err != nil {
+		s.unavailable(w, r, "read history", err, "the history of the event could not be read")
+		return
+	}
+	writeJSON(w, http.StatusOK, Detail{DeadLetter: d, History: HistoryView(history)})
+}
+
+func (s *Server) resubmit(w http.ResponseWriter, r *http.Request) {
+	seq, ok := pathSeq(w, r)
+	if !ok {
+		return
+	}
+	id, err := s.cfg.DeadLetters.Resubmit(r.Context(), seq)
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		notFound(w, seq)
+	case err != nil:
+		s.unavailable(w, r, "resubmit dead letter", err, "the message could not be resubmitted; it is still dead-lettered")
+	default:
+		s.log.InfoContext(r.Context(), "dead letter resubmitted", slog.Int64("seq", seq), slog.String("messageId", id))
+		writeJSON(w, http.StatusOK, resubmitted{SequenceNumber: seq, MessageID: id})
+	}
+}
+
+func (s *Server) purge(w http.ResponseWriter, r *http.Request) {
+	seq, ok := pathSeq(w, r)
+	if !ok {
+		return
+	}
+	err := s.cfg.DeadLetters.PurgeDeadLetter(r.Context(), seq)
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		notFound(w, seq)
+	case err != nil:
+		s.unavailable(w, r, "purge dead letter", err, "the message could not be purged; it is still dead-lettered")
+	default:
+		s.log.InfoContext(r.Context(), "dead letter purged", slog.Int64("seq", seq))
+		writeJSON(w, http.StatusOK, purged{SequenceNumber: seq, Purged: true})
+	}
+}
+
+// pathSeq reads {seq}; a bad one is answered with a 400 and ok false.
+func pathSeq(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	seq, err := strconv.ParseInt(r.PathValue("seq"), 10, 64)
+	if err != nil || seq < 1 {
+		problem.Write(w, problem.New(http.StatusBadRequest, "invalid-sequence-number", "Invalid sequence number",
+			"the sequence number must be a positive whole number"))
+		return 0, false
+	}
+	return seq, true
+}
+
+// notFoundKind is the problem type of a sequence number with nothing parked under it; the
+// client maps it back to queue.ErrNotFound.
+const notFoundKind = "dead-letter-not-found"
+
+func notFound(w http.ResponseWriter, seq int64) {
+	problem.Write(w, problem.New(http.StatusNotFound, notFoundKind, "Dead letter not found",
+		fmt.Sprintf("no dead-lettered message has sequence number %d", seq)))
+}
+
+// unavailable logs err and answers 503 with detail, which says what happened and nothing of err.
+func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, op string, err error, detail string) {
+	s.log.ErrorContext(r.Context(), op, slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+	problem.Write(w, problem.New(http.StatusServiceUnavailable, "queue-unavailable", "Queue unavailable", detail))
+}
+
+// DeadLetter is a dead letter as support tooling shows it: ids, names, reasons and what the
+// event was. The body is included because support needs it to decide; it never reaches the logs.
+type DeadLetter struct {
+	SequenceNumber int64           `json:"sequenceNumber"`
+	DeadLetteredAt time.Time       `json:"deadLetteredAt"`
+	EventID        string          `json:"eventId"`
+	EventName      string          `json:"eventName,omitempty"`
+	Entity         string          `json:"entity,omitempty"`
+	RecordID       string          `json:"recordId,omitempty"`
+	Reason         string          `json:"reason"`
+	Cause          string          `json:"cause"`
+	Description    string          `json:"description"`
+	FailedStep     string          `json:"failedStep,omitempty"`
+	Attempt        int             `json:"attempt"`
+	DeliveryCount  int             `json:"deliveryCount"`
+	MessageID      string          `json:"messageId"`
+	CorrelationID  string          `json:"correlationId"`
+	Subject        string          `json:"subject"`
+	Properties     map[string]any  `json:"properties,omitempty"`
+	Body           json.RawMessage `json:"body,omitempty"`
+}
+
+// View is d as support sees it.
+func View(d queue.DeadLettered) DeadLetter {
+	step, _ := d.ApplicationProperties[queue.PropFailedStep].(string)
+	v := DeadLetter{
+		SequenceNumber: d.SequenceNumber, MessageID: d.MessageID, CorrelationID: d.CorrelationID,
+		EventID: queue.BaseID(d.MessageID), EventName: stringProp(d.ApplicationProperties, queue.PropEventName),
+		Entity: stringProp(d.ApplicationProperties, queue.PropEntity), FailedStep: step,
+		Subject: d.Subject, Reason: d.Reason, Description: d.Description, Cause: Cause(d.Description, step),
+		Attempt:       queue.Attempt(d.ApplicationProperties),
+		DeliveryCount: d.DeliveryCount, DeadLetteredAt: d.DeadLetteredAt, Properties: d.ApplicationProperties,
+	}
+	if v.EventName == "" {
+		v.EventName = d.Subject // the broker's own dead letters of older messages may lack the property
+	}
+	if json.Valid(d.Body) {
+		v.Body = d.Body
+		var ev struct {
+			RecordID string `json:"RecordId"`
+		}
+		if json.Unmarshal(d.Body, &ev) == nil {
+			v.RecordID = ev.RecordID
+		}
+	} else if len(d.Body) > 0 {
+		b, _ := json.Marshal(string(d.Body)) // a poison body is shown as text
+		v.Body = b
+	}
+	return v
+}
+
+func stringProp(props map[string]any, name string) string {
+	s, _ := props[name].(string)
+	return s
+}
+
+// repeatedPrefix matches the places the worker and the settlers put in front of a failure, as
+// they nest: "step s: ", "route r step s: ", "attempt n of m failed: ".
+var repeatedPrefix = regexp.MustCompile(`^(?:(?:step [^\s:]+|route [^\s:]+ step [^\s:]+|attempt \d+ of \d+ failed): )+`)
+
+// Cause is what went wrong, without the prefixes that say where: the failed step once, then the
+// failure ("erp-sync: POST ${DVRELAY_ERP_URL}: 400 Bad Request" rather than "step erp-sync: route
+// credit-check step erp-sync: POST …"). The attempt count and the step have fields of their own.
+func Cause(description, failedStep string) string {
+	c := repeatedPrefix.ReplaceAllString(description, "")
+	if failedStep != "" && c != "" {
+		return failedStep + ": " + c
+	}
+	return c
+}
+
+// Detail is one dead letter with the history of its event: the message ids the backend knows
+// for it, retries and resubmits, in the order they happened.
+type Detail struct {
+	DeadLetter
+	History []Sighting `json:"history"`
+}
+
+// Sighting is one message id of an event's history (queue.Sighting).
+type Sighting struct {
+	MessageID      string     `json:"messageId"`
+	Attempt        int        `json:"attempt"`
+	State          string     `json:"state"`
+	SequenceNumber int64      `json:"sequenceNumber,omitempty"`
+	At             *time.Time `json:"at,omitempty"`
+}
+
+// HistoryView is h as the routes show it.
+func HistoryView(h []queue.Sighting) []Sighting {
+	out := make([]Sighting, 0, len(h))
+	for _, s := range h {
+		v := Sighting{MessageID: s.MessageID, Attempt: s.Attempt, State: s.State, SequenceNumber: s.Seq}
+		if !s.At.IsZero() {
+			at := s.At
+			v.At = &at
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// deadLetterList is the answer to GET /api/deadletters.
+type deadLetterList struct {
+	DeadLetters []DeadLetter `json:"deadLetters"`
+}
+
+// resubmitted is the answer to POST /api/deadletters/{seq}/resubmit.
+type resubmitted struct {
+	SequenceNumber int64  `json:"sequenceNumber"`
+	MessageID      string `json:"messageId"`
+}
+
+// purged is the answer to POST /api/deadletters/{seq}/purge.
+type purged struct {
+	SequenceNumber int64 `json:"sequenceNumber"`
+	Purged         bool  `json:"purged"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,133 @@
+package httpintake_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/dvrelay/dvrelay/functions/webhook"
+	"github.com/dvrelay/dvrelay/internal/transport/httpintake"
+	"github.com/dvrelay/dvrelay/internal/queue"
+)
+
+// gatedPublisher holds every publish until open is closed, and says when one has started.
+type gatedPublisher struct {
+	started chan struct{}
+	open    chan struct{}
+}
+
+func (p *gatedPublisher) Publish(ctx context.Context, _ *queue.Message) error {
+	p.started <- struct{}{}
+	select {
+	case <-p.open:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// watchedBody records whether anything read it.
+type watchedBody struct {
+	io.Reader
+	read atomic.Bool
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.Reader.Read(p)
+}
+
+func (b *watchedBody) Close() error { return nil }
+
+func TestForwarded_answers_503_unread_when_MaxInFlight_requests_are_in_flight(t *testing.T) {
+	pub := &gatedPublisher{started: make(chan struct{}, 1), open: make(chan struct{})}
+	in := webhook.New(webhook.Config{MaxInFlight: 1, Secrets: [][]byte{[]byte(secret)}}, tinyParser{}, pub, slog.New(slog.DiscardHandler))
+	h := httpintake.Forwarded(in)
+
+	first := make(chan int, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, forwardedRequest(t, http.MethodPost, eventBody))
+		first <- rec.Code
+	}()
+	<-pub.started // the first request holds the only place, waiting on the queue
+
+	req := forwardedRequest(t, http.MethodPost, eventBody)
+	body := &watchedBody{Reader: strings.NewReader(eventBody)}
+	req.Body = body
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status = %d, want 503: %s", rec.Code, rec.Body)
+	}
+	if rec.Header().Get("Retry-After") == "" || rec.Header().Get("Content-Type") != "application/problem+json" {
+		t.Errorf("headers = %v", rec.Header())
+	}
+	var p struct{ Type string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Type != webhook.ProblemTypeBase+"overloaded" {
+		t.Errorf("problem %s (%v)", rec.Body, err)
+	}
+	if body.read.Load() {
+		t.Error("the body of a request turned away was read")
+	}
+
+	close(pub.open)
+	if code := <-first; code != http.StatusAccepted {
+		t.Errorf("the admitted request got %d", code)
+	}
+	rec = httptest.NewRecorder()
+	go func() { <-pub.started }()
+	h.ServeHTTP(rec, forwardedRequest(t, http.MethodPost, eventBody))
+	if rec.Code != http.StatusAccepted {
+		t.Errorf("after the place was given back: status %d", rec.Code)
+	}
+}
+
+func TestForwarded_refuses_an_unauthenticated_request_without_reading_its_body(t *testing.T) {
+	in := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(secret)}}, tinyParser{}, &recordingPublisher{}, slog.New(slog.DiscardHandler))
+	req := forwardedRequest(t, http.MethodPost, "")
+	req.Header.Set("X-Dvrelay-Secret", "guess")
+	body := &watchedBody{Reader: strings.NewReader(eventBody)}
+	req.Body, req.ContentLength = body, -1
+	rec := httptest.NewRecorder()
+	httpintake.Forwarded(in).ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("status = %d", rec.Code)
+	}
+	if body.read.Load() {
+		t.Error("an unauthenticated caller's body was read")
+	}
+}
+
+func TestEnvelope_answers_503_inside_a_200_when_MaxInFlight_requests_are_in_flight(t *testing.T) {
+	pub := &gatedPublisher{started: make(chan struct{}, 1), open: make(chan struct{})}
+	log := slog.New(slog.DiscardHandler)
+	in := webhook.New(webhook.Config{MaxInFlight: 1, Secrets: [][]byte{[]byte(secret)}}, tinyParser{}, pub, log)
+	h := httpintake.Envelope(in, "req", log)
+
+	first := make(chan int, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, invocation(t, ptr(eventBody), nil))
+		first <- rec.Code
+	}()
+	<-pub.started
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, invocation(t, ptr(eventBody), nil))
+	out := decodeEnvelope(t, rec.Result(), rec.Body.Bytes()).Outputs.Res
+	if out.StatusCode != http.StatusServiceUnavailable || out.Headers["Retry-After"] == "" {
+		t.Errorf("Outputs.res = %d %v", out.StatusCode, out.Headers)
+	}
+	if !strings.Contains(out.Body, webhook.ProblemTypeBase+"overloaded") {
+		t.Errorf("Outputs.res.body = %s", out.Body)
+	}
+	close(pub.open)
+	<-first
+}

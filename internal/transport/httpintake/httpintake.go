@@ -1,0 +1,137 @@
+// Package httpintake serves the webhook intake over HTTP, in the two forms the handler meets:
+// the raw request (standalone mode, and Functions mode with enableForwardingHttpRequest) and the
+// Functions host's invocation envelope (POST /<FunctionName>). It only translates; every
+// decision, error status included, is the intake's.
+package httpintake
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/dvrelay/dvrelay/functions/webhook"
+	"github.com/dvrelay/dvrelay/internal/transport/customhandler"
+)
+
+// Intake is what the adapters need from *webhook.Intake.
+type Intake interface {
+	Admit(ctx context.Context, req webhook.Request) (release func(), refusal webhook.Response, ok bool)
+	Handle(ctx context.Context, req webhook.Request) webhook.Response
+	MaxBodyBytes() int64
+}
+
+var _ Intake = (*webhook.Intake)(nil)
+
+// Forwarded serves the raw webhook request (POST /api/dataverse/webhook). The intake admits
+// the request on its headers before a byte of the body is read, so a caller it turns away
+// (unauthenticated, or past the in-flight bound) costs no body read and holds no place. It reads
+// at most MaxBodyBytes+1 bytes, so an oversized body is refused without being buffered.
+func Forwarded(in Intake) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req := webhook.Request{Method: r.Method, Header: r.Header, ContentLength: r.ContentLength}
+		release, refusal, ok := in.Admit(r.Context(), req)
+		if !ok {
+			writeResponse(w, refusal)
+			return
+		}
+		defer release()
+		limit := in.MaxBodyBytes()
+		if r.ContentLength > limit {
+			req.BodyTooLarge = true
+		} else {
+			req.Body, req.BodyTooLarge, req.ReadErr = readLimited(r.Body, limit)
+		}
+		writeResponse(w, in.Handle(r.Context(), req))
+	})
+}
+
+// readLimited reads up to limit bytes and reports whether more were there.
+func readLimited(body io.Reader, limit int64) ([]byte, bool, error) {
+	if body == nil {
+		return nil, false, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		return nil, false, fmt.Errorf("read body: %w", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, true, nil
+	}
+	return b, false, nil
+}
+
+func writeResponse(w http.ResponseWriter, res webhook.Response) {
+	h := w.Header()
+	for k, vs := range res.Header {
+		h[k] = vs
+	}
+	h.Set("Content-Length", strconv.Itoa(len(res.Body)))
+	w.WriteHeader(res.Status)
+	_, _ = w.Write(res.Body)
+}
+
+// Envelope serves the HTTP trigger invocation the host posts to /<FunctionName> when it does
+// not forward the request: it decodes Data.<binding>, runs the intake, and returns its answer
+// in Outputs.res. The host's own POST is always 200 unless the envelope itself is unreadable;
+// the caller's status travels inside.
+func Envelope(in Intake, binding string, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if r.Method != http.MethodPost {
+			// The host only ever POSTs here; anything else did not come from it.
+			writeResponse(w, in.Handle(ctx, webhook.Request{Method: r.Method, Header: http.Header{}, ContentLength: -1}))
+			return
+		}
+		raw, tooLarge, err := readLimited(r.Body, envelopeLimit(in.MaxBodyBytes()))
+		if err != nil {
+			customhandler.WriteFailure(ctx, w, log, fmt.Errorf("read invocation: %w", err))
+			return
+		}
+		if tooLarge {
+			// Only a body past the limit makes the envelope this big.
+			res := in.Handle(ctx, webhook.Request{Method: http.MethodPost, Header: http.Header{}, BodyTooLarge: true, ContentLength: -1})
+			writeEnvelope(ctx, w, log, res)
+			return
+		}
+		hr, err := customhandler.DecodeHTTPTrigger(raw, binding)
+		if err != nil {
+			// The host sent something we cannot read: fail the invocation rather than blame
+			// the caller's payload.
+			customhandler.WriteFailure(ctx, w, log, fmt.Errorf("decode http trigger: %w", err))
+			return
+		}
+		req := webhook.Request{
+			Method:        hr.Method,
+			Header:        hr.Header,
+			Body:          hr.Body,
+			ContentLength: hr.ContentLength(),
+		}
+		// The host has read the body already; admission still bounds the work in flight.
+		release, refusal, ok := in.Admit(ctx, req)
+		if !ok {
+			writeEnvelope(ctx, w, log, refusal)
+			return
+		}
+		defer release()
+		writeEnvelope(ctx, w, log, in.Handle(ctx, req))
+	})
+}
+
+// envelopeLimit bounds the envelope read. JSON string escaping can grow a body up to six times
+// (\u00XX for control bytes); headers, URL and metadata add a little more.
+func envelopeLimit(maxBody int64) int64 { return 6*maxBody + 256<<10 }
+
+func writeEnvelope(ctx context.Context, w http.ResponseWriter, log *slog.Logger, res webhook.Response) {
+	logs := []string{fmt.Sprintf("webhook answered %d correlationId=%s", res.Status, res.Header.Get(webhook.HeaderCorrelationID))}
+	err := customhandler.WriteHTTPResponse(w, "res", customhandler.HTTPResponse{
+		StatusCode: res.Status,
+		Header:     res.Header,
+		Body:       res.Body,
+	}, logs)
+	if err != nil {
+		log.LogAttrs(ctx, slog.LevelError, "write invocation result", slog.String("error", err.Error()))
+	}
+}
