@@ -14,16 +14,16 @@ import (
 
 	"github.com/dvrelay/dvrelay/functions/webhook"
 	"github.com/dvrelay/dvrelay/functions/worker"
-	"github.com/dvrelay/dvrelay/internal/transport/admin"
 	"github.com/dvrelay/dvrelay/internal/config"
+	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/metrics"
+	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
+	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/transport/admin"
 	"github.com/dvrelay/dvrelay/internal/transport/consumer"
 	"github.com/dvrelay/dvrelay/internal/transport/customhandler"
-	"github.com/dvrelay/dvrelay/internal/event"
-	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
 	"github.com/dvrelay/dvrelay/internal/transport/httpintake"
 	"github.com/dvrelay/dvrelay/internal/transport/httpworker"
-	"github.com/dvrelay/dvrelay/internal/metrics"
-	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // app is everything one process runs, wired once from the configuration.

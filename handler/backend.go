@@ -7,10 +7,10 @@ import (
 	"log/slog"
 
 	"github.com/dvrelay/dvrelay/internal/config"
-	"github.com/dvrelay/dvrelay/internal/transport/consumer"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
 	"github.com/dvrelay/dvrelay/internal/queue/servicebus"
+	"github.com/dvrelay/dvrelay/internal/transport/consumer"
 )
 
 // backend is one queue backend, opened from configuration alone.

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dvrelay/dvrelay/internal/transport/admin"
 	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
 
 const dlqUsage = `usage:

@@ -20,9 +20,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dvrelay/dvrelay/internal/transport/admin"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
+	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
 
 // erpReason is what the ERP double says when it refuses an event.

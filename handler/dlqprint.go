@@ -13,8 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/dvrelay/dvrelay/internal/transport/admin"
 	"github.com/dvrelay/dvrelay/internal/platform/oneline"
+	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
 
 // maxCauseWidth bounds the CAUSE column; `dlq show` prints the whole description.

@@ -10,10 +10,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/dvrelay/dvrelay/internal/transport/admin"
 	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
+	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
 
 // deadLetterSource is where `handler dlq` reads and changes dead letters: the backend itself,

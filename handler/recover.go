@@ -15,9 +15,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/dvrelay/dvrelay/internal/config"
-	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/ops/recovery"
 	"github.com/dvrelay/dvrelay/internal/ops/registration"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 func runRecover(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {

@@ -13,8 +13,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 	"github.com/dvrelay/dvrelay/internal/dataverse/dataversetest"
-	"github.com/dvrelay/dvrelay/internal/queue/local"
 	"github.com/dvrelay/dvrelay/internal/ops/recovery"
+	"github.com/dvrelay/dvrelay/internal/queue/local"
 )
 
 const (

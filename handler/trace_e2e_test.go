@@ -19,8 +19,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/dvrelay/dvrelay/internal/transport/admin"
 	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
+	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
 
 const (

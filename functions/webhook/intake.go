@@ -19,8 +19,8 @@ import (
 
 	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
-	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // Defaults applied by New to zero Config fields.

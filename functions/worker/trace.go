@@ -1,8 +1,8 @@
 package worker
 
 import (
-	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // deliverySpan is the span of one delivery: a child of the span the message carries (the

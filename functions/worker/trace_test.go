@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/dvrelay/dvrelay/functions/worker"
-	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 const (

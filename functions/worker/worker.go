@@ -41,8 +41,8 @@ import (
 
 	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/platform/outbound"
-	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // EventDecoder decodes and validates a queue message body as a canonical event.

@@ -22,8 +22,8 @@ import (
 	"github.com/dvrelay/dvrelay/functions/webhook"
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 	"github.com/dvrelay/dvrelay/internal/event"
-	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/ops/registration"
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // WebAPI is what recovery reads through; *dataverse.Client has it.

@@ -12,9 +12,9 @@ import (
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 	"github.com/dvrelay/dvrelay/internal/dataverse/dataversetest"
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/ops/recovery"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
-	"github.com/dvrelay/dvrelay/internal/ops/recovery"
 )
 
 const (

@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/functions/webhook"
-	"github.com/dvrelay/dvrelay/internal/transport/admin"
 	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
-	"github.com/dvrelay/dvrelay/internal/transport/httpintake"
 	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/transport/admin"
+	"github.com/dvrelay/dvrelay/internal/transport/httpintake"
 )
 
 const secretHeader = "x-dvrelay-secret"

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dvrelay/dvrelay/internal/transport/consumer"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
+	"github.com/dvrelay/dvrelay/internal/transport/consumer"
 )
 
 // BenchmarkConsumer_drains_the_embedded_queue measures the loop's own cost end to end on a real

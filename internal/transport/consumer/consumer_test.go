@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dvrelay/dvrelay/internal/transport/consumer"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
+	"github.com/dvrelay/dvrelay/internal/transport/consumer"
 )
 
 // patience bounds every wait for something that should happen; tests poll, never sleep to assert.

@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/dvrelay/dvrelay/functions/webhook"
-	"github.com/dvrelay/dvrelay/internal/transport/httpintake"
 	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/transport/httpintake"
 )
 
 // gatedPublisher holds every publish until open is closed, and says when one has started.

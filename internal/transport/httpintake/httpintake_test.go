@@ -19,8 +19,8 @@ import (
 
 	"github.com/dvrelay/dvrelay/functions/webhook"
 	"github.com/dvrelay/dvrelay/internal/event"
-	"github.com/dvrelay/dvrelay/internal/transport/httpintake"
 	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/transport/httpintake"
 )
 
 const (

@@ -14,8 +14,8 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/dvrelay/dvrelay/internal/transport/customhandler"
 	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/transport/customhandler"
 )
 
 // Handler is what the adapter needs from *worker.Worker.

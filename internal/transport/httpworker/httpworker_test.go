@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dvrelay/dvrelay/internal/transport/httpworker"
 	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/transport/httpworker"
 )
 
 // fakeWorker answers with outcome, and its settlement fails with err.
