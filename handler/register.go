@@ -81,9 +81,13 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) int {
 
 // webAPI signs in and builds the Web API client. Errors are configuration problems (exit 2).
 func (d operatorDeps) webAPI(cfg config.Config, of operatorFlags, stderr io.Writer) (*dataverse.Client, error) {
-	envURL := *of.dataverseURL
-	if envURL == "" {
-		envURL = cfg.DataverseURL
+	envURL := cfg.DataverseURL // checked by config.Load
+	if *of.dataverseURL != "" {
+		root, err := config.CheckDataverseURL(*of.dataverseURL)
+		if err != nil {
+			return nil, fmt.Errorf("--dataverse-url: %w", err)
+		}
+		envURL = root
 	}
 	if envURL == "" {
 		return nil, errors.New("--dataverse-url is required (e.g. https://contoso.crm.dynamics.com), or set DATAVERSE_URL")
@@ -94,7 +98,7 @@ func (d operatorDeps) webAPI(cfg config.Config, of operatorFlags, stderr io.Writ
 	}
 	client, err := dataverse.NewClient(envURL, signIn{cred}, &dataverse.Options{HTTPClient: d.httpClient})
 	if err != nil {
-		return nil, fmt.Errorf("--dataverse-url: %w", err)
+		return nil, fmt.Errorf("dataverse client: %w", err)
 	}
 	return client, nil
 }
@@ -105,7 +109,11 @@ func (d operatorDeps) retry(cmd string, stderr io.Writer) dataverse.Retry {
 	return dataverse.Retry{
 		Sleep: d.sleep,
 		OnWait: func(wait time.Duration, cause error) {
-			fmt.Fprintf(stderr, "handler %s: Dataverse is limiting requests (%v); waiting %s as it asked\n", cmd, cause, wait)
+			if dvErr := (*dataverse.Error)(nil); errors.As(cause, &dvErr) && dvErr.Status == http.StatusTooManyRequests {
+				fmt.Fprintf(stderr, "handler %s: Dataverse is limiting requests (%v); waiting %s as it asked\n", cmd, cause, wait)
+				return
+			}
+			fmt.Fprintf(stderr, "handler %s: %v; trying again in %s\n", cmd, cause, wait)
 		},
 	}
 }

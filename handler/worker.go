@@ -37,7 +37,7 @@ func newWorker(_ context.Context, cfg config.Config, parser *event.Parser, log *
 		}
 		client, err := dataverse.NewClient(cfg.DataverseURL, cred, &dataverse.Options{Concurrency: cfg.WorkerConcurrency})
 		if err != nil {
-			return nil, fmt.Errorf("DATAVERSE_URL: %w", err)
+			return nil, fmt.Errorf("dataverse client: %w", err)
 		}
 		deps.Dataverse = client
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/dvrelay/dvrelay/functions/worker"
 	"github.com/dvrelay/dvrelay/internal/dataverse"
-	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/platform/outbound"
 )
 
@@ -36,9 +35,10 @@ func TestClassify_separates_transient_from_permanent(t *testing.T) {
 		{"400", &worker.StatusError{Status: 400}, worker.Permanent, 0},
 		{"404 record gone", fmt.Errorf("update: %w", &dataverse.Error{Status: 404, Code: "0x80040217"}), worker.Permanent, 0},
 		{"403 privilege", &dataverse.Error{Status: 403}, worker.Permanent, 0},
+		{"412 If-Match or duplicate from Dataverse", &dataverse.Error{Status: 412, Code: "0x80060882"}, worker.Permanent, 0},
+		{"Dataverse input no request can be built from", fmt.Errorf("update: %w", dataverse.ErrInvalidInput), worker.Permanent, 0},
+		{"Dataverse answer that is not what the Web API documents", fmt.Errorf("read: %w", dataverse.ErrInvalidResponse), worker.Permanent, 0},
 		{"invalid response", fmt.Errorf("POST: %w", worker.ErrInvalidResponse), worker.Permanent, 0},
-		{"invalid message", &event.ValidationError{Kind: "CanonicalEvent"}, worker.Permanent, 0},
-		{"malformed message", fmt.Errorf("decode: %w", event.ErrMalformed), worker.Permanent, 0},
 		{"marked permanent by a custom step", worker.MarkPermanent(errors.New("rejected")), worker.Permanent, 0},
 		// A certificate is fixed by an operator; meanwhile every event fails alike and none may be dead-lettered.
 		{"untrusted certificate", &url.Error{Op: "Post", URL: "https://x", Err: x509.UnknownAuthorityError{}}, worker.Transient, 0},

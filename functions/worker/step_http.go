@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dvrelay/dvrelay/internal/dataverse"
 	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/platform/outbound"
+	"github.com/dvrelay/dvrelay/internal/platform/retry"
 	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
 )
 
@@ -148,7 +148,7 @@ func (s *httpStep) Run(ctx context.Context, r *Run) error {
 		answer, _, _ := outbound.ReadLimited(resp.Body, maxErrorAnswer)
 		return fmt.Errorf("POST %s: %w", s.setting, WithAnswer(&StatusError{
 			Status:     resp.StatusCode,
-			RetryAfter: dataverse.ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()),
+			RetryAfter: retry.ParseRetryAfter(resp.Header.Get("Retry-After"), s.now()),
 		}, answer))
 	}
 	raw, truncated, err := outbound.ReadLimited(resp.Body, maxResponseBody)

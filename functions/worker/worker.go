@@ -133,7 +133,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
 		native:         deps.Native,
 		now:            deps.Now,
 		jitter:         deps.Jitter,
-		policy:         cfg.Retry.withDefaults(),
+		policy:         withDefaults(cfg.Retry),
 		processTimeout: cfg.ProcessTimeout,
 		observeStep:    deps.ObserveStep,
 		log:            log,

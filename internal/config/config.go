@@ -176,7 +176,7 @@ func Load(lookup Lookup) (Config, error) {
 		ShutdownGrace:     r.duration("DVRELAY_SHUTDOWN_GRACE", DefaultShutdownGrace),
 
 		RoutesPath:    resolveAgainst(r.str("FUNCTIONS_APP_ROOT_PATH", ""), r.str("DVRELAY_ROUTES", "routes.json")),
-		DataverseURL:  strings.TrimRight(r.str("DATAVERSE_URL", ""), "/"),
+		DataverseURL:  r.dataverseURL("DATAVERSE_URL"),
 		MaxAttempts:   r.maxAttempts("DVRELAY_MAX_ATTEMPTS"),
 		IgnoreUserIDs: r.list("DVRELAY_IGNORE_USER_IDS"),
 

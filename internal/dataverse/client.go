@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -17,7 +15,10 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/dvrelay/dvrelay/internal/platform/outbound"
+	"github.com/dvrelay/dvrelay/internal/platform/retry"
 	"github.com/google/uuid"
 )
 
@@ -27,27 +28,23 @@ const apiPath = "/api/data/v9.2/"
 // requestTimeout bounds one Web API call when the caller's context does not bound it sooner.
 const requestTimeout = 30 * time.Second
 
-// tokenSlack is how long before its expiry a cached token is replaced, so a request never leaves
-// with a token that expires on the way.
-const tokenSlack = 5 * time.Minute
-
 // logicalName is the shape of a Dataverse table logical name. Checking it keeps caller input
 // from reshaping the metadata URL.
 var logicalName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,127}$`)
 
 // Client talks to one Dataverse environment. It is safe for concurrent use; build one per
 // process.
+//
+// Requests go through an azcore pipeline: its bearer token policy signs every request with a
+// token for <environment>/.default, reuses it until shortly before it expires (one refresh for
+// a burst of calls), and drops it after a 401 so that the next try signs in again. The pipeline
+// makes one try per call: whether and when to try again is the caller's, decided by the one
+// classifier and back-off of internal/platform/retry (the worker's quick tries and schedule, an
+// operator command's Retry), so that a long Retry-After never holds a delivery in process.
 type Client struct {
-	base  string // https://org.crm.dynamics.com, no trailing slash
-	scope string // base + "/.default"
-	http  *http.Client
-	cred  azcore.TokenCredential
-	now   func() time.Time
-
-	// tokenLock (a one-slot semaphore) guards token and serialises refreshes; unlike a mutex,
-	// a caller waiting for it can give up when its own context ends.
-	tokenLock chan struct{}
-	token     azcore.AccessToken
+	base string // https://org.crm.dynamics.com, no trailing slash
+	pl   runtime.Pipeline
+	now  func() time.Time
 
 	setsMu sync.RWMutex
 	sets   map[string]string // logical name → entity set name
@@ -59,78 +56,67 @@ type Options struct {
 	// deadlines come from the context. A client given here must refuse redirects as
 	// outbound.NewClient's does: a followed redirect carries the bearer token elsewhere.
 	HTTPClient *http.Client
-	// Now is the clock, for Retry-After dates and token expiry; nil means time.Now.
+	// Now is the clock, for Retry-After dates; nil means time.Now.
 	Now func() time.Time
 	// Concurrency is the most calls made at once (the worker's concurrency), for the default
 	// client's connection pool; zero means the outbound default. Unused with HTTPClient.
 	Concurrency int
 }
 
-// NewClient returns a client for the environment at environmentURL (the DATAVERSE_URL setting,
-// e.g. https://contoso.crm.dynamics.com). The URL must be https; plain http is accepted only
-// for a loopback host, which is what local test doubles listen on.
+// NewClient returns a client for the environment at environmentURL, the root URL that
+// internal/config checked (config.DataverseURL: https, or http on a loopback address for a
+// local double, and no path). It only takes the URL apart; the rules live in config.
 func NewClient(environmentURL string, cred azcore.TokenCredential, opts *Options) (*Client, error) {
-	base, err := checkEnvironmentURL(environmentURL)
-	if err != nil {
-		return nil, err
+	u, err := url.Parse(environmentURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, fmt.Errorf("dataverse: environment URL %q is not an absolute http(s) URL", environmentURL)
 	}
 	if cred == nil {
 		return nil, errors.New("dataverse: a token credential is required")
 	}
-	concurrency := 0
-	if opts != nil {
-		concurrency = opts.Concurrency
+	if opts == nil {
+		opts = &Options{}
 	}
+	base := u.Scheme + "://" + u.Host
+	httpClient := opts.HTTPClient
+	if httpClient == nil {
+		httpClient = outbound.NewClient(outbound.Options{Timeout: requestTimeout, MaxResponseBytes: maxBody, Concurrency: opts.Concurrency})
+	}
+	scope := base + "/.default"
+	bearer := runtime.NewBearerTokenPolicy(tokenSource{cred: cred, scope: scope}, []string{scope}, &policy.BearerTokenOptions{
+		// config allows http only on a loopback address, where local doubles listen.
+		InsecureAllowCredentialWithHTTP: u.Scheme == "http",
+	})
 	c := &Client{
-		base:  base,
-		scope: base + "/.default",
-		http:  outbound.NewClient(outbound.Options{Timeout: requestTimeout, MaxResponseBytes: maxBody, Concurrency: concurrency}),
-		cred:  cred,
-		now:   time.Now,
-		sets:  make(map[string]string),
-
-		tokenLock: make(chan struct{}, 1),
+		base: base,
+		pl: runtime.NewPipeline("dvrelay-dataverse", "", runtime.PipelineOptions{PerRetry: []policy.Policy{bearer}}, &policy.ClientOptions{
+			Transport: httpClient,
+			Retry:     policy.RetryOptions{MaxRetries: -1}, // one try: see Client
+			Telemetry: policy.TelemetryOptions{Disabled: true},
+		}),
+		now:  time.Now,
+		sets: make(map[string]string),
 	}
-	if opts != nil {
-		if opts.HTTPClient != nil {
-			c.http = opts.HTTPClient
-		}
-		if opts.Now != nil {
-			c.now = opts.Now
-		}
+	if opts.Now != nil {
+		c.now = opts.Now
 	}
 	return c, nil
 }
 
-func checkEnvironmentURL(raw string) (string, error) {
-	u, err := url.Parse(strings.TrimSpace(raw))
-	if err != nil {
-		return "", fmt.Errorf("DATAVERSE_URL: %q is not a URL: %w", raw, err)
-	}
-	if u.Host == "" {
-		return "", fmt.Errorf("DATAVERSE_URL: %q has no host (e.g. https://contoso.crm.dynamics.com)", raw)
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !isLoopback(u.Hostname()) {
-			return "", fmt.Errorf("DATAVERSE_URL: %q must use https (plain http is only allowed on a loopback address)", raw)
-		}
-	default:
-		return "", fmt.Errorf("DATAVERSE_URL: %q must use https", raw)
-	}
-	if p := strings.TrimRight(u.Path, "/"); p != "" || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("DATAVERSE_URL: %q must be the environment root, without a path or query", raw)
-	}
-	return u.Scheme + "://" + u.Host, nil
+// tokenSource is the credential as the bearer policy sees it: a refused token becomes a
+// *TokenError, which names the status and code but not the endpoint's answer, and every failure
+// names the scope it was for.
+type tokenSource struct {
+	cred  azcore.TokenCredential
+	scope string
 }
 
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
+func (t tokenSource) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	tok, err := t.cred.GetToken(ctx, opts)
+	if err != nil {
+		return tok, fmt.Errorf("token for %s: %w", t.scope, tokenError(err))
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return tok, nil
 }
 
 // RequestIDs are the ids a caller wants carried on its Web API requests, so that Dataverse-side
@@ -233,26 +219,25 @@ func (c *Client) EntitySetName(ctx context.Context, entity string) (string, erro
 
 // ErrInvalidInput reports arguments no request can be built from (a record id that is not a
 // GUID, a table name that is not a logical name, no columns). The same input fails the same way
-// every time, so callers can treat it as permanent; nothing was sent.
-var ErrInvalidInput = errors.New("dataverse: invalid input")
+// every time, so the retry classifier reports it permanent; nothing was sent.
+var ErrInvalidInput = retry.NewPermanent("dataverse: invalid input")
 
-// ErrInvalidResponse reports a 2xx answer whose body is not what the Web API documents.
-var ErrInvalidResponse = errors.New("dataverse: invalid response")
+// ErrInvalidResponse reports a 2xx answer whose body is not what the Web API documents (or is
+// larger than the client reads). The same request gets the same answer, so the retry
+// classifier reports it permanent.
+var ErrInvalidResponse = retry.NewPermanent("dataverse: invalid response")
 
+// newRequest builds a Web API request; the pipeline adds the bearer token when it is sent.
 func (c *Client) newRequest(ctx context.Context, method, target string, body []byte) (*http.Request, error) {
-	token, err := c.accessToken(ctx)
+	req, err := http.NewRequestWithContext(ctx, method, target, nil)
 	if err != nil {
 		return nil, err
 	}
-	var rd io.Reader
 	if body != nil {
-		rd = bytes.NewReader(body)
+		// Seekable, so the pipeline sends it as it is instead of copying it.
+		req.Body = streaming.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("OData-MaxVersion", "4.0")
 	req.Header.Set("OData-Version", "4.0")
@@ -287,7 +272,13 @@ func (c *Client) do(req *http.Request) ([]byte, error) {
 // OData-EntityId). Every request of the client goes through it, so the one outbound policy and
 // the read bound apply to all of them.
 func (c *Client) doResponse(req *http.Request) (http.Header, []byte, error) {
-	resp, err := c.http.Do(req)
+	preq, err := runtime.NewRequestFromRequest(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", req.Method, err)
+	}
+	// The answer is read here, up to maxBody, rather than by the pipeline in full.
+	runtime.SkipBodyDownload(preq)
+	resp, err := c.pl.Do(preq)
 	if err != nil {
 		// *url.Error repeats the whole URL; the callers already name the record.
 		var uerr *url.Error
@@ -307,45 +298,5 @@ func (c *Client) doResponse(req *http.Request) (http.Header, []byte, error) {
 		}
 		return resp.Header, body, nil
 	}
-	if resp.StatusCode == http.StatusUnauthorized {
-		c.forgetToken(req)
-	}
 	return nil, nil, errorFromResponse(resp, body, c.now())
-}
-
-// forgetToken drops the cached token after a 401 for req, which may have been revoked early,
-// so that the next request fetches a fresh one. Only the token req carried is dropped, not one
-// another caller fetched since; a caller whose context ends first leaves the cache as it is.
-func (c *Client) forgetToken(req *http.Request) {
-	select {
-	case c.tokenLock <- struct{}{}:
-	case <-req.Context().Done():
-		return
-	}
-	defer func() { <-c.tokenLock }()
-	if "Bearer "+c.token.Token == req.Header.Get("Authorization") {
-		c.token = azcore.AccessToken{}
-	}
-}
-
-// accessToken returns a token for the environment, reusing one until shortly before it expires.
-// The credentials cache too; this keeps any credential from being asked on every request, and
-// serialises refreshes so a burst of calls triggers one token request. A caller queued behind a
-// slow refresh (an identity endpoint retrying) leaves when its own context ends.
-func (c *Client) accessToken(ctx context.Context) (string, error) {
-	select {
-	case c.tokenLock <- struct{}{}:
-	case <-ctx.Done():
-		return "", fmt.Errorf("token for %s: %w", c.scope, ctx.Err())
-	}
-	defer func() { <-c.tokenLock }()
-	if c.token.Token != "" && c.now().Add(tokenSlack).Before(c.token.ExpiresOn) {
-		return c.token.Token, nil
-	}
-	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.scope}})
-	if err != nil {
-		return "", fmt.Errorf("token for %s: %w", c.scope, tokenError(err))
-	}
-	c.token = tok
-	return tok.Token, nil
 }

@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/dvrelay/dvrelay/internal/platform/retry"
 )
 
 // Error is a non-2xx answer from the Web API. Code is Dataverse's own (often a hex string such as
@@ -45,7 +45,7 @@ const maxBody = 8 << 20
 func errorFromResponse(resp *http.Response, body []byte, now time.Time) *Error {
 	e := &Error{
 		Status:     resp.StatusCode,
-		RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), now),
+		RetryAfter: retry.ParseRetryAfter(resp.Header.Get("Retry-After"), now),
 	}
 	var odata struct {
 		Error struct {
@@ -58,30 +58,4 @@ func errorFromResponse(resp *http.Response, body []byte, now time.Time) *Error {
 		e.Message = odata.Error.Message
 	}
 	return e
-}
-
-// maxRetryAfter caps what ParseRetryAfter reports, in both of the header's forms. Callers bound
-// their waits further; this keeps an absurd header from overflowing or meaning "never".
-const maxRetryAfter = 7 * 24 * time.Hour
-
-// ParseRetryAfter reads a Retry-After header in either form RFC 9110 allows: delay-seconds or an
-// HTTP date. It returns zero for an absent, malformed or past value, and at most a week.
-func ParseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		// Compare in seconds so the multiplication cannot overflow.
-		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
-	}
-	if at, err := http.ParseTime(v); err == nil {
-		if d := at.Sub(now); d > 0 {
-			return min(d, maxRetryAfter)
-		}
-	}
-	return 0
 }
