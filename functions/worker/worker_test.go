@@ -440,3 +440,59 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// A short Retry-After is waited out in process, as Dataverse's guidance asks, instead of
+// costing the event the schedule's 30 s and more.
+func TestWorker_waits_out_a_short_Retry_After_in_process_then_completes(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(h *harness)
+		calls func(h *harness) int
+	}{
+		{"credit API 429", func(h *harness) {
+			h.credit.script = func(n int) reply {
+				if n == 1 {
+					return reply{status: http.StatusTooManyRequests, retryAfter: "3"}
+				}
+				return reply{status: http.StatusOK, body: `{"score":712}`}
+			}
+		}, func(h *harness) int { return len(h.credit.calls()) }},
+		{"ERP 503", func(h *harness) {
+			h.erp.script = func(n int) reply {
+				if n == 1 {
+					return reply{status: http.StatusServiceUnavailable, retryAfter: "3"}
+				}
+				return reply{status: http.StatusOK, body: `{}`}
+			}
+		}, func(h *harness) int { return len(h.erp.calls()) }},
+		{"Dataverse service protection", func(h *harness) {
+			h.dv.patchReply = func(n int) reply {
+				if n == 1 {
+					return reply{status: http.StatusTooManyRequests, retryAfter: "3", body: `{"error":{"code":"0x80072322","message":"limit"}}`}
+				}
+				return reply{status: http.StatusNoContent}
+			}
+		}, func(h *harness) int { return len(h.dv.calls()) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			tt.setup(h)
+			w := h.worker(t, worker.Config{Retry: worker.DefaultRetryPolicy()})
+
+			start := time.Now()
+			out := w.Process(context.Background(), delivery(t, opportunityEvent(), 1))
+
+			if out.Kind != queue.Complete {
+				t.Fatalf("outcome = %+v, want complete after waiting 3 s in process", out)
+			}
+			if n := tt.calls(h); n != 2 {
+				t.Errorf("calls = %d, want 2", n)
+			}
+			if took := time.Since(start); took < 3*time.Second {
+				t.Errorf("took %s, want at least the 3 s Retry-After asked for", took)
+			}
+		})
+	}
+}
