@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -25,6 +26,9 @@ type OperatorIdentity struct {
 	// called with the code and the page to enter it on. Leave it nil where nobody can answer
 	// (a pipeline), so a failed sign-in ends instead of waiting for a person.
 	DeviceCodePrompt func(context.Context, azidentity.DeviceCodeMessage) error
+	// HTTPClient sends the token requests; nil means outbound.NewClient. A client given here
+	// must refuse redirects as outbound.NewClient's does (see identityOptions).
+	HTTPClient *http.Client
 }
 
 // NewOperatorCredential builds the chain an operator's command signs in with, first match wins:
@@ -45,13 +49,14 @@ func NewOperatorCredential(id OperatorIdentity) (azcore.TokenCredential, error) 
 		if id.TenantID == "" || id.ClientID == "" {
 			return nil, errors.New("AZURE_CLIENT_SECRET is set, so an app registration also needs AZURE_TENANT_ID and AZURE_CLIENT_ID")
 		}
-		cred, err := azidentity.NewClientSecretCredential(id.TenantID, id.ClientID, id.ClientSecret, nil)
+		cred, err := azidentity.NewClientSecretCredential(id.TenantID, id.ClientID, id.ClientSecret,
+			&azidentity.ClientSecretCredentialOptions{ClientOptions: identityOptions(id.HTTPClient)})
 		if err != nil {
 			return nil, fmt.Errorf("app registration %s in tenant %s: %w", id.ClientID, id.TenantID, err)
 		}
 		sources = append(sources, cred)
 	case id.ManagedIdentity:
-		opts := &azidentity.ManagedIdentityCredentialOptions{}
+		opts := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: identityOptions(id.HTTPClient)}
 		if id.ClientID != "" {
 			opts.ID = azidentity.ClientID(id.ClientID)
 		}
@@ -61,6 +66,7 @@ func NewOperatorCredential(id OperatorIdentity) (azcore.TokenCredential, error) 
 		}
 		sources = append(sources, cred)
 	}
+	// The Azure CLI signs in itself (az account get-access-token); no request of ours to bound.
 	cli, err := azidentity.NewAzureCLICredential(&azidentity.AzureCLICredentialOptions{TenantID: id.TenantID})
 	if err != nil {
 		return nil, fmt.Errorf("azure cli credential: %w", err)
@@ -68,8 +74,9 @@ func NewOperatorCredential(id OperatorIdentity) (azcore.TokenCredential, error) 
 	sources = append(sources, cli)
 	if id.DeviceCodePrompt != nil {
 		dc, err := azidentity.NewDeviceCodeCredential(&azidentity.DeviceCodeCredentialOptions{
-			TenantID:   id.TenantID,
-			UserPrompt: id.DeviceCodePrompt,
+			ClientOptions: identityOptions(id.HTTPClient),
+			TenantID:      id.TenantID,
+			UserPrompt:    id.DeviceCodePrompt,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("device code credential: %w", err)

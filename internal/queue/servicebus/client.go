@@ -15,6 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+	"github.com/dvrelay/dvrelay/internal/platform/outbound"
 )
 
 // Default entity names, as infra/main.bicep creates them.
@@ -110,16 +111,24 @@ func checkNamespace(ns string) error {
 func credential(clientID string) (azcore.TokenCredential, error) {
 	if clientID != "" {
 		c, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{
-			ID: azidentity.ClientID(clientID),
+			ClientOptions: credentialOptions(),
+			ID:            azidentity.ClientID(clientID),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%s: managed identity credential: %w", SettingClientID, err)
 		}
 		return c, nil
 	}
-	c, err := azidentity.NewDefaultAzureCredential(nil)
+	c, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{ClientOptions: credentialOptions()})
 	if err != nil {
 		return nil, fmt.Errorf("%s: default Azure credential: %w", SettingFullyQualifiedNamespace, err)
 	}
 	return c, nil
+}
+
+// credentialOptions send the credential's token requests through a client that refuses
+// redirects: followed, one would carry X-IDENTITY-HEADER or a client secret to a host nobody
+// configured, and its token would then be used against Service Bus.
+func credentialOptions() azcore.ClientOptions {
+	return azcore.ClientOptions{Transport: outbound.NewClient(outbound.Options{})}
 }
