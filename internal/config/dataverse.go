@@ -44,7 +44,8 @@ func isLoopback(host string) bool {
 }
 
 // dataverseURL reads DATAVERSE_URL: empty when unset (the Dataverse steps are then skipped),
-// else the checked environment root.
+// else the checked environment root. A refused value is kept as given, beside Load's error, so
+// that each field still shows which setting it came from.
 func (r *reader) dataverseURL(name string) string {
 	raw := r.str(name, "")
 	if raw == "" {
@@ -53,7 +54,7 @@ func (r *reader) dataverseURL(name string) string {
 	root, err := CheckDataverseURL(raw)
 	if err != nil {
 		r.fail(name, err.Error())
-		return ""
+		return raw
 	}
 	return root
 }
