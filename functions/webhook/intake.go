@@ -17,17 +17,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
 	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
 	"github.com/dvrelay/dvrelay/internal/queue"
-)
-
-// Defaults applied by New to zero Config fields.
-const (
-	DefaultMaxBodyBytes   = 1 << 20
-	DefaultSecretHeader   = "x-dvrelay-secret"
-	DefaultPublishTimeout = 10 * time.Second
 )
 
 // Headers Dataverse sends that the intake reads.
@@ -38,24 +32,25 @@ const (
 	HeaderCorrelationID = "X-Correlation-ID"
 )
 
-// Config tunes the intake. Zero fields take the defaults above.
+// Config tunes the intake. Zero fields take internal/config's defaults, so an intake built
+// without settings (in a test, or by explain) answers as a deployed one does.
 type Config struct {
-	// MaxBodyBytes bounds the body. Dataverse trims its payloads to 256 KB, so 1 MiB leaves
-	// room for headers and encodings without inviting abuse.
+	// MaxBodyBytes bounds the body (config.DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 	// Secrets are the accepted shared secrets; more than one lets a secret be rotated without
 	// downtime (add the new one, update the step registration, drop the old one). Empty turns
 	// the check off: in Functions mode the host has already checked the function key.
 	Secrets [][]byte
-	// SecretHeader is the header the Dataverse "HttpHeader" auth option is configured to send.
+	// SecretHeader is the header the Dataverse "HttpHeader" auth option is configured to send
+	// (config.DefaultSecretHeader).
 	SecretHeader string
-	// PublishTimeout bounds the wait for the broker's ack. Dataverse gives up after 60 s and
-	// retries only on 502/503/504, so a slow broker must turn into a quick 503.
+	// PublishTimeout bounds the wait for the broker's ack (config.DefaultPublishTimeout).
 	PublishTimeout time.Duration
 	// UseSessions sets SessionID = RecordId, for per-record order on a session-enabled queue.
 	UseSessions bool
 	// MaxInFlight bounds the requests admitted at once (see Admit); the next one is answered
-	// 503 at once rather than queued behind work the intake cannot finish in time.
+	// 503 at once rather than queued behind work the intake cannot finish in time
+	// (config.DefaultMaxInFlight).
 	MaxInFlight int
 	// AcceptStages are the pipeline stages whose events are queued; empty means PostOperation
 	// (40) alone. See stages.go for what happens to the others.
@@ -107,16 +102,16 @@ type Intake struct {
 // New builds an intake that publishes through pub.
 func New(cfg Config, p Parser, pub queue.Publisher, log *slog.Logger) *Intake {
 	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+		cfg.MaxBodyBytes = config.DefaultMaxBodyBytes
 	}
 	if cfg.SecretHeader == "" {
-		cfg.SecretHeader = DefaultSecretHeader
+		cfg.SecretHeader = config.DefaultSecretHeader
 	}
 	if cfg.PublishTimeout <= 0 {
-		cfg.PublishTimeout = DefaultPublishTimeout
+		cfg.PublishTimeout = config.DefaultPublishTimeout
 	}
 	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = DefaultMaxInFlight
+		cfg.MaxInFlight = config.DefaultMaxInFlight
 	}
 	in := &Intake{cfg: cfg, auth: httpauth.New(cfg.SecretHeader, cfg.Secrets...), parser: p, pub: pub, log: log,
 		slots: make(chan struct{}, cfg.MaxInFlight), stages: newStagePolicy(cfg.AcceptStages)}
@@ -127,6 +122,9 @@ func New(cfg Config, p Parser, pub queue.Publisher, log *slog.Logger) *Intake {
 
 // MaxBodyBytes is the body limit in force, for transports that read the body.
 func (in *Intake) MaxBodyBytes() int64 { return in.cfg.MaxBodyBytes }
+
+// SecretHeader is the header the secret is read from, for tools that explain the check.
+func (in *Intake) SecretHeader() string { return in.cfg.SecretHeader }
 
 // accepted is the 202 body.
 type accepted struct {

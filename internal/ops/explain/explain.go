@@ -84,7 +84,7 @@ func Run(ctx context.Context, cfg webhook.Config, parser webhook.Parser, router 
 		ContentLength: int64(len(req.Body)),
 	})
 	rep := &Report{Status: resp.Status}
-	rep.Checks = checks(cfg, in.MaxBodyBytes(), req, resp.Status)
+	rep.Checks = checks(cfg, in, req, resp.Status)
 	msg := kept.message()
 	if !rep.Accepted() || msg == nil {
 		rep.Problem = resp.Body
@@ -143,7 +143,7 @@ const (
 // checks lists the intake's checks in its order (webhook.Intake.Handle: size limit, content
 // type, secret, payload, stage policy) and places the failure by the status it answered: the
 // checks before it passed, the ones after it were not reached.
-func checks(cfg webhook.Config, limit int64, req Request, status int) []Check {
+func checks(cfg webhook.Config, in *webhook.Intake, req Request, status int) []Check {
 	list := []Check{{Name: checkSize}, {Name: checkContentType}, {Name: checkSecret}, {Name: checkPayload}, {Name: checkStage}}
 	failed := len(list)
 	switch status {
@@ -171,7 +171,7 @@ func checks(cfg webhook.Config, limit int64, req Request, status int) []Check {
 		}
 	}
 
-	list[0].Detail = fmt.Sprintf("%d bytes, the limit is %d", len(req.Body), limit)
+	list[0].Detail = fmt.Sprintf("%d bytes, the limit is %d", len(req.Body), in.MaxBodyBytes())
 	contentType := req.Header.Get("Content-Type")
 	list[1].Detail = contentType
 	switch {
@@ -180,7 +180,7 @@ func checks(cfg webhook.Config, limit int64, req Request, status int) []Check {
 	case list[1].Verdict == Fail:
 		list[1].Detail += " is not JSON; send -H 'Content-Type: application/json'"
 	}
-	list[2].Detail = secretDetail(cfg, req.Header, list[2].Verdict)
+	list[2].Detail = secretDetail(cfg, in.SecretHeader(), req.Header, list[2].Verdict)
 	switch {
 	case status == http.StatusBadRequest:
 		list[3].Detail = "invalid: the answer below lists each problem"
@@ -195,11 +195,9 @@ func checks(cfg webhook.Config, limit int64, req Request, status int) []Check {
 	return list
 }
 
-func secretDetail(cfg webhook.Config, h http.Header, v Verdict) string {
-	name := cfg.SecretHeader
-	if name == "" {
-		name = webhook.DefaultSecretHeader
-	}
+// secretDetail describes the secret check; name is the header the intake reads, its default
+// applied.
+func secretDetail(cfg webhook.Config, name string, h http.Header, v Verdict) string {
 	configured := slices.ContainsFunc(cfg.Secrets, func(s []byte) bool { return len(s) > 0 })
 	switch {
 	case !configured:
