@@ -80,7 +80,7 @@ func runExplain(ctx context.Context, args []string, lookup func(string) (string,
 		RoutesPath:    cfg.RoutesPath,
 		MaxAttempts:   cfg.MaxAttempts,
 		IgnoreUserIDs: cfg.IgnoreUserIDs,
-	}, explain.Offline(lookup, parser, cfg.DataverseURL != ""), discardLogger())
+	}, explain.Offline(cfg.RouteVariable, parser, cfg.DataverseURL != ""), discardLogger())
 	if errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(stderr, "handler explain: %v (run from the app root, where routes.json is, or set DVRELAY_ROUTES)\n", err)
 		return 2

@@ -8,20 +8,21 @@ import (
 	"io"
 	"os"
 
+	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/ops/pack"
 )
 
 // runPackage writes the deployment zip: `handler package [--out dvrelay.zip]`. It builds from
 // source, so it runs from a checkout (go run ./handler package), as azd's prepackage hook does.
-func runPackage(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+func runPackage(ctx context.Context, args []string, lookup config.Lookup, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("package", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	out := fs.String("out", "dvrelay.zip", "the zip to write")
-	defaultRoutes := "routes.json"
-	if v, ok := lookup("DVRELAY_ROUTES"); ok && v != "" {
-		defaultRoutes = v
-	}
-	routes := fs.String("routes", defaultRoutes, "the routes file to ship, relative to the repository root (default $DVRELAY_ROUTES, else routes.json)")
+	// Only the routes file's name matters here. The other settings are the deployed app's, which
+	// checks them when it starts; a value in the packager's environment must not stop the build,
+	// so their errors are left to that check.
+	cfg, _ := config.Load(lookup)
+	routes := fs.String("routes", cfg.RoutesFile, "the routes file to ship, relative to the repository root (default $DVRELAY_ROUTES, else "+config.DefaultRoutesFile+")")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -42,7 +43,7 @@ func runPackage(ctx context.Context, args []string, lookup func(string) (string,
 		MainPackage: "./handler",
 		RoutesFile:  *routes,
 		Out:         *out,
-		Env:         os.Environ(),
+		Env:         config.InheritedEnvironment(),
 		Progress:    stderr,
 	})
 	if err != nil {
