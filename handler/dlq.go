@@ -150,7 +150,7 @@ func parseDLQ(args []string, now time.Time, stderr io.Writer) (dlqCommand, error
 	}
 	fs := flag.NewFlagSet("handler dlq "+cmd.verb, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported once, below, with what to do
-	fs.StringVar(&cmd.dataDir, "data-dir", cmd.dataDir, "embedded queue directory (default $DVRELAY_DATA_DIR, else ./.dvrelay)")
+	fs.StringVar(&cmd.dataDir, "data-dir", cmd.dataDir, "embedded queue directory (default $DVRELAY_DATA_DIR, else ./"+config.DefaultDataDir+")")
 	fs.StringVar(&cmd.addr, "addr", cmd.addr, "address of the handler serve that owns the data dir (default: the address it recorded there)")
 	var since, olderThan string
 	switch cmd.verb {

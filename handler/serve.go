@@ -168,7 +168,7 @@ func parseServe(args []string, stderr io.Writer) (flags serveFlags, code int, ok
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&flags.addr, "addr", "127.0.0.1:7071", "address to listen on (host:port)")
-	fs.StringVar(&flags.dataDir, "data-dir", "", "embedded queue directory (default $DVRELAY_DATA_DIR, else ./.dvrelay)")
+	fs.StringVar(&flags.dataDir, "data-dir", "", "embedded queue directory (default $DVRELAY_DATA_DIR, else ./"+config.DefaultDataDir+")")
 	fs.StringVar(&flags.postOnStart, "post", "", "once listening, post this event file to the intake (a demo: watch it flow in the logs)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

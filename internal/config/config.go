@@ -91,6 +91,19 @@ const (
 // DefaultRoutesFile is DVRELAY_ROUTES: the routes file beside the binary, in the app root.
 const DefaultRoutesFile = "routes.json"
 
+// DefaultDataDir is DVRELAY_DATA_DIR: the embedded queue's directory, relative to where the
+// handler runs.
+const DefaultDataDir = ".dvrelay"
+
+// The Service Bus connection settings, named as the Functions host reads them for the trigger's
+// "connection": "ServiceBusConnection". internal/queue/servicebus names them in its errors, so an
+// operator knows which app setting to fix.
+const (
+	ServiceBusConnectionSetting = "ServiceBusConnection"
+	ServiceBusNamespaceSetting  = "ServiceBusConnection__fullyQualifiedNamespace"
+	ServiceBusClientIDSetting   = "ServiceBusConnection__clientId"
+)
+
 // Port variables the Functions host sets for a custom handler. Current hosts set both; older
 // ones set only the legacy name.
 const (
@@ -218,9 +231,9 @@ func Load(lookup Lookup) (Config, error) {
 	c := Config{
 		CustomHandlerPort: firstPort(r.str(CustomHandlerPortEnv, ""), r.str(LegacyCustomHandlerPortEnv, "")),
 
-		ServiceBusConnectionString: r.str("ServiceBusConnection", ""),
-		ServiceBusNamespace:        r.str("ServiceBusConnection__fullyQualifiedNamespace", ""),
-		ServiceBusClientID:         r.str("ServiceBusConnection__clientId", ""),
+		ServiceBusConnectionString: r.str(ServiceBusConnectionSetting, ""),
+		ServiceBusNamespace:        r.str(ServiceBusNamespaceSetting, ""),
+		ServiceBusClientID:         r.str(ServiceBusClientIDSetting, ""),
 		QueueName:                  r.str("ServiceBusQueueName", DefaultQueueName),
 		DeadLetterQueueName:        r.str("DeadLetterQueueName", DefaultDeadLetterQueueName),
 
@@ -236,7 +249,7 @@ func Load(lookup Lookup) (Config, error) {
 		ReadHeaderTimeout: r.duration("DVRELAY_READ_HEADER_TIMEOUT", 5*time.Second),
 		ReadTimeout:       r.duration("DVRELAY_READ_TIMEOUT", 15*time.Second),
 
-		DataDir:           r.str("DVRELAY_DATA_DIR", ".dvrelay"),
+		DataDir:           r.str("DVRELAY_DATA_DIR", DefaultDataDir),
 		WorkerConcurrency: r.positiveInt("DVRELAY_WORKER_CONCURRENCY", DefaultWorkerConcurrency),
 		LockDuration:      r.duration("DVRELAY_LOCK_DURATION", DefaultLockDuration),
 		MaxDeliveryCount:  r.positiveInt("DVRELAY_MAX_DELIVERY_COUNT", DefaultMaxDeliveryCount),
@@ -260,7 +273,7 @@ func Load(lookup Lookup) (Config, error) {
 	}
 	c.RoutesPath = resolveAgainst(r.str("FUNCTIONS_APP_ROOT_PATH", ""), c.RoutesFile)
 	if c.ServiceBusConnectionString != "" && c.ServiceBusNamespace != "" {
-		r.fail("ServiceBusConnection", "set either a connection string or ServiceBusConnection__fullyQualifiedNamespace, not both")
+		r.fail(ServiceBusConnectionSetting, "set either a connection string or "+ServiceBusNamespaceSetting+", not both")
 	}
 	if c.SecretHeader == "" {
 		r.fail("DVRELAY_WEBHOOK_SECRET_HEADER", "must not be empty")

@@ -15,20 +15,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
-)
 
-// Default entity names, as infra/main.bicep creates them.
-const (
-	DefaultQueueName           = "dataverse-events"
-	DefaultDeadLetterQueueName = "dataverse-events-deadletter"
-)
-
-// Setting names, as the Functions host reads them for the trigger's "connection":
-// "ServiceBusConnection". Errors name them so an operator knows which app setting to fix.
-const (
-	SettingConnection              = "ServiceBusConnection"
-	SettingFullyQualifiedNamespace = "ServiceBusConnection__fullyQualifiedNamespace"
-	SettingClientID                = "ServiceBusConnection__clientId"
+	"github.com/dvrelay/dvrelay/internal/config"
 )
 
 // ConnectionSettings are the values of the ServiceBusConnection settings. The caller reads them
@@ -46,7 +34,7 @@ type ConnectionSettings struct {
 }
 
 // ErrNotConfigured reports settings that name no Service Bus at all.
-var ErrNotConfigured = errors.New("servicebus: neither " + SettingConnection + " nor " + SettingFullyQualifiedNamespace + " is set")
+var ErrNotConfigured = errors.New("servicebus: neither " + config.ServiceBusConnectionSetting + " nor " + config.ServiceBusNamespaceSetting + " is set")
 
 // Client retry policy. The SDK default (3 retries, 4 s initial delay, 120 s cap) sleeps 3-5 s
 // before its first retry and up to about a minute in all, which is longer than the intake's
@@ -77,7 +65,7 @@ func NewClient(s ConnectionSettings) (*azservicebus.Client, error) {
 		// The SDK's parse errors name the missing key, never its value, so they are safe to wrap.
 		c, err := azservicebus.NewClientFromConnectionString(s.ConnectionString, clientOptions())
 		if err != nil {
-			return nil, fmt.Errorf("%s: not a usable Service Bus connection string: %w", SettingConnection, err)
+			return nil, fmt.Errorf("%s: not a usable Service Bus connection string: %w", config.ServiceBusConnectionSetting, err)
 		}
 		return c, nil
 	}
@@ -93,7 +81,7 @@ func NewClient(s ConnectionSettings) (*azservicebus.Client, error) {
 	}
 	c, err := azservicebus.NewClient(s.FullyQualifiedNamespace, cred, clientOptions())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", SettingFullyQualifiedNamespace, err)
+		return nil, fmt.Errorf("%s: %w", config.ServiceBusNamespaceSetting, err)
 	}
 	return c, nil
 }
@@ -102,7 +90,7 @@ func NewClient(s ConnectionSettings) (*azservicebus.Client, error) {
 // with a message that says what the value should look like.
 func checkNamespace(ns string) error {
 	if strings.Contains(ns, "://") || strings.ContainsAny(ns, "/;= ") || !strings.Contains(ns, ".") {
-		return fmt.Errorf("%s: %q is not a host name (want e.g. contoso.servicebus.windows.net)", SettingFullyQualifiedNamespace, ns)
+		return fmt.Errorf("%s: %q is not a host name (want e.g. contoso.servicebus.windows.net)", config.ServiceBusNamespaceSetting, ns)
 	}
 	return nil
 }
@@ -113,13 +101,13 @@ func credential(clientID string) (azcore.TokenCredential, error) {
 			ID: azidentity.ClientID(clientID),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("%s: managed identity credential: %w", SettingClientID, err)
+			return nil, fmt.Errorf("%s: managed identity credential: %w", config.ServiceBusClientIDSetting, err)
 		}
 		return c, nil
 	}
 	c, err := azidentity.NewDefaultAzureCredential(nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s: default Azure credential: %w", SettingFullyQualifiedNamespace, err)
+		return nil, fmt.Errorf("%s: default Azure credential: %w", config.ServiceBusNamespaceSetting, err)
 	}
 	return c, nil
 }
