@@ -275,6 +275,11 @@ func Load(lookup Lookup) (Config, error) {
 	if c.ServiceBusConnectionString != "" && c.ServiceBusNamespace != "" {
 		r.fail(ServiceBusConnectionSetting, "set either a connection string or "+ServiceBusNamespaceSetting+", not both")
 	}
+	// The usual copy-paste mistakes (a URL, a connection string's endpoint, the bare namespace
+	// name) would otherwise only show when the first message is sent.
+	if ns := c.ServiceBusNamespace; ns != "" && (strings.Contains(ns, "://") || strings.ContainsAny(ns, "/;= ") || !strings.Contains(ns, ".")) {
+		r.fail(ServiceBusNamespaceSetting, fmt.Sprintf("%q is not a host name (want e.g. contoso.servicebus.windows.net)", ns))
+	}
 	if c.SecretHeader == "" {
 		r.fail("DVRELAY_WEBHOOK_SECRET_HEADER", "must not be empty")
 	}

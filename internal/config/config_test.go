@@ -34,8 +34,11 @@ func TestLoad_defaults_select_the_embedded_queue(t *testing.T) {
 }
 
 func TestLoad_selects_service_bus_from_a_connection_string_or_a_namespace(t *testing.T) {
-	for _, key := range []string{"ServiceBusConnection", "ServiceBusConnection__fullyQualifiedNamespace"} {
-		c, err := config.Load(lookupFrom(map[string]string{key: "x"}))
+	for key, value := range map[string]string{
+		"ServiceBusConnection":                          "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=x",
+		"ServiceBusConnection__fullyQualifiedNamespace": "contoso.servicebus.windows.net",
+	} {
+		c, err := config.Load(lookupFrom(map[string]string{key: value}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,6 +154,18 @@ func TestLoad_resolves_a_relative_routes_path_against_the_app_root(t *testing.T)
 		if c.RoutesPath != tc.want {
 			t.Errorf("%v: RoutesPath = %q, want %q", tc.env, c.RoutesPath, tc.want)
 		}
+	}
+}
+
+func TestLoad_refuses_a_service_bus_namespace_that_is_not_a_host_name(t *testing.T) {
+	for _, ns := range []string{"sb://contoso.servicebus.windows.net/", "contoso", "Endpoint=sb://contoso.servicebus.windows.net/"} {
+		_, err := config.Load(lookupFrom(map[string]string{"ServiceBusConnection__fullyQualifiedNamespace": ns}))
+		if err == nil || !strings.Contains(err.Error(), "ServiceBusConnection__fullyQualifiedNamespace: ") {
+			t.Errorf("%q: err = %v, want one naming the setting", ns, err)
+		}
+	}
+	if _, err := config.Load(lookupFrom(map[string]string{"ServiceBusConnection__fullyQualifiedNamespace": "contoso.servicebus.windows.net"})); err != nil {
+		t.Errorf("a host name is refused: %v", err)
 	}
 }
 

@@ -9,7 +9,6 @@ package servicebus
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -19,8 +18,8 @@ import (
 	"github.com/dvrelay/dvrelay/internal/config"
 )
 
-// ConnectionSettings are the values of the ServiceBusConnection settings. The caller reads them
-// (from the environment, once, at start); this package never does.
+// ConnectionSettings are the values of the ServiceBusConnection settings. internal/config reads
+// and checks them, once, at start; this package never does.
 type ConnectionSettings struct {
 	// ConnectionString is ServiceBusConnection when it is a plain string (SAS key or emulator).
 	// It wins over FullyQualifiedNamespace, as it does for the Functions host.
@@ -59,7 +58,8 @@ func clientOptions() *azservicebus.ClientOptions {
 
 // NewClient builds one Service Bus client for the process. Make it once and share it: every
 // Sender and Receiver made from it shares its AMQP connection. Nothing is dialled until the
-// first send or receive, so a wrong namespace or credential shows up there, not here.
+// first send or receive, so a namespace that is a host name but the wrong one, or a wrong
+// credential, shows up there, not here.
 func NewClient(s ConnectionSettings) (*azservicebus.Client, error) {
 	if s.ConnectionString != "" {
 		// The SDK's parse errors name the missing key, never its value, so they are safe to wrap.
@@ -72,9 +72,6 @@ func NewClient(s ConnectionSettings) (*azservicebus.Client, error) {
 	if s.FullyQualifiedNamespace == "" {
 		return nil, ErrNotConfigured
 	}
-	if err := checkNamespace(s.FullyQualifiedNamespace); err != nil {
-		return nil, err
-	}
 	cred, err := credential(s.ClientID)
 	if err != nil {
 		return nil, err
@@ -84,15 +81,6 @@ func NewClient(s ConnectionSettings) (*azservicebus.Client, error) {
 		return nil, fmt.Errorf("%s: %w", config.ServiceBusNamespaceSetting, err)
 	}
 	return c, nil
-}
-
-// checkNamespace rejects the usual copy-paste mistakes (a URL or a connection string endpoint)
-// with a message that says what the value should look like.
-func checkNamespace(ns string) error {
-	if strings.Contains(ns, "://") || strings.ContainsAny(ns, "/;= ") || !strings.Contains(ns, ".") {
-		return fmt.Errorf("%s: %q is not a host name (want e.g. contoso.servicebus.windows.net)", config.ServiceBusNamespaceSetting, ns)
-	}
-	return nil
 }
 
 func credential(clientID string) (azcore.TokenCredential, error) {

@@ -36,16 +36,6 @@ func TestNewClient_names_the_setting_that_is_wrong(t *testing.T) {
 			settings:    ConnectionSettings{ConnectionString: "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKey" + testKey},
 			wantSetting: config.ServiceBusConnectionSetting,
 		},
-		{
-			name:        "namespace given as a URL",
-			settings:    ConnectionSettings{FullyQualifiedNamespace: "sb://contoso.servicebus.windows.net/"},
-			wantSetting: config.ServiceBusNamespaceSetting,
-		},
-		{
-			name:        "namespace given as a bare name",
-			settings:    ConnectionSettings{FullyQualifiedNamespace: "contoso"},
-			wantSetting: config.ServiceBusNamespaceSetting,
-		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
