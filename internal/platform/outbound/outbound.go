@@ -30,6 +30,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/dvrelay/dvrelay/internal/config"
 )
 
 const (
@@ -42,9 +44,6 @@ const (
 	tlsHandshakeTimeout = 10 * time.Second
 	idleConnTimeout     = 90 * time.Second
 	maxIdleConns        = 100
-	// defaultConcurrency is the most calls a client is assumed to make at once when
-	// Options.Concurrency is zero: the worker's default concurrency.
-	defaultConcurrency = 16
 )
 
 // Options tune a client. The zero value is the policy's defaults.
@@ -56,9 +55,10 @@ type Options struct {
 	// DefaultMaxResponseBytes.
 	MaxResponseBytes int64
 	// Concurrency is the most calls the client's user makes at once (the worker's
-	// concurrency); zero means 16. The client keeps that many idle connections per host, and
-	// at least maxIdleConns in all, so a busy caller reuses its connections instead of closing
-	// the ones beyond the pool after each call and dialling again (net/http keeps 2).
+	// concurrency); zero means config.DefaultWorkerConcurrency. The client keeps that many idle
+	// connections per host, and at least maxIdleConns in all, so a busy caller reuses its
+	// connections instead of closing the ones beyond the pool after each call and dialling
+	// again (net/http keeps 2).
 	Concurrency int
 }
 
@@ -72,7 +72,7 @@ func NewClient(opts Options) *http.Client {
 		opts.MaxResponseBytes = DefaultMaxResponseBytes
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = defaultConcurrency
+		opts.Concurrency = config.DefaultWorkerConcurrency
 	}
 	transport := &http.Transport{
 		// The standard proxy variables still apply, as with http.DefaultTransport.
