@@ -27,7 +27,7 @@ const (
 	BackendEmbedded   = "embedded"
 )
 
-// Every default lives here, once. A package that also applies one to a zero field of its own
+// Every setting's default lives here, once. A package that also applies one to a zero field of its own
 // options (so that a test can build it bare) takes it from these constants, which is why this
 // package imports nothing of dvrelay's: everything else may import it.
 
@@ -70,9 +70,9 @@ const (
 const (
 	// DefaultWorkerConcurrency is DVRELAY_WORKER_CONCURRENCY: messages processed at once.
 	DefaultWorkerConcurrency = 16
-	// DefaultLockDuration is DVRELAY_LOCK_DURATION: long enough for a message's steps between
-	// two renewals (the loop renews every half of it), short enough that a message whose
-	// process died comes back soon.
+	// DefaultLockDuration is DVRELAY_LOCK_DURATION. The loop renews a lock every half of it
+	// while the message is processed, so it bounds only how long a message whose renewals
+	// stopped stays hidden, while leaving a renewal time to go through.
 	DefaultLockDuration = 30 * time.Second
 	// DefaultMaxDeliveryCount is DVRELAY_MAX_DELIVERY_COUNT, Service Bus's own default: a
 	// message whose worker crashed this many times is dead-lettered.
