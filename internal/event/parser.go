@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/xeipuuv/gojsonschema"
 )
 
@@ -42,7 +41,6 @@ type Parser struct {
 	remote    *gojsonschema.Schema
 	plugin    *gojsonschema.Schema
 	canonical *gojsonschema.Schema
-	namespace uuid.UUID
 	// canonicalFields are Event's member names, for the case-variant check.
 	canonicalFields []string
 }
@@ -50,7 +48,6 @@ type Parser struct {
 // NewParser compiles the embedded schemas once.
 func NewParser() (*Parser, error) {
 	p := &Parser{
-		namespace:       uuid.MustParse(EventIDNamespace),
 		canonicalFields: jsonFieldNames(reflect.TypeFor[Event]()),
 	}
 	for _, s := range []struct {

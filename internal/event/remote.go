@@ -68,21 +68,6 @@ func readRemote(top map[string]any) remoteContext {
 	return rc
 }
 
-// isPlatformStamp reports the columns Dataverse writes itself: on every save (modifiedon and
-// the like) or from the caller's identity on Create (the owning user, team and business unit,
-// which follow ownerid). They say nothing about what the user changed, so they never appear in
-// ChangedFields (they stay in Attributes).
-func isPlatformStamp(column string) bool {
-	switch column {
-	case "modifiedon", "modifiedby", "modifiedonbehalfby",
-		"createdon", "createdby", "createdonbehalfby",
-		"timezoneruleversionnumber", "versionnumber", "overriddencreatedon", "importsequencenumber",
-		"owninguser", "owningteam", "owningbusinessunit":
-		return true
-	}
-	return false
-}
-
 // parseRemote validates a RemoteExecutionContext and normalizes it (EventId: see Parse).
 func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 	var problems problemList
@@ -117,12 +102,12 @@ func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 	// The schema bounds Depth to an integer in [0, 10000].
 	ev.Depth = schemaInt(rc.Depth)
 
-	ev.Timestamp = formatTime(receivedAt(h))
+	ev.Timestamp = FormatTime(receivedAt(h))
 	if rc.OperationCreatedOn != "" {
 		t, err := parseOperationDate(rc.OperationCreatedOn)
 		switch {
 		case err == nil:
-			ev.Timestamp = formatTime(t)
+			ev.Timestamp = FormatTime(t)
 		case !errors.Is(err, errNotReadable):
 			problems.add(FieldProblem{Pointer: "/OperationCreatedOn", Detail: "is not a valid date: " + err.Error()})
 		}
@@ -232,10 +217,8 @@ func (n *normalizer) recordData(rc remoteContext, trimmed bool) recordParts {
 			n.attributes(attrs, fmt.Sprintf("/PostEntityImages/%d/value/Attributes", i), parts.attributes)
 		}
 		n.attributes(targetAttrs, fmt.Sprintf("/InputParameters/%d/value/Attributes", targetIndex), parts.attributes)
-		primaryKey := rc.PrimaryEntityName + "id"
 		for _, kv := range keyValues(targetAttrs) {
-			if isPlatformStamp(kv.Key) || kv.Key == primaryKey || isActivityKey(kv, rc.PrimaryEntityID) ||
-				(rc.MessageName == "Create" && isUnsetProcess(kv)) {
+			if !isChange(rc.MessageName, rc.PrimaryEntityName, rc.PrimaryEntityID, kv.Key, kv.Value) {
 				continue
 			}
 			parts.changed = append(parts.changed, kv.Key)
@@ -254,13 +237,6 @@ func (n *normalizer) recordData(rc remoteContext, trimmed bool) recordParts {
 	parts.parameters = n.parameters(rc.InputParameters, "/InputParameters", true)
 	parts.relationship, parts.related = relationshipOf(rc.InputParameters)
 	return parts
-}
-
-// isUnsetProcess reports an all-zero processid: the business process column a Create fills with
-// Guid.Empty when no process applies.
-func isUnsetProcess(kv keyValue) bool {
-	id, ok := kv.Value.(string)
-	return kv.Key == "processid" && ok && id == nilGUID
 }
 
 // referenceID is the Id of the EntityReference parameter name, or "".
@@ -299,13 +275,6 @@ func relationshipOf(params []keyValue) (string, []RecordRef) {
 		related = nil
 	}
 	return name, related
-}
-
-// isActivityKey reports the primary key of an activity table, which is activityid rather than
-// <entity>id (new_customactivity's key column is activityid).
-func isActivityKey(kv keyValue, recordID string) bool {
-	id, ok := kv.Value.(string)
-	return kv.Key == "activityid" && ok && strings.EqualFold(id, recordID)
 }
 
 func isCreateUpdateDelete(message string) bool {
