@@ -1,6 +1,8 @@
 package event
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,7 +71,23 @@ func readRemote(top map[string]any) remoteContext {
 }
 
 // parseRemote validates a RemoteExecutionContext and normalizes it (EventId: see Parse).
-func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
+//
+// A context may lack what dvrelay can do without, and is then accepted with it left out: a
+// context an author trimmed, or one a virtual table's provider wrote, is still an event, and a
+// 400 would lose it (Dataverse never retries one). Only what no event can be made without is
+// required:
+//   - MessageName: it names the event and the routes match on it;
+//   - PrimaryEntityName, unless the Target names the table: the event's table.
+//
+// Everything else is optional, null and the all-zero GUID counting as absent: without UserId and
+// InitiatingUserId, TriggeredBy is empty (and the loop guard of DVRELAY_IGNORE_USER_IDS has no
+// user to compare); without OrganizationId, OrganizationId is left out; without CorrelationId
+// the intake gives the event a correlation id of its own; without PrimaryEntityId the record's id
+// comes from the Target or the EntityMoniker, or RecordId is left out; without BusinessUnitId,
+// OperationCreatedOn, Depth, Stage, Mode or OwningExtension their members are left out (the
+// Timestamp is the receive time). Without OperationId, RequestId and CorrelationId the EventId is
+// named by the body itself (see Parse).
+func (p *Parser) parseRemote(body []byte, top map[string]any, h Hints) (Event, error) {
 	var problems problemList
 	validate(p.remote, envelope(top, remoteLists(), stepMembers()...), &problems)
 	(&checker{problems: &problems}).remote(top)
@@ -78,13 +96,13 @@ func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 	n := &normalizer{problems: &problems}
 	ev := Event{
 		SchemaVersion:   SchemaVersion,
-		CorrelationID:   strings.ToLower(rc.CorrelationID),
+		CorrelationID:   strings.ToLower(firstID(rc.CorrelationID)),
 		EventName:       EventNameFor(rc.PrimaryEntityName, rc.MessageName),
 		Entity:          rc.PrimaryEntityName,
 		Message:         rc.MessageName,
 		ChangedFields:   []string{},
-		TriggeredBy:     strings.ToLower(rc.UserID),
-		OrganizationID:  strings.ToLower(rc.OrganizationID),
+		TriggeredBy:     strings.ToLower(firstID(rc.InitiatingUserID, rc.UserID)),
+		OrganizationID:  strings.ToLower(firstID(rc.OrganizationID)),
 		Source:          SourceWebhook,
 		Trimmed:         h.SizeExceeded || rc.InputParameters == nil,
 		Stage:           schemaInt(rc.Stage),
@@ -95,9 +113,6 @@ func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 	if rc.Mode != "" {
 		mode := schemaInt(rc.Mode)
 		ev.Mode = &mode
-	}
-	if id := strings.ToLower(rc.InitiatingUserID); id != "" && id != nilGUID {
-		ev.TriggeredBy = id
 	}
 	// The schema bounds Depth to an integer in [0, 10000].
 	ev.Depth = schemaInt(rc.Depth)
@@ -118,6 +133,9 @@ func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 	if !problems.full() {
 		parts = n.recordData(rc, ev.Trimmed)
 	}
+	if rc.PrimaryEntityName == "" && parts.targetTable == "" {
+		problems.add(FieldProblem{Pointer: "/PrimaryEntityName", Detail: "is required when no Target names the table"})
+	}
 	if !problems.empty() {
 		return Event{}, newValidationError(KindRemoteExecutionContext, &problems)
 	}
@@ -134,9 +152,10 @@ func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 	if parts.changed != nil {
 		ev.ChangedFields = parts.changed
 	}
-	if rc.PrimaryEntityName == unboundEntity && parts.targetTable != "" {
+	if (rc.PrimaryEntityName == unboundEntity || rc.PrimaryEntityName == "") && parts.targetTable != "" {
 		// A step registered for no table (Associate and Disassociate can only be) still acts on
-		// the Target's record: name the event by that table, as a bound message is named.
+		// the Target's record: name the event by that table, as a bound message is named. So does
+		// a context that does not name its table.
 		ev.Entity = parts.targetTable
 		ev.EventName = EventNameFor(ev.Entity, rc.MessageName)
 	}
@@ -145,7 +164,14 @@ func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 	ev.RelatedRecords = parts.related
 
 	operation := firstID(rc.OperationID, rc.RequestID, rc.CorrelationID)
+	if operation == "" {
+		// Nothing names the operation: the body does. A re-post of it is the same bytes.
+		sum := sha256.Sum256(body)
+		operation = "body " + hex.EncodeToString(sum[:])
+	}
 	ev.EventID = p.eventID("webhook", rc.OrganizationID, operation, rc.OwningExtensionID, rc.MessageName, rc.PrimaryEntityID)
+	// Every event carries a correlation id; as for a plugin event, the EventId stands in.
+	ev.CorrelationID = firstNonEmpty(ev.CorrelationID, ev.EventID)
 	return ev, nil
 }
 
