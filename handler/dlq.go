@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/config"
+	"github.com/dvrelay/dvrelay/internal/platform/lookback"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
@@ -260,26 +261,17 @@ func checkSelection(cmd *dlqCommand) error {
 	return nil
 }
 
-// parseWhen reads a --since or --older-than value: a duration back from now (Go's units, and d
-// for days), a date (UTC) or an RFC 3339 time. The zero time when s is empty.
+// parseWhen reads a --since or --older-than value in lookback's grammar. The zero time when s
+// is empty.
 func parseWhen(flagName, s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.ParseFloat(days, 64); err == nil && n >= 0 {
-			return now.Add(-time.Duration(n * float64(24*time.Hour))), nil
-		}
+	t, err := lookback.Parse(s, now)
+	if err != nil {
+		return time.Time{}, usagef("%s %v", flagName, err)
 	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, usagef("%s %q: want a duration back from now (90m, 36h, 7d) or a time (2025-11-25, 2025-11-25T07:04:05Z)", flagName, s)
+	return t, nil
 }
 
 // dlqRun is one command at work on its source.

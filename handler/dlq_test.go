@@ -385,7 +385,7 @@ func TestDLQ_usage_errors_exit_2_and_say_what_to_do(t *testing.T) {
 		{[]string{"drop"}, `unknown command "drop"`},
 		{[]string{"list", "--reason"}, "flag needs an argument"},
 		{[]string{"list", "--yes"}, "usage:"},
-		{[]string{"list", "--since", "yesterday"}, "want a duration back from now"},
+		{[]string{"list", "--since", "yesterday"}, "want a span back from now"},
 		{[]string{"list", "7"}, "narrow the list with --reason"},
 		{[]string{"show"}, "its sequence number or its EventId"},
 		{[]string{"resubmit"}, "say which: sequence numbers"},

@@ -291,6 +291,6 @@ func (refuseDataverse) Update(context.Context, string, string, map[string]any) e
 	return errOffline
 }
 
-func (refuseDataverse) Read(context.Context, string, string, []string) (map[string]any, error) {
+func (refuseDataverse) Read(context.Context, string, string, []string) (map[string]json.RawMessage, error) {
 	return nil, errOffline
 }

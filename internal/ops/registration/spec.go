@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/dvrelay/dvrelay/internal/event"
 )
 
 // Auth is how Dataverse proves itself to the intake.
@@ -131,7 +133,6 @@ type SpecError struct{ Problems []string }
 func (e *SpecError) Error() string { return strings.Join(e.Problems, "\n") }
 
 var (
-	logicalName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,127}$`)
 	messageName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,255}$`)
 	// headerName is an RFC 9110 token.
 	headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -147,7 +148,7 @@ func (s Spec) Check() error {
 	} else if n := len(s.StepName()); n > 256 {
 		bad("--name: too long: the step name %q would be %d characters, Dataverse allows 256", s.StepName(), n)
 	}
-	if !logicalName.MatchString(s.Entity) {
+	if !event.IsLogicalName(s.Entity) {
 		bad("--entity %q: give the table's logical name, lower case (e.g. opportunity)", s.Entity)
 	}
 	if !messageName.MatchString(s.Message) {
@@ -157,7 +158,7 @@ func (s Spec) Check() error {
 		bad("--rank %d: must be 1 or more", s.Rank)
 	}
 	for _, a := range s.Attributes {
-		if !logicalName.MatchString(a) {
+		if !event.IsLogicalName(a) {
 			bad("--attributes: %q is not a column logical name", a)
 		}
 	}
@@ -172,7 +173,7 @@ func (s Spec) Check() error {
 		}
 		seen[img.Type] = true
 		for _, a := range img.Attributes {
-			if !logicalName.MatchString(a) {
+			if !event.IsLogicalName(a) {
 				bad("--image %s: %q is not a column logical name", img.Type, a)
 			}
 		}
