@@ -197,14 +197,14 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 	fs := flag.NewFlagSet("register", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	of := addOperatorFlags(fs)
-	functionURL := fs.String("function-url", "", "the intake URL, https://<app>.azurewebsites.net/api/dataverse/webhook[?code=<function key>] (required)")
+	functionURL := fs.String("function-url", "", "the intake URL, https://<app>.azurewebsites.net/api/dataverse/webhook (required); a ?code=<function key> on it is read as --function-key")
 	entity := fs.String("entity", "", "table logical name, e.g. opportunity (required)")
 	message := fs.String("message", "", "message, e.g. Create, Update, Delete (required)")
 	attributes := fs.String("attributes", "", "Update only: comma-separated columns whose change fires the step, e.g. estimatedvalue,statuscode")
 	var images imageFlag
 	fs.Var(&images, "image", "entity image: pre or post, optionally with columns (pre:name,estimatedvalue); once per kind")
 	auth := fs.String("auth", "", "header (DVRELAY_WEBHOOK_SECRET in DVRELAY_WEBHOOK_SECRET_HEADER) or webhookkey (the function key as ?code=); default header when DVRELAY_WEBHOOK_SECRET is set")
-	functionKey := fs.String("function-key", "", "webhookkey: the function key, when --function-url has no ?code=")
+	functionKey := fs.String("function-key", "", "the function key; sent in the write-only authvalue (as x-functions-key with --auth header), never in the endpoint's readable url")
 	name := fs.String("name", "dvrelay", "webhook endpoint name; the step is named '<name>: <message> of <entity>'")
 	rank := fs.Int("rank", 1, "step execution order among steps on the same message")
 	rotate := fs.Bool("rotate-secret", false, "write the secret or key to an existing endpoint (Dataverse never returns it, so a rerun cannot compare it)")
@@ -254,8 +254,8 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 	if strings.EqualFold(spec.Message, "Update") && len(spec.Attributes) == 0 {
 		fmt.Fprintf(stderr, "handler register: note: no --attributes, so the step fires on every update of %s, the worker's own write-backs included; list the columns it should react to\n", spec.Entity)
 	}
-	if spec.Auth == registration.AuthHeader && !strings.Contains(spec.FunctionURL, "code=") {
-		fmt.Fprintln(stderr, "handler register: note: --function-url has no ?code=; a Function App answers 401 without the function key (handler serve needs none)")
+	if spec.Auth == registration.AuthHeader && spec.FunctionKey == "" && !strings.Contains(spec.FunctionURL, "code=") {
+		fmt.Fprintln(stderr, "handler register: note: no --function-key; a Function App answers 401 without it (handler serve needs none), unless an existing registration has one")
 	}
 
 	reg, err := deps.registrar("register", cfg, of, stderr)

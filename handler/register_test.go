@@ -116,7 +116,7 @@ func TestRegisterCommand_dry_run_prints_the_records_and_changes_nothing(t *testi
 		t.Fatalf("dry run sent %v", w)
 	}
 	for _, want := range []string{
-		`would create serviceendpoints "dvrelay"`, `"authvalue":"<redacted>"`, `"url":"` + regIntake + `?code=<redacted>"`,
+		`would create serviceendpoints "dvrelay"`, `"authvalue":"<redacted>"`, `"url":"` + regIntake + `"`,
 		`would create sdkmessageprocessingsteps "dvrelay: Update of opportunity"`, `"filteringattributes":"estimatedvalue,statuscode"`,
 		`"stage":40`, `"mode":1`, `would create sdkmessageprocessingstepimages "PreImage"`, "dry run: nothing was changed",
 	} {
@@ -138,9 +138,10 @@ func TestRegisterCommand_registers_once_and_a_second_run_changes_nothing(t *test
 			t.Errorf("%s: %d records, want 1", set, n)
 		}
 	}
-	// The secret in use is the first of DVRELAY_WEBHOOK_SECRET, in the configured header.
+	// The secret in use is the first of DVRELAY_WEBHOOK_SECRET, in the configured header; the
+	// function key beside it.
 	ep := e.srv.Records("serviceendpoints")[0]
-	if want := `<settings><setting name="x-dvrelay-secret" value="` + regSecret + `"></setting></settings>`; ep["authvalue"] != want {
+	if want := `<settings><setting name="x-dvrelay-secret" value="` + regSecret + `" /><setting name="x-functions-key" value="` + regKey + `" /></settings>`; ep["authvalue"] != want {
 		t.Errorf("authvalue = %v, want %s", ep["authvalue"], want)
 	}
 	e.srv.ResetRequests()
@@ -220,7 +221,7 @@ func TestRegisterCommand_usage_errors_exit_2_with_what_to_do(t *testing.T) {
 		{"no environment", registerArgs, map[string]string{"DATAVERSE_URL": ""}, "--dataverse-url is required"},
 		{"message misspelt", []string{"--function-url", regIntake + "?code=" + regKey, "--entity", "opportunity", "--message", "update"}, nil, `Dataverse spells it "Update"`},
 		{"argument", append(append([]string(nil), registerArgs...), "extra"), nil, `unexpected argument "extra"`},
-		{"function key with header auth", append(append([]string(nil), registerArgs...), "--auth", "header", "--function-key", regKey), nil, "--function-key: used with --auth webhookkey only"},
+		{"two different function keys", append(append([]string(nil), registerArgs...), "--auth", "header", "--function-key", "another-key"), nil, "--function-key and the ?code= of --function-url differ"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -300,6 +301,22 @@ func TestRegisterCommand_a_function_key_alone_selects_webhook_key_auth(t *testin
 	ep := e.srv.Records("serviceendpoints")[0]
 	if ep["authtype"] != json.Number("4") || ep["authvalue"] != regKey || ep["url"] != regIntake {
 		t.Errorf("endpoint = authtype %v, url %v; want WebhookKey with the bare URL and the key as authvalue", ep["authtype"], ep["url"])
+	}
+}
+
+func TestRegisterCommand_header_auth_sends_the_function_key_as_x_functions_key_not_in_the_url(t *testing.T) {
+	e := newCLIEnv(t)
+
+	r := e.register("--function-url", regIntake, "--entity", "opportunity", "--message", "Update", "--attributes", "name",
+		"--auth", "header", "--function-key", regKey)
+
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	ep := e.srv.Records("serviceendpoints")[0]
+	want := `<settings><setting name="x-dvrelay-secret" value="` + regSecret + `" /><setting name="x-functions-key" value="` + regKey + `" /></settings>`
+	if ep["authtype"] != json.Number("5") || ep["url"] != regIntake || ep["authvalue"] != want {
+		t.Errorf("endpoint = authtype %v, url %v, authvalue %v; want HttpHeader, the bare URL and %s", ep["authtype"], ep["url"], ep["authvalue"], want)
 	}
 }
 

@@ -121,11 +121,13 @@ func (r *Registrar) Register(ctx context.Context, spec Spec, dryRun bool) ([]Cha
 	if err := spec.Check(); err != nil {
 		return nil, err
 	}
-	changes, err := r.register(ctx, spec, dryRun)
+	changes, err := r.register(ctx, &spec, dryRun)
 	return changes, redactError(err, spec.secrets())
 }
 
-func (r *Registrar) register(ctx context.Context, spec Spec, dryRun bool) ([]Change, error) {
+// register does the work of Register; it may learn the function key from an existing
+// endpoint's url, so spec is a pointer and the caller redacts what it learned.
+func (r *Registrar) register(ctx context.Context, spec *Spec, dryRun bool) ([]Change, error) {
 	// Look up everything first: a missing message or table fails before any write.
 	msgID, err := r.messageID(ctx, spec.Message)
 	if err != nil {
@@ -172,6 +174,19 @@ func (r *Registrar) register(ctx context.Context, spec Spec, dryRun bool) ([]Cha
 		}
 	}
 
+	// An endpoint registered before the key moved out of the url still has ?code=<key> in
+	// its readable url column. The key moves into authvalue; a run that does not give the
+	// key itself carries the one the url has.
+	var keyInURL bool
+	if endpoint != nil {
+		if old := codeOf(str(endpoint["url"])); old != "" {
+			keyInURL = true
+			if spec.functionKey() == "" {
+				spec.FunctionKey = old
+			}
+		}
+	}
+
 	var changes []Change
 	secrets := spec.secrets()
 
@@ -193,7 +208,7 @@ func (r *Registrar) register(ctx context.Context, spec Spec, dryRun bool) ([]Cha
 		epChange.ID = endpoint.id(setEndpoints)
 		diff := changed(epFields, endpoint)
 		authSet, known := endpoint["isauthvalueset"].(bool)
-		if spec.RotateSecret || diff["authtype"] != nil || (known && !authSet) {
+		if spec.RotateSecret || keyInURL || diff["authtype"] != nil || (known && !authSet) {
 			diff["authvalue"] = spec.authValue()
 		}
 		epChange.Action, epChange.Fields = Update, diff

@@ -136,10 +136,12 @@ func TestRegister_first_run_creates_endpoint_step_and_image_once(t *testing.T) {
 		t.Fatalf("endpoints = %v", eps)
 	}
 	ep := eps[0]
-	wantAuth := `<settings><setting name="x-dvrelay-secret" value="` + secret + `"></setting></settings>`
+	// The HttpHeader settings list as Dataverse documents it, the function key beside the secret.
+	wantAuth := `<settings><setting name="x-dvrelay-secret" value="` + secret + `" />` +
+		`<setting name="x-functions-key" value="` + functionKey + `" /></settings>`
 	for k, want := range map[string]any{
 		"name": "dvrelay", "contract": json.Number("8"), "authtype": json.Number("5"), "messageformat": json.Number("2"),
-		"url": intakeURL + "?code=" + functionKey, "authvalue": wantAuth,
+		"url": intakeURL, "authvalue": wantAuth,
 	} {
 		if ep[k] != want {
 			t.Errorf("endpoint %s = %v, want %v", k, ep[k], want)
@@ -242,6 +244,61 @@ func TestRegister_changed_images_update_create_and_delete_only_what_differs(t *t
 	}
 	if _, has := imgs[0]["attributes"]; has {
 		t.Errorf("post image for all columns sent attributes %v; Dataverse rejects an empty list", imgs[0]["attributes"])
+	}
+}
+
+func TestRegister_header_auth_never_sends_the_function_key_in_the_url(t *testing.T) {
+	for name, edit := range map[string]func(*registration.Spec){
+		"key as ?code=":         func(*registration.Spec) {},
+		"key as --function-key": func(s *registration.Spec) { s.FunctionURL, s.FunctionKey = intakeURL, functionKey },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			spec := headerSpec()
+			edit(&spec)
+			e.register(t, spec, false)
+
+			for _, w := range e.srv.Writes() {
+				var body map[string]any
+				_ = json.Unmarshal(w.Body, &body)
+				if strings.Contains(fmt.Sprint(body["url"]), functionKey) {
+					t.Errorf("%s sent url %v", w, body["url"])
+				}
+			}
+			ep := e.srv.Records("serviceendpoints")[0]
+			if ep["url"] != intakeURL {
+				t.Errorf("url = %v, want %s", ep["url"], intakeURL)
+			}
+			if !strings.Contains(fmt.Sprint(ep["authvalue"]), `<setting name="x-functions-key" value="`+functionKey+`" />`) {
+				t.Errorf("authvalue = %v, want the key as an x-functions-key setting", ep["authvalue"])
+			}
+		})
+	}
+}
+
+func TestRegister_moves_a_function_key_out_of_an_existing_endpoints_url(t *testing.T) {
+	e := newEnv(t)
+	// As an earlier version registered it: the key in the readable url column.
+	id := e.srv.Seed("serviceendpoints", map[string]any{
+		"name": "dvrelay", "contract": 8, "url": intakeURL + "?code=" + functionKey, "authtype": 5,
+		"messageformat": 2, "userclaim": 1, "description": "dvrelay intake; managed by handler register",
+		"isauthvalueset": true, "authvalue": `<settings><setting name="x-dvrelay-secret" value="` + secret + `" /></settings>`,
+	})
+	spec := headerSpec()
+	spec.FunctionURL = intakeURL // the operator no longer passes the key
+
+	changes := e.register(t, spec, false)
+
+	ep, _ := e.srv.Record("serviceendpoints", id)
+	if ep["url"] != intakeURL {
+		t.Errorf("url = %v, want the key taken out", ep["url"])
+	}
+	want := `<settings><setting name="x-dvrelay-secret" value="` + secret + `" /><setting name="x-functions-key" value="` + functionKey + `" /></settings>`
+	if ep["authvalue"] != want {
+		t.Errorf("authvalue = %v, want %s", ep["authvalue"], want)
+	}
+	if out := printed(changes); strings.Contains(out, functionKey) || !strings.Contains(out, `updated serviceendpoints "dvrelay"`) {
+		t.Errorf("report:\n%s", out)
 	}
 }
 
