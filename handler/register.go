@@ -207,6 +207,8 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 	functionKey := fs.String("function-key", "", "the function key; sent in the write-only authvalue (as x-functions-key with --auth header), never in the endpoint's readable url")
 	name := fs.String("name", "dvrelay", "webhook endpoint name; the step is named '<name>: <message> of <entity>'")
 	rank := fs.Int("rank", 1, "step execution order among steps on the same message")
+	solution := fs.String("solution", "", "unique name of an unmanaged solution the created records go into (MSCRM.SolutionUniqueName), for solution-based ALM")
+	prune := fs.Bool("prune", false, "remove what the registration has and this run does not mention (an --image not given; filtering attributes when --attributes is not given); without it they are kept")
 	rotate := fs.Bool("rotate-secret", false, "write the secret or key to an existing endpoint (Dataverse never returns it, so a rerun cannot compare it)")
 	dryRun := fs.Bool("dry-run", false, "print what would be created or changed, and change nothing")
 	if code := parseFlags(fs, args, stderr); code >= 0 {
@@ -234,6 +236,7 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 		Attributes: registration.SplitColumns(*attributes), Images: images, Rank: *rank,
 		Auth: registration.Auth(strings.ToLower(*auth)), SecretHeader: cfg.SecretHeader,
 		FunctionKey: strings.TrimSpace(*functionKey), RotateSecret: *rotate,
+		Solution: strings.TrimSpace(*solution), Prune: *prune,
 	}
 	if len(cfg.WebhookSecrets) > 0 {
 		spec.Secret = cfg.WebhookSecrets[0] // the first is the one in use; others are being rotated out
@@ -251,9 +254,6 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 		}
 		return 2
 	}
-	if strings.EqualFold(spec.Message, "Update") && len(spec.Attributes) == 0 {
-		fmt.Fprintf(stderr, "handler register: note: no --attributes, so the step fires on every update of %s, the worker's own write-backs included; list the columns it should react to\n", spec.Entity)
-	}
 	if spec.Auth == registration.AuthHeader && spec.FunctionKey == "" && !strings.Contains(spec.FunctionURL, "code=") {
 		fmt.Fprintln(stderr, "handler register: note: no --function-key; a Function App answers 401 without it (handler serve needs none), unless an existing registration has one")
 	}
@@ -266,6 +266,10 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 	changes, err := reg.Register(ctx, spec, *dryRun)
 	for _, c := range changes {
 		fmt.Fprintln(stdout, c)
+		if c.EntitySet == "sdkmessageprocessingsteps" && strings.EqualFold(spec.Message, "Update") && len(spec.Attributes) == 0 &&
+			(c.Action == registration.Create || spec.Prune) {
+			fmt.Fprintf(stderr, "handler register: note: no --attributes, so the step fires on every update of %s, the worker's own write-backs included; list the columns it should react to\n", spec.Entity)
+		}
 	}
 	if err != nil {
 		var se *registration.SpecError

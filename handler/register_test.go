@@ -23,7 +23,8 @@ const (
 // opportunity, and the deps that make the registration commands talk to it with a fixed token.
 func registrationDouble(t *testing.T) (*dataversetest.Server, operatorDeps, *[]time.Duration) {
 	t.Helper()
-	srv := dataversetest.NewServer(t, dataversetest.RegistrationTables()...)
+	srv := dataversetest.NewServer(t, append(dataversetest.RegistrationTables(),
+		dataversetest.Table{LogicalName: "opportunity", EntitySet: "opportunities", Columns: []string{"name", "estimatedvalue", "statuscode"}})...)
 	srv.RequireToken("operator-token")
 	for _, m := range []string{"Create", "Update"} {
 		id := srv.Seed("sdkmessages", map[string]any{"name": m})
@@ -317,6 +318,38 @@ func TestRegisterCommand_header_auth_sends_the_function_key_as_x_functions_key_n
 	want := `<settings><setting name="x-dvrelay-secret" value="` + regSecret + `" /><setting name="x-functions-key" value="` + regKey + `" /></settings>`
 	if ep["authtype"] != json.Number("5") || ep["url"] != regIntake || ep["authvalue"] != want {
 		t.Errorf("endpoint = authtype %v, url %v, authvalue %v; want HttpHeader, the bare URL and %s", ep["authtype"], ep["url"], ep["authvalue"], want)
+	}
+}
+
+func TestRegisterCommand_a_mistyped_attribute_is_refused_with_the_closest_column(t *testing.T) {
+	e := newCLIEnv(t)
+
+	r := e.register("--function-url", regIntake+"?code="+regKey, "--entity", "opportunity", "--message", "Update", "--attributes", "estimatedvalu")
+
+	if r.code != 2 || !strings.Contains(r.stderr, `--attributes: opportunity has no column "estimatedvalu"; did you mean "estimatedvalue"?`) {
+		t.Errorf("exit %d, want 2 naming the column and the closest one\n%s", r.code, r.stderr)
+	}
+	if w := e.srv.Writes(); len(w) != 0 {
+		t.Errorf("sent %v", w)
+	}
+}
+
+func TestRegisterCommand_the_two_README_examples_do_not_undo_each_other(t *testing.T) {
+	e := newCLIEnv(t)
+	e.register(registerArgs...) // with --image pre:name,estimatedvalue
+
+	r := e.register("--function-url", regIntake+"?code="+regKey, "--entity", "opportunity", "--message", "Update",
+		"--attributes", "estimatedvalue,statuscode", "--image", "post")
+
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if n := len(e.srv.Records("sdkmessageprocessingstepimages")); n != 2 {
+		t.Errorf("images = %d, want the pre image kept and the post image added", n)
+	}
+	if pruned := e.register("--function-url", regIntake+"?code="+regKey, "--entity", "opportunity", "--message", "Update",
+		"--attributes", "estimatedvalue,statuscode", "--image", "post", "--prune"); pruned.code != 0 || len(e.srv.Records("sdkmessageprocessingstepimages")) != 1 {
+		t.Errorf("--prune: exit %d, images %v\n%s", pruned.code, e.srv.Records("sdkmessageprocessingstepimages"), pruned.stderr)
 	}
 }
 

@@ -101,6 +101,43 @@ func SplitColumns(s string) []string {
 	return out
 }
 
+// imageRule says which images a message takes and the message parameter they are taken from
+// (sdkmessageprocessingstepimage.messagepropertyname): the record the message acts on.
+type imageRule struct {
+	name      string // as Dataverse spells the message
+	property  string
+	pre, post bool
+}
+
+// imageRules are the messages dvrelay registers images for. Create takes Id (Dataverse
+// rejects Target there, 0x8004416b) and has nothing before it; Delete leaves nothing after it;
+// SetState and SetStateDynamicEntity name their record EntityMoniker.
+var imageRules = []imageRule{
+	{"Create", "Id", false, true},
+	{"Update", "Target", true, true},
+	{"Delete", "Target", true, false},
+	{"Assign", "Target", true, true},
+	{"SetState", "EntityMoniker", true, true},
+	{"SetStateDynamicEntity", "EntityMoniker", true, true},
+}
+
+func imageMessage(message string) (imageRule, bool) {
+	for _, r := range imageRules {
+		if strings.EqualFold(r.name, message) {
+			return r, true
+		}
+	}
+	return imageRule{}, false
+}
+
+func imageMessageNames() string {
+	names := make([]string, len(imageRules))
+	for i, r := range imageRules {
+		names[i] = r.name
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
 // Spec is one registration: the intake at FunctionURL is told about Message on Entity.
 type Spec struct {
 	// Name names the serviceendpoint; the step is named "<Name>: <Message> of <Entity>". One
@@ -124,6 +161,14 @@ type Spec struct {
 	// x-functions-key setting with AuthHeader. Empty means the code parameter of FunctionURL;
 	// with AuthHeader it may be absent (handler serve needs none).
 	FunctionKey string
+	// Solution is the unique name of an unmanaged solution the records created go into
+	// (MSCRM.SolutionUniqueName), so that they move with solution-based ALM. Empty: none.
+	Solution string
+	// Prune removes what an existing registration has and this run does not mention: a
+	// dvrelay image not given, filtering attributes when none are given. Without it a rerun
+	// keeps them, so two runs that each name one thing do not undo each other.
+	Prune bool
+
 	// RotateSecret writes the secret or key to an existing endpoint. Dataverse never returns
 	// it, so a rerun cannot tell whether it changed; it is written on create, when the auth
 	// type changes and when this is set.
@@ -143,6 +188,8 @@ func (e *SpecError) Error() string { return strings.Join(e.Problems, "\n") }
 var (
 	logicalName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,127}$`)
 	messageName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,255}$`)
+	// solutionName is a solution's uniquename: letters, digits and underscores.
+	solutionName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,64}$`)
 	// headerName is an RFC 9110 token.
 	headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 )
@@ -171,6 +218,9 @@ func (s Spec) Check() error {
 			bad("--attributes: %q is not a column logical name", a)
 		}
 	}
+	if s.Solution != "" && !solutionName.MatchString(s.Solution) {
+		bad("--solution %q: give the solution's unique name (letters, digits and _), not its display name", s.Solution)
+	}
 	isMessage := func(m string) bool { return strings.EqualFold(s.Message, m) }
 	if len(s.Attributes) > 0 && !isMessage("Update") {
 		bad("--attributes: filtering attributes apply to Update only, not %s; leave the flag out", s.Message)
@@ -186,13 +236,14 @@ func (s Spec) Check() error {
 				bad("--image %s: %q is not a column logical name", img.Type, a)
 			}
 		}
+		rule, ok := imageMessage(s.Message)
 		switch {
-		case isMessage("Create") && img.Type == PreImage:
-			bad("--image pre: a Create has no record before it; use --image post")
-		case isMessage("Delete") && img.Type == PostImage:
-			bad("--image post: a Delete leaves no record after it; use --image pre")
-		case !isMessage("Create") && !isMessage("Update") && !isMessage("Delete"):
-			bad("--image: images are registered for Create, Update and Delete only, not %s", s.Message)
+		case !ok:
+			bad("--image: images are registered for %s only, not %s", imageMessageNames(), s.Message)
+		case img.Type == PreImage && !rule.pre:
+			bad("--image pre: a %s has no record before it; use --image post", rule.name)
+		case img.Type == PostImage && !rule.post:
+			bad("--image post: a %s leaves no record after it; use --image pre", rule.name)
 		}
 	}
 	p = append(p, s.checkEndpoint()...)
