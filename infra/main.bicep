@@ -91,6 +91,13 @@ param routesFile string = ''
 @description('DATAVERSE_URL: the environment URL, https://<org>.crm.dynamics.com. Empty: dataverse-update and dataverse-read steps are skipped.')
 param dataverseUrl string = ''
 
+@description('DVRELAY_STRICT_ROUTES: true stops start-up when a routes step would be skipped (a setting it references is unset, or DATAVERSE_URL is), rather than completing every event without that step. On by default here: set the shipped routes\' DVRELAY_CREDIT_URL and DVRELAY_ERP_URL (and DATAVERSE_URL), or set this to false while they are not ready.')
+@allowed([
+  'true'
+  'false'
+])
+param strictRoutes string = 'true'
+
 @description('DVRELAY_MAX_ATTEMPTS: delivery attempts before a transiently failing event is dead-lettered.')
 param maxAttempts string = ''
 
@@ -624,6 +631,10 @@ var appSettings = [
   {
     name: 'DATAVERSE_URL'
     value: dataverseUrl
+  }
+  {
+    name: 'DVRELAY_STRICT_ROUTES'
+    value: strictRoutes
   }
   {
     name: 'DVRELAY_MAX_ATTEMPTS'
