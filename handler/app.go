@@ -18,6 +18,7 @@ import (
 	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/metrics"
 	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
+	"github.com/dvrelay/dvrelay/internal/platform/logctx"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 	"github.com/dvrelay/dvrelay/internal/transport/consumer"
@@ -43,10 +44,12 @@ type app struct {
 func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level)) // config.Load has checked the value
+	// logctx: ids the transport puts in a request's context (the host's invocationId) are
+	// written on every line logged with it.
 	if logFormat(format, isTerminal(w)) == config.LogFormatText {
-		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: readableAttr}))
+		return slog.New(logctx.NewHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: readableAttr})))
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(logctx.NewHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})))
 }
 
 // logFormat resolves the setting: auto is text on a terminal and JSON anywhere else (a file, a

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/platform/logctx"
 	"github.com/dvrelay/dvrelay/internal/platform/outbound"
 	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
 	"github.com/dvrelay/dvrelay/internal/queue"
@@ -256,7 +257,9 @@ func (w *Worker) Process(ctx context.Context, d queue.Delivery) (out queue.Outco
 	span := deliverySpan(d)
 	ctx = tracecontext.NewContext(ctx, span)
 	logFor := func(correlationID string) *slog.Logger {
-		return w.log.With("correlationId", correlationID, "traceId", span.TraceID.String(), "spanId", span.SpanID.String(),
+		// The ids the edge put in ctx (the host's invocationId) go on every line too: the
+		// worker's lines are logged without ctx.
+		return w.log.With(logctx.Args(ctx)...).With("correlationId", correlationID, "traceId", span.TraceID.String(), "spanId", span.SpanID.String(),
 			"messageId", d.MessageID, "attempt", attempt)
 	}
 	log := logFor(d.CorrelationID)
