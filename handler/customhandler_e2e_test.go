@@ -286,11 +286,20 @@ func TestCustomHandler_writes_the_hosts_invocation_id_on_every_line_of_an_invoca
 	post("/EventWorker", "11111111-aaaa-4bbb-8ccc-000000000001", serviceBusInvocation(msg, false))
 	post("/DataverseWebhook", "11111111-aaaa-4bbb-8ccc-000000000002", envelope(sampleEvent(t), map[string][]string{"Content-Type": {"application/json"}}))
 
+	// The intake logs its line as it answers; give the process a moment to write it.
 	var worker, intake int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(p.out.String(), `"msg":"webhook intake"`) {
+			break
+		}
+	}
 	for _, raw := range strings.Split(p.out.String(), "\n") {
 		var line map[string]any
 		if json.Unmarshal([]byte(raw), &line) != nil {
 			continue
+		}
+		if n := strings.Count(raw, `"invocationId"`); n > 1 {
+			t.Errorf("invocationId written %d times: %s", n, raw)
 		}
 		switch {
 		case line["messageId"] == "evt-1":

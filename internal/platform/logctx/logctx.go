@@ -42,20 +42,40 @@ func Args(ctx context.Context) []any {
 	return args
 }
 
-// NewHandler wraps h so that every record logged with a context gets that context's attributes.
-func NewHandler(h slog.Handler) slog.Handler { return handler{h} }
+// NewHandler wraps h so that every record logged with a context gets that context's attributes,
+// except those a logger already carries from With (Args): a key is written once.
+func NewHandler(h slog.Handler) slog.Handler { return handler{next: h} }
 
-type handler struct{ next slog.Handler }
+type handler struct {
+	next slog.Handler
+	has  map[string]bool // keys added with WithAttrs
+}
 
 func (h handler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
 
 func (h handler) Handle(ctx context.Context, r slog.Record) error {
 	if attrs := Attrs(ctx); len(attrs) > 0 {
 		r = r.Clone()
-		r.AddAttrs(attrs...)
+		for _, a := range attrs {
+			if !h.has[a.Key] {
+				r.AddAttrs(a)
+			}
+		}
 	}
 	return h.next.Handle(ctx, r)
 }
 
-func (h handler) WithAttrs(attrs []slog.Attr) slog.Handler { return handler{h.next.WithAttrs(attrs)} }
-func (h handler) WithGroup(name string) slog.Handler       { return handler{h.next.WithGroup(name)} }
+func (h handler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	has := make(map[string]bool, len(h.has)+len(attrs))
+	for k := range h.has {
+		has[k] = true
+	}
+	for _, a := range attrs {
+		has[a.Key] = true
+	}
+	return handler{next: h.next.WithAttrs(attrs), has: has}
+}
+
+func (h handler) WithGroup(name string) slog.Handler {
+	return handler{next: h.next.WithGroup(name), has: h.has}
+}

@@ -18,9 +18,13 @@ func TestHandler_writes_the_contexts_attributes_on_every_line_logged_with_it(t *
 	log.InfoContext(ctx, "with")
 	log.Info("without")
 	log.With(logctx.Args(ctx)...).Info("kept")
+	log.With(logctx.Args(ctx)...).InfoContext(ctx, "once")
 
+	if n := bytes.Count(buf.Bytes(), []byte(`"invocationId"`)); n != 3 {
+		t.Errorf("invocationId written %d times in three lines, want once a line:\n%s", n, buf.String())
+	}
 	dec := json.NewDecoder(&buf)
-	want := map[string]string{"with": "inv-1", "without": "", "kept": "inv-1"}
+	want := map[string]string{"with": "inv-1", "without": "", "kept": "inv-1", "once": "inv-1"}
 	for range want {
 		var line map[string]any
 		if err := dec.Decode(&line); err != nil {
