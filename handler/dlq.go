@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/config"
+	"github.com/dvrelay/dvrelay/internal/platform/suggest"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
@@ -244,6 +245,13 @@ func checkSelection(cmd *dlqCommand) error {
 			return usagef("say which: sequence numbers (see 'handler dlq list'), --older-than D or --reason R")
 		}
 	}
+	if cmd.reason != "" {
+		reason, err := checkReason(cmd.reason)
+		if err != nil {
+			return err
+		}
+		cmd.reason = reason
+	}
 	if cmd.verb == "resubmit" || cmd.verb == "purge" {
 		seen := map[int64]bool{}
 		for _, a := range cmd.operands {
@@ -258,6 +266,32 @@ func checkSelection(cmd *dlqCommand) error {
 		}
 	}
 	return nil
+}
+
+// checkReason returns the reason code --reason names (in its exact spelling), or a usage error
+// listing the reasons there are: a reason that matches nothing would list nothing silently.
+func checkReason(given string) (string, error) {
+	reasons := queue.Reasons()
+	for _, r := range reasons {
+		if strings.EqualFold(r, given) {
+			return r, nil
+		}
+	}
+	guess := ""
+	for _, r := range reasons {
+		if strings.Contains(strings.ToLower(r), strings.ToLower(given)) {
+			guess = r // a prefix or part of one, as "Permanent"
+			break
+		}
+	}
+	if near, d := suggest.Nearest(given, reasons); guess == "" && d >= 0 && d <= max(2, len(given)/3) {
+		guess = near
+	}
+	hint := ""
+	if guess != "" {
+		hint = " (did you mean " + guess + "?)"
+	}
+	return "", usagef("--reason %q is not a dead-letter reason%s; the reasons are %s", given, hint, strings.Join(reasons, ", "))
 }
 
 // parseWhen reads a --since or --older-than value: a duration back from now (Go's units, and d

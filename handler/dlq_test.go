@@ -394,6 +394,8 @@ func TestDLQ_usage_errors_exit_2_and_say_what_to_do(t *testing.T) {
 		{[]string{"resubmit", "x1"}, `"x1" is not a sequence number`},
 		{[]string{"purge"}, "say which: sequence numbers"},
 		{[]string{"purge", "1"}, "Add --yes"},
+		{[]string{"list", "--reason", "Permanent"}, `--reason "Permanent" is not a dead-letter reason (did you mean PermanentFailure?); the reasons are InvalidMessage, PermanentFailure, MaxAttemptsExceeded`},
+		{[]string{"purge", "--reason", "MaxAttempt", "--yes"}, "did you mean MaxAttemptsExceeded?"},
 	} {
 		r := runDLQCommand(t, env, append([]string{"--data-dir", dir}, tt.args...)...)
 		if r.code != 2 || !strings.Contains(r.stderr, tt.want) {
@@ -402,6 +404,9 @@ func TestDLQ_usage_errors_exit_2_and_say_what_to_do(t *testing.T) {
 	}
 	if r := runDLQCommand(t, env, "list", "--json", "--data-dir", dir); r.code != 0 || strings.Count(r.stdout, "\n") != 1 {
 		t.Errorf("after the usage errors the dead letter is not there as before:\n%s", r)
+	}
+	if r := runDLQCommand(t, env, "list", "--reason", "permanentfailure", "--data-dir", dir); r.code != 0 || !strings.Contains(r.stdout, "e1") {
+		t.Errorf("a reason in another case is not read as the reason:\n%s", r)
 	}
 }
 
