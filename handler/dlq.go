@@ -338,6 +338,11 @@ func (r *dlqRun) list(ctx context.Context) error {
 	}
 	if len(items) == 0 {
 		fmt.Fprintf(r.stdout, "no dead letters%s in %s\n", r.describeFilter(), r.src.where)
+		if r.src.dir != "" {
+			if hint := servesBelow(r.src.dir); hint != "" {
+				fmt.Fprintln(r.stderr, strings.TrimPrefix(hint, "\n"))
+			}
+		}
 		return nil
 	}
 	printTable(r.stdout, items)

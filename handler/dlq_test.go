@@ -421,3 +421,24 @@ func TestDLQ_asks_the_address_given_with_addr_and_says_what_to_do_when_nothing_a
 		t.Errorf("dlq list --addr %s with nothing there:\n%s", nobody, r)
 	}
 }
+
+func TestDLQ_after_the_demo_names_the_data_dir_a_running_serve_holds(t *testing.T) {
+	env := mapEnv(map[string]string{"DVRELAY_ROUTES": filepath.Join(appRoot, "routes.json")})
+	for name, parent := range map[string]string{
+		"the default holds an empty queue": parkedDir(t),
+		"the default holds no queue":       t.TempDir(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			demo := filepath.Join(parent, "demo")
+			s := startInProcessServe(t, demo, freeAddr(t), env)
+
+			r := runDLQCommand(t, env, "list", "--data-dir", parent)
+
+			for _, want := range []string{demo, s.addr, "handler dlq list --data-dir " + demo} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("dlq list on %s does not point at the running serve (%q):\n%s", parent, want, r)
+				}
+			}
+		})
+	}
+}
