@@ -47,7 +47,7 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	// logctx: ids the transport puts in a request's context (the host's invocationId) are
 	// written on every line logged with it.
 	if logFormat(format, isTerminal(w)) == config.LogFormatText {
-		return slog.New(logctx.NewHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: readableAttr})))
+		return slog.New(logctx.NewHandler(newOperatorText(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: readableAttr}))))
 	}
 	return slog.New(logctx.NewHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})))
 }
@@ -77,13 +77,22 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }
 
+// textHiddenIDs are the ids that join machine logs (a W3C trace and span, the queue message,
+// the host's invocation); a person at a terminal goes by eventId, or correlationId on a line
+// with no event (operatorText), which handler dlq, the intake's answers and the problem
+// documents show. JSON lines keep them all.
+var textHiddenIDs = map[string]bool{"traceId": true, "spanId": true, "messageId": true, "invocationId": true}
+
 // readableAttr shortens the text format for a person: the time of day to the millisecond (the
-// date is today's), and no empty fields (an outcome without a reason says nothing by "reason=").
+// date is today's), only the ids a person reads, and no empty fields (an outcome without a
+// reason says nothing by "reason=").
 func readableAttr(groups []string, a slog.Attr) slog.Attr {
 	if len(groups) > 0 {
 		return a
 	}
 	switch {
+	case textHiddenIDs[a.Key]:
+		return slog.Attr{}
 	case a.Key == slog.TimeKey && a.Value.Kind() == slog.KindTime:
 		return slog.String(slog.TimeKey, a.Value.Time().Format("15:04:05.000"))
 	case a.Value.Kind() == slog.KindString && a.Value.String() == "":
