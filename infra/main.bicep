@@ -23,7 +23,9 @@ param baseName string = 'dvrelay'
 @description('Region for every resource.')
 param location string = resourceGroup().location
 
-@description('Upper bound on Flex Consumption instances; it also bounds the load on ERP, scoring and Dataverse.')
+@description('Upper bound on Flex Consumption on-demand instances of each per-function scale group (the EventWorker group and the HTTP group each get up to this many); it also bounds the load on ERP, scoring and Dataverse.')
+// 1 to 1000, as the current Flex Consumption docs allow (event-driven-scaling.md, "Limit
+// scale-out", ms.date 2026-08-03); an earlier version gave 40 as the lowest maximum.
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
