@@ -31,6 +31,7 @@ const (
 	setEndpoints = "serviceendpoints"
 	setSteps     = "sdkmessageprocessingsteps"
 	setImages    = "sdkmessageprocessingstepimages"
+	setSolutions = "solutions"
 )
 
 // Fixed step and endpoint settings: dvrelay's intake answers fast and queues the work, so the
@@ -294,7 +295,8 @@ func (r *Registrar) register(ctx context.Context, spec *Spec, dryRun bool) ([]Ch
 		alias, _ := img["entityalias"].(string)
 		existing[alias] = img
 	}
-	for _, alias := range []string{PreImage.Alias(), PostImage.Alias()} {
+	for _, kind := range []ImageType{PreImage, PostImage} {
+		alias := kind.Alias()
 		want, isWanted := wanted[alias]
 		have, exists := existing[alias]
 		ch := Change{EntitySet: setImages, Name: alias}
@@ -303,7 +305,7 @@ func (r *Registrar) register(ctx context.Context, spec *Spec, dryRun bool) ([]Ch
 			continue
 		case !isWanted && !spec.Prune:
 			ch.Action, ch.ID = Unchanged, have.id(setImages)
-			ch.Note = "kept: this run gives no --image " + map[string]string{PreImage.Alias(): "pre", PostImage.Alias(): "post"}[alias] + "; --prune removes it"
+			ch.Note = "kept: this run gives no --image " + kind.String() + "; --prune removes it"
 		case !isWanted:
 			ch.Action, ch.ID = Delete, have.id(setImages)
 		default:
@@ -571,7 +573,7 @@ func (r *Registrar) checkColumns(ctx context.Context, spec Spec) error {
 // checkSolution refuses a solution that does not exist or is managed before anything is
 // written: Dataverse adds new components to unmanaged solutions only.
 func (r *Registrar) checkSolution(ctx context.Context, name string) error {
-	found, err := r.records(ctx, "solutions", []string{"uniquename", "ismanaged"}, eq("uniquename", name))
+	found, err := r.records(ctx, setSolutions, []string{"uniquename", "ismanaged"}, eq("uniquename", name))
 	if err != nil {
 		return fmt.Errorf("look up solution %s: %w", name, err)
 	}
