@@ -203,7 +203,7 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 	attributes := fs.String("attributes", "", "Update only: comma-separated columns whose change fires the step, e.g. estimatedvalue,statuscode")
 	var images imageFlag
 	fs.Var(&images, "image", "entity image: pre or post, optionally with columns (pre:name,estimatedvalue); once per kind")
-	auth := fs.String("auth", "", "header (DVRELAY_WEBHOOK_SECRET in DVRELAY_WEBHOOK_SECRET_HEADER) or webhookkey (the function key as ?code=); default header when DVRELAY_WEBHOOK_SECRET is set")
+	auth := fs.String("auth", "", "header (DVRELAY_WEBHOOK_SECRET in DVRELAY_WEBHOOK_SECRET_HEADER, the function key as x-functions-key) or webhookkey (the function key as ?code=); default header when DVRELAY_WEBHOOK_SECRET is set")
 	functionKey := fs.String("function-key", "", "the function key; sent in the write-only authvalue (as x-functions-key with --auth header), never in the endpoint's readable url")
 	name := fs.String("name", "dvrelay", "webhook endpoint name; the step is named '<name>: <message> of <entity>'")
 	rank := fs.Int("rank", 1, "step execution order among steps on the same message")
@@ -242,9 +242,10 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 		spec.Secret = cfg.WebhookSecrets[0] // the first is the one in use; others are being rotated out
 	}
 	if spec.Auth == "" {
-		// A function key given on its own says which one is meant.
+		// With a secret the intake checks it on every post, so Dataverse must send it: header
+		// auth, the function key (if any) beside it. Without one, the function key is the auth.
 		spec.Auth = registration.AuthWebhookKey
-		if spec.Secret != "" && spec.FunctionKey == "" {
+		if spec.Secret != "" {
 			spec.Auth = registration.AuthHeader
 		}
 	}

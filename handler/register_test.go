@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -291,8 +292,15 @@ func TestRegistrationsCommand_lists_the_steps_posting_to_the_intake(t *testing.T
 	}
 }
 
-func TestRegisterCommand_a_function_key_alone_selects_webhook_key_auth(t *testing.T) {
+func TestRegisterCommand_a_function_key_without_a_secret_selects_webhook_key_auth(t *testing.T) {
 	e := newCLIEnv(t)
+	base := e.lookup
+	e.lookup = func(k string) (string, bool) {
+		if k == "DVRELAY_WEBHOOK_SECRET" {
+			return "", false
+		}
+		return base(k)
+	}
 
 	r := e.register("--function-url", regIntake, "--entity", "opportunity", "--message", "Update", "--attributes", "name", "--function-key", regKey)
 
@@ -302,6 +310,23 @@ func TestRegisterCommand_a_function_key_alone_selects_webhook_key_auth(t *testin
 	ep := e.srv.Records("serviceendpoints")[0]
 	if ep["authtype"] != json.Number("4") || ep["authvalue"] != regKey || ep["url"] != regIntake {
 		t.Errorf("endpoint = authtype %v, url %v; want WebhookKey with the bare URL and the key as authvalue", ep["authtype"], ep["url"])
+	}
+}
+
+func TestRegisterCommand_a_function_key_with_a_secret_goes_beside_it(t *testing.T) {
+	// The intake checks the secret on every post: were the key to select webhook key auth,
+	// Dataverse would stop sending the secret and every event would be refused.
+	e := newCLIEnv(t)
+
+	r := e.register("--function-url", regIntake, "--entity", "opportunity", "--message", "Update", "--attributes", "name", "--function-key", regKey)
+
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	ep := e.srv.Records("serviceendpoints")[0]
+	if ep["authtype"] != json.Number("5") || !strings.Contains(fmt.Sprint(ep["authvalue"]), `name="x-dvrelay-secret"`) ||
+		!strings.Contains(fmt.Sprint(ep["authvalue"]), `name="x-functions-key"`) {
+		t.Errorf("endpoint = authtype %v; want HttpHeader sending the secret and the key", ep["authtype"])
 	}
 }
 
