@@ -12,6 +12,7 @@ import (
 
 	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/platform/lookback"
+	"github.com/dvrelay/dvrelay/internal/platform/suggest"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
@@ -245,6 +246,13 @@ func checkSelection(cmd *dlqCommand) error {
 			return usagef("say which: sequence numbers (see 'handler dlq list'), --older-than D or --reason R")
 		}
 	}
+	if cmd.reason != "" {
+		reason, err := checkReason(cmd.reason)
+		if err != nil {
+			return err
+		}
+		cmd.reason = reason
+	}
 	if cmd.verb == "resubmit" || cmd.verb == "purge" {
 		seen := map[int64]bool{}
 		for _, a := range cmd.operands {
@@ -259,6 +267,32 @@ func checkSelection(cmd *dlqCommand) error {
 		}
 	}
 	return nil
+}
+
+// checkReason returns the reason code --reason names (in its exact spelling), or a usage error
+// listing the reasons there are: a reason that matches nothing would list nothing silently.
+func checkReason(given string) (string, error) {
+	reasons := queue.Reasons()
+	for _, r := range reasons {
+		if strings.EqualFold(r, given) {
+			return r, nil
+		}
+	}
+	guess := ""
+	for _, r := range reasons {
+		if strings.Contains(strings.ToLower(r), strings.ToLower(given)) {
+			guess = r // a prefix or part of one, as "Permanent"
+			break
+		}
+	}
+	if near, d := suggest.Nearest(given, reasons); guess == "" && d >= 0 && d <= max(2, len(given)/3) {
+		guess = near
+	}
+	hint := ""
+	if guess != "" {
+		hint = " (did you mean " + guess + "?)"
+	}
+	return "", usagef("--reason %q is not a dead-letter reason%s; the reasons are %s", given, hint, strings.Join(reasons, ", "))
 }
 
 // parseWhen reads a --since or --older-than value in lookback's grammar. The zero time when s
@@ -296,6 +330,11 @@ func (r *dlqRun) list(ctx context.Context) error {
 	}
 	if len(items) == 0 {
 		fmt.Fprintf(r.stdout, "no dead letters%s in %s\n", r.describeFilter(), r.src.where)
+		if r.src.dir != "" {
+			if hint := servesBelow(r.src.dir); hint != "" {
+				fmt.Fprintln(r.stderr, strings.TrimPrefix(hint, "\n"))
+			}
+		}
 		return nil
 	}
 	printTable(r.stdout, items)

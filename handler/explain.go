@@ -76,11 +76,13 @@ func runExplain(ctx context.Context, args []string, lookup func(string) (string,
 		fmt.Fprintf(stderr, "handler explain: compile event schemas: %v\n", err)
 		return 2
 	}
+	deps := explain.Offline(cfg.RouteVariable, parser, cfg.DataverseURL != "")
+	deps.SettingNames = config.EnvironmentNames // a misspelt ${SETTING} fails here as at start
 	w, err := worker.New(worker.Config{
 		RoutesPath:    cfg.RoutesPath,
 		MaxAttempts:   cfg.MaxAttempts,
 		IgnoreUserIDs: cfg.IgnoreUserIDs,
-	}, explain.Offline(cfg.RouteVariable, parser, cfg.DataverseURL != ""), discardLogger())
+	}, deps, discardLogger())
 	if errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(stderr, "handler explain: %v (run from the app root, where routes.json is, or set DVRELAY_ROUTES)\n", err)
 		return 2

@@ -8,14 +8,17 @@
 package explain
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/dvrelay/dvrelay/functions/webhook"
 	"github.com/dvrelay/dvrelay/functions/worker"
@@ -182,6 +185,8 @@ func checks(cfg webhook.Config, in *webhook.Intake, req Request, status int) []C
 	}
 	list[2].Detail = secretDetail(cfg, in.SecretHeader(), req.Header, list[2].Verdict)
 	switch {
+	case status == http.StatusBadRequest && !json.Valid(req.Body):
+		list[3].Detail = "not JSON: " + syntaxDetail(req.Body)
 	case status == http.StatusBadRequest:
 		list[3].Detail = "invalid: the answer below lists each problem"
 	case list[3].Verdict == Fail:
@@ -193,6 +198,34 @@ func checks(cfg webhook.Config, in *webhook.Intake, req Request, status int) []C
 		}
 	}
 	return list
+}
+
+// syntaxDetail says where a body stops being JSON, as an editor shows it: a truncated file
+// ends early, a hand-edited one has a stray character.
+func syntaxDetail(body []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var v json.RawMessage
+	err := dec.Decode(&v)
+	if err == nil {
+		if _, err = dec.Token(); err == nil {
+			err = errors.New("more after the first JSON value")
+		}
+	}
+	off := int64(len(body))
+	why := "it ends before the JSON does (truncated?)"
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &syn):
+		off, why = max(syn.Offset-1, 0), syn.Error()
+	case errors.Is(err, io.EOF) && len(bytes.TrimSpace(body)) == 0:
+		why = "the file is empty"
+	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF):
+		why = err.Error()
+	}
+	before := body[:min(off, int64(len(body)))]
+	line := bytes.Count(before, []byte{'\n'}) + 1
+	col := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+	return fmt.Sprintf("%s, at line %d, column %d (byte %d)", why, line, col, off)
 }
 
 // secretDetail describes the secret check; name is the header the intake reads, its default

@@ -31,8 +31,10 @@ var _ Intake = (*webhook.Intake)(nil)
 // at most MaxBodyBytes+1 bytes, so an oversized body is refused without being buffered.
 func Forwarded(in Intake) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Forwarded by the host, the request carries its invocation id; in serve mode it has none.
+		ctx := customhandler.InvocationContext(r)
 		req := webhook.Request{Method: r.Method, Header: r.Header, ContentLength: r.ContentLength}
-		release, refusal, ok := in.Admit(r.Context(), req)
+		release, refusal, ok := in.Admit(ctx, req)
 		if !ok {
 			writeResponse(w, refusal)
 			return
@@ -44,7 +46,7 @@ func Forwarded(in Intake) http.Handler {
 		} else {
 			req.Body, req.BodyTooLarge, req.ReadErr = readLimited(r.Body, limit)
 		}
-		writeResponse(w, in.Handle(r.Context(), req))
+		writeResponse(w, in.Handle(ctx, req))
 	})
 }
 
@@ -79,7 +81,8 @@ func writeResponse(w http.ResponseWriter, res webhook.Response) {
 // the caller's status travels inside.
 func Envelope(in Intake, binding string, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
+		// Every line written for this invocation carries its id.
+		ctx := customhandler.InvocationContext(r)
 		if r.Method != http.MethodPost {
 			// The host only ever POSTs here; anything else did not come from it.
 			writeResponse(w, in.Handle(ctx, webhook.Request{Method: r.Method, Header: http.Header{}, ContentLength: -1}))
