@@ -556,3 +556,58 @@ func TestServe_processes_every_accepted_event_across_repeated_SIGKILL_under_load
 		t.Errorf("health = %v: an accepted event was dead-lettered", h)
 	}
 }
+
+func TestServe_slow_authenticated_uploads_turn_no_legitimate_event_away(t *testing.T) {
+	const maxInFlight, maxConnections, slowSenders, legitimate = 4, 24, 20, 30
+	p := startServe(t, t.TempDir(), freeAddr(t), baseEnv(
+		"DVRELAY_LOG_LEVEL=warn",
+		"DVRELAY_WEBHOOK_SECRET="+reliabilitySecret,
+		"DVRELAY_READ_TIMEOUT=20s",
+		fmt.Sprintf("DVRELAY_MAX_INFLIGHT=%d", maxInFlight),
+		fmt.Sprintf("DVRELAY_MAX_CONNECTIONS=%d", maxConnections),
+	))
+
+	// Senders with the secret that send a byte of their body a second: five times as many as
+	// the in-flight places, nearly every connection the cap allows.
+	stop := make(chan struct{})
+	var senders sync.WaitGroup
+	defer func() { close(stop); senders.Wait() }()
+	for range slowSenders {
+		conn, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			defer conn.Close()
+			head := "POST /api/dataverse/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+				"X-Dvrelay-Secret: " + reliabilitySecret + "\r\nContent-Length: 5000\r\n\r\n{"
+			if _, err := io.WriteString(conn, head); err != nil {
+				return
+			}
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Second):
+				}
+				if _, err := io.WriteString(conn, " "); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // let the server take every slow sender's headers
+
+	secret := http.Header{"X-Dvrelay-Secret": {reliabilitySecret}}
+	for i := range legitimate {
+		resp, b, err := post(context.Background(), p.addr, sampleEvent(t), secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("legitimate event %d among %d slow senders: status %d, want 202: %s", i+1, slowSenders, resp.StatusCode, b)
+		}
+	}
+}

@@ -54,7 +54,7 @@ type Config struct {
 	PublishTimeout time.Duration
 	// UseSessions sets SessionID = RecordId, for per-record order on a session-enabled queue.
 	UseSessions bool
-	// MaxInFlight bounds the requests admitted at once (see Admit); the next one is answered
+	// MaxInFlight bounds the requests admitted at once (see Screen and Admit); the next one is answered
 	// 503 at once rather than queued behind work the intake cannot finish in time.
 	MaxInFlight int
 	// AcceptStages are the pipeline stages whose events are queued; empty means PostOperation
@@ -156,7 +156,8 @@ type notQueued struct {
 // Request-Id), or starts a new trace when there is none or it is invalid; every answer carries
 // it in traceparent, and the queued message carries it as the Service Bus SDKs do.
 //
-// Handle takes no place among MaxInFlight: transports call Admit first, before reading the body.
+// Handle takes no place among MaxInFlight: transports call Screen before reading the body and
+// Admit once it has arrived.
 func (in *Intake) Handle(ctx context.Context, req Request) Response {
 	start := time.Now()
 	rec := newRecord(req.Header)

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dvrelay/dvrelay/functions/webhook"
 	"github.com/dvrelay/dvrelay/internal/queue"
@@ -130,4 +133,73 @@ func TestEnvelope_answers_503_inside_a_200_when_MaxInFlight_requests_are_in_flig
 	}
 	close(pub.open)
 	<-first
+}
+
+func TestForwarded_slow_senders_holding_every_connection_they_can_turn_no_legitimate_event_away(t *testing.T) {
+	const maxInFlight, slowSenders, legitimate = 2, 8, 20
+	pub := &recordingPublisher{}
+	in := webhook.New(webhook.Config{MaxInFlight: maxInFlight, Secrets: [][]byte{[]byte(secret)}}, tinyParser{}, pub, slog.New(slog.DiscardHandler))
+	var entered atomic.Int64
+	forwarded := httpintake.Forwarded(in)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered.Add(1)
+		forwarded.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+
+	// Authenticated senders that declare a small body and send it a byte at a time, more of
+	// them than there are in-flight places, each holding its connection as long as it can.
+	stop := make(chan struct{})
+	var senders sync.WaitGroup
+	defer func() { close(stop); senders.Wait() }()
+	for range slowSenders {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			defer conn.Close()
+			head := "POST /api/dataverse/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+				"X-Dvrelay-Secret: " + secret + "\r\nContent-Length: 200\r\n\r\n{"
+			if _, err := io.WriteString(conn, head); err != nil {
+				return
+			}
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				if _, err := io.WriteString(conn, " "); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	for entered.Load() < slowSenders {
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	for i := range legitimate {
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/dataverse/webhook", strings.NewReader(eventBody))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Dvrelay-Secret", secret)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("legitimate event %d among %d slow senders: status %d, want 202: %s", i+1, slowSenders, resp.StatusCode, b)
+		}
+	}
+	if n := pub.count(); n != legitimate {
+		t.Errorf("%d events queued, want %d", n, legitimate)
+	}
 }

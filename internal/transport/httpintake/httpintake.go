@@ -18,6 +18,7 @@ import (
 
 // Intake is what the adapters need from *webhook.Intake.
 type Intake interface {
+	Screen(ctx context.Context, req webhook.Request) (refusal webhook.Response, ok bool)
 	Admit(ctx context.Context, req webhook.Request) (release func(), refusal webhook.Response, ok bool)
 	Handle(ctx context.Context, req webhook.Request) webhook.Response
 	MaxBodyBytes() int64
@@ -25,25 +26,30 @@ type Intake interface {
 
 var _ Intake = (*webhook.Intake)(nil)
 
-// Forwarded serves the raw webhook request (POST /api/dataverse/webhook). The intake admits
+// Forwarded serves the raw webhook request (POST /api/dataverse/webhook). The intake screens
 // the request on its headers before a byte of the body is read, so a caller it turns away
-// (unauthenticated, or past the in-flight bound) costs no body read and holds no place. It reads
-// at most MaxBodyBytes+1 bytes, so an oversized body is refused without being buffered.
+// (unauthenticated, or past the in-flight bound) costs no body read. It takes its in-flight place
+// only once the body has arrived, so a slow sender holds its own connection and nothing else. It
+// reads at most MaxBodyBytes+1 bytes, so an oversized body is refused without being buffered.
 func Forwarded(in Intake) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req := webhook.Request{Method: r.Method, Header: r.Header, ContentLength: r.ContentLength}
-		release, refusal, ok := in.Admit(r.Context(), req)
-		if !ok {
+		if refusal, ok := in.Screen(r.Context(), req); !ok {
 			writeResponse(w, refusal)
 			return
 		}
-		defer release()
 		limit := in.MaxBodyBytes()
 		if r.ContentLength > limit {
 			req.BodyTooLarge = true
 		} else {
 			req.Body, req.BodyTooLarge, req.ReadErr = readLimited(r.Body, limit)
 		}
+		release, refusal, ok := in.Admit(r.Context(), req)
+		if !ok {
+			writeResponse(w, refusal)
+			return
+		}
+		defer release()
 		writeResponse(w, in.Handle(r.Context(), req))
 	})
 }
