@@ -611,3 +611,74 @@ func TestServe_slow_authenticated_uploads_turn_no_legitimate_event_away(t *testi
 		}
 	}
 }
+
+// smallDisk mounts a tmpfs of size bytes for the test, or skips it where mounting is not allowed
+// (it needs root, or CAP_SYS_ADMIN).
+func smallDisk(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		t.Skipf("cannot mount a small disk here: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+// fillDisk writes a file that leaves about spare bytes free on the disk at dir.
+func fillDisk(t *testing.T, dir string, spare int64) string {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+	path := filepath.Join(dir, "filler")
+	if err := os.WriteFile(path, make([]byte, max(free-spare, 0)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// probeHealth asks for health as a probe does, giving up after 2 s.
+func probeHealth(t *testing.T, addr string) int {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + addr + "/api/health")
+	if err != nil {
+		t.Fatalf("health gave no answer within 2 s: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestServe_health_answers_503_within_2s_on_a_full_disk_and_200_once_it_has_room(t *testing.T) {
+	data := smallDisk(t, 16<<20)
+	p := startServe(t, data, freeAddr(t), baseEnv("DVRELAY_LOG_LEVEL=warn"))
+	filler := fillDisk(t, data, 16<<10)
+
+	refused := false
+	for range 500 {
+		resp, _, err := post(context.Background(), p.addr, sampleEvent(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			refused = true
+			break
+		}
+	}
+	if !refused {
+		t.Fatal("500 posts on a full disk were all accepted")
+	}
+	if code := probeHealth(t, p.addr); code != http.StatusServiceUnavailable {
+		t.Errorf("health while the disk is full: %d, want 503", code)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	mustAccept(t, p.addr, sampleEvent(t))
+	if code := probeHealth(t, p.addr); code != http.StatusOK {
+		t.Errorf("health once the disk has room and an event was queued: %d, want 200", code)
+	}
+}

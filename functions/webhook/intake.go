@@ -102,6 +102,8 @@ type Intake struct {
 	stages *stagePolicy
 	// refusalLog bounds the log lines of refused requests (see logBudget).
 	refusalLog *logBudget
+	// publishes tells health how the recent publishes went (PublishHealth).
+	publishes *publishWatch
 }
 
 // New builds an intake that publishes through pub.
@@ -122,6 +124,7 @@ func New(cfg Config, p Parser, pub queue.Publisher, log *slog.Logger) *Intake {
 		slots: make(chan struct{}, cfg.MaxInFlight), stages: newStagePolicy(cfg.AcceptStages)}
 	in.cfg.Secrets = nil // the authorizer keeps digests only; don't keep the secrets around
 	in.refusalLog = newLogBudget(in.logSuppressed)
+	in.publishes = newPublishWatch(time.Now)
 	return in
 }
 
@@ -396,26 +399,32 @@ func encodeEvent(ev event.Event) ([]byte, error) {
 // Handle's recover does not reach this goroutine; it is a failure to queue like any other.
 // duplicate is true only when the publisher can tell (queue.DuplicateReporter) and did drop m.
 func (in *Intake) publish(ctx context.Context, m *queue.Message) (duplicate bool, err error) {
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, in.cfg.PublishTimeout)
 	defer cancel()
+	// The watch sees the publisher's own end, however late, not the caller's timeout: a frozen
+	// disk stays visible to health for as long as it holds the publish.
+	watched := in.publishes.start()
 	type result struct {
 		duplicate bool
 		err       error
 	}
 	done := make(chan result, 1)
 	go func() {
+		var r result
 		defer func() {
 			if v := recover(); v != nil {
 				// The panic value may quote the message; its type and the stack are enough.
-				done <- result{err: fmt.Errorf("publisher panic %T: %s", v, debug.Stack())}
+				r = result{err: fmt.Errorf("publisher panic %T: %s", v, debug.Stack())}
 			}
+			watched(r.err, caller.Err() != nil)
+			done <- r
 		}()
 		if dr, ok := in.pub.(queue.DuplicateReporter); ok {
-			dup, err := dr.PublishReporting(ctx, m)
-			done <- result{dup, err}
+			r.duplicate, r.err = dr.PublishReporting(ctx, m)
 			return
 		}
-		done <- result{err: in.pub.Publish(ctx, m)}
+		r.err = in.pub.Publish(ctx, m)
 	}()
 	select {
 	case r := <-done:

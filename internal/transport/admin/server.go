@@ -48,6 +48,9 @@ type Config struct {
 	Auth *httpauth.Authorizer
 	// HealthTimeout bounds the queue read behind /api/health; zero is DefaultHealthTimeout.
 	HealthTimeout time.Duration
+	// Publishing says whether the intake can queue events, from how its recent publishes went
+	// (webhook.Intake.PublishHealth); nil leaves it out. It must not wait.
+	Publishing func(ctx context.Context) error
 }
 
 // Server serves the admin routes.
@@ -67,8 +70,11 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 	return &Server{cfg: cfg, log: log}
 }
 
-// HealthRoute adds GET /api/health: 200 with the queue counts, 503 when the queue cannot be read
-// within HealthTimeout.
+// HealthRoute adds GET /api/health: 200 with the queue counts; 503 when the intake's recent
+// publishes failed or are stuck (a full or frozen disk, a broker that does not answer), or when
+// the queue cannot be read within HealthTimeout. A probe or load balancer then stops sending
+// traffic an instance would refuse. Reads alone are not enough to tell: they go on working on
+// a disk that takes no writes.
 func (s *Server) HealthRoute(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+pathHealth, s.health)
 }
@@ -89,6 +95,14 @@ func (s *Server) DeadLetterRoutes(mux *http.ServeMux) {
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	body := map[string]any{"status": "ok", "backend": s.cfg.Backend}
+	if s.cfg.Publishing != nil {
+		if err := s.cfg.Publishing(r.Context()); err != nil {
+			s.log.ErrorContext(r.Context(), "health: the intake cannot queue events", slog.String("error", err.Error()))
+			problem.Write(w, problem.New(http.StatusServiceUnavailable, "queue-unavailable", "Queue unavailable",
+				"the last events could not be queued; the intake answers 503 until the queue takes them again"))
+			return
+		}
+	}
 	if s.cfg.Stats != nil {
 		st, err := s.stats(r.Context())
 		if err != nil {
