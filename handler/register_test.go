@@ -116,7 +116,7 @@ func TestRegisterCommand_dry_run_prints_the_records_and_changes_nothing(t *testi
 		t.Fatalf("dry run sent %v", w)
 	}
 	for _, want := range []string{
-		`would create serviceendpoints "dvrelay"`, `"authvalue":"<redacted>"`, `"url":"` + regIntake + `?code=<redacted>"`,
+		`would create serviceendpoints "dvrelay"`, `"authvalue":"<redacted>"`, `"url":"` + regIntake + `?code=REDACTED"`,
 		`would create sdkmessageprocessingsteps "dvrelay: Update of opportunity"`, `"filteringattributes":"estimatedvalue,statuscode"`,
 		`"stage":40`, `"mode":1`, `would create sdkmessageprocessingstepimages "PreImage"`, "dry run: nothing was changed",
 	} {

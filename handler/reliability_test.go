@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -680,5 +681,42 @@ func TestServe_health_answers_503_within_2s_on_a_full_disk_and_200_once_it_has_r
 	mustAccept(t, p.addr, sampleEvent(t))
 	if code := probeHealth(t, p.addr); code != http.StatusOK {
 		t.Errorf("health once the disk has room and an event was queued: %d, want 200", code)
+	}
+}
+
+func TestServe_writes_a_downstream_URL_query_to_no_log_line_and_no_dead_letter(t *testing.T) {
+	const marker = "k3y-in-the-query-7f1c"
+	// The ERP answers 301 to the same path with a slash, repeating the query, as http→https
+	// and trailing-slash redirects do.
+	erp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://"+r.Host+r.URL.Path+"/?"+r.URL.RawQuery+"#"+marker, http.StatusMovedPermanently)
+	}))
+	defer erp.Close()
+	p := startServe(t, t.TempDir(), freeAddr(t), baseEnv(
+		"DVRELAY_ROUTES="+catchAllRoutes(t, "${DVRELAY_ERP_URL}"),
+		"DVRELAY_ERP_URL="+erp.URL+"/erp?code="+marker,
+		"DVRELAY_LOG_FORMAT=json",
+	))
+	mustAccept(t, p.addr, sampleEvent(t))
+	eventually(t, "the event dead-lettered for the refused redirect", func() bool {
+		return health(t, p.addr)["deadLettered"] == float64(1)
+	})
+
+	resp, err := http.Get("http://" + p.addr + "/api/deadletters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(dead, []byte("redirect refused")) {
+		t.Fatalf("the dead letter does not say the redirect was refused: %s", dead)
+	}
+	if bytes.Contains(dead, []byte(marker)) {
+		t.Errorf("the dead letter carries the query's value: %s", dead)
+	}
+	for _, line := range strings.Split(p.out.String(), "\n") {
+		if strings.Contains(line, marker) {
+			t.Errorf("a log line carries the query's value: %s", line)
+		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/dvrelay/dvrelay/internal/platform/oneline"
 )
 
 // DefaultHTTPBinding is the usual name of an HTTP trigger's input binding.
@@ -32,42 +34,10 @@ type HTTPRequest struct {
 	Params map[string]string
 }
 
-// RedactedURL is URL without anything that can carry a secret, safe to log: every query value
-// is replaced, not only the function key in ?code=, because Dataverse's HttpQueryString auth
-// puts its secret under whatever parameter name the registration chose; user info goes too.
-func (r HTTPRequest) RedactedURL() string {
-	u, err := url.Parse(r.URL)
-	if err != nil {
-		// Unparsable: keep only what precedes the query, minus any user info.
-		before, _, _ := strings.Cut(r.URL, "?")
-		return withoutUserInfo(before)
-	}
-	u.User = nil
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			q[k] = []string{"REDACTED"}
-		}
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
-
-// withoutUserInfo drops "user:password@" from the authority of a URL url.Parse refused.
-func withoutUserInfo(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return raw
-	}
-	authority := rest
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		authority = rest[:i]
-	}
-	if at := strings.LastIndexByte(authority, '@'); at >= 0 {
-		rest = rest[at+1:]
-	}
-	return scheme + "://" + rest
-}
+// RedactedURL is URL as it may be logged (oneline.URL): every query value hidden, not only the
+// function key in ?code=, because Dataverse's HttpQueryString auth puts its secret under whatever
+// parameter name the registration chose; user info goes too.
+func (r HTTPRequest) RedactedURL() string { return oneline.URL(r.URL) }
 
 // ContentLength is the declared Content-Length header, or -1 when absent or unreadable.
 func (r HTTPRequest) ContentLength() int64 {
