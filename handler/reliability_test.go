@@ -720,3 +720,56 @@ func TestServe_writes_a_downstream_URL_query_to_no_log_line_and_no_dead_letter(t
 		}
 	}
 }
+
+// maxRSSUnderBigBodiesMiB is the memory limit the handler sets itself (GOMEMLIMIT, see gc.go):
+// costly bodies in parallel must not push the process past it.
+const maxRSSUnderBigBodiesMiB = 256
+
+func TestServe_bounds_memory_by_the_bytes_in_flight_when_many_clients_post_big_valid_bodies(t *testing.T) {
+	const clients, rounds = 64, 4
+	sink := newDownstream(t, `{}`)
+	p := startServe(t, t.TempDir(), freeAddr(t), baseEnv(
+		"DVRELAY_LOG_LEVEL=warn",
+		"DVRELAY_ROUTES="+catchAllRoutes(t, sink.srv.URL),
+	))
+	// About 1 MB, valid: one long text column, as an email's HTML description can be.
+	big := withAttribute(t, sampleEvent(t), `"`+strings.Repeat("<p>long text</p>", 60_000)+`"`)
+	if len(big) > 1<<20 || len(big) < 900_000 {
+		t.Fatalf("the big body is %d bytes", len(big))
+	}
+	var (
+		mu     sync.Mutex
+		status = map[int]int{}
+		wg     sync.WaitGroup
+	)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				resp, _, err := post(context.Background(), p.addr, big, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				status[resp.StatusCode]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("answers to %d posts of %d bytes: %v", clients*rounds, len(big), status)
+	if status[http.StatusAccepted] == 0 {
+		t.Error("no big body was accepted")
+	}
+	if other := clients*rounds - status[http.StatusAccepted] - status[http.StatusServiceUnavailable]; other != 0 {
+		t.Errorf("%d answers were neither 202 nor 503: %v", other, status)
+	}
+	if kib, ok := procStatusKiB(p.cmd.Process.Pid, "VmHWM"); ok {
+		t.Logf("peak RSS %d MiB", kib/1024)
+		if kib/1024 >= maxRSSUnderBigBodiesMiB {
+			t.Errorf("peak RSS %d MiB, want under %d MiB", kib/1024, maxRSSUnderBigBodiesMiB)
+		}
+	}
+}

@@ -18,9 +18,9 @@ const DefaultMaxInFlight = 64
 // Screen is the intake's admission control before the body is read, run by the transport on the
 // headers. It gives every answer the headers alone decide (method, declared size, content type,
 // secret), in Handle's order, so an unauthenticated caller never makes the body be read. Then,
-// when all MaxInFlight places are taken, it refuses with 503 and Retry-After at once: queueing
-// the request instead would only make every caller wait past its deadline and hold its memory
-// meanwhile.
+// when all MaxInFlight places are taken, or the declared body would take the bytes in flight
+// past MaxBytesInFlight, it refuses with 503 and Retry-After at once: queueing the request
+// instead would only make every caller wait past its deadline and hold its memory meanwhile.
 //
 // Screen takes no place. A place is taken by Admit once the body has arrived, so a caller who
 // sends its body slowly costs only its own connection (cut off at DVRELAY_READ_TIMEOUT) and never
@@ -30,8 +30,12 @@ const DefaultMaxInFlight = 64
 func (in *Intake) Screen(ctx context.Context, req Request) (res Response, ok bool) {
 	start := time.Now()
 	err := in.checkHeaders(req)
-	if err == nil && len(in.slots) == cap(in.slots) {
+	switch {
+	case err != nil:
+	case len(in.slots) == cap(in.slots):
 		err = in.errOverloaded()
+	case req.ContentLength > in.bytes.free():
+		err = in.errBytesOverloaded()
 	}
 	if err == nil {
 		return Response{}, true

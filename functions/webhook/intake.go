@@ -57,6 +57,10 @@ type Config struct {
 	// MaxInFlight bounds the requests admitted at once (see Screen and Admit); the next one is answered
 	// 503 at once rather than queued behind work the intake cannot finish in time.
 	MaxInFlight int
+	// MaxBytesInFlight bounds the bytes of the bodies the intake holds at once, read or being
+	// read (see ReadBody); zero is DefaultMaxBytesInFlight. Past it a request is answered 503
+	// at once, as past MaxInFlight: what a body costs grows with its size.
+	MaxBytesInFlight int64
 	// AcceptStages are the pipeline stages whose events are queued; empty means PostOperation
 	// (40) alone. See stages.go for what happens to the others.
 	AcceptStages []int
@@ -98,7 +102,9 @@ type Intake struct {
 	pub    queue.Publisher
 	log    *slog.Logger
 	// slots holds one token per admitted request; its capacity is MaxInFlight.
-	slots  chan struct{}
+	slots chan struct{}
+	// bytes counts the bytes of bodies held, against MaxBytesInFlight.
+	bytes  *byteBound
 	stages *stagePolicy
 	// refusalLog bounds the log lines of refused requests (see logBudget).
 	refusalLog *logBudget
@@ -120,8 +126,14 @@ func New(cfg Config, p Parser, pub queue.Publisher, log *slog.Logger) *Intake {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
+	if cfg.MaxBytesInFlight <= 0 {
+		cfg.MaxBytesInFlight = DefaultMaxBytesInFlight(cfg.MaxBodyBytes, cfg.MaxInFlight)
+	}
+	// One whole body always fits, or a body at the limit could never be taken.
+	cfg.MaxBytesInFlight = max(cfg.MaxBytesInFlight, cfg.MaxBodyBytes+1)
 	in := &Intake{cfg: cfg, auth: httpauth.New(cfg.SecretHeader, cfg.Secrets...), parser: p, pub: pub, log: log,
-		slots: make(chan struct{}, cfg.MaxInFlight), stages: newStagePolicy(cfg.AcceptStages)}
+		slots: make(chan struct{}, cfg.MaxInFlight), bytes: &byteBound{limit: cfg.MaxBytesInFlight},
+		stages: newStagePolicy(cfg.AcceptStages)}
 	in.cfg.Secrets = nil // the authorizer keeps digests only; don't keep the secrets around
 	in.refusalLog = newLogBudget(in.logSuppressed)
 	in.publishes = newPublishWatch(time.Now)
@@ -230,6 +242,10 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 		return Response{}, in.errTooLarge()
 	}
 	if req.ReadErr != nil {
+		var ierr *Error
+		if errors.As(req.ReadErr, &ierr) {
+			return Response{}, ierr // the bound on bytes in flight stopped the read (ReadBody)
+		}
 		return Response{}, &Error{Kind: KindInvalid, Detail: "the body could not be read", Err: req.ReadErr}
 	}
 	if err := in.checkMediaAndSecret(req.Header); err != nil {

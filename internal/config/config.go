@@ -80,6 +80,7 @@ type Config struct {
 	// The intake's bounds: requests in flight (503 past it), open connections (serve mode), and
 	// how long a client may take to send its headers and its whole request.
 	MaxInFlight       int
+	MaxBytesInFlight  int64 // limits.go
 	MaxConnections    int
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
@@ -190,6 +191,7 @@ func Load(lookup Lookup) (Config, error) {
 
 		routeVariables: lookup,
 	}
+	r.intakeBytes(&c)
 	if c.ServiceBusConnectionString != "" && c.ServiceBusNamespace != "" {
 		r.fail("ServiceBusConnection", "set either a connection string or ServiceBusConnection__fullyQualifiedNamespace, not both")
 	}

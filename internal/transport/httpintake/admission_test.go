@@ -203,3 +203,66 @@ func TestForwarded_slow_senders_holding_every_connection_they_can_turn_no_legiti
 		t.Errorf("%d events queued, want %d", n, legitimate)
 	}
 }
+
+func TestForwarded_answers_503_at_once_past_the_bytes_in_flight_and_takes_bodies_again_once_they_are_given_back(t *testing.T) {
+	const size = 40_000
+	pub := &gatedPublisher{started: make(chan struct{}, 2), open: make(chan struct{})}
+	in := webhook.New(webhook.Config{MaxInFlight: 16, MaxBodyBytes: 50_000, MaxBytesInFlight: 100_000, Secrets: [][]byte{[]byte(secret)}},
+		tinyParser{}, pub, slog.New(slog.DiscardHandler))
+	h := httpintake.Forwarded(in)
+	big := `{"EventId":"evt-big","pad":"` + strings.Repeat("x", size-30) + `"}`
+
+	held := make(chan int, 2)
+	for range 2 { // two bodies held while the queue does not answer: 80,000 of 100,000 bytes
+		go func() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, forwardedRequest(t, http.MethodPost, big))
+			held <- rec.Code
+		}()
+	}
+	<-pub.started
+	<-pub.started
+
+	for _, chunked := range []bool{false, true} {
+		req := forwardedRequest(t, http.MethodPost, "")
+		body := &watchedBody{Reader: strings.NewReader(big)}
+		req.Body, req.ContentLength = body, int64(len(big))
+		if chunked {
+			req.ContentLength = -1
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+			t.Errorf("chunked %v: a third body past the bound got %d %v, want 503 with Retry-After", chunked, rec.Code, rec.Header())
+		}
+		if !strings.Contains(rec.Body.String(), "bytes") {
+			t.Errorf("chunked %v: the problem does not say the bytes bound was met: %s", chunked, rec.Body)
+		}
+		if !chunked && body.read.Load() {
+			t.Error("a body whose declared length is past the bound was read")
+		}
+	}
+	// A small event still fits beside them.
+	go func() { <-pub.started }()
+	small := make(chan int, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, forwardedRequest(t, http.MethodPost, eventBody))
+		small <- rec.Code
+	}()
+
+	close(pub.open)
+	for range 2 {
+		if code := <-held; code != http.StatusAccepted {
+			t.Errorf("a held body got %d", code)
+		}
+	}
+	if code := <-small; code != http.StatusAccepted {
+		t.Errorf("a small event beside the held bodies got %d", code)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, forwardedRequest(t, http.MethodPost, big))
+	if rec.Code != http.StatusAccepted {
+		t.Errorf("once the bytes were given back, a big body got %d: %s", rec.Code, rec.Body)
+	}
+}

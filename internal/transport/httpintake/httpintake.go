@@ -6,6 +6,7 @@ package httpintake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 type Intake interface {
 	Screen(ctx context.Context, req webhook.Request) (refusal webhook.Response, ok bool)
 	Admit(ctx context.Context, req webhook.Request) (release func(), refusal webhook.Response, ok bool)
+	ReadBody(r io.Reader, declared, limit int64) (*webhook.Body, error)
 	Handle(ctx context.Context, req webhook.Request) webhook.Response
 	MaxBodyBytes() int64
 }
@@ -30,7 +32,8 @@ var _ Intake = (*webhook.Intake)(nil)
 // the request on its headers before a byte of the body is read, so a caller it turns away
 // (unauthenticated, or past the in-flight bound) costs no body read. It takes its in-flight place
 // only once the body has arrived, so a slow sender holds its own connection and nothing else. It
-// reads at most MaxBodyBytes+1 bytes, so an oversized body is refused without being buffered.
+// reads at most MaxBodyBytes+1 bytes, so an oversized body is refused without being buffered, and
+// under the intake's bound on bytes in flight.
 func Forwarded(in Intake) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req := webhook.Request{Method: r.Method, Header: r.Header, ContentLength: r.ContentLength}
@@ -38,12 +41,9 @@ func Forwarded(in Intake) http.Handler {
 			writeResponse(w, refusal)
 			return
 		}
-		limit := in.MaxBodyBytes()
-		if r.ContentLength > limit {
-			req.BodyTooLarge = true
-		} else {
-			req.Body, req.BodyTooLarge, req.ReadErr = readLimited(r.Body, limit)
-		}
+		body, err := in.ReadBody(r.Body, r.ContentLength, in.MaxBodyBytes())
+		defer body.Release()
+		req.Body, req.BodyTooLarge, req.ReadErr = body.Bytes, body.TooLarge, err
 		release, refusal, ok := in.Admit(r.Context(), req)
 		if !ok {
 			writeResponse(w, refusal)
@@ -52,21 +52,6 @@ func Forwarded(in Intake) http.Handler {
 		defer release()
 		writeResponse(w, in.Handle(r.Context(), req))
 	})
-}
-
-// readLimited reads up to limit bytes and reports whether more were there.
-func readLimited(body io.Reader, limit int64) ([]byte, bool, error) {
-	if body == nil {
-		return nil, false, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(body, limit+1))
-	if err != nil {
-		return nil, false, fmt.Errorf("read body: %w", err)
-	}
-	if int64(len(b)) > limit {
-		return nil, true, nil
-	}
-	return b, false, nil
 }
 
 func writeResponse(w http.ResponseWriter, res webhook.Response) {
@@ -91,12 +76,20 @@ func Envelope(in Intake, binding string, log *slog.Logger) http.Handler {
 			writeResponse(w, in.Handle(ctx, webhook.Request{Method: r.Method, Header: http.Header{}, ContentLength: -1}))
 			return
 		}
-		raw, tooLarge, err := readLimited(r.Body, envelopeLimit(in.MaxBodyBytes()))
+		envelope, err := in.ReadBody(r.Body, r.ContentLength, envelopeLimit(in.MaxBodyBytes()))
+		defer envelope.Release()
+		var overloaded *webhook.Error
+		if errors.As(err, &overloaded) {
+			res := in.Handle(ctx, webhook.Request{Method: http.MethodPost, Header: http.Header{}, ReadErr: err, ContentLength: -1})
+			writeEnvelope(ctx, w, log, res)
+			return
+		}
 		if err != nil {
 			customhandler.WriteFailure(ctx, w, log, fmt.Errorf("read invocation: %w", err))
 			return
 		}
-		if tooLarge {
+		raw := envelope.Bytes
+		if envelope.TooLarge {
 			// Only a body past the limit makes the envelope this big.
 			res := in.Handle(ctx, webhook.Request{Method: http.MethodPost, Header: http.Header{}, BodyTooLarge: true, ContentLength: -1})
 			writeEnvelope(ctx, w, log, res)
