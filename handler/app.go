@@ -140,7 +140,7 @@ func queueStats(stats func(ctx context.Context) (queue.Stats, error)) func(ctx c
 
 // routes are the paths both runtimes serve. Functions mode adds the envelope forms.
 func (a *app) routes(mux *http.ServeMux) {
-	mux.Handle("/api/dataverse/webhook", a.metrics.Intake(httpintake.Forwarded(a.intake))) // non-POST: 405 with Allow
+	mux.Handle("/api/dataverse/webhook", a.metrics.Intake(httpintake.Forwarded(a.intake, a.cfg.ReadTimeout))) // non-POST: 405 with Allow
 	a.admin.HealthRoute(mux)
 }
 

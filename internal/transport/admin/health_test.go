@@ -54,7 +54,7 @@ func intakeAndHealth(t *testing.T, pub queue.Publisher) (intake, health *httptes
 		Stats:      func(context.Context) (queue.Stats, error) { return queue.Stats{}, nil },
 		Publishing: in.PublishHealth,
 	}, log).HealthRoute(mux)
-	intake, health = httptest.NewServer(httpintake.Forwarded(in)), httptest.NewServer(mux)
+	intake, health = httptest.NewServer(httpintake.Forwarded(in, 0)), httptest.NewServer(mux)
 	t.Cleanup(intake.Close)
 	t.Cleanup(health.Close)
 	return intake, health

@@ -51,7 +51,7 @@ func (b *watchedBody) Close() error { return nil }
 func TestForwarded_answers_503_unread_when_MaxInFlight_requests_are_in_flight(t *testing.T) {
 	pub := &gatedPublisher{started: make(chan struct{}, 1), open: make(chan struct{})}
 	in := webhook.New(webhook.Config{MaxInFlight: 1, Secrets: [][]byte{[]byte(secret)}}, tinyParser{}, pub, slog.New(slog.DiscardHandler))
-	h := httpintake.Forwarded(in)
+	h := httpintake.Forwarded(in, 0)
 
 	first := make(chan int, 1)
 	go func() {
@@ -99,7 +99,7 @@ func TestForwarded_refuses_an_unauthenticated_request_without_reading_its_body(t
 	body := &watchedBody{Reader: strings.NewReader(eventBody)}
 	req.Body, req.ContentLength = body, -1
 	rec := httptest.NewRecorder()
-	httpintake.Forwarded(in).ServeHTTP(rec, req)
+	httpintake.Forwarded(in, 0).ServeHTTP(rec, req)
 	if rec.Code != http.StatusUnauthorized {
 		t.Fatalf("status = %d", rec.Code)
 	}
@@ -140,7 +140,7 @@ func TestForwarded_slow_senders_holding_every_connection_they_can_turn_no_legiti
 	pub := &recordingPublisher{}
 	in := webhook.New(webhook.Config{MaxInFlight: maxInFlight, Secrets: [][]byte{[]byte(secret)}}, tinyParser{}, pub, slog.New(slog.DiscardHandler))
 	var entered atomic.Int64
-	forwarded := httpintake.Forwarded(in)
+	forwarded := httpintake.Forwarded(in, 0)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		entered.Add(1)
 		forwarded.ServeHTTP(w, r)
@@ -209,7 +209,7 @@ func TestForwarded_answers_503_at_once_past_the_bytes_in_flight_and_takes_bodies
 	pub := &gatedPublisher{started: make(chan struct{}, 2), open: make(chan struct{})}
 	in := webhook.New(webhook.Config{MaxInFlight: 16, MaxBodyBytes: 50_000, MaxBytesInFlight: 100_000, Secrets: [][]byte{[]byte(secret)}},
 		tinyParser{}, pub, slog.New(slog.DiscardHandler))
-	h := httpintake.Forwarded(in)
+	h := httpintake.Forwarded(in, 0)
 	big := `{"EventId":"evt-big","pad":"` + strings.Repeat("x", size-30) + `"}`
 
 	held := make(chan int, 2)
@@ -264,5 +264,65 @@ func TestForwarded_answers_503_at_once_past_the_bytes_in_flight_and_takes_bodies
 	h.ServeHTTP(rec, forwardedRequest(t, http.MethodPost, big))
 	if rec.Code != http.StatusAccepted {
 		t.Errorf("once the bytes were given back, a big body got %d: %s", rec.Code, rec.Body)
+	}
+}
+
+func TestForwarded_cuts_off_senders_that_stall_so_they_cannot_hold_the_bytes_in_flight(t *testing.T) {
+	pub := &recordingPublisher{}
+	in := webhook.New(webhook.Config{MaxBodyBytes: 50_000, MaxBytesInFlight: 50_001, Secrets: [][]byte{[]byte(secret)}},
+		tinyParser{}, pub, slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(httpintake.Forwarded(in, 0)) // no read timeout: only the pace cuts them
+	defer srv.Close()
+
+	// Three senders declare 16,000 bytes each, send 15,000 and stall: their buffers hold 48,000
+	// of the 50,001 bytes the intake may hold.
+	const senders = 3
+	cut := make(chan struct{}, senders)
+	for range senders {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		head := "POST /api/dataverse/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+			"X-Dvrelay-Secret: " + secret + "\r\nContent-Length: 16000\r\n\r\n{\"pad\":\"" + strings.Repeat("x", 14_990)
+		if _, err := io.WriteString(conn, head); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_, _ = io.Copy(io.Discard, conn) // returns once the server hangs up
+			cut <- struct{}{}
+		}()
+	}
+
+	event := `{"EventId":"evt-5k","pad":"` + strings.Repeat("x", 5000) + `"}`
+	post := func() int {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/dataverse/webhook", strings.NewReader(event))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Dvrelay-Secret", secret)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	time.Sleep(200 * time.Millisecond) // the senders' bytes arrive
+	if code := post(); code != http.StatusServiceUnavailable {
+		t.Fatalf("with the stalled senders' bytes held, an event got %d, want 503", code)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for post() != http.StatusAccepted {
+		if time.Now().After(deadline) {
+			t.Fatal("stalled senders held the bytes in flight for 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for range senders {
+		select {
+		case <-cut:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a stalled sender's connection is still open")
+		}
 	}
 }

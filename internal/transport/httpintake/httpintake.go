@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/dvrelay/dvrelay/functions/webhook"
 	"github.com/dvrelay/dvrelay/internal/transport/customhandler"
@@ -33,15 +34,24 @@ var _ Intake = (*webhook.Intake)(nil)
 // (unauthenticated, or past the in-flight bound) costs no body read. It takes its in-flight place
 // only once the body has arrived, so a slow sender holds its own connection and nothing else. It
 // reads at most MaxBodyBytes+1 bytes, so an oversized body is refused without being buffered, and
-// under the intake's bound on bytes in flight.
-func Forwarded(in Intake) http.Handler {
+// under the intake's bound on bytes in flight. The body must keep pace (see pacedBody), so a
+// sender cannot hold part of that bound by sending slowly either.
+//
+// readTimeout is the server's bound on the whole request (DVRELAY_READ_TIMEOUT), which the pace
+// never extends; zero leaves the pace unbounded but for the server's own timeouts.
+func Forwarded(in Intake, readTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started := time.Now()
 		req := webhook.Request{Method: r.Method, Header: r.Header, ContentLength: r.ContentLength}
 		if refusal, ok := in.Screen(r.Context(), req); !ok {
 			writeResponse(w, refusal)
 			return
 		}
-		body, err := in.ReadBody(r.Body, r.ContentLength, in.MaxBodyBytes())
+		var reader io.Reader = r.Body
+		if r.Body != nil {
+			reader = newPacedBody(r.Body, http.NewResponseController(w), started, readTimeout)
+		}
+		body, err := in.ReadBody(reader, r.ContentLength, in.MaxBodyBytes())
 		defer body.Release()
 		req.Body, req.BodyTooLarge, req.ReadErr = body.Bytes, body.TooLarge, err
 		release, refusal, ok := in.Admit(r.Context(), req)
@@ -133,4 +143,49 @@ func writeEnvelope(ctx context.Context, w http.ResponseWriter, log *slog.Logger,
 	if err != nil {
 		log.LogAttrs(ctx, slog.LevelError, "write invocation result", slog.String("error", err.Error()))
 	}
+}
+
+// The pace a body must keep: after bodyGrace, at least minBodyRate bytes a second on average.
+// Dataverse posts from Azure at many times this rate, and a caller on a slow link sends a
+// payload of a few KB well within the grace; a sender slower than this holds a connection and
+// part of the bytes in flight for no event that could arrive in time.
+const (
+	minBodyRate = 64 << 10 // bytes a second
+	bodyGrace   = 2 * time.Second
+)
+
+// pacedBody cuts a body off once it falls behind the pace: before each read it sets the
+// connection's read deadline to bodyGrace after the request began, plus the time the bytes
+// received so far may take at minBodyRate, never past the request's read timeout. A sender that
+// stalls is cut at that deadline instead of at the read timeout. Where the connection takes no
+// deadline (HTTP/2 streams before Go 1.23, test recorders), the server's own timeouts apply.
+type pacedBody struct {
+	r        io.Reader
+	rc       *http.ResponseController
+	deadline time.Time
+	last     time.Time // zero: no read timeout to stay within
+	paced    bool
+}
+
+func newPacedBody(r io.Reader, rc *http.ResponseController, started time.Time, readTimeout time.Duration) *pacedBody {
+	p := &pacedBody{r: r, rc: rc, deadline: started.Add(bodyGrace), paced: true}
+	if readTimeout > 0 {
+		p.last = started.Add(readTimeout)
+	}
+	return p
+}
+
+func (p *pacedBody) Read(b []byte) (int, error) {
+	if p.paced {
+		deadline := p.deadline
+		if !p.last.IsZero() && deadline.After(p.last) {
+			deadline = p.last
+		}
+		if err := p.rc.SetReadDeadline(deadline); err != nil {
+			p.paced = false
+		}
+	}
+	n, err := p.r.Read(b)
+	p.deadline = p.deadline.Add(time.Duration(n) * time.Second / minBodyRate)
+	return n, err
 }
