@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -771,5 +772,87 @@ func TestServe_bounds_memory_by_the_bytes_in_flight_when_many_clients_post_big_v
 		if kib/1024 >= maxRSSUnderBigBodiesMiB {
 			t.Errorf("peak RSS %d MiB, want under %d MiB", kib/1024, maxRSSUnderBigBodiesMiB)
 		}
+	}
+}
+
+// startServeWithFileLimit starts handler serve as startServe does, under `ulimit -n limit`.
+func startServeWithFileLimit(t *testing.T, limit int, dataDir, addr string, env []string) *process {
+	t.Helper()
+	p := &process{addr: addr, out: &lockedBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command("sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, limit),
+		binaryPath, "serve", "--addr", addr, "--data-dir", dataDir)
+	p.cmd.Env, p.cmd.Dir = env, appRoot
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("handler output:\n%s", p.out.String())
+		}
+	})
+	eventually(t, "handler serve answering health", func() bool {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("handler serve exited at start: %v\n%s", err, p.out.String())
+		default:
+		}
+		resp, err := http.Get("http://" + addr + "/api/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return p
+}
+
+func TestServe_keeps_file_descriptors_for_the_queue_and_the_worker_when_idle_clients_come_by_the_thousand(t *testing.T) {
+	const fileLimit, idleClients = 400, 1000
+	// What DVRELAY_MAX_CONNECTIONS defaults to under that limit: the worker's 16 connections in
+	// use and the 100 its clients keep idle, and 32 for the process's own files, are left out.
+	const connectionCap = fileLimit - 32 - 16 - 100
+	sink := newDownstream(t, `{}`)
+	p := startServeWithFileLimit(t, fileLimit, t.TempDir(), freeAddr(t), baseEnv(
+		"DVRELAY_LOG_LEVEL=warn",
+		"DVRELAY_READ_HEADER_TIMEOUT=1s",
+		"DVRELAY_ROUTES="+catchAllRoutes(t, sink.srv.URL),
+	))
+	pid := p.cmd.Process.Pid // sh exec'd the handler: same process
+
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range idleClients {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatalf("dial after %d idle clients: %v", len(idle), err)
+		}
+		idle = append(idle, c)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, b, err := post(ctx, p.addr, sampleEvent(t), nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("a post among %d idle clients: %v %s", idleClients, err, b)
+	}
+	var a accepted
+	if err := json.Unmarshal(b, &a); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the event at the downstream", func() bool { return sink.count(a.EventID) == 1 })
+	if n, ok := openSockets(pid); ok && n > connectionCap+1+100 { // + the listener, + the worker's
+		t.Errorf("the process holds %d sockets, cap %d", n, connectionCap)
+	}
+	if out := p.out.String(); strings.Contains(out, "too many open files") {
+		t.Errorf("the process ran out of file descriptors:\n%s", out)
 	}
 }

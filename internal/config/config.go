@@ -36,7 +36,8 @@ const DefaultShutdownGrace = 20 * time.Second
 // Defaults of the intake's bounds. BENCHMARKS.md shows the measurements behind them; the README
 // explains them to operators.
 const (
-	// DefaultMaxConnections is DVRELAY_MAX_CONNECTIONS: open client connections in serve mode.
+	// DefaultMaxConnections is the most DVRELAY_MAX_CONNECTIONS defaults to (the file descriptor
+	// limit may make it less, see limits.go): open client connections in serve mode.
 	// The cap keeps idle and slow clients from using up file descriptors (the read timeouts cut
 	// slow ones off); it must not be what meets an overload first. At 512, twice the intake's
 	// capacity collapsed in two of three runs: once the posts outstanding passed the cap, the
@@ -165,7 +166,6 @@ func Load(lookup Lookup) (Config, error) {
 		AcceptStages:   r.stages("DVRELAY_ACCEPT_STAGES", "40"),
 
 		MaxInFlight:       r.positiveInt("DVRELAY_MAX_INFLIGHT", webhook.DefaultMaxInFlight),
-		MaxConnections:    r.positiveInt("DVRELAY_MAX_CONNECTIONS", DefaultMaxConnections),
 		ReadHeaderTimeout: r.duration("DVRELAY_READ_HEADER_TIMEOUT", 5*time.Second),
 		ReadTimeout:       r.duration("DVRELAY_READ_TIMEOUT", 15*time.Second),
 
@@ -192,6 +192,7 @@ func Load(lookup Lookup) (Config, error) {
 		routeVariables: lookup,
 	}
 	r.intakeBytes(&c)
+	r.connections(&c, openFileLimit)
 	if c.ServiceBusConnectionString != "" && c.ServiceBusNamespace != "" {
 		r.fail("ServiceBusConnection", "set either a connection string or ServiceBusConnection__fullyQualifiedNamespace, not both")
 	}
