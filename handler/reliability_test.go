@@ -856,3 +856,41 @@ func TestServe_keeps_file_descriptors_for_the_queue_and_the_worker_when_idle_cli
 		t.Errorf("the process ran out of file descriptors:\n%s", out)
 	}
 }
+
+func TestServe_logs_a_full_disk_within_the_refusal_budget_not_once_a_post(t *testing.T) {
+	const posts = 300
+	data := smallDisk(t, 16<<20)
+	p := startServe(t, data, freeAddr(t), baseEnv("DVRELAY_LOG_LEVEL=info", "DVRELAY_LOG_FORMAT=json"))
+	fillDisk(t, data, 16<<10)
+	before := len(strings.Split(p.out.String(), "\n"))
+
+	start := time.Now()
+	refused := 0
+	for range posts {
+		resp, _, err := post(context.Background(), p.addr, sampleEvent(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			refused++
+		}
+	}
+	if refused < posts-10 {
+		t.Fatalf("only %d of %d posts were refused on a full disk", refused, posts)
+	}
+	seconds := int(time.Since(start).Seconds()) + 2
+	time.Sleep(1500 * time.Millisecond) // the last second's count line
+	lines := strings.Split(p.out.String(), "\n")[before:]
+	byMsg := map[string]int{}
+	for _, l := range lines {
+		var rec struct{ Level, Msg string }
+		if json.Unmarshal([]byte(l), &rec) == nil {
+			byMsg[rec.Level+" "+rec.Msg]++
+		}
+	}
+	t.Logf("%d posts refused in about %d s wrote: %v", refused, seconds, byMsg)
+	// The intake's budget: 10 lines a second per outcome, and one line a second counting the rest.
+	if most := seconds * 11 * 2; len(lines) > most {
+		t.Errorf("%d log lines for %d refused posts in %d s, want at most %d", len(lines), refused, seconds, most)
+	}
+}
