@@ -50,18 +50,28 @@ func (in *Intake) Screen(ctx context.Context, req Request) (res Response, ok boo
 // When ok, the transport calls Handle and then release (safe to call more than once). When not
 // ok, it answers res, which is already logged.
 func (in *Intake) Admit(ctx context.Context, req Request) (release func(), res Response, ok bool) {
-	start := time.Now()
-	err := in.checkHeaders(req)
-	if err == nil {
-		select {
-		case in.slots <- struct{}{}:
-			var once sync.Once
-			return func() { once.Do(func() { <-in.slots }) }, Response{}, true
-		default:
-			err = in.errOverloaded()
-		}
+	if err := in.checkHeaders(req); err != nil {
+		return nil, in.finish(ctx, newRecord(req.Header), Response{}, err, time.Now()), false
 	}
-	return nil, in.finish(ctx, newRecord(req.Header), Response{}, err, start), false
+	return in.enter(ctx, req.Header)
+}
+
+// Enter takes one of MaxInFlight places without looking at the headers, for a transport that
+// must do work worth bounding before it can see them: the Functions envelope has to be decoded
+// to find the caller's headers. Handle makes every check after. When all places are taken it
+// refuses with 503 and Retry-After at once; otherwise as Admit.
+func (in *Intake) Enter(ctx context.Context) (release func(), res Response, ok bool) {
+	return in.enter(ctx, nil)
+}
+
+func (in *Intake) enter(ctx context.Context, h http.Header) (release func(), res Response, ok bool) {
+	select {
+	case in.slots <- struct{}{}:
+		var once sync.Once
+		return func() { once.Do(func() { <-in.slots }) }, Response{}, true
+	default:
+		return nil, in.finish(ctx, newRecord(h), Response{}, in.errOverloaded(), time.Now()), false
+	}
 }
 
 func (in *Intake) errOverloaded() error {

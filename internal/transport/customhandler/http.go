@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"mime"
@@ -52,14 +53,55 @@ func (r HTTPRequest) ContentLength() int64 {
 	return n
 }
 
+// MaxFields bounds the headers, query values and route values DecodeHTTPTrigger decodes of the
+// original request, each: far above what the host forwards (its web server takes at most 100
+// headers, and URLs of 8 KB), since each costs allocations, and an envelope past it did not come
+// from the host.
+const MaxFields = 256
+
 // httpTrigger is Data.<binding> of an HTTP trigger invocation.
 type httpTrigger struct {
-	URL     string                     `json:"Url"`
-	Method  string                     `json:"Method"`
-	Query   map[string]json.RawMessage `json:"Query"`
-	Headers map[string]json.RawMessage `json:"Headers"`
-	Params  map[string]json.RawMessage `json:"Params"`
-	Body    json.RawMessage            `json:"Body"`
+	URL     string          `json:"Url"`
+	Method  string          `json:"Method"`
+	Query   boundedObject   `json:"Query"`
+	Headers boundedObject   `json:"Headers"`
+	Params  boundedObject   `json:"Params"`
+	Body    json.RawMessage `json:"Body"`
+}
+
+// errTooManyFields is the decoding error of an object past its bound.
+var errTooManyFields = errors.New("too many fields")
+
+// boundedObject is a JSON object of at most MaxFields members, decoded one member at a time so
+// that one past the bound stops the decoding before its cost grows with the object.
+type boundedObject map[string]json.RawMessage
+
+func (o *boundedObject) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("not an object")
+	}
+	m := boundedObject{}
+	for dec.More() {
+		if len(m) == MaxFields {
+			return fmt.Errorf("%w: more than %d", errTooManyFields, MaxFields)
+		}
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		m[key] = v
+	}
+	*o = m
+	return nil
 }
 
 // DecodeHTTPTrigger reads the HTTP trigger invocation posted for the binding named binding

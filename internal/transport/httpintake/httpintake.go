@@ -22,6 +22,7 @@ import (
 type Intake interface {
 	Screen(ctx context.Context, req webhook.Request) (refusal webhook.Response, ok bool)
 	Admit(ctx context.Context, req webhook.Request) (release func(), refusal webhook.Response, ok bool)
+	Enter(ctx context.Context) (release func(), refusal webhook.Response, ok bool)
 	ReadBody(r io.Reader, declared, limit int64) (*webhook.Body, error)
 	Handle(ctx context.Context, req webhook.Request) webhook.Response
 	MaxBodyBytes() int64
@@ -78,6 +79,11 @@ func writeResponse(w http.ResponseWriter, res webhook.Response) {
 // not forward the request: it decodes Data.<binding>, runs the intake, and returns its answer
 // in Outputs.res. The host's own POST is always 200 unless the envelope itself is unreadable;
 // the caller's status travels inside.
+//
+// It bounds before it decodes, as the forwarded path bounds before it reads: the envelope is read
+// under the intake's bound on bytes in flight, an envelope too big to hold a body within the limit
+// is refused without being decoded (envelopeHolds), and the in-flight place is taken before the
+// decoding, which decodes at most customhandler.MaxFields headers.
 func Envelope(in Intake, binding string, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -89,49 +95,74 @@ func Envelope(in Intake, binding string, log *slog.Logger) http.Handler {
 		envelope, err := in.ReadBody(r.Body, r.ContentLength, envelopeLimit(in.MaxBodyBytes()))
 		defer envelope.Release()
 		var overloaded *webhook.Error
-		if errors.As(err, &overloaded) {
-			res := in.Handle(ctx, webhook.Request{Method: http.MethodPost, Header: http.Header{}, ReadErr: err, ContentLength: -1})
-			writeEnvelope(ctx, w, log, res)
+		switch {
+		case errors.As(err, &overloaded):
+			writeEnvelope(ctx, w, log, in.Handle(ctx, webhook.Request{Method: http.MethodPost, Header: http.Header{}, ReadErr: err, ContentLength: -1}))
 			return
-		}
-		if err != nil {
+		case err != nil:
 			customhandler.WriteFailure(ctx, w, log, fmt.Errorf("read invocation: %w", err))
 			return
-		}
-		raw := envelope.Bytes
-		if envelope.TooLarge {
+		case envelope.TooLarge || !envelopeHolds(envelope.Bytes, in.MaxBodyBytes()):
 			// Only a body past the limit makes the envelope this big.
-			res := in.Handle(ctx, webhook.Request{Method: http.MethodPost, Header: http.Header{}, BodyTooLarge: true, ContentLength: -1})
-			writeEnvelope(ctx, w, log, res)
+			writeEnvelope(ctx, w, log, in.Handle(ctx, webhook.Request{Method: http.MethodPost, Header: http.Header{}, BodyTooLarge: true, ContentLength: -1}))
 			return
 		}
-		hr, err := customhandler.DecodeHTTPTrigger(raw, binding)
+		release, refusal, ok := in.Enter(ctx)
+		if !ok {
+			writeEnvelope(ctx, w, log, refusal)
+			return
+		}
+		defer release()
+		hr, err := customhandler.DecodeHTTPTrigger(envelope.Bytes, binding)
 		if err != nil {
 			// The host sent something we cannot read: fail the invocation rather than blame
 			// the caller's payload.
 			customhandler.WriteFailure(ctx, w, log, fmt.Errorf("decode http trigger: %w", err))
 			return
 		}
-		req := webhook.Request{
+		writeEnvelope(ctx, w, log, in.Handle(ctx, webhook.Request{
 			Method:        hr.Method,
 			Header:        hr.Header,
 			Body:          hr.Body,
 			ContentLength: hr.ContentLength(),
-		}
-		// The host has read the body already; admission still bounds the work in flight.
-		release, refusal, ok := in.Admit(ctx, req)
-		if !ok {
-			writeEnvelope(ctx, w, log, refusal)
-			return
-		}
-		defer release()
-		writeEnvelope(ctx, w, log, in.Handle(ctx, req))
+		}))
 	})
 }
 
 // envelopeLimit bounds the envelope read. JSON string escaping can grow a body up to six times
 // (\u00XX for control bytes); headers, URL and metadata add a little more.
-func envelopeLimit(maxBody int64) int64 { return 6*maxBody + 256<<10 }
+func envelopeLimit(maxBody int64) int64 { return 6*maxBody + envelopeExtra }
+
+// envelopeExtra is what an envelope holds besides its body and the body's copy in Metadata: the
+// URL, query and headers, twice (Data and Metadata), and the host's own fields. The host takes
+// at most 100 headers of 32 KB in all and URLs of 8 KB.
+const envelopeExtra = 256 << 10
+
+// envelopeHolds reports, from one pass over its bytes and without decoding it, whether an
+// envelope can hold a body within maxBody. It counts what the envelope's text decodes to, an
+// escape as the most bytes it stands for; the host writes the body once in Data and, for a JSON
+// object, each of its properties again in Metadata, each string escaped once more (up to twice
+// its size), so three bodies' worth and envelopeExtra is the most an acceptable body makes.
+// Decoding then costs at most a constant times the body limit, whatever the envelope holds.
+func envelopeHolds(envelope []byte, maxBody int64) bool {
+	most := 3*maxBody + envelopeExtra
+	var decoded int64
+	for i := 0; i < len(envelope); i++ {
+		if envelope[i] == '\\' && i+1 < len(envelope) {
+			if envelope[i+1] == 'u' {
+				i += 5 // \uXXXX: at most 3 bytes of UTF-8
+				decoded += 3
+				continue
+			}
+			i++ // \n, \", ...: one byte
+		}
+		decoded++
+		if decoded > most {
+			return false
+		}
+	}
+	return true
+}
 
 func writeEnvelope(ctx context.Context, w http.ResponseWriter, log *slog.Logger, res webhook.Response) {
 	logs := []string{fmt.Sprintf("webhook answered %d correlationId=%s", res.Status, res.Header.Get(webhook.HeaderCorrelationID))}
