@@ -125,13 +125,14 @@ func newApp(ctx context.Context, cfg config.Config, stdout io.Writer) (*app, err
 	}
 	// The admin routes take the webhook's secret: one secret to rotate, and the same check.
 	auth := httpauth.New(intakeCfg.SecretHeader, intakeCfg.Secrets...)
+	intake := webhook.New(intakeCfg, parser, m.Publisher(b.publisher), log)
 	adm := admin.NewServer(admin.Config{
 		Backend:     b.name,
 		DeadLetters: b.deadLetters,
 		Stats:       b.stats,
 		Auth:        auth,
+		Publishing:  intake.PublishHealth,
 	}, log)
-	intake := webhook.New(intakeCfg, parser, m.Publisher(b.publisher), log)
 	log.InfoContext(ctx, "backend selected", slog.String("backend", b.name), slog.String("detail", b.detail))
 	return &app{cfg: cfg, log: log, backend: b, intake: intake, worker: w, admin: adm, auth: auth, metrics: m}, nil
 }
@@ -151,7 +152,7 @@ func queueStats(stats func(ctx context.Context) (queue.Stats, error)) func(ctx c
 
 // routes are the paths both runtimes serve. Functions mode adds the envelope forms.
 func (a *app) routes(mux *http.ServeMux) {
-	mux.Handle("/api/dataverse/webhook", a.metrics.Intake(httpintake.Forwarded(a.intake))) // non-POST: 405 with Allow
+	mux.Handle("/api/dataverse/webhook", a.metrics.Intake(httpintake.Forwarded(a.intake, a.cfg.ReadTimeout))) // non-POST: 405 with Allow
 	a.admin.HealthRoute(mux)
 }
 

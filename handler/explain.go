@@ -114,13 +114,14 @@ func intakeConfig(cfg config.Config) webhook.Config {
 		secrets = append(secrets, []byte(s))
 	}
 	return webhook.Config{
-		MaxBodyBytes:   cfg.MaxBodyBytes,
-		Secrets:        secrets,
-		SecretHeader:   cfg.SecretHeader,
-		PublishTimeout: cfg.PublishTimeout,
-		UseSessions:    cfg.UseSessions,
-		MaxInFlight:    cfg.MaxInFlight,
-		AcceptStages:   cfg.AcceptStages,
+		MaxBodyBytes:     cfg.MaxBodyBytes,
+		Secrets:          secrets,
+		SecretHeader:     cfg.SecretHeader,
+		PublishTimeout:   cfg.PublishTimeout,
+		UseSessions:      cfg.UseSessions,
+		MaxInFlight:      cfg.MaxInFlight,
+		MaxBytesInFlight: cfg.MaxBytesInFlight,
+		AcceptStages:     cfg.AcceptStages,
 	}
 }
 

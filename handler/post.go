@@ -140,7 +140,7 @@ func postFile(ctx context.Context, url, file string, cfg config.Config, header h
 	client := outbound.NewClient(outbound.Options{Timeout: 70 * time.Second})
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, "", err
+		return 0, "", outbound.RedactError(err)
 	}
 	defer resp.Body.Close()
 	b, _, err := outbound.ReadLimited(resp.Body, 1<<20)

@@ -128,6 +128,9 @@ param logFormat string = ''
 @description('DVRELAY_MAX_INFLIGHT: webhook requests handled at once; past it the intake answers 503 with Retry-After at once. Empty: the handler default (64).')
 param maxInFlight string = ''
 
+@description('DVRELAY_MAX_BYTES_IN_FLIGHT: bytes of webhook bodies held at once; past it the intake answers 503 with Retry-After at once. Empty: the handler default (4 bodies at the body limit, at most DVRELAY_MAX_INFLIGHT of them).')
+param maxBytesInFlight string = ''
+
 @description('DVRELAY_CREDIT_URL: the credit scoring API the shipped routes call. Empty: that step is skipped.')
 param creditUrl string = ''
 
@@ -657,6 +660,10 @@ var appSettings = [
   {
     name: 'DVRELAY_MAX_INFLIGHT'
     value: maxInFlight
+  }
+  {
+    name: 'DVRELAY_MAX_BYTES_IN_FLIGHT'
+    value: maxBytesInFlight
   }
   {
     name: 'DVRELAY_CREDIT_URL'

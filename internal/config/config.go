@@ -54,7 +54,8 @@ const (
 	// 64 is the largest bound under which a 2× overload still has its excess answered within
 	// 100 ms.
 	DefaultMaxInFlight = 64
-	// DefaultMaxConnections is DVRELAY_MAX_CONNECTIONS: open client connections in serve mode.
+	// DefaultMaxConnections is the most DVRELAY_MAX_CONNECTIONS defaults to (the file descriptor
+	// limit may make it less, see limits.go): open client connections in serve mode.
 	// The cap keeps idle and slow clients from using up file descriptors (the read timeouts cut
 	// slow ones off); it must not be what meets an overload first. At 512, twice the intake's
 	// capacity collapsed in two of three runs: once the posts outstanding passed the cap, the
@@ -137,6 +138,7 @@ type Config struct {
 	// The intake's bounds: requests in flight (503 past it), open connections (serve mode), and
 	// how long a client may take to send its headers and its whole request.
 	MaxInFlight       int
+	MaxBytesInFlight  int64 // limits.go
 	MaxConnections    int
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
@@ -245,7 +247,6 @@ func Load(lookup Lookup) (Config, error) {
 		AcceptStages:   r.stages("DVRELAY_ACCEPT_STAGES", "40"),
 
 		MaxInFlight:       r.positiveInt("DVRELAY_MAX_INFLIGHT", DefaultMaxInFlight),
-		MaxConnections:    r.positiveInt("DVRELAY_MAX_CONNECTIONS", DefaultMaxConnections),
 		ReadHeaderTimeout: r.duration("DVRELAY_READ_HEADER_TIMEOUT", 5*time.Second),
 		ReadTimeout:       r.duration("DVRELAY_READ_TIMEOUT", 15*time.Second),
 
@@ -272,6 +273,8 @@ func Load(lookup Lookup) (Config, error) {
 		routeVariables: lookup,
 	}
 	c.RoutesPath = resolveAgainst(r.str("FUNCTIONS_APP_ROOT_PATH", ""), c.RoutesFile)
+	r.intakeBytes(&c)
+	r.connections(&c, openFileLimit)
 	if c.ServiceBusConnectionString != "" && c.ServiceBusNamespace != "" {
 		r.fail(ServiceBusConnectionSetting, "set either a connection string or "+ServiceBusNamespaceSetting+", not both")
 	}

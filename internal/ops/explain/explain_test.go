@@ -146,7 +146,7 @@ func TestRun_shows_the_credit_route_with_resolved_urls_for_the_opportunity_sampl
 	for _, want := range []string{
 		"route credit-check: matches",
 		"step credit-score (http, timeout 10s)",
-		"POST " + s.url + "/credit?code=*** (${DVRELAY_CREDIT_URL}) with EventId, CorrelationId, Entity, RecordId, Attributes.estimatedvalue, Attributes.parentaccountid",
+		"POST " + s.url + "/credit?code=REDACTED (${DVRELAY_CREDIT_URL}) with EventId, CorrelationId, Entity, RecordId, Attributes.estimatedvalue, Attributes.parentaccountid",
 		"PATCH opportunity(",
 		"new_creditscore = $steps.credit-score.score",
 		"step erp-sync (http, timeout 10s)\n      skipped: setting DVRELAY_ERP_URL is not set\n      POST ${DVRELAY_ERP_URL}",

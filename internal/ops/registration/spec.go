@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/platform/oneline"
 )
 
 // Auth is how Dataverse proves itself to the intake.
@@ -374,20 +375,9 @@ func codeOf(raw string) string {
 	return u.Query().Get("code")
 }
 
-// RedactURL replaces the value of a code parameter (a Functions key) with <redacted>.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.RawQuery == "" {
-		return raw
-	}
-	q := u.Query()
-	if !q.Has("code") {
-		return raw
-	}
-	q.Set("code", "REDACTED")
-	u.RawQuery = strings.Replace(q.Encode(), "code=REDACTED", "code="+Redacted, 1)
-	return u.String()
-}
+// RedactURL is a URL as it may be printed (oneline.URL): the function key in ?code= and every
+// other query value hidden.
+func RedactURL(raw string) string { return oneline.URL(raw) }
 
 // Redacted stands in for a secret in everything printed.
 const Redacted = "<redacted>"
