@@ -18,6 +18,7 @@ import (
 	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/metrics"
 	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
+	"github.com/dvrelay/dvrelay/internal/platform/logctx"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 	"github.com/dvrelay/dvrelay/internal/transport/consumer"
@@ -43,10 +44,12 @@ type app struct {
 func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level)) // config.Load has checked the value
+	// logctx: ids the transport puts in a request's context (the host's invocationId) are
+	// written on every line logged with it.
 	if logFormat(format, isTerminal(w)) == config.LogFormatText {
-		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: readableAttr}))
+		return slog.New(logctx.NewHandler(newOperatorText(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: readableAttr}))))
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(logctx.NewHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})))
 }
 
 // logFormat resolves the setting: auto is text on a terminal and JSON anywhere else (a file, a
@@ -74,13 +77,22 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }
 
+// textHiddenIDs are the ids that join machine logs (a W3C trace and span, the queue message,
+// the host's invocation); a person at a terminal goes by eventId, or correlationId on a line
+// with no event (operatorText), which handler dlq, the intake's answers and the problem
+// documents show. JSON lines keep them all.
+var textHiddenIDs = map[string]bool{"traceId": true, "spanId": true, "messageId": true, "invocationId": true}
+
 // readableAttr shortens the text format for a person: the time of day to the millisecond (the
-// date is today's), and no empty fields (an outcome without a reason says nothing by "reason=").
+// date is today's), only the ids a person reads, and no empty fields (an outcome without a
+// reason says nothing by "reason=").
 func readableAttr(groups []string, a slog.Attr) slog.Attr {
 	if len(groups) > 0 {
 		return a
 	}
 	switch {
+	case textHiddenIDs[a.Key]:
+		return slog.Attr{}
 	case a.Key == slog.TimeKey && a.Value.Kind() == slog.KindTime:
 		return slog.String(slog.TimeKey, a.Value.Time().Format("15:04:05.000"))
 	case a.Value.Kind() == slog.KindString && a.Value.String() == "":
@@ -113,13 +125,14 @@ func newApp(ctx context.Context, cfg config.Config, stdout io.Writer) (*app, err
 	}
 	// The admin routes take the webhook's secret: one secret to rotate, and the same check.
 	auth := httpauth.New(intakeCfg.SecretHeader, intakeCfg.Secrets...)
+	intake := webhook.New(intakeCfg, parser, m.Publisher(b.publisher), log)
 	adm := admin.NewServer(admin.Config{
 		Backend:     b.name,
 		DeadLetters: b.deadLetters,
 		Stats:       b.stats,
 		Auth:        auth,
+		Publishing:  intake.PublishHealth,
 	}, log)
-	intake := webhook.New(intakeCfg, parser, m.Publisher(b.publisher), log)
 	log.InfoContext(ctx, "backend selected", slog.String("backend", b.name), slog.String("detail", b.detail))
 	return &app{cfg: cfg, log: log, backend: b, intake: intake, worker: w, admin: adm, auth: auth, metrics: m}, nil
 }
@@ -139,7 +152,7 @@ func queueStats(stats func(ctx context.Context) (queue.Stats, error)) func(ctx c
 
 // routes are the paths both runtimes serve. Functions mode adds the envelope forms.
 func (a *app) routes(mux *http.ServeMux) {
-	mux.Handle("/api/dataverse/webhook", a.metrics.Intake(httpintake.Forwarded(a.intake))) // non-POST: 405 with Allow
+	mux.Handle("/api/dataverse/webhook", a.metrics.Intake(httpintake.Forwarded(a.intake, a.cfg.ReadTimeout))) // non-POST: 405 with Allow
 	a.admin.HealthRoute(mux)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,5 +73,36 @@ func TestServe_refuses_zero_max_attempts_naming_the_setting(t *testing.T) {
 	code := run(t.Context(), []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, env, &stdout, &stderr)
 	if code != 2 || !strings.Contains(stderr.String(), `DVRELAY_MAX_ATTEMPTS: "0" is not a positive whole number`) {
 		t.Errorf("exit %d\n%s", code, stderr.String())
+	}
+}
+
+func TestNewLogger_text_shows_only_the_ids_a_person_reads_and_json_keeps_all(t *testing.T) {
+	ids := []any{"correlationId", "c-1", "traceId", "0af7651916cd43dd8448eb211c80319c", "spanId", "b7ad6b7169203331",
+		"messageId", "m-1", "invocationId", "i-1"}
+	var textOut, jsonOut bytes.Buffer
+	for _, log := range []*slog.Logger{newLogger(&textOut, "info", config.LogFormatText), newLogger(&jsonOut, "info", config.LogFormatJSON)} {
+		log.With(ids...).With("eventId", "e-1").Info("step", "step", "erp-sync")
+		log.With(ids...).Info("webhook intake", "status", 400)
+	}
+
+	lines := strings.Split(strings.TrimSpace(textOut.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("text output:\n%s", textOut.String())
+	}
+	for _, hidden := range []string{"traceId=", "spanId=", "messageId=", "invocationId="} {
+		if strings.Contains(textOut.String(), hidden) {
+			t.Errorf("text shows %s:\n%s", hidden, textOut.String())
+		}
+	}
+	if !strings.Contains(lines[0], "eventId=e-1") || strings.Contains(lines[0], "correlationId") {
+		t.Errorf("a line about an event should name it by eventId alone: %s", lines[0])
+	}
+	if !strings.Contains(lines[1], "correlationId=c-1") {
+		t.Errorf("a line with no event should keep its correlationId: %s", lines[1])
+	}
+	for _, want := range []string{`"traceId"`, `"spanId"`, `"messageId"`, `"invocationId"`, `"correlationId":"c-1","traceId"`} {
+		if !strings.Contains(jsonOut.String(), want) {
+			t.Errorf("JSON lost %s:\n%s", want, jsonOut.String())
+		}
 	}
 }

@@ -265,3 +265,56 @@ func TestCustomHandler_EventWorker_settles_each_outcome_on_the_configured_backen
 		}
 	})
 }
+
+func TestCustomHandler_writes_the_hosts_invocation_id_on_every_line_of_an_invocation(t *testing.T) {
+	credit, erp := newDownstream(t, `{"score":640}`), newDownstream(t, `{}`)
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	p := startProcess(t, addr, "/", flowEnv(credit, erp, "DVRELAY_DATA_DIR="+t.TempDir(), "DVRELAY_LOG_FORMAT=json",
+		"FUNCTIONS_CUSTOMHANDLER_PORT="+port, "FUNCTIONS_WORKER_RUNTIME=custom"))
+	post := func(path, invocationID string, body []byte) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+		req.Header.Set("X-Azure-Functions-InvocationId", invocationID)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	msg, _ := canonicalSample(t)
+	post("/EventWorker", "11111111-aaaa-4bbb-8ccc-000000000001", serviceBusInvocation(msg, false))
+	post("/DataverseWebhook", "11111111-aaaa-4bbb-8ccc-000000000002", envelope(sampleEvent(t), map[string][]string{"Content-Type": {"application/json"}}))
+
+	// The intake logs its line as it answers; give the process a moment to write it.
+	var worker, intake int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(p.out.String(), `"msg":"webhook intake"`) {
+			break
+		}
+	}
+	for _, raw := range strings.Split(p.out.String(), "\n") {
+		var line map[string]any
+		if json.Unmarshal([]byte(raw), &line) != nil {
+			continue
+		}
+		if n := strings.Count(raw, `"invocationId"`); n > 1 {
+			t.Errorf("invocationId written %d times: %s", n, raw)
+		}
+		switch {
+		case line["messageId"] == "evt-1":
+			worker++
+			if line["invocationId"] != "11111111-aaaa-4bbb-8ccc-000000000001" {
+				t.Errorf("worker line without the invocation id: %s", raw)
+			}
+		case line["msg"] == "webhook intake":
+			intake++
+			if line["invocationId"] != "11111111-aaaa-4bbb-8ccc-000000000002" {
+				t.Errorf("intake line without the invocation id: %s", raw)
+			}
+		}
+	}
+	if worker < 3 || intake != 1 {
+		t.Errorf("found %d worker lines and %d intake lines, want at least 3 (steps and outcome) and 1\n%s", worker, intake, p.out.String())
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/config"
+	"github.com/dvrelay/dvrelay/internal/platform/lookback"
+	"github.com/dvrelay/dvrelay/internal/platform/suggest"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
@@ -150,7 +152,7 @@ func parseDLQ(args []string, now time.Time, stderr io.Writer) (dlqCommand, error
 	}
 	fs := flag.NewFlagSet("handler dlq "+cmd.verb, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported once, below, with what to do
-	fs.StringVar(&cmd.dataDir, "data-dir", cmd.dataDir, "embedded queue directory (default $DVRELAY_DATA_DIR, else ./.dvrelay)")
+	fs.StringVar(&cmd.dataDir, "data-dir", cmd.dataDir, "embedded queue directory (default $DVRELAY_DATA_DIR, else ./"+config.DefaultDataDir+")")
 	fs.StringVar(&cmd.addr, "addr", cmd.addr, "address of the handler serve that owns the data dir (default: the address it recorded there)")
 	var since, olderThan string
 	switch cmd.verb {
@@ -244,6 +246,13 @@ func checkSelection(cmd *dlqCommand) error {
 			return usagef("say which: sequence numbers (see 'handler dlq list'), --older-than D or --reason R")
 		}
 	}
+	if cmd.reason != "" {
+		reason, err := checkReason(cmd.reason)
+		if err != nil {
+			return err
+		}
+		cmd.reason = reason
+	}
 	if cmd.verb == "resubmit" || cmd.verb == "purge" {
 		seen := map[int64]bool{}
 		for _, a := range cmd.operands {
@@ -260,26 +269,43 @@ func checkSelection(cmd *dlqCommand) error {
 	return nil
 }
 
-// parseWhen reads a --since or --older-than value: a duration back from now (Go's units, and d
-// for days), a date (UTC) or an RFC 3339 time. The zero time when s is empty.
+// checkReason returns the reason code --reason names (in its exact spelling), or a usage error
+// listing the reasons there are: a reason that matches nothing would list nothing silently.
+func checkReason(given string) (string, error) {
+	reasons := queue.Reasons()
+	for _, r := range reasons {
+		if strings.EqualFold(r, given) {
+			return r, nil
+		}
+	}
+	guess := ""
+	for _, r := range reasons {
+		if strings.Contains(strings.ToLower(r), strings.ToLower(given)) {
+			guess = r // a prefix or part of one, as "Permanent"
+			break
+		}
+	}
+	if near, d := suggest.Nearest(given, reasons); guess == "" && d >= 0 && d <= max(2, len(given)/3) {
+		guess = near
+	}
+	hint := ""
+	if guess != "" {
+		hint = " (did you mean " + guess + "?)"
+	}
+	return "", usagef("--reason %q is not a dead-letter reason%s; the reasons are %s", given, hint, strings.Join(reasons, ", "))
+}
+
+// parseWhen reads a --since or --older-than value in lookback's grammar. The zero time when s
+// is empty.
 func parseWhen(flagName, s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.ParseFloat(days, 64); err == nil && n >= 0 {
-			return now.Add(-time.Duration(n * float64(24*time.Hour))), nil
-		}
+	t, err := lookback.Parse(s, now)
+	if err != nil {
+		return time.Time{}, usagef("%s %v", flagName, err)
 	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, usagef("%s %q: want a duration back from now (90m, 36h, 7d) or a time (2025-11-25, 2025-11-25T07:04:05Z)", flagName, s)
+	return t, nil
 }
 
 // dlqRun is one command at work on its source.
@@ -304,6 +330,11 @@ func (r *dlqRun) list(ctx context.Context) error {
 	}
 	if len(items) == 0 {
 		fmt.Fprintf(r.stdout, "no dead letters%s in %s\n", r.describeFilter(), r.src.where)
+		if r.src.dir != "" {
+			if hint := servesBelow(r.src.dir); hint != "" {
+				fmt.Fprintln(r.stderr, strings.TrimPrefix(hint, "\n"))
+			}
+		}
 		return nil
 	}
 	printTable(r.stdout, items)

@@ -385,7 +385,7 @@ func TestDLQ_usage_errors_exit_2_and_say_what_to_do(t *testing.T) {
 		{[]string{"drop"}, `unknown command "drop"`},
 		{[]string{"list", "--reason"}, "flag needs an argument"},
 		{[]string{"list", "--yes"}, "usage:"},
-		{[]string{"list", "--since", "yesterday"}, "want a duration back from now"},
+		{[]string{"list", "--since", "yesterday"}, "want a span back from now"},
 		{[]string{"list", "7"}, "narrow the list with --reason"},
 		{[]string{"show"}, "its sequence number or its EventId"},
 		{[]string{"resubmit"}, "say which: sequence numbers"},
@@ -394,6 +394,8 @@ func TestDLQ_usage_errors_exit_2_and_say_what_to_do(t *testing.T) {
 		{[]string{"resubmit", "x1"}, `"x1" is not a sequence number`},
 		{[]string{"purge"}, "say which: sequence numbers"},
 		{[]string{"purge", "1"}, "Add --yes"},
+		{[]string{"list", "--reason", "Permanent"}, `--reason "Permanent" is not a dead-letter reason (did you mean PermanentFailure?); the reasons are InvalidMessage, PermanentFailure, MaxAttemptsExceeded`},
+		{[]string{"purge", "--reason", "MaxAttempt", "--yes"}, "did you mean MaxAttemptsExceeded?"},
 	} {
 		r := runDLQCommand(t, env, append([]string{"--data-dir", dir}, tt.args...)...)
 		if r.code != 2 || !strings.Contains(r.stderr, tt.want) {
@@ -402,6 +404,9 @@ func TestDLQ_usage_errors_exit_2_and_say_what_to_do(t *testing.T) {
 	}
 	if r := runDLQCommand(t, env, "list", "--json", "--data-dir", dir); r.code != 0 || strings.Count(r.stdout, "\n") != 1 {
 		t.Errorf("after the usage errors the dead letter is not there as before:\n%s", r)
+	}
+	if r := runDLQCommand(t, env, "list", "--reason", "permanentfailure", "--data-dir", dir); r.code != 0 || !strings.Contains(r.stdout, "e1") {
+		t.Errorf("a reason in another case is not read as the reason:\n%s", r)
 	}
 }
 
@@ -414,5 +419,26 @@ func TestDLQ_asks_the_address_given_with_addr_and_says_what_to_do_when_nothing_a
 	r := runDLQCommand(t, env, "list", "--data-dir", dir, "--addr", nobody)
 	if r.code != 1 || !strings.Contains(r.stderr, nobody) || !strings.Contains(r.stderr, "--addr HOST:PORT") {
 		t.Errorf("dlq list --addr %s with nothing there:\n%s", nobody, r)
+	}
+}
+
+func TestDLQ_after_the_demo_names_the_data_dir_a_running_serve_holds(t *testing.T) {
+	env := mapEnv(map[string]string{"DVRELAY_ROUTES": filepath.Join(appRoot, "routes.json")})
+	for name, parent := range map[string]string{
+		"the default holds an empty queue": parkedDir(t),
+		"the default holds no queue":       t.TempDir(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			demo := filepath.Join(parent, "demo")
+			s := startInProcessServe(t, demo, freeAddr(t), env)
+
+			r := runDLQCommand(t, env, "list", "--data-dir", parent)
+
+			for _, want := range []string{demo, s.addr, "handler dlq list --data-dir " + demo} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("dlq list on %s does not point at the running serve (%q):\n%s", parent, want, r)
+				}
+			}
+		})
 	}
 }

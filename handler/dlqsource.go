@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
@@ -29,6 +30,7 @@ type deadLetterSource interface {
 type dlqSource struct {
 	deadLetterSource
 	where  string // for messages: "the embedded queue in /abs/dir", "handler serve at host:port", …
+	dir    string // the embedded queue's data dir; empty on Service Bus
 	remote *admin.Client
 	close  func()
 }
@@ -53,18 +55,23 @@ func openDLQSource(ctx context.Context, cfg config.Config, addr string, stderr i
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	if err := checkDataDir(dir); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w%s", err, servesBelow(dir))
 	}
 	cfg.DataDir = dir
 	b, err := openBackend(ctx, cfg, discardLogger())
 	if errors.Is(err, queue.ErrDirInUse) {
-		return askOwner(cfg, dir, addr, err, stderr)
+		src, err := askOwner(cfg, dir, addr, err, stderr)
+		if src != nil {
+			src.dir = dir
+		}
+		return src, err
 	}
 	if err != nil {
 		return nil, err
 	}
 	return &dlqSource{
 		deadLetterSource: backendSource{b.deadLetters},
+		dir:              dir,
 		where:            "the embedded queue in " + dir,
 		close:            func() { _ = b.close(context.WithoutCancel(ctx)) },
 	}, nil
@@ -90,6 +97,29 @@ func checkDataDir(dir string) error {
 	return usagef("no embedded queue at %s: the directory %s.\n"+
 		"Run 'handler dlq' in the directory 'handler serve' runs in, or name its data dir with --data-dir DIR or DVRELAY_DATA_DIR.\n"+
 		"(With Service Bus, set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace.)", dir, what)
+}
+
+// servesBelow names the running handler serves whose data dir is a directory inside dir, as
+// the demo's serve --data-dir .dvrelay/demo is inside the default ./.dvrelay, with the command
+// that reaches each; "" when there is none. A person who ran the demo and then 'handler dlq'
+// otherwise learns only that the default holds nothing.
+func servesBelow(dir string) string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		sub := filepath.Join(dir, e.Name())
+		if owner, ok, err := local.RecordedOwner(sub); err == nil && ok {
+			fmt.Fprintf(&b, "\nA running handler serve (pid %d, at %s) holds %s: run 'handler dlq list --data-dir %s'",
+				owner.PID, owner.Addr, sub, sub)
+		}
+	}
+	return b.String()
 }
 
 // askOwner is the source when another process owns dir: the admin routes at addr, or else at

@@ -76,11 +76,13 @@ func runExplain(ctx context.Context, args []string, lookup func(string) (string,
 		fmt.Fprintf(stderr, "handler explain: compile event schemas: %v\n", err)
 		return 2
 	}
+	deps := explain.Offline(cfg.RouteVariable, parser, cfg.DataverseURL != "")
+	deps.SettingNames = config.EnvironmentNames // a misspelt ${SETTING} fails here as at start
 	w, err := worker.New(worker.Config{
 		RoutesPath:    cfg.RoutesPath,
 		MaxAttempts:   cfg.MaxAttempts,
 		IgnoreUserIDs: cfg.IgnoreUserIDs,
-	}, explain.Offline(lookup, parser, cfg.DataverseURL != ""), discardLogger())
+	}, deps, discardLogger())
 	if errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintf(stderr, "handler explain: %v (run from the app root, where routes.json is, or set DVRELAY_ROUTES)\n", err)
 		return 2
@@ -112,13 +114,14 @@ func intakeConfig(cfg config.Config) webhook.Config {
 		secrets = append(secrets, []byte(s))
 	}
 	return webhook.Config{
-		MaxBodyBytes:   cfg.MaxBodyBytes,
-		Secrets:        secrets,
-		SecretHeader:   cfg.SecretHeader,
-		PublishTimeout: cfg.PublishTimeout,
-		UseSessions:    cfg.UseSessions,
-		MaxInFlight:    cfg.MaxInFlight,
-		AcceptStages:   cfg.AcceptStages,
+		MaxBodyBytes:     cfg.MaxBodyBytes,
+		Secrets:          secrets,
+		SecretHeader:     cfg.SecretHeader,
+		PublishTimeout:   cfg.PublishTimeout,
+		UseSessions:      cfg.UseSessions,
+		MaxInFlight:      cfg.MaxInFlight,
+		MaxBytesInFlight: cfg.MaxBytesInFlight,
+		AcceptStages:     cfg.AcceptStages,
 	}
 }
 

@@ -68,7 +68,7 @@ func TestExplain_accepts_the_sample_and_shows_each_step_with_its_resolved_url_se
 		"EventId        ",
 		`"EventName": "OpportunityUpdated"`,
 		"route credit-check: matches",
-		"POST " + url + "/credit?code=*** (${DVRELAY_CREDIT_URL})",
+		"POST " + url + "/credit?code=REDACTED (${DVRELAY_CREDIT_URL})",
 		"PATCH opportunity(c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8) new_creditscore = $steps.credit-score.score",
 		"POST " + url + "/erp (${DVRELAY_ERP_URL}) with the whole event",
 		"route audit-log: matches",

@@ -20,10 +20,11 @@ const (
 
 // tuneGC applies gcPercent and memoryLimit where the environment does not set its own.
 func tuneGC(lookup config.Lookup) {
-	if _, set := lookup("GOGC"); !set {
+	set := config.LoadGoRuntime(lookup)
+	if !set.GCPercentSet {
 		debug.SetGCPercent(gcPercent)
 	}
-	if _, set := lookup("GOMEMLIMIT"); !set {
+	if !set.MemoryLimitSet {
 		debug.SetMemoryLimit(memoryLimit)
 	}
 }

@@ -30,6 +30,7 @@ const usage = `usage:
   handler registrations [flags] list the Dataverse steps that post to an intake URL
   handler package [--out F]    build for linux/amd64 and write the deployment zip (default dvrelay.zip)
   handler recover --since D [flags] queue reconcile events for webhook posts Dataverse gave up on (--dry-run first)
+  handler --version            which build this is
 
 Settings come from the environment; see README.md. Run 'handler serve -h' for its flags.
 `
@@ -68,6 +69,9 @@ func run(ctx context.Context, args []string, lookup config.Lookup, stdout, stder
 		return runRecover(ctx, args[1:], lookup, stdout, stderr)
 	case "explain":
 		return runExplain(ctx, args[1:], lookup, stdout, stderr)
+	case "--version", "-version", "version":
+		fmt.Fprintln(stdout, version())
+		return 0
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

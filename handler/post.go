@@ -60,6 +60,11 @@ func runPost(ctx context.Context, args []string, lookup config.Lookup, stdout, s
 			continue
 		}
 		fmt.Fprintf(stdout, "%s: %d %s\n", file, status, strings.TrimSpace(body))
+		if status == http.StatusUnauthorized {
+			// Every other file would be refused the same way.
+			fmt.Fprint(stderr, unauthorizedHint(file, cfg, flags.header))
+			return 1
+		}
 		if duplicateAnswer(status, body) {
 			fmt.Fprintf(stdout, "%s: duplicate: the queue already held this event (same EventId within DVRELAY_DUPLICATE_WINDOW), so nothing new runs; edit the file's ids or wait out the window to see it run again\n", file)
 		}
@@ -135,11 +140,26 @@ func postFile(ctx context.Context, url, file string, cfg config.Config, header h
 	client := outbound.NewClient(outbound.Options{Timeout: 70 * time.Second})
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, "", err
+		return 0, "", outbound.RedactError(err)
 	}
 	defer resp.Body.Close()
 	b, _, err := outbound.ReadLimited(resp.Body, 1<<20)
 	return resp.StatusCode, string(b), err
+}
+
+// unauthorizedHint says which secret the intake wanted and what post sent: the secret is the
+// first of DVRELAY_WEBHOOK_SECRET, in DVRELAY_WEBHOOK_SECRET_HEADER, as handler serve reads them.
+func unauthorizedHint(file string, cfg config.Config, header http.Header) string {
+	sent := "sent no secret: DVRELAY_WEBHOOK_SECRET is not set here"
+	switch {
+	case header.Get(cfg.SecretHeader) != "":
+		sent = "sent the " + cfg.SecretHeader + " given with -H"
+	case len(cfg.WebhookSecrets) > 0:
+		sent = "sent the first DVRELAY_WEBHOOK_SECRET in " + cfg.SecretHeader
+	}
+	return fmt.Sprintf("handler post %s: the intake refused the secret (401); post %s.\n"+
+		"Run 'handler post' with the DVRELAY_WEBHOOK_SECRET (and DVRELAY_WEBHOOK_SECRET_HEADER) that handler serve was started with, e.g.\n"+
+		"  DVRELAY_WEBHOOK_SECRET=<the serve's secret> handler post %s\n", file, sent, file)
 }
 
 // duplicateAnswer reports whether the intake's 202 says the queue dropped the event as a

@@ -111,3 +111,31 @@ func TestPost_says_duplicate_when_the_queue_already_held_the_event(t *testing.T)
 		t.Errorf("the second post of the same event does not say it was a duplicate:\n%s", second)
 	}
 }
+
+func TestPost_on_a_401_says_which_secret_to_use(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"title":"Unauthorized","status":401}`))
+	}))
+	defer srv.Close()
+	for env, sent := range map[string]string{"": "sent no secret", "a-wrong-secret": "sent the first DVRELAY_WEBHOOK_SECRET in x-dvrelay-secret"} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{"post", "--url", srv.URL, pluginSample, pluginSample},
+			mapEnv(map[string]string{"DVRELAY_WEBHOOK_SECRET": env}), &stdout, &stderr)
+		if code != 1 {
+			t.Errorf("secret %q: exit %d, want 1", env, code)
+		}
+		for _, want := range []string{"401", sent, "DVRELAY_WEBHOOK_SECRET", "that handler serve was started with"} {
+			if !strings.Contains(stderr.String(), want) {
+				t.Errorf("secret %q: stderr lacks %q:\n%s", env, want, stderr.String())
+			}
+		}
+		if strings.Contains(stderr.String(), "a-wrong-secret") {
+			t.Errorf("stderr shows the secret:\n%s", stderr.String())
+		}
+		if n := strings.Count(stderr.String(), "refused the secret"); n != 1 {
+			t.Errorf("secret %q: said %d times, want once for both files", env, n)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 	"github.com/dvrelay/dvrelay/internal/dataverse/dataversetest"
+	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/ops/recovery"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
 )
@@ -118,7 +119,7 @@ func TestRecover_dry_run_lists_the_jobs_and_publishes_nothing(t *testing.T) {
 	}
 	for _, want := range []string{
 		`step "dvrelay: Update of opportunity" (` + recStep + `)`,
-		"would publish  OpportunityUpdated  opportunity(" + recOpp + ")  job " + recJob + " (failed 2026-11-02T10:00:00Z)  EventId " + recovery.EventID(recJob),
+		"would publish  OpportunityUpdated  opportunity(" + recOpp + ")  job " + recJob + " (failed 2026-11-02T10:00:00Z)  EventId " + event.RereadEventID(recJob),
 		"skipped        OpportunityUpdated  opportunity(" + recOppGone + ")  job " + recJobGone + " (failed 2026-11-02T10:00:00Z): the record no longer exists (404)",
 		"job " + recJobWait + " (waiting 2026-11-02T10:00:00Z): waiting, not failed",
 		"dry run: found 3 system jobs (2 failed, 1 waiting): 1 would be published, 2 skipped, 0 failed; nothing was published",

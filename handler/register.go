@@ -205,16 +205,18 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 	fs := flag.NewFlagSet("register", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	of := addOperatorFlags(fs)
-	functionURL := fs.String("function-url", "", "the intake URL, https://<app>.azurewebsites.net/api/dataverse/webhook[?code=<function key>] (required)")
+	functionURL := fs.String("function-url", "", "the intake URL, https://<app>.azurewebsites.net/api/dataverse/webhook (required); a ?code=<function key> on it is read as --function-key")
 	entity := fs.String("entity", "", "table logical name, e.g. opportunity (required)")
 	message := fs.String("message", "", "message, e.g. Create, Update, Delete (required)")
 	attributes := fs.String("attributes", "", "Update only: comma-separated columns whose change fires the step, e.g. estimatedvalue,statuscode")
 	var images imageFlag
 	fs.Var(&images, "image", "entity image: pre or post, optionally with columns (pre:name,estimatedvalue); once per kind")
-	auth := fs.String("auth", "", "header (DVRELAY_WEBHOOK_SECRET in DVRELAY_WEBHOOK_SECRET_HEADER) or webhookkey (the function key as ?code=); default header when DVRELAY_WEBHOOK_SECRET is set")
-	functionKey := fs.String("function-key", "", "webhookkey: the function key, when --function-url has no ?code=")
+	auth := fs.String("auth", "", "header (DVRELAY_WEBHOOK_SECRET in DVRELAY_WEBHOOK_SECRET_HEADER, the function key as x-functions-key) or webhookkey (the function key as ?code=); default header when DVRELAY_WEBHOOK_SECRET is set")
+	functionKey := fs.String("function-key", "", "the function key; sent in the write-only authvalue (as x-functions-key with --auth header), never in the endpoint's readable url")
 	name := fs.String("name", "dvrelay", "webhook endpoint name; the step is named '<name>: <message> of <entity>'")
 	rank := fs.Int("rank", 1, "step execution order among steps on the same message")
+	solution := fs.String("solution", "", "unique name of an unmanaged solution the created records go into (MSCRM.SolutionUniqueName), for solution-based ALM")
+	prune := fs.Bool("prune", false, "remove what the registration has and this run does not mention (an --image not given; filtering attributes when --attributes is not given); without it they are kept")
 	rotate := fs.Bool("rotate-secret", false, "write the secret or key to an existing endpoint (Dataverse never returns it, so a rerun cannot compare it)")
 	dryRun := fs.Bool("dry-run", false, "print what would be created or changed, and change nothing")
 	if code := parseFlags(fs, args, stderr); code >= 0 {
@@ -242,14 +244,16 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 		Attributes: registration.SplitColumns(*attributes), Images: images, Rank: *rank,
 		Auth: registration.Auth(strings.ToLower(*auth)), SecretHeader: cfg.SecretHeader,
 		FunctionKey: strings.TrimSpace(*functionKey), RotateSecret: *rotate,
+		Solution: strings.TrimSpace(*solution), Prune: *prune,
 	}
 	if len(cfg.WebhookSecrets) > 0 {
 		spec.Secret = cfg.WebhookSecrets[0] // the first is the one in use; others are being rotated out
 	}
 	if spec.Auth == "" {
-		// A function key given on its own says which one is meant.
+		// With a secret the intake checks it on every post, so Dataverse must send it: header
+		// auth, the function key (if any) beside it. Without one, the function key is the auth.
 		spec.Auth = registration.AuthWebhookKey
-		if spec.Secret != "" && spec.FunctionKey == "" {
+		if spec.Secret != "" {
 			spec.Auth = registration.AuthHeader
 		}
 	}
@@ -259,11 +263,8 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 		}
 		return 2
 	}
-	if strings.EqualFold(spec.Message, "Update") && len(spec.Attributes) == 0 {
-		fmt.Fprintf(stderr, "handler register: note: no --attributes, so the step fires on every update of %s, the worker's own write-backs included; list the columns it should react to\n", spec.Entity)
-	}
-	if spec.Auth == registration.AuthHeader && !strings.Contains(spec.FunctionURL, "code=") {
-		fmt.Fprintln(stderr, "handler register: note: --function-url has no ?code=; a Function App answers 401 without the function key (handler serve needs none)")
+	if spec.Auth == registration.AuthHeader && spec.FunctionKey == "" && !strings.Contains(spec.FunctionURL, "code=") {
+		fmt.Fprintln(stderr, "handler register: note: no --function-key; a Function App answers 401 without it (handler serve needs none), unless an existing registration has one")
 	}
 
 	reg, err := deps.registrar("register", cfg, of, stderr)
@@ -274,6 +275,10 @@ func registerCommand(ctx context.Context, args []string, lookup func(string) (st
 	changes, err := reg.Register(ctx, spec, *dryRun)
 	for _, c := range changes {
 		fmt.Fprintln(stdout, c)
+		if c.EntitySet == "sdkmessageprocessingsteps" && strings.EqualFold(spec.Message, "Update") && len(spec.Attributes) == 0 &&
+			(c.Action == registration.Create || spec.Prune) {
+			fmt.Fprintf(stderr, "handler register: note: no --attributes, so the step fires on every update of %s, the worker's own write-backs included; list the columns it should react to\n", spec.Entity)
+		}
 	}
 	if err != nil {
 		var se *registration.SpecError

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,8 @@ const (
 // opportunity, and the deps that make the registration commands talk to it with a fixed token.
 func registrationDouble(t *testing.T) (*dataversetest.Server, operatorDeps, *[]time.Duration) {
 	t.Helper()
-	srv := dataversetest.NewServer(t, dataversetest.RegistrationTables()...)
+	srv := dataversetest.NewServer(t, append(dataversetest.RegistrationTables(),
+		dataversetest.Table{LogicalName: "opportunity", EntitySet: "opportunities", Columns: []string{"name", "estimatedvalue", "statuscode"}})...)
 	srv.RequireToken("operator-token")
 	for _, m := range []string{"Create", "Update"} {
 		id := srv.Seed("sdkmessages", map[string]any{"name": m})
@@ -116,7 +118,7 @@ func TestRegisterCommand_dry_run_prints_the_records_and_changes_nothing(t *testi
 		t.Fatalf("dry run sent %v", w)
 	}
 	for _, want := range []string{
-		`would create serviceendpoints "dvrelay"`, `"authvalue":"<redacted>"`, `"url":"` + regIntake + `?code=<redacted>"`,
+		`would create serviceendpoints "dvrelay"`, `"authvalue":"<redacted>"`, `"url":"` + regIntake + `"`,
 		`would create sdkmessageprocessingsteps "dvrelay: Update of opportunity"`, `"filteringattributes":"estimatedvalue,statuscode"`,
 		`"stage":40`, `"mode":1`, `would create sdkmessageprocessingstepimages "PreImage"`, "dry run: nothing was changed",
 	} {
@@ -138,9 +140,10 @@ func TestRegisterCommand_registers_once_and_a_second_run_changes_nothing(t *test
 			t.Errorf("%s: %d records, want 1", set, n)
 		}
 	}
-	// The secret in use is the first of DVRELAY_WEBHOOK_SECRET, in the configured header.
+	// The secret in use is the first of DVRELAY_WEBHOOK_SECRET, in the configured header; the
+	// function key beside it.
 	ep := e.srv.Records("serviceendpoints")[0]
-	if want := `<settings><setting name="x-dvrelay-secret" value="` + regSecret + `"></setting></settings>`; ep["authvalue"] != want {
+	if want := `<settings><setting name="x-dvrelay-secret" value="` + regSecret + `" /><setting name="x-functions-key" value="` + regKey + `" /></settings>`; ep["authvalue"] != want {
 		t.Errorf("authvalue = %v, want %s", ep["authvalue"], want)
 	}
 	e.srv.ResetRequests()
@@ -220,7 +223,7 @@ func TestRegisterCommand_usage_errors_exit_2_with_what_to_do(t *testing.T) {
 		{"no environment", registerArgs, map[string]string{"DATAVERSE_URL": ""}, "--dataverse-url is required"},
 		{"message misspelt", []string{"--function-url", regIntake + "?code=" + regKey, "--entity", "opportunity", "--message", "update"}, nil, `Dataverse spells it "Update"`},
 		{"argument", append(append([]string(nil), registerArgs...), "extra"), nil, `unexpected argument "extra"`},
-		{"function key with header auth", append(append([]string(nil), registerArgs...), "--auth", "header", "--function-key", regKey), nil, "--function-key: used with --auth webhookkey only"},
+		{"two different function keys", append(append([]string(nil), registerArgs...), "--auth", "header", "--function-key", "another-key"), nil, "--function-key and the ?code= of --function-url differ"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -289,8 +292,15 @@ func TestRegistrationsCommand_lists_the_steps_posting_to_the_intake(t *testing.T
 	}
 }
 
-func TestRegisterCommand_a_function_key_alone_selects_webhook_key_auth(t *testing.T) {
+func TestRegisterCommand_a_function_key_without_a_secret_selects_webhook_key_auth(t *testing.T) {
 	e := newCLIEnv(t)
+	base := e.lookup
+	e.lookup = func(k string) (string, bool) {
+		if k == "DVRELAY_WEBHOOK_SECRET" {
+			return "", false
+		}
+		return base(k)
+	}
 
 	r := e.register("--function-url", regIntake, "--entity", "opportunity", "--message", "Update", "--attributes", "name", "--function-key", regKey)
 
@@ -300,6 +310,71 @@ func TestRegisterCommand_a_function_key_alone_selects_webhook_key_auth(t *testin
 	ep := e.srv.Records("serviceendpoints")[0]
 	if ep["authtype"] != json.Number("4") || ep["authvalue"] != regKey || ep["url"] != regIntake {
 		t.Errorf("endpoint = authtype %v, url %v; want WebhookKey with the bare URL and the key as authvalue", ep["authtype"], ep["url"])
+	}
+}
+
+func TestRegisterCommand_a_function_key_with_a_secret_goes_beside_it(t *testing.T) {
+	// The intake checks the secret on every post: were the key to select webhook key auth,
+	// Dataverse would stop sending the secret and every event would be refused.
+	e := newCLIEnv(t)
+
+	r := e.register("--function-url", regIntake, "--entity", "opportunity", "--message", "Update", "--attributes", "name", "--function-key", regKey)
+
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	ep := e.srv.Records("serviceendpoints")[0]
+	if ep["authtype"] != json.Number("5") || !strings.Contains(fmt.Sprint(ep["authvalue"]), `name="x-dvrelay-secret"`) ||
+		!strings.Contains(fmt.Sprint(ep["authvalue"]), `name="x-functions-key"`) {
+		t.Errorf("endpoint = authtype %v; want HttpHeader sending the secret and the key", ep["authtype"])
+	}
+}
+
+func TestRegisterCommand_header_auth_sends_the_function_key_as_x_functions_key_not_in_the_url(t *testing.T) {
+	e := newCLIEnv(t)
+
+	r := e.register("--function-url", regIntake, "--entity", "opportunity", "--message", "Update", "--attributes", "name",
+		"--auth", "header", "--function-key", regKey)
+
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	ep := e.srv.Records("serviceendpoints")[0]
+	want := `<settings><setting name="x-dvrelay-secret" value="` + regSecret + `" /><setting name="x-functions-key" value="` + regKey + `" /></settings>`
+	if ep["authtype"] != json.Number("5") || ep["url"] != regIntake || ep["authvalue"] != want {
+		t.Errorf("endpoint = authtype %v, url %v, authvalue %v; want HttpHeader, the bare URL and %s", ep["authtype"], ep["url"], ep["authvalue"], want)
+	}
+}
+
+func TestRegisterCommand_a_mistyped_attribute_is_refused_with_the_closest_column(t *testing.T) {
+	e := newCLIEnv(t)
+
+	r := e.register("--function-url", regIntake+"?code="+regKey, "--entity", "opportunity", "--message", "Update", "--attributes", "estimatedvalu")
+
+	if r.code != 2 || !strings.Contains(r.stderr, `--attributes: opportunity has no column "estimatedvalu"; did you mean "estimatedvalue"?`) {
+		t.Errorf("exit %d, want 2 naming the column and the closest one\n%s", r.code, r.stderr)
+	}
+	if w := e.srv.Writes(); len(w) != 0 {
+		t.Errorf("sent %v", w)
+	}
+}
+
+func TestRegisterCommand_the_two_README_examples_do_not_undo_each_other(t *testing.T) {
+	e := newCLIEnv(t)
+	e.register(registerArgs...) // with --image pre:name,estimatedvalue
+
+	r := e.register("--function-url", regIntake+"?code="+regKey, "--entity", "opportunity", "--message", "Update",
+		"--attributes", "estimatedvalue,statuscode", "--image", "post")
+
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if n := len(e.srv.Records("sdkmessageprocessingstepimages")); n != 2 {
+		t.Errorf("images = %d, want the pre image kept and the post image added", n)
+	}
+	if pruned := e.register("--function-url", regIntake+"?code="+regKey, "--entity", "opportunity", "--message", "Update",
+		"--attributes", "estimatedvalue,statuscode", "--image", "post", "--prune"); pruned.code != 0 || len(e.srv.Records("sdkmessageprocessingstepimages")) != 1 {
+		t.Errorf("--prune: exit %d, images %v\n%s", pruned.code, e.srv.Records("sdkmessageprocessingstepimages"), pruned.stderr)
 	}
 }
 

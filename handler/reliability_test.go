@@ -14,7 +14,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -259,8 +261,10 @@ func hostileCases(t *testing.T) []hostileCase {
 	add(hostileCase{name: "huge-number/plugin-changed-fields", status: bad,
 		body: withField(t, plugin, "ChangedFields", json.RawMessage("["+strings.TrimSuffix(strings.Repeat("1e999999,", 2000), ",")+"]"))})
 
-	// Wrongly typed: each field the intake reads, given a value of the wrong type or form.
-	wrong := []string{`1`, `true`, `[]`, `{}`, `null`, `"x"`, `""`}
+	// Wrongly typed: each field the intake reads, given a value of the wrong type or form. A
+	// null or missing id is no longer among them: a real context may lack it, and the event
+	// then leaves it out (internal/event's tests hold those cases).
+	wrong := []string{`1`, `true`, `[]`, `{}`, `"x"`, `""`}
 	for _, field := range []string{"CorrelationId", "OrganizationId", "PrimaryEntityId", "UserId", "BusinessUnitId", "InitiatingUserId"} {
 		for _, v := range wrong {
 			add(hostileCase{name: "wrong-type/" + field + "=" + v, body: withField(t, native, field, json.RawMessage(v)), status: bad})
@@ -268,7 +272,7 @@ func hostileCases(t *testing.T) []hostileCase {
 	}
 	for field, values := range map[string][]string{
 		"MessageName":        {`1`, `null`, `[]`, `"1Update"`, `"Up date"`, `""`},
-		"PrimaryEntityName":  {`1`, `null`, `"Opportunity!"`, `"OPPORTUNITY"`, `""`, `"` + strings.Repeat("a", 129) + `"`},
+		"PrimaryEntityName":  {`1`, `"Opportunity!"`, `"OPPORTUNITY"`, `""`, `"` + strings.Repeat("a", 129) + `"`},
 		"Depth":              {`"1"`, `-1`, `1.5`, `100001`, `[]`},
 		"InputParameters":    {`"x"`, `1`, `{}`, `[1]`, `[{"key":"Target"}]`},
 		"OperationCreatedOn": {`"yesterday"`, `1`, `"/Date(x)/"`},
@@ -294,7 +298,7 @@ func hostileCases(t *testing.T) []hostileCase {
 			add(hostileCase{name: "wrong-type/plugin-" + field + "=" + shorten(v), body: withField(t, plugin, field, json.RawMessage(v)), status: bad})
 		}
 	}
-	for _, missing := range []string{"CorrelationId", "MessageName", "OrganizationId", "PrimaryEntityId", "PrimaryEntityName", "UserId"} {
+	for _, missing := range []string{"MessageName"} {
 		add(hostileCase{name: "wrong-type/missing-" + missing, body: withoutField(t, native, missing), status: bad})
 	}
 
@@ -554,5 +558,341 @@ func TestServe_processes_every_accepted_event_across_repeated_SIGKILL_under_load
 	eventually(t, "an empty queue", func() bool { return health(t, p.addr)["queued"] == float64(0) })
 	if h := health(t, p.addr); h["deadLettered"] != float64(0) {
 		t.Errorf("health = %v: an accepted event was dead-lettered", h)
+	}
+}
+
+func TestServe_slow_authenticated_uploads_turn_no_legitimate_event_away(t *testing.T) {
+	const maxInFlight, maxConnections, slowSenders, legitimate = 4, 24, 20, 30
+	p := startServe(t, t.TempDir(), freeAddr(t), baseEnv(
+		"DVRELAY_LOG_LEVEL=warn",
+		"DVRELAY_WEBHOOK_SECRET="+reliabilitySecret,
+		"DVRELAY_READ_TIMEOUT=20s",
+		fmt.Sprintf("DVRELAY_MAX_INFLIGHT=%d", maxInFlight),
+		fmt.Sprintf("DVRELAY_MAX_CONNECTIONS=%d", maxConnections),
+	))
+
+	// Senders with the secret that send a byte of their body a second: five times as many as
+	// the in-flight places, nearly every connection the cap allows.
+	stop := make(chan struct{})
+	var senders sync.WaitGroup
+	defer func() { close(stop); senders.Wait() }()
+	for range slowSenders {
+		conn, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			defer conn.Close()
+			head := "POST /api/dataverse/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+				"X-Dvrelay-Secret: " + reliabilitySecret + "\r\nContent-Length: 5000\r\n\r\n{"
+			if _, err := io.WriteString(conn, head); err != nil {
+				return
+			}
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(time.Second):
+				}
+				if _, err := io.WriteString(conn, " "); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // let the server take every slow sender's headers
+
+	secret := http.Header{"X-Dvrelay-Secret": {reliabilitySecret}}
+	for i := range legitimate {
+		resp, b, err := post(context.Background(), p.addr, sampleEvent(t), secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("legitimate event %d among %d slow senders: status %d, want 202: %s", i+1, slowSenders, resp.StatusCode, b)
+		}
+	}
+}
+
+// smallDisk mounts a tmpfs of size bytes for the test, or skips it where mounting is not allowed
+// (it needs root, or CAP_SYS_ADMIN).
+func smallDisk(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		t.Skipf("cannot mount a small disk here: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+// fillDisk writes a file that leaves about spare bytes free on the disk at dir.
+func fillDisk(t *testing.T, dir string, spare int64) string {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+	path := filepath.Join(dir, "filler")
+	if err := os.WriteFile(path, make([]byte, max(free-spare, 0)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// probeHealth asks for health as a probe does, giving up after 2 s.
+func probeHealth(t *testing.T, addr string) int {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + addr + "/api/health")
+	if err != nil {
+		t.Fatalf("health gave no answer within 2 s: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestServe_health_answers_503_within_2s_on_a_full_disk_and_200_once_it_has_room(t *testing.T) {
+	data := smallDisk(t, 16<<20)
+	p := startServe(t, data, freeAddr(t), baseEnv("DVRELAY_LOG_LEVEL=warn"))
+	filler := fillDisk(t, data, 16<<10)
+
+	refused := false
+	for range 500 {
+		resp, _, err := post(context.Background(), p.addr, sampleEvent(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			refused = true
+			break
+		}
+	}
+	if !refused {
+		t.Fatal("500 posts on a full disk were all accepted")
+	}
+	if code := probeHealth(t, p.addr); code != http.StatusServiceUnavailable {
+		t.Errorf("health while the disk is full: %d, want 503", code)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	mustAccept(t, p.addr, sampleEvent(t))
+	if code := probeHealth(t, p.addr); code != http.StatusOK {
+		t.Errorf("health once the disk has room and an event was queued: %d, want 200", code)
+	}
+}
+
+func TestServe_writes_a_downstream_URL_query_to_no_log_line_and_no_dead_letter(t *testing.T) {
+	const marker = "k3y-in-the-query-7f1c"
+	// The ERP answers 301 to the same path with a slash, repeating the query, as http→https
+	// and trailing-slash redirects do.
+	erp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://"+r.Host+r.URL.Path+"/?"+r.URL.RawQuery+"#"+marker, http.StatusMovedPermanently)
+	}))
+	defer erp.Close()
+	p := startServe(t, t.TempDir(), freeAddr(t), baseEnv(
+		"DVRELAY_ROUTES="+catchAllRoutes(t, "${DVRELAY_ERP_URL}"),
+		"DVRELAY_ERP_URL="+erp.URL+"/erp?code="+marker,
+		"DVRELAY_LOG_FORMAT=json",
+	))
+	mustAccept(t, p.addr, sampleEvent(t))
+	eventually(t, "the event dead-lettered for the refused redirect", func() bool {
+		return health(t, p.addr)["deadLettered"] == float64(1)
+	})
+
+	resp, err := http.Get("http://" + p.addr + "/api/deadletters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(dead, []byte("redirect refused")) {
+		t.Fatalf("the dead letter does not say the redirect was refused: %s", dead)
+	}
+	if bytes.Contains(dead, []byte(marker)) {
+		t.Errorf("the dead letter carries the query's value: %s", dead)
+	}
+	for _, line := range strings.Split(p.out.String(), "\n") {
+		if strings.Contains(line, marker) {
+			t.Errorf("a log line carries the query's value: %s", line)
+		}
+	}
+}
+
+// maxRSSUnderBigBodiesMiB is the memory limit the handler sets itself (GOMEMLIMIT, see gc.go):
+// costly bodies in parallel must not push the process past it.
+const maxRSSUnderBigBodiesMiB = 256
+
+func TestServe_bounds_memory_by_the_bytes_in_flight_when_many_clients_post_big_valid_bodies(t *testing.T) {
+	const clients, rounds = 64, 4
+	sink := newDownstream(t, `{}`)
+	p := startServe(t, t.TempDir(), freeAddr(t), baseEnv(
+		"DVRELAY_LOG_LEVEL=warn",
+		"DVRELAY_ROUTES="+catchAllRoutes(t, sink.srv.URL),
+	))
+	// About 1 MB, valid: one long text column, as an email's HTML description can be.
+	big := withAttribute(t, sampleEvent(t), `"`+strings.Repeat("<p>long text</p>", 60_000)+`"`)
+	if len(big) > 1<<20 || len(big) < 900_000 {
+		t.Fatalf("the big body is %d bytes", len(big))
+	}
+	var (
+		mu     sync.Mutex
+		status = map[int]int{}
+		wg     sync.WaitGroup
+	)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				resp, _, err := post(context.Background(), p.addr, big, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				status[resp.StatusCode]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("answers to %d posts of %d bytes: %v", clients*rounds, len(big), status)
+	if status[http.StatusAccepted] == 0 {
+		t.Error("no big body was accepted")
+	}
+	if other := clients*rounds - status[http.StatusAccepted] - status[http.StatusServiceUnavailable]; other != 0 {
+		t.Errorf("%d answers were neither 202 nor 503: %v", other, status)
+	}
+	if kib, ok := procStatusKiB(p.cmd.Process.Pid, "VmHWM"); ok {
+		t.Logf("peak RSS %d MiB", kib/1024)
+		if kib/1024 >= maxRSSUnderBigBodiesMiB {
+			t.Errorf("peak RSS %d MiB, want under %d MiB", kib/1024, maxRSSUnderBigBodiesMiB)
+		}
+	}
+}
+
+// startServeWithFileLimit starts handler serve as startServe does, under `ulimit -n limit`.
+func startServeWithFileLimit(t *testing.T, limit int, dataDir, addr string, env []string) *process {
+	t.Helper()
+	p := &process{addr: addr, out: &lockedBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command("sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, limit),
+		binaryPath, "serve", "--addr", addr, "--data-dir", dataDir)
+	p.cmd.Env, p.cmd.Dir = env, appRoot
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("handler output:\n%s", p.out.String())
+		}
+	})
+	eventually(t, "handler serve answering health", func() bool {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("handler serve exited at start: %v\n%s", err, p.out.String())
+		default:
+		}
+		resp, err := http.Get("http://" + addr + "/api/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return p
+}
+
+func TestServe_keeps_file_descriptors_for_the_queue_and_the_worker_when_idle_clients_come_by_the_thousand(t *testing.T) {
+	const fileLimit, idleClients = 400, 1000
+	// What DVRELAY_MAX_CONNECTIONS defaults to under that limit: the worker's 16 connections in
+	// use and the 100 its clients keep idle, and 32 for the process's own files, are left out.
+	const connectionCap = fileLimit - 32 - 16 - 100
+	sink := newDownstream(t, `{}`)
+	p := startServeWithFileLimit(t, fileLimit, t.TempDir(), freeAddr(t), baseEnv(
+		"DVRELAY_LOG_LEVEL=warn",
+		"DVRELAY_READ_HEADER_TIMEOUT=1s",
+		"DVRELAY_ROUTES="+catchAllRoutes(t, sink.srv.URL),
+	))
+	pid := p.cmd.Process.Pid // sh exec'd the handler: same process
+
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range idleClients {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatalf("dial after %d idle clients: %v", len(idle), err)
+		}
+		idle = append(idle, c)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, b, err := post(ctx, p.addr, sampleEvent(t), nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("a post among %d idle clients: %v %s", idleClients, err, b)
+	}
+	var a accepted
+	if err := json.Unmarshal(b, &a); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the event at the downstream", func() bool { return sink.count(a.EventID) == 1 })
+	if n, ok := openSockets(pid); ok && n > connectionCap+1+100 { // + the listener, + the worker's
+		t.Errorf("the process holds %d sockets, cap %d", n, connectionCap)
+	}
+	if out := p.out.String(); strings.Contains(out, "too many open files") {
+		t.Errorf("the process ran out of file descriptors:\n%s", out)
+	}
+}
+
+func TestServe_logs_a_full_disk_within_the_refusal_budget_not_once_a_post(t *testing.T) {
+	const posts = 300
+	data := smallDisk(t, 16<<20)
+	p := startServe(t, data, freeAddr(t), baseEnv("DVRELAY_LOG_LEVEL=info", "DVRELAY_LOG_FORMAT=json"))
+	fillDisk(t, data, 16<<10)
+	before := len(strings.Split(p.out.String(), "\n"))
+
+	start := time.Now()
+	refused := 0
+	for range posts {
+		resp, _, err := post(context.Background(), p.addr, sampleEvent(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			refused++
+		}
+	}
+	if refused < posts-10 {
+		t.Fatalf("only %d of %d posts were refused on a full disk", refused, posts)
+	}
+	seconds := int(time.Since(start).Seconds()) + 2
+	time.Sleep(1500 * time.Millisecond) // the last second's count line
+	lines := strings.Split(p.out.String(), "\n")[before:]
+	byMsg := map[string]int{}
+	for _, l := range lines {
+		var rec struct{ Level, Msg string }
+		if json.Unmarshal([]byte(l), &rec) == nil {
+			byMsg[rec.Level+" "+rec.Msg]++
+		}
+	}
+	t.Logf("%d posts refused in about %d s wrote: %v", refused, seconds, byMsg)
+	// The intake's budget: 10 lines a second per outcome, and one line a second counting the rest.
+	if most := seconds * 11 * 2; len(lines) > most {
+		t.Errorf("%d log lines for %d refused posts in %d s, want at most %d", len(lines), refused, seconds, most)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/config"
@@ -41,16 +42,22 @@ func runServe(ctx context.Context, args []string, lookup config.Lookup, stdout, 
 		fmt.Fprintf(stderr, "handler serve: %v\n", err)
 		return 2
 	}
-	a, err := newApp(ctx, cfg, stdout)
-	if err != nil {
-		fmt.Fprintf(stderr, "handler serve: %v\n", err)
-		return 2
-	}
+	// Listen first: a port taken by another process stops the start before the data dir and
+	// its queue are created.
 	ln, err := net.Listen("tcp", flags.addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "handler serve: listen on %s: %v\n", flags.addr, err)
-		_ = a.backend.close(context.WithoutCancel(ctx))
+		if errors.Is(err, syscall.EADDRINUSE) {
+			fmt.Fprintf(stderr, "Another process listens on %s (another handler serve?).\n"+
+				"Stop it, or listen elsewhere with --addr, e.g. --addr 127.0.0.1:7072; then post with --url http://127.0.0.1:7072/api/dataverse/webhook\n", flags.addr)
+		}
 		return 1
+	}
+	a, err := newApp(ctx, cfg, stdout)
+	if err != nil {
+		_ = ln.Close()
+		fmt.Fprintf(stderr, "handler serve: %v\n", err)
+		return 2
 	}
 	defer a.backend.announce(ln.Addr().String(), a.log)()
 	mux := http.NewServeMux()
@@ -168,7 +175,7 @@ func parseServe(args []string, stderr io.Writer) (flags serveFlags, code int, ok
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&flags.addr, "addr", "127.0.0.1:7071", "address to listen on (host:port)")
-	fs.StringVar(&flags.dataDir, "data-dir", "", "embedded queue directory (default $DVRELAY_DATA_DIR, else ./.dvrelay)")
+	fs.StringVar(&flags.dataDir, "data-dir", "", "embedded queue directory (default $DVRELAY_DATA_DIR, else ./"+config.DefaultDataDir+")")
 	fs.StringVar(&flags.postOnStart, "post", "", "once listening, post this event file to the intake (a demo: watch it flow in the logs)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -68,5 +72,30 @@ func TestServe_refuses_a_public_address_when_the_webhook_secret_parses_to_no_sec
 				t.Errorf("exit %d without naming DVRELAY_WEBHOOK_SECRET:\n%s", code, stderr.String())
 			}
 		})
+	}
+}
+
+func TestServe_on_a_port_in_use_hints_at_addr_and_creates_no_data_dir(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dataDir := filepath.Join(t.TempDir(), "demo")
+	var stdout, stderr bytes.Buffer
+	env := mapEnv(map[string]string{"DVRELAY_ROUTES": filepath.Join(appRoot, "routes.json")})
+
+	code := run(context.Background(), []string{"serve", "--addr", taken.Addr().String(), "--data-dir", dataDir}, env, &stdout, &stderr)
+
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	for _, want := range []string{taken.Addr().String(), "--addr", "--url"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if _, err := os.Stat(dataDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the data dir was created for a serve that never started: %v", err)
 	}
 }

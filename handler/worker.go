@@ -18,7 +18,11 @@ import (
 // at start).
 // observe, when not nil, hears of every step run (for the step latency metrics).
 func newWorker(_ context.Context, cfg config.Config, parser *event.Parser, log *slog.Logger, observe worker.StepObserver) (*worker.Worker, error) {
-	deps := worker.Deps{Settings: cfg.RouteVariable, Decoder: parser, ObserveStep: observe}
+	strict, err := cfg.StrictRoutes()
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	deps := worker.Deps{Settings: cfg.RouteVariable, SettingNames: config.EnvironmentNames, Decoder: parser, ObserveStep: observe}
 	if cfg.DataverseURL != "" {
 		// A user-assigned identity is named by AZURE_CLIENT_ID; without it, the identity the app
 		// already uses for Service Bus (infra/ deploys one identity for both) is the natural one.
@@ -46,6 +50,7 @@ func newWorker(_ context.Context, cfg config.Config, parser *event.Parser, log *
 		MaxAttempts:   cfg.MaxAttempts,
 		IgnoreUserIDs: cfg.IgnoreUserIDs,
 		Concurrency:   cfg.WorkerConcurrency,
+		StrictRoutes:  strict,
 	}, deps, log)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("worker: %w (run from the app root, where routes.json is, or set DVRELAY_ROUTES)", err)

@@ -23,7 +23,9 @@ param baseName string = 'dvrelay'
 @description('Region for every resource.')
 param location string = resourceGroup().location
 
-@description('Upper bound on Flex Consumption instances; it also bounds the load on ERP, scoring and Dataverse.')
+@description('Upper bound on Flex Consumption on-demand instances of each per-function scale group (the EventWorker group and the HTTP group each get up to this many); it also bounds the load on ERP, scoring and Dataverse.')
+// 1 to 1000, as the current Flex Consumption docs allow (event-driven-scaling.md, "Limit
+// scale-out", ms.date 2026-08-03); an earlier version gave 40 as the lowest maximum.
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
@@ -91,6 +93,13 @@ param routesFile string = ''
 @description('DATAVERSE_URL: the environment URL, https://<org>.crm.dynamics.com. Empty: dataverse-update and dataverse-read steps are skipped.')
 param dataverseUrl string = ''
 
+@description('DVRELAY_STRICT_ROUTES: true stops start-up when a routes step would be skipped (a setting it references is unset, or DATAVERSE_URL is), rather than completing every event without that step. On by default here: set the shipped routes\' DVRELAY_CREDIT_URL and DVRELAY_ERP_URL (and DATAVERSE_URL), or set this to false while they are not ready.')
+@allowed([
+  'true'
+  'false'
+])
+param strictRoutes string = 'true'
+
 @description('DVRELAY_MAX_ATTEMPTS: delivery attempts before a transiently failing event is dead-lettered.')
 param maxAttempts string = ''
 
@@ -118,6 +127,9 @@ param logFormat string = ''
 
 @description('DVRELAY_MAX_INFLIGHT: webhook requests handled at once; past it the intake answers 503 with Retry-After at once. Empty: the handler default (64).')
 param maxInFlight string = ''
+
+@description('DVRELAY_MAX_BYTES_IN_FLIGHT: bytes of webhook bodies held at once; past it the intake answers 503 with Retry-After at once. Empty: the handler default (4 bodies at the body limit, at most DVRELAY_MAX_INFLIGHT of them).')
+param maxBytesInFlight string = ''
 
 @description('DVRELAY_CREDIT_URL: the credit scoring API the shipped routes call. Empty: that step is skipped.')
 param creditUrl string = ''
@@ -626,6 +638,10 @@ var appSettings = [
     value: dataverseUrl
   }
   {
+    name: 'DVRELAY_STRICT_ROUTES'
+    value: strictRoutes
+  }
+  {
     name: 'DVRELAY_MAX_ATTEMPTS'
     value: maxAttempts
   }
@@ -644,6 +660,10 @@ var appSettings = [
   {
     name: 'DVRELAY_MAX_INFLIGHT'
     value: maxInFlight
+  }
+  {
+    name: 'DVRELAY_MAX_BYTES_IN_FLIGHT'
+    value: maxBytesInFlight
   }
   {
     name: 'DVRELAY_CREDIT_URL'

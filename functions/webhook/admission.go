@@ -8,37 +8,68 @@ import (
 	"time"
 )
 
-// DefaultMaxInFlight is MaxInFlight when Config leaves it zero. BENCHMARKS.md shows how it was
-// chosen: more requests in flight let more events share each commit of the embedded queue, so
-// throughput grows with the bound, but less and less, while an admitted request's wait grows in
-// proportion (about bound ÷ throughput) and the excess is answered more slowly. On two cores 64
-// is the largest bound under which a 2× overload still has its excess answered within 100 ms.
-const DefaultMaxInFlight = 64
-
-// Admit is the intake's admission control, run by the transport before it reads the body. It
-// first gives every answer the headers alone decide (method, declared size, content type, secret),
-// in Handle's order, so an unauthenticated caller never holds a place or makes the body be read.
-// Then it takes one of MaxInFlight places. When all are taken it refuses with 503 and Retry-After
-// at once: queueing the request instead would only make every caller wait past its deadline and
-// hold its memory meanwhile.
+// Screen is the intake's admission control before the body is read, run by the transport on the
+// headers. It gives every answer the headers alone decide (method, declared size, content type,
+// secret), in Handle's order, so an unauthenticated caller never makes the body be read. Then,
+// when all MaxInFlight places are taken, or the declared body would take the bytes in flight
+// past MaxBytesInFlight, it refuses with 503 and Retry-After at once: queueing the request
+// instead would only make every caller wait past its deadline and hold its memory meanwhile.
 //
-// When ok, the transport reads the body, calls Handle and then release (safe to call more than
-// once). When not ok, it answers res, which is already logged.
-func (in *Intake) Admit(ctx context.Context, req Request) (release func(), res Response, ok bool) {
+// Screen takes no place. A place is taken by Admit once the body has arrived, so a caller who
+// sends its body slowly costs only its own connection (cut off at DVRELAY_READ_TIMEOUT) and never
+// holds a place an event that has arrived could use.
+//
+// When not ok, the transport answers res, which is already logged.
+func (in *Intake) Screen(ctx context.Context, req Request) (res Response, ok bool) {
 	start := time.Now()
 	err := in.checkHeaders(req)
-	if err == nil {
-		select {
-		case in.slots <- struct{}{}:
-			var once sync.Once
-			return func() { once.Do(func() { <-in.slots }) }, Response{}, true
-		default:
-			err = &Error{Kind: KindOverloaded, Detail: fmt.Sprintf(
-				"the intake is handling its limit of %d requests; retry later", in.cfg.MaxInFlight)}
-		}
+	switch {
+	case err != nil:
+	case len(in.slots) == cap(in.slots):
+		err = in.errOverloaded()
+	case req.ContentLength > in.bytes.free():
+		err = in.errBytesOverloaded()
 	}
-	rec := newRecord(req.Header)
-	return nil, in.finish(ctx, rec, Response{}, err, start), false
+	if err == nil {
+		return Response{}, true
+	}
+	return in.finish(ctx, newRecord(req.Header), Response{}, err, start), false
+}
+
+// Admit takes one of MaxInFlight places for a request whose body has arrived, after the header
+// checks of Screen (repeated here, so a transport that has the whole request at once needs only
+// Admit). When all places are taken it refuses with 503 and Retry-After at once.
+//
+// When ok, the transport calls Handle and then release (safe to call more than once). When not
+// ok, it answers res, which is already logged.
+func (in *Intake) Admit(ctx context.Context, req Request) (release func(), res Response, ok bool) {
+	if err := in.checkHeaders(req); err != nil {
+		return nil, in.finish(ctx, newRecord(req.Header), Response{}, err, time.Now()), false
+	}
+	return in.enter(ctx, req.Header)
+}
+
+// Enter takes one of MaxInFlight places without looking at the headers, for a transport that
+// must do work worth bounding before it can see them: the Functions envelope has to be decoded
+// to find the caller's headers. Handle makes every check after. When all places are taken it
+// refuses with 503 and Retry-After at once; otherwise as Admit.
+func (in *Intake) Enter(ctx context.Context) (release func(), res Response, ok bool) {
+	return in.enter(ctx, nil)
+}
+
+func (in *Intake) enter(ctx context.Context, h http.Header) (release func(), res Response, ok bool) {
+	select {
+	case in.slots <- struct{}{}:
+		var once sync.Once
+		return func() { once.Do(func() { <-in.slots }) }, Response{}, true
+	default:
+		return nil, in.finish(ctx, newRecord(h), Response{}, in.errOverloaded(), time.Now()), false
+	}
+}
+
+func (in *Intake) errOverloaded() error {
+	return &Error{Kind: KindOverloaded, Detail: fmt.Sprintf(
+		"the intake is handling its limit of %d requests; retry later", in.cfg.MaxInFlight)}
 }
 
 // checkHeaders runs the checks that need no body: method, declared size, content type, secret.

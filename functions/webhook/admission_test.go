@@ -137,3 +137,21 @@ func BenchmarkIntake_Admit_refused_parallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "refusals/s")
 }
+
+func TestIntake_Screen_takes_no_place_so_a_body_still_arriving_holds_none(t *testing.T) {
+	h := newHarness(t, webhook.Config{MaxInFlight: 1})
+	for i := range 5 { // five callers whose bodies are still on the way
+		if res, ok := h.in.Screen(context.Background(), validRequest()); !ok {
+			t.Fatalf("caller %d screened out with %d while the place was free", i+1, res.Status)
+		}
+	}
+	release, res, ok := h.in.Admit(context.Background(), validRequest())
+	if !ok {
+		t.Fatalf("a request whose body arrived was refused with %d", res.Status)
+	}
+	defer release()
+	res, ok = h.in.Screen(context.Background(), validRequest())
+	if ok || res.Status != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+		t.Errorf("with every place taken, Screen answered ok=%v %d %v", ok, res.Status, res.Header)
+	}
+}

@@ -17,17 +17,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
 	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
 	"github.com/dvrelay/dvrelay/internal/queue"
-)
-
-// Defaults applied by New to zero Config fields.
-const (
-	DefaultMaxBodyBytes   = 1 << 20
-	DefaultSecretHeader   = "x-dvrelay-secret"
-	DefaultPublishTimeout = 10 * time.Second
 )
 
 // Headers Dataverse sends that the intake reads.
@@ -38,25 +32,30 @@ const (
 	HeaderCorrelationID = "X-Correlation-ID"
 )
 
-// Config tunes the intake. Zero fields take the defaults above.
+// Config tunes the intake. Zero fields take internal/config's defaults, so an intake built
+// without settings (in a test, or by explain) answers as a deployed one does.
 type Config struct {
-	// MaxBodyBytes bounds the body. Dataverse trims its payloads to 256 KB, so 1 MiB leaves
-	// room for headers and encodings without inviting abuse.
+	// MaxBodyBytes bounds the body (config.DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 	// Secrets are the accepted shared secrets; more than one lets a secret be rotated without
 	// downtime (add the new one, update the step registration, drop the old one). Empty turns
 	// the check off: in Functions mode the host has already checked the function key.
 	Secrets [][]byte
-	// SecretHeader is the header the Dataverse "HttpHeader" auth option is configured to send.
+	// SecretHeader is the header the Dataverse "HttpHeader" auth option is configured to send
+	// (config.DefaultSecretHeader).
 	SecretHeader string
-	// PublishTimeout bounds the wait for the broker's ack. Dataverse gives up after 60 s and
-	// retries only on 502/503/504, so a slow broker must turn into a quick 503.
+	// PublishTimeout bounds the wait for the broker's ack (config.DefaultPublishTimeout).
 	PublishTimeout time.Duration
 	// UseSessions sets SessionID = RecordId, for per-record order on a session-enabled queue.
 	UseSessions bool
-	// MaxInFlight bounds the requests admitted at once (see Admit); the next one is answered
-	// 503 at once rather than queued behind work the intake cannot finish in time.
+	// MaxInFlight bounds the requests admitted at once (see Screen and Admit); the next one is
+	// answered 503 at once rather than queued behind work the intake cannot finish in time
+	// (config.DefaultMaxInFlight).
 	MaxInFlight int
+	// MaxBytesInFlight bounds the bytes of the bodies the intake holds at once, read or being
+	// read (see ReadBody); zero is config.DefaultMaxBytesInFlight. Past it a request is answered 503
+	// at once, as past MaxInFlight: what a body costs grows with its size.
+	MaxBytesInFlight int64
 	// AcceptStages are the pipeline stages whose events are queued; empty means PostOperation
 	// (40) alone. See stages.go for what happens to the others.
 	AcceptStages []int
@@ -98,35 +97,49 @@ type Intake struct {
 	pub    queue.Publisher
 	log    *slog.Logger
 	// slots holds one token per admitted request; its capacity is MaxInFlight.
-	slots  chan struct{}
+	slots chan struct{}
+	// bytes counts the bytes of bodies held, against MaxBytesInFlight.
+	bytes  *byteBound
 	stages *stagePolicy
 	// refusalLog bounds the log lines of refused requests (see logBudget).
 	refusalLog *logBudget
+	// publishes tells health how the recent publishes went (PublishHealth).
+	publishes *publishWatch
 }
 
 // New builds an intake that publishes through pub.
 func New(cfg Config, p Parser, pub queue.Publisher, log *slog.Logger) *Intake {
 	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+		cfg.MaxBodyBytes = config.DefaultMaxBodyBytes
 	}
 	if cfg.SecretHeader == "" {
-		cfg.SecretHeader = DefaultSecretHeader
+		cfg.SecretHeader = config.DefaultSecretHeader
 	}
 	if cfg.PublishTimeout <= 0 {
-		cfg.PublishTimeout = DefaultPublishTimeout
+		cfg.PublishTimeout = config.DefaultPublishTimeout
 	}
 	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = DefaultMaxInFlight
+		cfg.MaxInFlight = config.DefaultMaxInFlight
 	}
+	if cfg.MaxBytesInFlight <= 0 {
+		cfg.MaxBytesInFlight = config.DefaultMaxBytesInFlight(cfg.MaxBodyBytes, cfg.MaxInFlight)
+	}
+	// One whole body always fits, or a body at the limit could never be taken.
+	cfg.MaxBytesInFlight = max(cfg.MaxBytesInFlight, cfg.MaxBodyBytes+1)
 	in := &Intake{cfg: cfg, auth: httpauth.New(cfg.SecretHeader, cfg.Secrets...), parser: p, pub: pub, log: log,
-		slots: make(chan struct{}, cfg.MaxInFlight), stages: newStagePolicy(cfg.AcceptStages)}
+		slots: make(chan struct{}, cfg.MaxInFlight), bytes: &byteBound{limit: cfg.MaxBytesInFlight},
+		stages: newStagePolicy(cfg.AcceptStages)}
 	in.cfg.Secrets = nil // the authorizer keeps digests only; don't keep the secrets around
 	in.refusalLog = newLogBudget(in.logSuppressed)
+	in.publishes = newPublishWatch(time.Now)
 	return in
 }
 
 // MaxBodyBytes is the body limit in force, for transports that read the body.
 func (in *Intake) MaxBodyBytes() int64 { return in.cfg.MaxBodyBytes }
+
+// SecretHeader is the header the secret is read from, for tools that explain the check.
+func (in *Intake) SecretHeader() string { return in.cfg.SecretHeader }
 
 // accepted is the 202 body.
 type accepted struct {
@@ -156,7 +169,8 @@ type notQueued struct {
 // Request-Id), or starts a new trace when there is none or it is invalid; every answer carries
 // it in traceparent, and the queued message carries it as the Service Bus SDKs do.
 //
-// Handle takes no place among MaxInFlight: transports call Admit first, before reading the body.
+// Handle takes no place among MaxInFlight: transports call Screen before reading the body and
+// Admit once it has arrived.
 func (in *Intake) Handle(ctx context.Context, req Request) Response {
 	start := time.Now()
 	rec := newRecord(req.Header)
@@ -226,6 +240,10 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 		return Response{}, in.errTooLarge()
 	}
 	if req.ReadErr != nil {
+		var ierr *Error
+		if errors.As(req.ReadErr, &ierr) {
+			return Response{}, ierr // the bound on bytes in flight stopped the read (ReadBody)
+		}
 		return Response{}, &Error{Kind: KindInvalid, Detail: "the body could not be read", Err: req.ReadErr}
 	}
 	if err := in.checkMediaAndSecret(req.Header); err != nil {
@@ -395,26 +413,32 @@ func encodeEvent(ev event.Event) ([]byte, error) {
 // Handle's recover does not reach this goroutine; it is a failure to queue like any other.
 // duplicate is true only when the publisher can tell (queue.DuplicateReporter) and did drop m.
 func (in *Intake) publish(ctx context.Context, m *queue.Message) (duplicate bool, err error) {
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, in.cfg.PublishTimeout)
 	defer cancel()
+	// The watch sees the publisher's own end, however late, not the caller's timeout: a frozen
+	// disk stays visible to health for as long as it holds the publish.
+	watched := in.publishes.start()
 	type result struct {
 		duplicate bool
 		err       error
 	}
 	done := make(chan result, 1)
 	go func() {
+		var r result
 		defer func() {
 			if v := recover(); v != nil {
 				// The panic value may quote the message; its type and the stack are enough.
-				done <- result{err: fmt.Errorf("publisher panic %T: %s", v, debug.Stack())}
+				r = result{err: fmt.Errorf("publisher panic %T: %s", v, debug.Stack())}
 			}
+			watched(r.err, caller.Err() != nil)
+			done <- r
 		}()
 		if dr, ok := in.pub.(queue.DuplicateReporter); ok {
-			dup, err := dr.PublishReporting(ctx, m)
-			done <- result{dup, err}
+			r.duplicate, r.err = dr.PublishReporting(ctx, m)
 			return
 		}
-		done <- result{err: in.pub.Publish(ctx, m)}
+		r.err = in.pub.Publish(ctx, m)
 	}()
 	select {
 	case r := <-done:

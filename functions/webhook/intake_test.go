@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/functions/webhook"
+	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/google/uuid"
@@ -562,5 +563,19 @@ func TestIntake_answers_a_parser_panic_with_a_bare_500_and_logs_no_value(t *test
 	}
 	if len(pub.messages()) != 0 {
 		t.Error("published")
+	}
+}
+
+func TestNew_gives_zero_fields_the_defaults_an_unset_setting_gets(t *testing.T) {
+	// explain and the tests build intakes without settings; they must answer as a deployed
+	// intake with nothing set does.
+	settings, err := config.Load(func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := webhook.New(webhook.Config{}, &fakeParser{}, &recordingPublisher{}, slog.New(slog.DiscardHandler))
+	if in.MaxBodyBytes() != settings.MaxBodyBytes || in.SecretHeader() != settings.SecretHeader {
+		t.Errorf("zero Config: body limit %d, secret header %q; unset settings: %d, %q",
+			in.MaxBodyBytes(), in.SecretHeader(), settings.MaxBodyBytes, settings.SecretHeader)
 	}
 }

@@ -87,6 +87,37 @@ func TestIntake_with_the_real_parser_queues_a_native_webhook(t *testing.T) {
 	}
 }
 
+// A context its author trimmed (a virtual table's provider, a relay) lacks UserId and
+// OrganizationId. A 400 would lose it for good: Dataverse never retries one.
+func TestIntake_with_the_real_parser_queues_a_context_without_users_or_organization(t *testing.T) {
+	var ctx map[string]any
+	if err := json.Unmarshal(readTestdata(t, nativeContact), &ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"UserId", "InitiatingUserId", "OrganizationId", "BusinessUnitId"} {
+		delete(ctx, name)
+	}
+	body, err := json.Marshal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := &recordingPublisher{}
+	in := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(secret)}}, newRealParser(t), pub, slog.New(slog.DiscardHandler))
+
+	res := in.Handle(context.Background(), nativeRequest(body))
+
+	if res.Status != http.StatusAccepted || len(pub.messages()) != 1 {
+		t.Fatalf("status = %d, body %s; want 202 and the event queued", res.Status, res.Body)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(pub.messages()[0].Body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ev["OrganizationId"]; ok || ev["TriggeredBy"] != "" || ev["EventName"] != "ContactUpdated" {
+		t.Errorf("event = %v; want OrganizationId left out and no one named as trigger", ev)
+	}
+}
+
 func TestIntake_with_the_real_parser_lists_every_invalid_field(t *testing.T) {
 	in := webhook.New(webhook.Config{}, newRealParser(t), &recordingPublisher{}, slog.New(slog.DiscardHandler))
 	req := nativeRequest([]byte(`{"EventName":"X","RecordId":"nope","ChangedFields":[],"TriggeredBy":"u","Timestamp":"bad"}`))

@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/dvrelay/dvrelay/internal/platform/oneline"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -142,22 +141,8 @@ func (s *httpStep) explain(*Run) (string, error) {
 	return target, nil
 }
 
-// shownURL is a resolved URL as it may be printed: query values and a password hidden.
-func shownURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(not a URL)"
-	}
-	if u.RawQuery != "" {
-		keys := make([]string, 0)
-		for k := range u.Query() {
-			keys = append(keys, url.QueryEscape(k)+"=***")
-		}
-		sort.Strings(keys)
-		u.RawQuery = strings.Join(keys, "&")
-	}
-	return u.Redacted()
-}
+// shownURL is a resolved URL as it may be printed: query values and user info hidden.
+func shownURL(raw string) string { return oneline.URL(raw) }
 
 func (s *updateStep) explain(r *Run) (string, error) {
 	entity, id, err := s.record(r)

@@ -50,7 +50,7 @@ func TestExplain_shows_matching_routes_and_resolved_targets_and_calls_nothing(t 
 	if score.Name != "credit-score" || score.Type != "http" || score.Timeout != 10*time.Second || score.Skip != "" {
 		t.Errorf("credit-score = %+v, want an http step of 10s that runs", score)
 	}
-	if !strings.HasPrefix(score.Target, "POST http://127.0.0.1:") || !strings.Contains(score.Target, "/score?code=***") ||
+	if !strings.HasPrefix(score.Target, "POST http://127.0.0.1:") || !strings.Contains(score.Target, "/score?code=REDACTED") ||
 		!strings.Contains(score.Target, "${DVRELAY_CREDIT_URL}") {
 		t.Errorf("credit-score target = %q, want the resolved URL, its key hidden, and the setting", score.Target)
 	}

@@ -272,6 +272,34 @@ func TestWorker_keeps_and_routes_a_context_Dataverse_trimmed(t *testing.T) {
 	}
 }
 
+func TestWorker_runs_a_context_Dataverse_queued_without_users_or_organization(t *testing.T) {
+	// Such a context used to be dead-lettered as invalid on its first delivery.
+	var ctx map[string]any
+	if err := json.Unmarshal(readFile(t, "testdata/dataverse/docs-powerapps-update-contact-async.json"), &ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"UserId", "InitiatingUserId", "OrganizationId"} {
+		delete(ctx, name)
+	}
+	ctx["CorrelationId"] = map[string]any{"__type": "Guid:#System", "__value": ctx["CorrelationId"]}
+	body, err := json.Marshal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t)
+	w := h.worker(t, worker.Config{RoutesPath: writeRoutes(t, nativeRoutes)})
+
+	out := w.Process(context.Background(), fromDataverse(t, body))
+
+	if out.Kind != queue.Complete || !strings.Contains(out.Summary, "contact-names") {
+		t.Fatalf("outcome %s %q, want the contact routes run", out.Kind, out.Summary)
+	}
+	calls := h.erp.calls()
+	if len(calls) != 1 || calls[0].header.Get("X-Correlation-ID") != "b374239d-4233-41a9-8b17-a86cb4f737b5" {
+		t.Fatalf("ERP calls = %d (%v), want one under the context's unwrapped correlation id", len(calls), calls)
+	}
+}
+
 const propTrimmed = "MessageMaxSizeExceeded"
 
 // dotNetBinary is how the DataContract serializer's binary XML writer begins a

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/platform/suggest"
 )
 
 // Routes are declared in routes.json, not coded. Every route whose match holds runs, in file
@@ -270,6 +272,14 @@ func compileRoutes(raw []byte, types map[string]StepType, env BuildEnv, problems
 			var skip *SkipError
 			var ferr *FieldError
 			switch {
+			case errors.As(err, &skip) && misspelt(skip, env.SetNames) != nil:
+				for _, m := range misspelt(skip, env.SetNames) {
+					problems.addAt(stepOffset(raw, problems, stepPath, "${"+m[0]), fmt.Sprintf(
+						"%s: ${%s} is not set, but %s is: a misspelt setting would turn this step off; write ${%s} (or set %s)",
+						where, m[0], m[1], m[1], m[0]))
+				}
+				earlier[h.Name] = StepSkipped
+				continue
 			case errors.As(err, &skip):
 				bs.skip = skip.Reason
 				set.skipped = append(set.skipped, fmt.Sprintf("%s: %s", where, skip.Reason))
@@ -294,6 +304,26 @@ func compileRoutes(raw []byte, types map[string]StepType, env BuildEnv, problems
 		set.routes = append(set.routes, r)
 	}
 	return set
+}
+
+// misspelt pairs each unset setting of skip that resembles a set one with that one.
+func misspelt(skip *SkipError, setNames []string) [][2]string {
+	var out [][2]string
+	for _, name := range skip.Unset {
+		if near, ok := misspeltSetting(name, setNames); ok {
+			out = append(out, [2]string{name, near})
+		}
+	}
+	return out
+}
+
+// stepOffset is the offset of needle inside the step at stepPath, or of the step itself.
+func stepOffset(raw []byte, problems *problemList, stepPath jsonPath, needle string) int {
+	start := problems.pos.at(stepPath, false)
+	if i := bytes.Index(raw[start:], []byte(needle)); i >= 0 {
+		return start + i
+	}
+	return start
 }
 
 // stepTimeout reads a step's timeout; the schema has checked its form.
@@ -368,7 +398,24 @@ func expandSettings(s string, lookup func(string) (string, bool)) (string, error
 		return ""
 	})
 	if len(missing) > 0 {
-		return "", &SkipError{Reason: fmt.Sprintf("setting %s is not set", strings.Join(missing, ", "))}
+		return "", &SkipError{Reason: fmt.Sprintf("setting %s is not set", strings.Join(missing, ", ")), Unset: missing}
 	}
 	return out, nil
+}
+
+// misspeltSetting returns the set setting an unset name was probably meant to be: the same
+// name but for case, or one edit away (two for long names), a letter dropped, added, changed
+// or two swapped. A reference to an optional setting that is simply not set stays a skip;
+// only one this close to a set name is taken for a typo, since the step would be off without
+// anyone noticing.
+func misspeltSetting(name string, setNames []string) (string, bool) {
+	near, d := suggest.Nearest(name, setNames)
+	if d < 0 || near == name {
+		return "", false
+	}
+	allowed := 1
+	if len(name) >= 20 {
+		allowed = 2
+	}
+	return near, d <= allowed
 }

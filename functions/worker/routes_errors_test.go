@@ -142,3 +142,58 @@ func TestNew_places_a_routes_file_syntax_error(t *testing.T) {
 		t.Errorf("error\n%s\ndoes not hold\n\t%s", err, want)
 	}
 }
+
+func TestNew_refuses_a_setting_reference_that_resembles_a_set_setting(t *testing.T) {
+	content := `{"routes":[{"name":"erp-sync","steps":[
+  {"name":"erp","type":"http","url":"${DVRELAY_ERP_ULR}"}
+]}]}`
+	path := writeRoutes(t, content)
+	settings := map[string]string{"DVRELAY_ERP_URL": "http://127.0.0.1:1/erp"}
+	_, err := worker.New(worker.Config{RoutesPath: path}, worker.Deps{
+		Decoder:      newDecoder(t),
+		Settings:     func(k string) (string, bool) { v, ok := settings[k]; return v, ok },
+		SettingNames: func() []string { return []string{"PATH", "DVRELAY_ERP_URL", "DVRELAY_ERP_UR"} },
+	}, slog.New(slog.DiscardHandler))
+
+	var re *worker.RoutesError
+	if !errors.As(err, &re) || len(re.Problems) != 1 {
+		t.Fatalf("err = %v, want one routes problem", err)
+	}
+	p := re.Problems[0]
+	if got, want := fmt.Sprintf("%d:%d", p.Line, p.Column), at(t, content, "${DVRELAY_ERP_ULR}"); got != want {
+		t.Errorf("placed at %s, want %s (the reference)", got, want)
+	}
+	for _, want := range []string{"${DVRELAY_ERP_ULR} is not set", "DVRELAY_ERP_URL is", "write ${DVRELAY_ERP_URL}"} {
+		if !strings.Contains(p.Text, want) {
+			t.Errorf("problem %q lacks %q", p.Text, want)
+		}
+	}
+}
+
+func TestNew_skips_a_step_whose_unset_setting_resembles_no_set_one(t *testing.T) {
+	path := writeRoutes(t, `{"routes":[{"name":"crm","steps":[{"name":"crm","type":"http","url":"${DVRELAY_CRM_URL}"}]}]}`)
+	settings := map[string]string{"DVRELAY_ERP_URL": "http://127.0.0.1:1/erp"}
+	_, err := worker.New(worker.Config{RoutesPath: path}, worker.Deps{
+		Decoder:      newDecoder(t),
+		Settings:     func(k string) (string, bool) { v, ok := settings[k]; return v, ok },
+		SettingNames: func() []string { return []string{"DVRELAY_ERP_URL"} },
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("New: %v; an optional setting two edits from a set one is no typo", err)
+	}
+}
+
+func TestNew_in_strict_mode_a_skipped_step_stops_start_up(t *testing.T) {
+	path := writeRoutes(t, `{"routes":[{"name":"erp-sync","steps":[{"name":"erp","type":"http","url":"${DVRELAY_ERP_URL}"},{"name":"note","type":"log"}]}]}`)
+	deps := worker.Deps{Decoder: newDecoder(t), Settings: func(string) (string, bool) { return "", false }}
+
+	if _, err := worker.New(worker.Config{RoutesPath: path}, deps, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("not strict: %v, want a start with the step skipped", err)
+	}
+	_, err := worker.New(worker.Config{RoutesPath: path, StrictRoutes: true}, deps, slog.New(slog.DiscardHandler))
+	var se *worker.StrictRoutesError
+	if !errors.As(err, &se) || len(se.Skipped) != 1 || !strings.Contains(err.Error(), `route "erp-sync" step 1 ("erp"): setting DVRELAY_ERP_URL is not set`) ||
+		!strings.Contains(err.Error(), "DVRELAY_STRICT_ROUTES") {
+		t.Fatalf("strict: err = %v, want the skipped step named with DVRELAY_STRICT_ROUTES", err)
+	}
+}

@@ -153,7 +153,12 @@ type placedProblem struct {
 }
 
 func (l *problemList) add(path jsonPath, atKey bool, text string) {
-	l.items = append(l.items, placedProblem{offset: l.pos.at(path, atKey), text: text})
+	l.addAt(l.pos.at(path, atKey), text)
+}
+
+// addAt places a problem at a byte offset of the file.
+func (l *problemList) addAt(offset int, text string) {
+	l.items = append(l.items, placedProblem{offset: offset, text: text})
 }
 
 // err returns nil when nothing was found, else a *RoutesError in file order.

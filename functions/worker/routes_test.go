@@ -33,7 +33,13 @@ func TestNew_rejects_a_routes_file_with_errors_naming_route_step_and_field(t *te
 		{
 			name:   "url setting that is not an http URL",
 			routes: `{"routes":[{"name":"credit-check","steps":[{"name":"score","type":"http","url":"${DVRELAY_FTP_URL}"}]}]}`,
-			want:   []string{`route "credit-check" step 1 ("score")`, "url: ${DVRELAY_FTP_URL} is not an absolute http(s) URL"},
+			want:   []string{`route "credit-check" step 1 ("score")`, `url: setting DVRELAY_FTP_URL is "ftp://files.example.com/", which is not an absolute http(s) URL`},
+		},
+		{
+			name:   "url setting without a scheme",
+			routes: `{"routes":[{"name":"erp-sync","steps":[{"name":"erp","type":"http","url":"${DVRELAY_ERP_URL}"}]}]}`,
+			want: []string{`route "erp-sync" step 1 ("erp")`,
+				`url: setting DVRELAY_ERP_URL is "127.0.0.1:7082/erp", which lacks http:// or https:// (e.g. http://127.0.0.1:7082/erp)`},
 		},
 		{
 			name:   "unknown step type",
@@ -89,7 +95,7 @@ func TestNew_rejects_a_routes_file_with_errors_naming_route_step_and_field(t *te
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeRoutes(t, tt.routes)
-			settings := map[string]string{"DVRELAY_FTP_URL": "ftp://files.example.com/?code=secret-key"}
+			settings := map[string]string{"DVRELAY_FTP_URL": "ftp://files.example.com/?code=secret-key", "DVRELAY_ERP_URL": "127.0.0.1:7082/erp?code=secret-key"}
 			_, err := worker.New(worker.Config{RoutesPath: path},
 				worker.Deps{Decoder: newDecoder(t), Settings: func(k string) (string, bool) { v, ok := settings[k]; return v, ok }},
 				slog.New(slog.DiscardHandler))

@@ -51,15 +51,23 @@ const (
 type BuildEnv struct {
 	// Expand replaces ${SETTING} and ${SETTING:-default} references; an unset setting without a
 	// default yields a *SkipError.
-	Expand     func(string) (string, error)
+	Expand func(string) (string, error)
+	// SetNames are the settings that are set, so that a ${SETTING} that is not can be checked
+	// for a misspelling; nil checks nothing.
+	SetNames   []string
 	HTTPClient *http.Client
 	Dataverse  DataverseClient  // nil when no Dataverse environment is configured
 	Now        func() time.Time // the worker's clock, for Retry-After dates
 }
 
 // SkipError reports that a step cannot run in this deployment. The worker starts anyway, warns
-// once, and logs the step as skipped on every event.
-type SkipError struct{ Reason string }
+// once, and logs the step as skipped on every event (unless DVRELAY_STRICT_ROUTES stops it).
+type SkipError struct {
+	Reason string
+	// Unset names the ${SETTING} references that caused the skip, if that was the cause; the
+	// routes loader checks them for a misspelt name.
+	Unset []string
+}
 
 func (e *SkipError) Error() string { return "skipped: " + e.Reason }
 

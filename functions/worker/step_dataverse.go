@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/dvrelay/dvrelay/internal/dataverse"
+	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
 )
 
@@ -35,10 +36,14 @@ type updateDecl struct {
 	Set map[string]json.RawMessage `json:"set"`
 }
 
-// columnName is a Dataverse column logical name (lower case), or a lookup's navigation property
-// binding: a navigation property is the lookup's schema name for custom lookups (new_AccountId)
-// and the Web API matches it case-sensitively, so upper case is allowed there.
-var columnName = regexp.MustCompile(`^(?:[a-z_][a-z0-9_]{0,127}|[A-Za-z_][A-Za-z0-9_]{0,127}@odata\.bind)$`)
+// navigationBind is a lookup's navigation property binding, <property>@odata.bind: a navigation
+// property is the lookup's schema name for custom lookups (new_AccountId) and the Web API matches
+// it case-sensitively, so upper case is allowed there.
+var navigationBind = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}@odata\.bind$`)
+
+// isColumnName reports a column a dataverse-update step may set: a column logical name, or a
+// lookup's navigation property binding.
+func isColumnName(s string) bool { return event.IsLogicalName(s) || navigationBind.MatchString(s) }
 
 type updateStep struct {
 	lookup  string
@@ -60,7 +65,7 @@ func newUpdateStep(decl StepDecl, env BuildEnv) (Step, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !columnName.MatchString(col) {
+		if !isColumnName(col) {
 			return nil, &FieldError{Path: []string{"set", key}, AtKey: true,
 				Err: fmt.Errorf("%q is not a Dataverse column logical name", col)}
 		}

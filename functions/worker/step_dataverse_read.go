@@ -5,16 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/dvrelay/dvrelay/internal/dataverse"
+	"github.com/dvrelay/dvrelay/internal/event"
 )
 
-// Reader reads columns of one Dataverse record as plain JSON, in the form event Attributes take
-// (lookups as {id, logicalName, name}). *dataverse.Client implements it.
+// Reader reads columns of one Dataverse record as the Web API returns it, annotations included;
+// event.RecordValues gives them the form event Attributes take (lookups as {id, logicalName,
+// name}). *dataverse.Client implements it.
 type Reader interface {
-	Read(ctx context.Context, entity, id string, columns []string) (map[string]any, error)
+	Read(ctx context.Context, entity, id string, columns []string) (map[string]json.RawMessage, error)
 }
 
 // DataverseClient is what the built-in Dataverse steps need of one environment.
@@ -42,10 +43,6 @@ type readDecl struct {
 	Select []string        `json:"select"`
 }
 
-// logicalName is the shape of a table or column logical name; a lookup's _<lookup>_value
-// property has it too.
-var logicalName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,127}$`)
-
 type readStep struct {
 	name    string
 	record  *valueRef // nil: the event's own record
@@ -68,7 +65,7 @@ func newReadStep(decl StepDecl, env BuildEnv) (Step, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !logicalName.MatchString(col) {
+		if !event.IsLogicalName(col) {
 			return nil, fmt.Errorf("select: %q is not a column logical name (select a lookup as _<name>_value)", c)
 		}
 		s.columns = append(s.columns, col)
@@ -78,7 +75,7 @@ func newReadStep(decl StepDecl, env BuildEnv) (Step, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !logicalName.MatchString(table) {
+		if !event.IsLogicalName(table) {
 			return nil, fmt.Errorf("entity: %q is not a table logical name", d.Entity)
 		}
 		s.entity = table
@@ -127,7 +124,12 @@ func (s *readStep) Run(ctx context.Context, r *Run) error {
 	case err != nil:
 		return err
 	}
-	r.Keep(s.name, rec)
+	values, err := event.RecordValues(rec)
+	if err != nil {
+		// The answer, not the request, is at fault; a later read may be whole.
+		return fmt.Errorf("read %s(%s): %w", entity, strings.ToLower(id), err)
+	}
+	r.Keep(s.name, values)
 	return nil
 }
 

@@ -73,8 +73,7 @@ func newHTTPStep(decl StepDecl, env BuildEnv) (Step, error) {
 	}
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		// The expanded value is not shown: a URL setting may hold a function key.
-		return nil, &FieldError{Path: []string{"url"}, Err: fmt.Errorf("%s is not an absolute http(s) URL", d.URL)}
+		return nil, &FieldError{Path: []string{"url"}, Err: badURL(d.URL, target)}
 	}
 	s := &httpStep{name: decl.Name, setting: d.URL, url: target, client: env.HTTPClient, now: env.Now, expect: d.Expect}
 	if d.Body != nil {
@@ -102,6 +101,50 @@ func newHTTPStep(decl StepDecl, env BuildEnv) (Step, error) {
 		}
 	}
 	return s, nil
+}
+
+// badURL says why an http step's url is not one, naming the setting it came from. The value
+// is shown without its query, fragment and user information, where a key or password may be.
+func badURL(declared, expanded string) error {
+	why := "is not an absolute http(s) URL"
+	if !strings.Contains(expanded, "://") {
+		why = "lacks http:// or https:// (e.g. http://" + strings.TrimPrefix(strings.TrimPrefix(unsecretValue(expanded), "//"), "/") + ")"
+	}
+	refs := settingRef.FindAllStringSubmatch(declared, -1)
+	switch {
+	case len(refs) == 0:
+		return fmt.Errorf("%s %s", declared, why)
+	case len(refs) == 1 && refs[0][0] == declared:
+		return fmt.Errorf("setting %s is %q, which %s", refs[0][1], unsecretValue(expanded), why)
+	}
+	names := make([]string, len(refs))
+	for i, r := range refs {
+		names[i] = r[1]
+	}
+	return fmt.Errorf("%s (settings %s) comes to %q, which %s", declared, strings.Join(names, ", "), unsecretValue(expanded), why)
+}
+
+// unsecretValue is a setting value that may not parse as a URL, without what may be secret: user information, query and fragment.
+func unsecretValue(s string) string {
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i]
+	}
+	scheme, rest, hasScheme := strings.Cut(s, "://")
+	if !hasScheme {
+		scheme, rest = "", s
+	}
+	host, path, _ := strings.Cut(rest, "/")
+	if at := strings.LastIndex(host, "@"); at >= 0 {
+		host = host[at+1:]
+	}
+	out := host
+	if path != "" || strings.Contains(rest, "/") {
+		out += "/" + path
+	}
+	if hasScheme {
+		out = scheme + "://" + out
+	}
+	return out
 }
 
 // isCanonicalField reports whether name is a top-level JSON name of event.Event.

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/platform/logctx"
 	"github.com/dvrelay/dvrelay/internal/platform/outbound"
 	"github.com/dvrelay/dvrelay/internal/platform/tracecontext"
 	"github.com/dvrelay/dvrelay/internal/queue"
@@ -74,6 +75,9 @@ type Config struct {
 	// Retry overrides the back-off policy; zero fields take DefaultRetryPolicy's values.
 	// MaxAttempts above wins over Retry.MaxAttempts when set.
 	Retry RetryPolicy
+	// StrictRoutes makes a step that would be skipped (DVRELAY_STRICT_ROUTES) a start-up
+	// error: in production a step that is off completes every event without doing its work.
+	StrictRoutes bool
 	// Concurrency is the most deliveries processed at once (DVRELAY_WORKER_CONCURRENCY); the http
 	// steps' client keeps that many connections per host for reuse. Zero means the outbound default.
 	Concurrency int
@@ -81,13 +85,17 @@ type Config struct {
 
 // Deps are the worker's collaborators.
 type Deps struct {
-	Settings   func(name string) (string, bool) // expands ${SETTING} in the routes file
-	HTTPClient *http.Client                     // for http steps; nil means outbound.NewClient, which refuses redirects
-	Dataverse  DataverseClient                  // nil: dataverse-update and dataverse-read steps are skipped, with a warning
-	Decoder    EventDecoder
-	Now        func() time.Time // the clock for RetryAt; nil means time.Now
-	Jitter     func() float64   // a sample in [0,1); nil means math/rand/v2
-	StepTypes  map[string]StepType
+	Settings func(name string) (string, bool) // expands ${SETTING} in the routes file
+	// SettingNames lists the names settings may have (the environment's); those Settings
+	// holds a value for are checked against a ${SETTING} that is unset, to catch a misspelt
+	// one. nil: no such check.
+	SettingNames func() []string
+	HTTPClient   *http.Client    // for http steps; nil means outbound.NewClient, which refuses redirects
+	Dataverse    DataverseClient // nil: dataverse-update and dataverse-read steps are skipped, with a warning
+	Decoder      EventDecoder
+	Now          func() time.Time // the clock for RetryAt; nil means time.Now
+	Jitter       func() float64   // a sample in [0,1); nil means math/rand/v2
+	StepTypes    map[string]StepType
 	// ObserveStep, when set, is told how each step that ran ended (metrics use it for latency).
 	ObserveStep StepObserver
 	// Native normalizes the RemoteExecutionContext Dataverse posts straight to a queue; nil means
@@ -174,6 +182,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
 	}
 	env := BuildEnv{
 		Expand:     func(s string) (string, error) { return expandSettings(s, deps.Settings) },
+		SetNames:   setNames(deps),
 		HTTPClient: client,
 		Dataverse:  deps.Dataverse,
 		Now:        w.now,
@@ -181,6 +190,9 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
 	set, err := loadRoutes(cfg.RoutesPath, types, env)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.StrictRoutes && len(set.skipped) > 0 {
+		return nil, &StrictRoutesError{Path: cfg.RoutesPath, Skipped: set.skipped}
 	}
 	w.routes = set.routes
 	w.written = set.written
@@ -190,6 +202,31 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Worker, error) {
 	}
 	log.Info("routes loaded", "path", cfg.RoutesPath, "routes", len(w.routes), "maxAttempts", w.policy.MaxAttempts)
 	return w, nil
+}
+
+// setNames are the settings that hold a value, for the misspelling check.
+func setNames(deps Deps) []string {
+	if deps.SettingNames == nil {
+		return nil
+	}
+	var out []string
+	for _, name := range deps.SettingNames() {
+		if v, ok := deps.Settings(name); ok && v != "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// StrictRoutesError stops a strict start: the steps that would be skipped, each with why.
+type StrictRoutesError struct {
+	Path    string
+	Skipped []string // "route \"x\" step 1 (\"y\"): why"
+}
+
+func (e *StrictRoutesError) Error() string {
+	return fmt.Sprintf("%s: DVRELAY_STRICT_ROUTES is on and %d step(s) would be skipped; set what they need or take them out of the routes file:\n  %s",
+		e.Path, len(e.Skipped), strings.Join(e.Skipped, "\n  "))
 }
 
 // progress records where a delivery got to, so that a panic can still name the failing step.
@@ -220,7 +257,9 @@ func (w *Worker) Process(ctx context.Context, d queue.Delivery) (out queue.Outco
 	span := deliverySpan(d)
 	ctx = tracecontext.NewContext(ctx, span)
 	logFor := func(correlationID string) *slog.Logger {
-		return w.log.With("correlationId", correlationID, "traceId", span.TraceID.String(), "spanId", span.SpanID.String(),
+		// The ids the edge put in ctx (the host's invocationId) go on every line too: the
+		// worker's lines are logged without ctx.
+		return w.log.With(logctx.Args(ctx)...).With("correlationId", correlationID, "traceId", span.TraceID.String(), "spanId", span.SpanID.String(),
 			"messageId", d.MessageID, "attempt", attempt)
 	}
 	log := logFor(d.CorrelationID)

@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/dvrelay/dvrelay/functions/webhook"
 )
 
 // Log formats (DVRELAY_LOG_FORMAT).
@@ -29,14 +27,35 @@ const (
 	BackendEmbedded   = "embedded"
 )
 
+// Every setting's default lives here, once. A package that also applies one to a zero field of its own
+// options (so that a test can build it bare) takes it from these constants, which is why this
+// package imports nothing of dvrelay's: everything else may import it.
+
 // DefaultShutdownGrace is how long shutdown waits for in-flight requests and messages when
 // DVRELAY_SHUTDOWN_GRACE is not set. The worker loop falls back to it too, so there is one value.
 const DefaultShutdownGrace = 20 * time.Second
 
-// Defaults of the intake's bounds. BENCHMARKS.md shows the measurements behind them; the README
-// explains them to operators.
+// Defaults of the intake (functions/webhook applies the first four to a zero webhook.Config).
 const (
-	// DefaultMaxConnections is DVRELAY_MAX_CONNECTIONS: open client connections in serve mode.
+	// DefaultMaxBodyBytes is DVRELAY_MAX_BODY_BYTES. Dataverse trims its payloads to 256 KB, so
+	// 1 MiB leaves room for headers and encodings without inviting abuse.
+	DefaultMaxBodyBytes = 1 << 20
+	// DefaultSecretHeader is DVRELAY_WEBHOOK_SECRET_HEADER: the header the step's HttpHeader
+	// authentication is registered to send the secret in.
+	DefaultSecretHeader = "x-dvrelay-secret"
+	// DefaultPublishTimeout is DVRELAY_PUBLISH_TIMEOUT, the wait for the broker's ack. Dataverse
+	// gives up after 60 s and retries only on 502/503/504, so a slow broker must turn into a
+	// quick 503.
+	DefaultPublishTimeout = 10 * time.Second
+	// DefaultMaxInFlight is DVRELAY_MAX_INFLIGHT. BENCHMARKS.md shows how it was chosen: more
+	// requests in flight let more events share each commit of the embedded queue, so throughput
+	// grows with the bound, but less and less, while an admitted request's wait grows in
+	// proportion (about bound ÷ throughput) and the excess is answered more slowly. On two cores
+	// 64 is the largest bound under which a 2× overload still has its excess answered within
+	// 100 ms.
+	DefaultMaxInFlight = 64
+	// DefaultMaxConnections is the most DVRELAY_MAX_CONNECTIONS defaults to (the file descriptor
+	// limit may make it less, see limits.go): open client connections in serve mode.
 	// The cap keeps idle and slow clients from using up file descriptors (the read timeouts cut
 	// slow ones off); it must not be what meets an overload first. At 512, twice the intake's
 	// capacity collapsed in two of three runs: once the posts outstanding passed the cap, the
@@ -45,6 +64,45 @@ const (
 	// bound answered the excess 503 (BENCHMARKS.md). Go raises the process's descriptor limit
 	// to its hard limit at start, which is far above this on current systems.
 	DefaultMaxConnections = 8192
+)
+
+// Defaults of the embedded queue and the worker loop that drains it (internal/queue/local and
+// internal/transport/consumer apply them to zero options).
+const (
+	// DefaultWorkerConcurrency is DVRELAY_WORKER_CONCURRENCY: messages processed at once.
+	DefaultWorkerConcurrency = 16
+	// DefaultLockDuration is DVRELAY_LOCK_DURATION. The loop renews a lock every half of it
+	// while the message is processed, so it bounds only how long a message whose renewals
+	// stopped stays hidden, while leaving a renewal time to go through.
+	DefaultLockDuration = 30 * time.Second
+	// DefaultMaxDeliveryCount is DVRELAY_MAX_DELIVERY_COUNT, Service Bus's own default: a
+	// message whose worker crashed this many times is dead-lettered.
+	DefaultMaxDeliveryCount = 10
+	// DefaultDuplicateWindow is DVRELAY_DUPLICATE_WINDOW, Service Bus's own default for
+	// duplicate detection: a webhook Dataverse retries is dropped within it.
+	DefaultDuplicateWindow = 10 * time.Minute
+)
+
+// Default queue names, as infra/main.bicep creates them.
+const (
+	DefaultQueueName           = "dataverse-events"
+	DefaultDeadLetterQueueName = "dataverse-events-deadletter"
+)
+
+// DefaultRoutesFile is DVRELAY_ROUTES: the routes file beside the binary, in the app root.
+const DefaultRoutesFile = "routes.json"
+
+// DefaultDataDir is DVRELAY_DATA_DIR: the embedded queue's directory, relative to where the
+// handler runs.
+const DefaultDataDir = ".dvrelay"
+
+// The Service Bus connection settings, named as the Functions host reads them for the trigger's
+// "connection": "ServiceBusConnection". internal/queue/servicebus names them in its errors, so an
+// operator knows which app setting to fix.
+const (
+	ServiceBusConnectionSetting = "ServiceBusConnection"
+	ServiceBusNamespaceSetting  = "ServiceBusConnection__fullyQualifiedNamespace"
+	ServiceBusClientIDSetting   = "ServiceBusConnection__clientId"
 )
 
 // Port variables the Functions host sets for a custom handler. Current hosts set both; older
@@ -80,6 +138,7 @@ type Config struct {
 	// The intake's bounds: requests in flight (503 past it), open connections (serve mode), and
 	// how long a client may take to send its headers and its whole request.
 	MaxInFlight       int
+	MaxBytesInFlight  int64 // limits.go
 	MaxConnections    int
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
@@ -93,8 +152,11 @@ type Config struct {
 	ShutdownGrace     time.Duration
 
 	// Worker.
-	// RoutesPath is DVRELAY_ROUTES; a relative path is resolved against FUNCTIONS_APP_ROOT_PATH
-	// when the host set it, since standalone users may run the binary from elsewhere.
+	// RoutesFile is DVRELAY_ROUTES as set, relative to the app root: what `handler package`
+	// ships from a checkout.
+	RoutesFile string
+	// RoutesPath is RoutesFile resolved against FUNCTIONS_APP_ROOT_PATH when the host set it,
+	// since standalone users may run the binary from elsewhere: what the worker reads.
 	RoutesPath    string
 	DataverseURL  string
 	MaxAttempts   int // unset: 0, the worker's default (retries spanning at least six hours)
@@ -138,9 +200,30 @@ func (c Config) Backend() string {
 // Lookup reads one setting; Environment in production, a map in tests.
 type Lookup func(name string) (string, bool)
 
-// Environment is the process environment, the Lookup main gives Load. It is the only place
-// dvrelay reads environment variables.
+// Environment is the process environment, the Lookup main gives Load. This package is the only
+// place dvrelay reads environment variables (a test holds every other package to it).
 func Environment(name string) (string, bool) { return os.LookupEnv(name) }
+
+// InheritedEnvironment is the whole process environment, for a child process that must run in
+// it: the go tool that `handler package` starts needs the operator's GOPATH, GOFLAGS, proxy and
+// cache settings, which are none of dvrelay's.
+func InheritedEnvironment() []string { return os.Environ() }
+
+// GoRuntime says which of the Go runtime's own settings the environment sets. The runtime reads
+// GOGC and GOMEMLIMIT itself; the handler asks only whether they are set, so that its tuning of
+// the garbage collector never overrides an operator's. They are not dvrelay's settings, so Load
+// (and SettingNames) leave them out.
+type GoRuntime struct {
+	GCPercentSet   bool // GOGC
+	MemoryLimitSet bool // GOMEMLIMIT
+}
+
+// LoadGoRuntime reads which of the Go runtime's settings are set.
+func LoadGoRuntime(lookup Lookup) GoRuntime {
+	_, gc := lookup("GOGC")
+	_, limit := lookup("GOMEMLIMIT")
+	return GoRuntime{GCPercentSet: gc, MemoryLimitSet: limit}
+}
 
 // Load reads and checks every setting. The returned error joins one line per bad setting.
 // Every setting is read on every call, whatever the others hold, so a recording Lookup sees
@@ -150,32 +233,31 @@ func Load(lookup Lookup) (Config, error) {
 	c := Config{
 		CustomHandlerPort: firstPort(r.str(CustomHandlerPortEnv, ""), r.str(LegacyCustomHandlerPortEnv, "")),
 
-		ServiceBusConnectionString: r.str("ServiceBusConnection", ""),
-		ServiceBusNamespace:        r.str("ServiceBusConnection__fullyQualifiedNamespace", ""),
-		ServiceBusClientID:         r.str("ServiceBusConnection__clientId", ""),
-		QueueName:                  r.str("ServiceBusQueueName", "dataverse-events"),
-		DeadLetterQueueName:        r.str("DeadLetterQueueName", "dataverse-events-deadletter"),
+		ServiceBusConnectionString: r.str(ServiceBusConnectionSetting, ""),
+		ServiceBusNamespace:        r.str(ServiceBusNamespaceSetting, ""),
+		ServiceBusClientID:         r.str(ServiceBusClientIDSetting, ""),
+		QueueName:                  r.str("ServiceBusQueueName", DefaultQueueName),
+		DeadLetterQueueName:        r.str("DeadLetterQueueName", DefaultDeadLetterQueueName),
 
-		MaxBodyBytes:   r.positiveInt64("DVRELAY_MAX_BODY_BYTES", 1<<20),
+		MaxBodyBytes:   r.positiveInt64("DVRELAY_MAX_BODY_BYTES", DefaultMaxBodyBytes),
 		WebhookSecrets: r.secrets("DVRELAY_WEBHOOK_SECRET"),
-		SecretHeader:   r.str("DVRELAY_WEBHOOK_SECRET_HEADER", "x-dvrelay-secret"),
-		PublishTimeout: r.duration("DVRELAY_PUBLISH_TIMEOUT", 10*time.Second),
+		SecretHeader:   r.str("DVRELAY_WEBHOOK_SECRET_HEADER", DefaultSecretHeader),
+		PublishTimeout: r.duration("DVRELAY_PUBLISH_TIMEOUT", DefaultPublishTimeout),
 		UseSessions:    r.boolean("DVRELAY_USE_SESSIONS", false),
 		AcceptStages:   r.stages("DVRELAY_ACCEPT_STAGES", "40"),
 
-		MaxInFlight:       r.positiveInt("DVRELAY_MAX_INFLIGHT", webhook.DefaultMaxInFlight),
-		MaxConnections:    r.positiveInt("DVRELAY_MAX_CONNECTIONS", DefaultMaxConnections),
+		MaxInFlight:       r.positiveInt("DVRELAY_MAX_INFLIGHT", DefaultMaxInFlight),
 		ReadHeaderTimeout: r.duration("DVRELAY_READ_HEADER_TIMEOUT", 5*time.Second),
 		ReadTimeout:       r.duration("DVRELAY_READ_TIMEOUT", 15*time.Second),
 
-		DataDir:           r.str("DVRELAY_DATA_DIR", ".dvrelay"),
-		WorkerConcurrency: r.positiveInt("DVRELAY_WORKER_CONCURRENCY", 16),
-		LockDuration:      r.duration("DVRELAY_LOCK_DURATION", 30*time.Second),
-		MaxDeliveryCount:  r.positiveInt("DVRELAY_MAX_DELIVERY_COUNT", 10),
-		DuplicateWindow:   r.duration("DVRELAY_DUPLICATE_WINDOW", 10*time.Minute),
+		DataDir:           r.str("DVRELAY_DATA_DIR", DefaultDataDir),
+		WorkerConcurrency: r.positiveInt("DVRELAY_WORKER_CONCURRENCY", DefaultWorkerConcurrency),
+		LockDuration:      r.duration("DVRELAY_LOCK_DURATION", DefaultLockDuration),
+		MaxDeliveryCount:  r.positiveInt("DVRELAY_MAX_DELIVERY_COUNT", DefaultMaxDeliveryCount),
+		DuplicateWindow:   r.duration("DVRELAY_DUPLICATE_WINDOW", DefaultDuplicateWindow),
 		ShutdownGrace:     r.duration("DVRELAY_SHUTDOWN_GRACE", DefaultShutdownGrace),
 
-		RoutesPath:    resolveAgainst(r.str("FUNCTIONS_APP_ROOT_PATH", ""), r.str("DVRELAY_ROUTES", "routes.json")),
+		RoutesFile:    r.str("DVRELAY_ROUTES", DefaultRoutesFile),
 		DataverseURL:  r.dataverseURL("DATAVERSE_URL"),
 		MaxAttempts:   r.maxAttempts("DVRELAY_MAX_ATTEMPTS"),
 		IgnoreUserIDs: r.list("DVRELAY_IGNORE_USER_IDS"),
@@ -190,8 +272,16 @@ func Load(lookup Lookup) (Config, error) {
 
 		routeVariables: lookup,
 	}
+	c.RoutesPath = resolveAgainst(r.str("FUNCTIONS_APP_ROOT_PATH", ""), c.RoutesFile)
+	r.intakeBytes(&c)
+	r.connections(&c, openFileLimit)
 	if c.ServiceBusConnectionString != "" && c.ServiceBusNamespace != "" {
-		r.fail("ServiceBusConnection", "set either a connection string or ServiceBusConnection__fullyQualifiedNamespace, not both")
+		r.fail(ServiceBusConnectionSetting, "set either a connection string or "+ServiceBusNamespaceSetting+", not both")
+	}
+	// The usual copy-paste mistakes (a URL, a connection string's endpoint, the bare namespace
+	// name) would otherwise only show when the first message is sent.
+	if ns := c.ServiceBusNamespace; ns != "" && (strings.Contains(ns, "://") || strings.ContainsAny(ns, "/;= ") || !strings.Contains(ns, ".")) {
+		r.fail(ServiceBusNamespaceSetting, fmt.Sprintf("%q is not a host name (want e.g. contoso.servicebus.windows.net)", ns))
 	}
 	if c.SecretHeader == "" {
 		r.fail("DVRELAY_WEBHOOK_SECRET_HEADER", "must not be empty")

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,8 +34,11 @@ func TestLoad_defaults_select_the_embedded_queue(t *testing.T) {
 }
 
 func TestLoad_selects_service_bus_from_a_connection_string_or_a_namespace(t *testing.T) {
-	for _, key := range []string{"ServiceBusConnection", "ServiceBusConnection__fullyQualifiedNamespace"} {
-		c, err := config.Load(lookupFrom(map[string]string{key: "x"}))
+	for key, value := range map[string]string{
+		"ServiceBusConnection":                          "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=x",
+		"ServiceBusConnection__fullyQualifiedNamespace": "contoso.servicebus.windows.net",
+	} {
+		c, err := config.Load(lookupFrom(map[string]string{key: value}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,6 +154,42 @@ func TestLoad_resolves_a_relative_routes_path_against_the_app_root(t *testing.T)
 		if c.RoutesPath != tc.want {
 			t.Errorf("%v: RoutesPath = %q, want %q", tc.env, c.RoutesPath, tc.want)
 		}
+	}
+}
+
+func TestLoad_refuses_a_service_bus_namespace_that_is_not_a_host_name(t *testing.T) {
+	for _, ns := range []string{"sb://contoso.servicebus.windows.net/", "contoso", "Endpoint=sb://contoso.servicebus.windows.net/"} {
+		_, err := config.Load(lookupFrom(map[string]string{"ServiceBusConnection__fullyQualifiedNamespace": ns}))
+		if err == nil || !strings.Contains(err.Error(), "ServiceBusConnection__fullyQualifiedNamespace: ") {
+			t.Errorf("%q: err = %v, want one naming the setting", ns, err)
+		}
+	}
+	if _, err := config.Load(lookupFrom(map[string]string{"ServiceBusConnection__fullyQualifiedNamespace": "contoso.servicebus.windows.net"})); err != nil {
+		t.Errorf("a host name is refused: %v", err)
+	}
+}
+
+func TestLoad_keeps_the_routes_file_as_set_for_packaging(t *testing.T) {
+	// handler package ships the file from a checkout, so the app root must not be prefixed.
+	c, err := config.Load(lookupFrom(map[string]string{"FUNCTIONS_APP_ROOT_PATH": "/home/site/wwwroot", "DVRELAY_ROUTES": "routes/prod.json"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RoutesFile != "routes/prod.json" || c.RoutesPath != filepath.Join("/home/site/wwwroot", "routes/prod.json") {
+		t.Errorf("RoutesFile %q, RoutesPath %q", c.RoutesFile, c.RoutesPath)
+	}
+	if d, _ := config.Load(lookupFrom(nil)); d.RoutesFile != "routes.json" {
+		t.Errorf("default RoutesFile %q, want routes.json", d.RoutesFile)
+	}
+}
+
+func TestLoadGoRuntime_says_which_collector_settings_the_operator_set(t *testing.T) {
+	got := config.LoadGoRuntime(lookupFrom(map[string]string{"GOGC": "off"}))
+	if !got.GCPercentSet || got.MemoryLimitSet {
+		t.Errorf("GOGC set, GOMEMLIMIT unset: got %+v", got)
+	}
+	if slices.Contains(config.SettingNames(), "GOGC") {
+		t.Error("GOGC is Go's own setting, not dvrelay's: SettingNames must leave it out")
 	}
 }
 

@@ -8,12 +8,14 @@ package config
 func SettingNames() []string {
 	var names []string
 	seen := map[string]bool{}
-	_, _ = Load(func(name string) (string, bool) {
+	record := func(name string) (string, bool) {
 		if !seen[name] {
 			seen[name] = true
 			names = append(names, name)
 		}
 		return "", false
-	})
+	}
+	_, _ = Load(record)
+	_, _ = Config{routeVariables: record}.StrictRoutes()
 	return names
 }

@@ -135,6 +135,16 @@ func WithRequestIDs(ctx context.Context, ids RequestIDs) context.Context {
 	return context.WithValue(ctx, requestIDsKey{}, ids)
 }
 
+type solutionKey struct{}
+
+// WithSolution returns a context whose creates (POST) add the new record to the unmanaged
+// solution with this unique name (the MSCRM.SolutionUniqueName header), so that what is created
+// moves with the solution from one environment to the next. Updates are left as they are:
+// the header adds only new records.
+func WithSolution(ctx context.Context, uniqueName string) context.Context {
+	return context.WithValue(ctx, solutionKey{}, uniqueName)
+}
+
 type annotationsKey struct{}
 
 // WithAnnotations returns a context whose Web API requests ask for the named annotations
@@ -243,6 +253,9 @@ func (c *Client) newRequest(ctx context.Context, method, target string, body []b
 	req.Header.Set("OData-Version", "4.0")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if name, ok := ctx.Value(solutionKey{}).(string); ok && name != "" && method == http.MethodPost {
+		req.Header.Set("MSCRM.SolutionUniqueName", name)
 	}
 	if names, ok := ctx.Value(annotationsKey{}).(string); ok && names != "" {
 		req.Header.Set("Prefer", `odata.include-annotations="`+names+`"`)

@@ -1,55 +1,31 @@
 package dataverse
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/dvrelay/dvrelay/internal/event"
 )
 
 // ErrRecordNotFound reports that the record Read asked for does not exist (a 404 for the
 // record, not for its table). It wraps the *Error Dataverse answered.
 var ErrRecordNotFound = errors.New("dataverse: record not found")
 
-// Annotations Read asks for. Dataverse sends them only when the request's Prefer header names
-// them: the table a lookup points at, and display text (a lookup's formatted value is the
-// primary name of the record it points at).
-const (
-	annotationLookupTable = "Microsoft.Dynamics.CRM.lookuplogicalname"
-	annotationFormatted   = "OData.Community.Display.V1.FormattedValue"
-)
-
-// selectColumn is the shape of a column in a Read: a logical name (name, creditlimit) or a
-// lookup's value property (_parentaccountid_value). Checking it keeps caller input from
-// reshaping the query.
-var selectColumn = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,127}$`)
-
-// lookupValue matches a lookup's value property and captures the lookup's name.
-var lookupValue = regexp.MustCompile(`^_([a-z0-9_]+)_value$`)
-
 // Read reads columns of one record of a table named by its logical name:
-// GET <set>(<id>)?$select=<columns>, asking for the lookup table and formatted value
-// annotations. The record comes back as plain JSON, in the form the canonical event gives
-// Attributes:
-//
-//   - numbers as json.Number, so decimals and money keep their exact text; choices are integers
-//     and dates ISO 8601 UTC strings already in the Web API;
-//   - a lookup, selected by its value property _<lookup>_value, under the lookup's name as
-//     {"id", "logicalName", "name"}: id lower case, logicalName from the lookuplogicalname
-//     annotation (left out when Dataverse did not send it), name from the formatted value
-//     (null when absent); an empty lookup is null;
-//   - every annotation (formatted values of other columns, @odata.etag, @odata.context) dropped;
-//   - the primary key column, which the Web API always returns, kept.
+// GET <set>(<id>)?$select=<columns>, asking for the annotations event.RecordValues reads (the
+// table a lookup points at, formatted values). It returns the record as the Web API sent it,
+// every member as raw JSON, annotations and the primary key (always returned) included: what a
+// record means as event Attributes is internal/event's to say (event.RecordValues).
 //
 // A record that does not exist is an error wrapping ErrRecordNotFound and the 404 *Error.
-func (c *Client) Read(ctx context.Context, entity, id string, columns []string) (map[string]any, error) {
+func (c *Client) Read(ctx context.Context, entity, id string, columns []string) (map[string]json.RawMessage, error) {
 	recordID, err := uuid.Parse(id)
 	if err != nil {
 		// The id is not quoted: it may come from an event, and error text ends up in logs.
@@ -60,7 +36,8 @@ func (c *Client) Read(ctx context.Context, entity, id string, columns []string) 
 		return nil, fmt.Errorf("dataverse read %s: no columns to select: %w", where, ErrInvalidInput)
 	}
 	for _, col := range columns {
-		if !selectColumn.MatchString(col) {
+		// Checking the shape keeps caller input from reshaping the query.
+		if !event.IsLogicalName(col) {
 			return nil, fmt.Errorf("dataverse read %s: %q is not a column logical name: %w", where, col, ErrInvalidInput)
 		}
 	}
@@ -76,7 +53,7 @@ func (c *Client) Read(ctx context.Context, entity, id string, columns []string) 
 	if err != nil {
 		return nil, fmt.Errorf("dataverse read %s: %w", where, err)
 	}
-	req.Header.Set("Prefer", `odata.include-annotations="`+annotationLookupTable+","+annotationFormatted+`"`)
+	req.Header.Set("Prefer", `odata.include-annotations="`+strings.Join(event.RecordAnnotations(), ",")+`"`)
 	body, err := c.do(req)
 	var apiErr *Error
 	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
@@ -85,40 +62,9 @@ func (c *Client) Read(ctx context.Context, entity, id string, columns []string) 
 	if err != nil {
 		return nil, fmt.Errorf("dataverse read %s: %w", where, err)
 	}
-	var raw map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil || raw == nil {
+	var rec map[string]json.RawMessage
+	if err := json.Unmarshal(body, &rec); err != nil || rec == nil {
 		return nil, fmt.Errorf("dataverse read %s: not a record: %w", where, ErrInvalidResponse)
 	}
-	return plainRecord(raw), nil
-}
-
-// plainRecord turns a record as the Web API sends it into the plain form Read documents.
-func plainRecord(raw map[string]any) map[string]any {
-	out := make(map[string]any, len(raw))
-	for k, v := range raw {
-		if strings.Contains(k, "@") {
-			continue
-		}
-		m := lookupValue.FindStringSubmatch(k)
-		if m == nil {
-			out[k] = v
-			continue
-		}
-		id, ok := v.(string)
-		if !ok {
-			out[m[1]] = nil
-			continue
-		}
-		ref := map[string]any{"id": strings.ToLower(id), "name": nil}
-		if table, ok := raw[k+"@"+annotationLookupTable].(string); ok && table != "" {
-			ref["logicalName"] = table
-		}
-		if name, ok := raw[k+"@"+annotationFormatted].(string); ok {
-			ref["name"] = name
-		}
-		out[m[1]] = ref
-	}
-	return out
+	return rec, nil
 }

@@ -9,9 +9,10 @@ import (
 	"testing"
 
 	"github.com/dvrelay/dvrelay/internal/dataverse"
+	"github.com/dvrelay/dvrelay/internal/event"
 )
 
-func TestRead_returns_the_selected_columns_as_plain_JSON_with_lookups_as_references(t *testing.T) {
+func TestRead_returns_the_selected_columns_that_event_reads_as_plain_JSON_with_lookups_as_references(t *testing.T) {
 	srv, c := newWebAPI(t)
 	id := srv.Seed("accounts", map[string]any{
 		"name":         "Contoso",
@@ -27,10 +28,14 @@ func TestRead_returns_the_selected_columns_as_plain_JSON_with_lookups_as_referen
 		"description": "not selected",
 	})
 
-	got, err := c.Read(context.Background(), "account", id,
+	rec, err := c.Read(context.Background(), "account", id,
 		[]string{"name", "creditlimit", "industrycode", "_primarycontactid_value", "_parentaccountid_value", "_ownerid_value"})
 	if err != nil {
 		t.Fatalf("Read: %v", err)
+	}
+	got, err := event.RecordValues(rec)
+	if err != nil {
+		t.Fatalf("RecordValues: %v", err)
 	}
 
 	want := map[string]any{

@@ -26,6 +26,14 @@ var logicalName = regexp.MustCompile(patternLogicalName)
 
 const maxLogicalNameLength = 128
 
+// IsLogicalName reports whether s is a Dataverse table or column logical name as the schemas
+// constrain one: lower-case letters, digits and _, not starting with a digit, at most 128
+// characters. A lookup's value property (_parentaccountid_value) has the shape too. Every check
+// of a logical name (routes, register, recover, the Web API client) asks here.
+func IsLogicalName(s string) bool {
+	return s != "" && len(s) <= maxLogicalNameLength && logicalName.MatchString(s)
+}
+
 // parseWCFDate reads a DataContract date. The milliseconds are UTC; the optional ±hhmm suffix
 // is the server's offset as the .NET serializer records it and does not shift the instant.
 func parseWCFDate(s string) (time.Time, error) {
@@ -116,8 +124,9 @@ func parseTimestamp(s string) (time.Time, error) {
 	return t, nil
 }
 
-// formatTime writes the canonical RFC 3339 form: UTC, fractional seconds only when non-zero.
-func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+// FormatTime writes a time as every canonical event's Timestamp: RFC 3339 in UTC, fractional
+// seconds only when not zero.
+func FormatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // pascalCase turns a logical or message name into PascalCase, underscores splitting words:
 // new_customactivity → NewCustomactivity, opportunity → Opportunity, new_Approve → NewApprove.

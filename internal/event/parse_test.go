@@ -405,7 +405,11 @@ func TestParse_points_at_each_bad_field(t *testing.T) {
 		want   []string
 		detail string
 	}{
-		{"missing PrimaryEntityId", func(m map[string]any) { delete(m, "PrimaryEntityId") }, []string{"/PrimaryEntityId"}, "is required"},
+		{"missing MessageName", func(m map[string]any) { delete(m, "MessageName") }, []string{"/MessageName"}, "is required"},
+		{"missing PrimaryEntityName and no Target to name the table", func(m map[string]any) {
+			delete(m, "PrimaryEntityName")
+			m["InputParameters"] = nil
+		}, []string{"/PrimaryEntityName"}, "is required when no Target names the table"},
 		{"non-GUID id", func(m map[string]any) { m["OrganizationId"] = "org-1" }, []string{"/OrganizationId"}, "GUID"},
 		{"non-GUID id inside the Target", func(m map[string]any) { target(m)["Id"] = "c3e9a2b8" }, []string{"/InputParameters/0/value/Id"}, "GUID"},
 		{"non-GUID lookup id", func(m map[string]any) {
@@ -453,12 +457,12 @@ func TestParse_points_at_each_bad_field(t *testing.T) {
 func TestParse_lists_every_problem_at_once(t *testing.T) {
 	p := newParser(t)
 	body := mutate(t, sample(t, "opportunity-update.json"), func(m map[string]any) {
-		delete(m, "PrimaryEntityId")
+		delete(m, "MessageName")
 		m["OrganizationId"] = "not-a-guid"
 		m["OperationCreatedOn"] = "yesterday"
 	})
 	_, err := p.Parse(body, event.Hints{ReceivedAt: receivedAt})
-	want := []string{"/OperationCreatedOn", "/OrganizationId", "/PrimaryEntityId"}
+	want := []string{"/MessageName", "/OperationCreatedOn", "/OrganizationId"}
 	if got := pointers(t, err); !slices.Equal(got, want) {
 		t.Errorf("pointers = %q, want %q", got, want)
 	}

@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/xeipuuv/gojsonschema"
 )
 
@@ -42,7 +41,6 @@ type Parser struct {
 	remote    *gojsonschema.Schema
 	plugin    *gojsonschema.Schema
 	canonical *gojsonschema.Schema
-	namespace uuid.UUID
 	// canonicalFields are Event's member names, for the case-variant check.
 	canonicalFields []string
 }
@@ -50,7 +48,6 @@ type Parser struct {
 // NewParser compiles the embedded schemas once.
 func NewParser() (*Parser, error) {
 	p := &Parser{
-		namespace:       uuid.MustParse(EventIDNamespace),
 		canonicalFields: jsonFieldNames(reflect.TypeFor[Event]()),
 	}
 	for _, s := range []struct {
@@ -90,9 +87,10 @@ func NewParser() (*Parser, error) {
 //
 // EventId is a name-based UUID, uuid.NewSHA1(EventIDNamespace, parts joined by "\n"), GUIDs
 // lower-cased:
-//   - webhook: "webhook", OrganizationId, OperationId (else RequestId, else CorrelationId; an
-//     all-zero GUID counts as absent), OwningExtension.Id (the step), MessageName,
-//     PrimaryEntityId. Dataverse re-posting the
+//   - webhook: "webhook", OrganizationId, OperationId (else RequestId, else CorrelationId, else
+//     "body " and the SHA-256 of the body in hex; an all-zero GUID counts as absent),
+//     OwningExtension.Id (the step), MessageName, PrimaryEntityId (absent members are empty
+//     parts). Dataverse re-posting the
 //     same operation to the same step (its one retry, a resumed system job) gives the same id,
 //     so duplicate detection drops the copy; another operation or another step registered on
 //     the same operation gives another id.
@@ -101,6 +99,10 @@ func NewParser() (*Parser, error) {
 //     its timestamp's offset was written.
 //
 // Timestamp is OperationCreatedOn in RFC 3339 UTC, else h.ReceivedAt (else the clock).
+//
+// What a context may lack is listed at parseRemote. Typed wrappers a .NET serializer writes for
+// a primitive ({"__type":"Guid:#System","__value":…}, DateTime:#System and the other System
+// primitives) are read as the value they wrap, anywhere in the body.
 func (p *Parser) Parse(body []byte, h Hints) (Event, error) {
 	top, err := decode(body, func(scan scanResult) string {
 		if scan.plugin {
@@ -111,12 +113,13 @@ func (p *Parser) Parse(body []byte, h Hints) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
+	unwrapSystemValues(body, top)
 	_, hasName := top["EventName"]
 	_, hasID := top["RecordId"]
 	if hasName && hasID {
 		return p.parsePlugin(top)
 	}
-	return p.parseRemote(top, h)
+	return p.parseRemote(body, top, h)
 }
 
 // DecodeCanonical is the worker's decoder: the queue message body is checked against the

@@ -71,7 +71,7 @@ func (p *Parser) parsePlugin(top map[string]any) (Event, error) {
 		RecordID:      strings.ToLower(in.RecordID),
 		ChangedFields: changed,
 		TriggeredBy:   triggeredBy,
-		Timestamp:     formatTime(ts),
+		Timestamp:     FormatTime(ts),
 		Source:        SourcePlugin,
 	}
 	ev.EventID = p.eventID("plugin", ev.EventName, ev.RecordID, ev.Timestamp, ev.TriggeredBy, strings.Join(changed, ","))
@@ -88,5 +88,15 @@ func (p *Parser) eventID(parts ...string) string {
 			parts[i] = strings.ToLower(part)
 		}
 	}
-	return uuid.NewSHA1(p.namespace, []byte(strings.Join(parts, "\n"))).String()
+	return mintEventID(parts...)
 }
+
+// mintEventID is every EventId dvrelay mints: uuid.NewSHA1(EventIDNamespace, parts joined by
+// "\n"). Each source starts its parts with its own word (webhook, plugin, recover), so two
+// sources never share an id.
+func mintEventID(parts ...string) string {
+	return uuid.NewSHA1(eventIDNamespace, []byte(strings.Join(parts, "\n"))).String()
+}
+
+// eventIDNamespace is EventIDNamespace parsed; its bytes never change.
+var eventIDNamespace = uuid.MustParse(EventIDNamespace)

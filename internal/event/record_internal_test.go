@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -294,4 +295,66 @@ func TestStepChecks_agree_with_the_schemas(t *testing.T) {
 		assertSameVerdict(t, p, remoteCase, asStepMembers(v))
 		assertSameVerdict(t, p, canonicalCase, asCanonicalStepMembers(v))
 	}
+}
+
+// FuzzChecksAgreeWithSchema is the differential test of the whole rule set: for any body, and
+// for each kind of payload (RemoteExecutionContext, plugin event, canonical event), the problems
+// found the way Parse and DecodeCanonical find them (the schema on the envelope, Go on the items
+// and step members) are the problems the whole schema finds on the whole body, pointer for pointer
+// and word for word. So the schema files stay the contract, and a rule changed on one side alone
+// fails here. Its seeds are every fixture and every seed of the other fuzz targets (testdata), so
+// a plain go test runs them; go test -fuzz FuzzChecksAgreeWithSchema searches further.
+func FuzzChecksAgreeWithSchema(f *testing.F) {
+	fixtures, _ := filepath.Glob(filepath.Join("testdata", "dataverse", "*.json"))
+	for _, name := range fixtures {
+		body, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(body)
+	}
+	for _, dir := range []string{"FuzzParse", "FuzzDecodeCanonical"} {
+		seeds, _ := filepath.Glob(filepath.Join("testdata", "fuzz", dir, "*"))
+		for _, name := range seeds {
+			f.Add(firstBytesOfSeed(f, name))
+		}
+	}
+	p, err := NewParser()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if scan := prescan(body); !scan.wellFormed || !scan.object || !scan.problems.empty() || bytes.ContainsAny(body, "\x00") {
+			return
+		}
+		for _, dc := range []diffCase{remoteCase, pluginCase, canonicalCase} {
+			whole, split := verdicts(t, p, dc, string(body))
+			if len(whole) >= maxProblems || len(split) >= maxProblems {
+				continue // lists cut at maxProblems need not be cut at the same place
+			}
+			if !slices.Equal(whole, split) {
+				t.Fatalf("the %s schema and the Go checks disagree on %s\nschema: %+v\ngo:     %+v", dc.name, body, whole, split)
+			}
+		}
+	})
+}
+
+// firstBytesOfSeed reads the first []byte value of a seed file in the go test fuzz v1 format.
+func firstBytesOfSeed(f *testing.F, name string) []byte {
+	f.Helper()
+	raw, err := os.ReadFile(name)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		if quoted, ok := strings.CutPrefix(line, "[]byte("); ok {
+			s, err := strconv.Unquote(strings.TrimSuffix(quoted, ")"))
+			if err != nil {
+				f.Fatalf("%s: %v", name, err)
+			}
+			return []byte(s)
+		}
+	}
+	f.Fatalf("%s holds no []byte value", name)
+	return nil
 }

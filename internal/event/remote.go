@@ -1,6 +1,8 @@
 package event
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,23 +70,24 @@ func readRemote(top map[string]any) remoteContext {
 	return rc
 }
 
-// isPlatformStamp reports the columns Dataverse writes itself: on every save (modifiedon and
-// the like) or from the caller's identity on Create (the owning user, team and business unit,
-// which follow ownerid). They say nothing about what the user changed, so they never appear in
-// ChangedFields (they stay in Attributes).
-func isPlatformStamp(column string) bool {
-	switch column {
-	case "modifiedon", "modifiedby", "modifiedonbehalfby",
-		"createdon", "createdby", "createdonbehalfby",
-		"timezoneruleversionnumber", "versionnumber", "overriddencreatedon", "importsequencenumber",
-		"owninguser", "owningteam", "owningbusinessunit":
-		return true
-	}
-	return false
-}
-
 // parseRemote validates a RemoteExecutionContext and normalizes it (EventId: see Parse).
-func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
+//
+// A context may lack what dvrelay can do without, and is then accepted with it left out: a
+// context an author trimmed, or one a virtual table's provider wrote, is still an event, and a
+// 400 would lose it (Dataverse never retries one). Only what no event can be made without is
+// required:
+//   - MessageName: it names the event and the routes match on it;
+//   - PrimaryEntityName, unless the Target names the table: the event's table.
+//
+// Everything else is optional, null and the all-zero GUID counting as absent: without UserId and
+// InitiatingUserId, TriggeredBy is empty (and the loop guard of DVRELAY_IGNORE_USER_IDS has no
+// user to compare); without OrganizationId, OrganizationId is left out; without CorrelationId
+// the intake gives the event a correlation id of its own; without PrimaryEntityId the record's id
+// comes from the Target or the EntityMoniker, or RecordId is left out; without BusinessUnitId,
+// OperationCreatedOn, Depth, Stage, Mode or OwningExtension their members are left out (the
+// Timestamp is the receive time). Without OperationId, RequestId and CorrelationId the EventId is
+// named by the body itself (see Parse).
+func (p *Parser) parseRemote(body []byte, top map[string]any, h Hints) (Event, error) {
 	var problems problemList
 	validate(p.remote, envelope(top, remoteLists(), stepMembers()...), &problems)
 	(&checker{problems: &problems}).remote(top)
@@ -93,13 +96,13 @@ func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 	n := &normalizer{problems: &problems}
 	ev := Event{
 		SchemaVersion:   SchemaVersion,
-		CorrelationID:   strings.ToLower(rc.CorrelationID),
+		CorrelationID:   strings.ToLower(firstID(rc.CorrelationID)),
 		EventName:       EventNameFor(rc.PrimaryEntityName, rc.MessageName),
 		Entity:          rc.PrimaryEntityName,
 		Message:         rc.MessageName,
 		ChangedFields:   []string{},
-		TriggeredBy:     strings.ToLower(rc.UserID),
-		OrganizationID:  strings.ToLower(rc.OrganizationID),
+		TriggeredBy:     strings.ToLower(firstID(rc.InitiatingUserID, rc.UserID)),
+		OrganizationID:  strings.ToLower(firstID(rc.OrganizationID)),
 		Source:          SourceWebhook,
 		Trimmed:         h.SizeExceeded || rc.InputParameters == nil,
 		Stage:           schemaInt(rc.Stage),
@@ -111,18 +114,15 @@ func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 		mode := schemaInt(rc.Mode)
 		ev.Mode = &mode
 	}
-	if id := strings.ToLower(rc.InitiatingUserID); id != "" && id != nilGUID {
-		ev.TriggeredBy = id
-	}
 	// The schema bounds Depth to an integer in [0, 10000].
 	ev.Depth = schemaInt(rc.Depth)
 
-	ev.Timestamp = formatTime(receivedAt(h))
+	ev.Timestamp = FormatTime(receivedAt(h))
 	if rc.OperationCreatedOn != "" {
 		t, err := parseOperationDate(rc.OperationCreatedOn)
 		switch {
 		case err == nil:
-			ev.Timestamp = formatTime(t)
+			ev.Timestamp = FormatTime(t)
 		case !errors.Is(err, errNotReadable):
 			problems.add(FieldProblem{Pointer: "/OperationCreatedOn", Detail: "is not a valid date: " + err.Error()})
 		}
@@ -132,6 +132,9 @@ func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 	// A full list of problems is an answer already: nothing the normalizer finds would be listed.
 	if !problems.full() {
 		parts = n.recordData(rc, ev.Trimmed)
+	}
+	if rc.PrimaryEntityName == "" && parts.targetTable == "" {
+		problems.add(FieldProblem{Pointer: "/PrimaryEntityName", Detail: "is required when no Target names the table"})
 	}
 	if !problems.empty() {
 		return Event{}, newValidationError(KindRemoteExecutionContext, &problems)
@@ -149,9 +152,10 @@ func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 	if parts.changed != nil {
 		ev.ChangedFields = parts.changed
 	}
-	if rc.PrimaryEntityName == unboundEntity && parts.targetTable != "" {
+	if (rc.PrimaryEntityName == unboundEntity || rc.PrimaryEntityName == "") && parts.targetTable != "" {
 		// A step registered for no table (Associate and Disassociate can only be) still acts on
-		// the Target's record: name the event by that table, as a bound message is named.
+		// the Target's record: name the event by that table, as a bound message is named. So does
+		// a context that does not name its table.
 		ev.Entity = parts.targetTable
 		ev.EventName = EventNameFor(ev.Entity, rc.MessageName)
 	}
@@ -160,7 +164,14 @@ func (p *Parser) parseRemote(top map[string]any, h Hints) (Event, error) {
 	ev.RelatedRecords = parts.related
 
 	operation := firstID(rc.OperationID, rc.RequestID, rc.CorrelationID)
+	if operation == "" {
+		// Nothing names the operation: the body does. A re-post of it is the same bytes.
+		sum := sha256.Sum256(body)
+		operation = "body " + hex.EncodeToString(sum[:])
+	}
 	ev.EventID = p.eventID("webhook", rc.OrganizationID, operation, rc.OwningExtensionID, rc.MessageName, rc.PrimaryEntityID)
+	// Every event carries a correlation id; as for a plugin event, the EventId stands in.
+	ev.CorrelationID = firstNonEmpty(ev.CorrelationID, ev.EventID)
 	return ev, nil
 }
 
@@ -232,10 +243,8 @@ func (n *normalizer) recordData(rc remoteContext, trimmed bool) recordParts {
 			n.attributes(attrs, fmt.Sprintf("/PostEntityImages/%d/value/Attributes", i), parts.attributes)
 		}
 		n.attributes(targetAttrs, fmt.Sprintf("/InputParameters/%d/value/Attributes", targetIndex), parts.attributes)
-		primaryKey := rc.PrimaryEntityName + "id"
 		for _, kv := range keyValues(targetAttrs) {
-			if isPlatformStamp(kv.Key) || kv.Key == primaryKey || isActivityKey(kv, rc.PrimaryEntityID) ||
-				(rc.MessageName == "Create" && isUnsetProcess(kv)) {
+			if !isChange(rc.MessageName, rc.PrimaryEntityName, rc.PrimaryEntityID, kv.Key, kv.Value) {
 				continue
 			}
 			parts.changed = append(parts.changed, kv.Key)
@@ -254,13 +263,6 @@ func (n *normalizer) recordData(rc remoteContext, trimmed bool) recordParts {
 	parts.parameters = n.parameters(rc.InputParameters, "/InputParameters", true)
 	parts.relationship, parts.related = relationshipOf(rc.InputParameters)
 	return parts
-}
-
-// isUnsetProcess reports an all-zero processid: the business process column a Create fills with
-// Guid.Empty when no process applies.
-func isUnsetProcess(kv keyValue) bool {
-	id, ok := kv.Value.(string)
-	return kv.Key == "processid" && ok && id == nilGUID
 }
 
 // referenceID is the Id of the EntityReference parameter name, or "".
@@ -299,13 +301,6 @@ func relationshipOf(params []keyValue) (string, []RecordRef) {
 		related = nil
 	}
 	return name, related
-}
-
-// isActivityKey reports the primary key of an activity table, which is activityid rather than
-// <entity>id (new_customactivity's key column is activityid).
-func isActivityKey(kv keyValue, recordID string) bool {
-	id, ok := kv.Value.(string)
-	return kv.Key == "activityid" && ok && strings.EqualFold(id, recordID)
 }
 
 func isCreateUpdateDelete(message string) bool {

@@ -130,7 +130,7 @@ func (n *normalizer) stringValue(s, at string) any {
 		n.fail(at, "is not a valid date: %v", err)
 		return nil
 	}
-	return formatTime(t)
+	return FormatTime(t)
 }
 
 func (n *normalizer) typedObject(o map[string]any, at string) any {

@@ -84,6 +84,14 @@ const (
 	ReasonUnsupportedMessageFormat = "UnsupportedMessageFormat"
 )
 
+// Reasons lists every reason a dead letter can carry: the worker's codes above, then the ones
+// the broker (and the embedded queue, which follows it) gives a message it parks itself, after
+// too many deliveries or, with deadLetteringOnMessageExpiration, when it expires.
+func Reasons() []string {
+	return []string{ReasonInvalidMessage, ReasonPermanentFailure, ReasonMaxAttemptsExceeded, ReasonUnsupportedMessageFormat,
+		"MaxDeliveryCountExceeded", "TTLExpiredException"}
+}
+
 // Outcome is the worker's decision for one delivery. A Settler makes it true.
 type Outcome struct {
 	Kind        OutcomeKind

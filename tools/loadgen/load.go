@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/dvrelay/dvrelay/internal/config"
 )
 
 type loadFlags struct {
@@ -44,7 +46,7 @@ func parseLoad(mode string, args []string, stderr io.Writer) (loadFlags, error) 
 	fs.StringVar(&f.url, "url", "http://127.0.0.1:7071/api/dataverse/webhook", "intake URL")
 	fs.StringVar(&f.bodyFile, "body", "samples/opportunity-update.json", "event template; its record and operation ids are replaced on every post")
 	fs.StringVar(&f.secret, "secret", "", "webhook secret to send")
-	fs.StringVar(&f.secretHeader, "secret-header", "x-dvrelay-secret", "header the secret goes in")
+	fs.StringVar(&f.secretHeader, "secret-header", config.DefaultSecretHeader, "header the secret goes in")
 	fs.StringVar(&f.out, "out", "", "write the result as JSON to this file (default: stdout)")
 	fs.DurationVar(&f.duration, "d", 20*time.Second, "how long to post, warm-up included")
 	fs.DurationVar(&f.warmup, "warmup", 3*time.Second, "first part of the run left out of the figures")

@@ -10,7 +10,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/dvrelay/dvrelay/functions/webhook"
+	"github.com/dvrelay/dvrelay/internal/config"
 )
 
 // Labels tools/bench.sh gives its runs; the table picks its rows by them.
@@ -98,7 +98,7 @@ func runTable(args []string, stdout io.Writer) error {
 	}
 	if r, ok := loads[prefixOpen+"2x"]; ok && len(bounds) > 0 {
 		r2 := *r
-		r2.Label = prefixBound + fmt.Sprint(webhook.DefaultMaxInFlight) + " (default)"
+		r2.Label = prefixBound + fmt.Sprint(config.DefaultMaxInFlight) + " (default)"
 		bounds = append(bounds, &r2)
 	}
 	sort.Slice(bounds, func(i, j int) bool { return boundOf(bounds[i]) < boundOf(bounds[j]) })

@@ -15,7 +15,9 @@
 //   - POST <set> (Prefer: return=representation answers 201 with the record);
 //   - PATCH <set>(<id>) (with If-Match: * a missing record is 404; without If-Match an upsert);
 //   - DELETE <set>(<id>);
-//   - GET EntityDefinitions(LogicalName='<name>') for EntitySetName.
+//   - GET EntityDefinitions(LogicalName='<name>') for EntitySetName;
+//   - GET EntityDefinitions(LogicalName='<name>')/Attributes, a collection of
+//     {"LogicalName":…,"MetadataId":…} for the primary key and the table's declared Columns.
 //
 // Lookups are written as "<navigation>@odata.bind": "/<set>(<id>)" and read back as
 // "_<lookup>_value"; the bound record must exist, as in Dataverse.
@@ -72,6 +74,10 @@ type Table struct {
 	// WriteOnly columns are stored but never returned, like serviceendpoint.authvalue. A test
 	// reads them with Record or Records.
 	WriteOnly []string
+	// Columns are the column logical names the table's metadata lists (besides PrimaryKey),
+	// as EntityDefinitions(LogicalName=…)/Attributes answers them. A table that declares none
+	// answers that request with a dataversetest error.
+	Columns []string
 }
 
 // RegistrationTables are the tables a webhook registration touches.
@@ -82,6 +88,7 @@ func RegistrationTables() []Table {
 		{LogicalName: "serviceendpoint", EntitySet: "serviceendpoints", WriteOnly: []string{"authvalue"}},
 		{LogicalName: "sdkmessageprocessingstep", EntitySet: "sdkmessageprocessingsteps"},
 		{LogicalName: "sdkmessageprocessingstepimage", EntitySet: "sdkmessageprocessingstepimages"},
+		{LogicalName: "solution", EntitySet: "solutions"},
 	}
 }
 
@@ -370,6 +377,7 @@ func writeError(w http.ResponseWriter, e *apiError) {
 
 var (
 	entityDefinition = regexp.MustCompile(`^EntityDefinitions\(LogicalName='([^']*)'\)$`)
+	entityAttributes = regexp.MustCompile(`^EntityDefinitions\(LogicalName='([^']*)'\)/Attributes$`)
 	recordSegment    = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)\(([^()]*)\)$`)
 	setSegment       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
@@ -387,6 +395,25 @@ func (s *Server) handle(r *http.Request, body []byte) (int, http.Header, any, *a
 		}
 		return http.StatusOK, nil, map[string]any{
 			"LogicalName": t.LogicalName, "EntitySetName": t.EntitySet, "PrimaryIdAttribute": t.PrimaryKey,
+		}, nil
+	}
+	if m := entityAttributes.FindStringSubmatch(resource); m != nil && r.Method == http.MethodGet {
+		t, ok := s.logical[m[1]]
+		if !ok {
+			return 0, nil, nil, errorf(http.StatusNotFound, CodeObjectDoesNotExist, "Could not find an entity with name %s", m[1])
+		}
+		if len(t.Columns) == 0 {
+			return 0, nil, nil, unsupported("table %s declares no Columns to list as its Attributes", t.LogicalName)
+		}
+		var attrs []map[string]any
+		for _, c := range append([]string{t.PrimaryKey}, t.Columns...) {
+			// A metadata id that stays the same for the same column, as Dataverse's does.
+			id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(t.LogicalName+"."+c)).String()
+			attrs = append(attrs, map[string]any{"LogicalName": c, "MetadataId": id})
+		}
+		return http.StatusOK, nil, map[string]any{
+			"@odata.context": s.srv.URL + APIPath + "$metadata#EntityDefinitions('" + t.LogicalName + "')/Attributes",
+			"value":          attrs,
 		}, nil
 	}
 	if strings.Contains(resource, "/") {

@@ -125,6 +125,31 @@ func TestServer_answers_entity_definitions_for_declared_tables(t *testing.T) {
 	}
 }
 
+func TestServer_lists_a_tables_attributes_by_logical_name(t *testing.T) {
+	srv := dataversetest.NewServer(t, dataversetest.Table{LogicalName: "opportunity", EntitySet: "opportunities", Columns: []string{"name", "estimatedvalue"}},
+		dataversetest.Table{LogicalName: "account", EntitySet: "accounts"})
+	status, _, out := do(t, srv, "GET", "EntityDefinitions(LogicalName='opportunity')/Attributes?$select=LogicalName", "")
+	if status != 200 {
+		t.Fatalf("Attributes: %d %v", status, out)
+	}
+	var names []string
+	for _, a := range values(out) {
+		names = append(names, a["LogicalName"].(string))
+		if a["MetadataId"] == nil {
+			t.Errorf("attribute %v has no MetadataId", a)
+		}
+	}
+	if strings.Join(names, ",") != "opportunityid,name,estimatedvalue" {
+		t.Errorf("attributes = %v", names)
+	}
+	if status, _, _ := do(t, srv, "GET", "EntityDefinitions(LogicalName='nope')/Attributes", ""); status != 404 {
+		t.Errorf("unknown table: %d, want 404", status)
+	}
+	if status, _, out := do(t, srv, "GET", "EntityDefinitions(LogicalName='account')/Attributes", ""); status != 400 || !strings.Contains(strings.ToLower(strings.TrimSpace(out["error"].(map[string]any)["message"].(string))), "dataversetest") {
+		t.Errorf("table without declared columns: %d %v, want a dataversetest 400", status, out)
+	}
+}
+
 func TestServer_filters_numbers_and_date_times_with_ge(t *testing.T) {
 	jobs := dataversetest.Table{LogicalName: "asyncoperation", EntitySet: "asyncoperations"}
 	srv := dataversetest.NewServer(t, jobs)

@@ -48,6 +48,7 @@ const (
 var workbookParams = map[string]string{
 	`let wantedEventId = "";`:       `let wantedEventId = "{EventId}";`,
 	`let wantedCorrelationId = "";`: `let wantedCorrelationId = "{CorrelationId}";`,
+	`let wantedInvocationId = "";`:  `let wantedInvocationId = "{InvocationId}";`,
 }
 
 func (r repo) queries(t *testing.T) map[string]string {

@@ -8,14 +8,17 @@
 package explain
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/dvrelay/dvrelay/functions/webhook"
 	"github.com/dvrelay/dvrelay/functions/worker"
@@ -84,7 +87,7 @@ func Run(ctx context.Context, cfg webhook.Config, parser webhook.Parser, router 
 		ContentLength: int64(len(req.Body)),
 	})
 	rep := &Report{Status: resp.Status}
-	rep.Checks = checks(cfg, in.MaxBodyBytes(), req, resp.Status)
+	rep.Checks = checks(cfg, in, req, resp.Status)
 	msg := kept.message()
 	if !rep.Accepted() || msg == nil {
 		rep.Problem = resp.Body
@@ -143,7 +146,7 @@ const (
 // checks lists the intake's checks in its order (webhook.Intake.Handle: size limit, content
 // type, secret, payload, stage policy) and places the failure by the status it answered: the
 // checks before it passed, the ones after it were not reached.
-func checks(cfg webhook.Config, limit int64, req Request, status int) []Check {
+func checks(cfg webhook.Config, in *webhook.Intake, req Request, status int) []Check {
 	list := []Check{{Name: checkSize}, {Name: checkContentType}, {Name: checkSecret}, {Name: checkPayload}, {Name: checkStage}}
 	failed := len(list)
 	switch status {
@@ -171,7 +174,7 @@ func checks(cfg webhook.Config, limit int64, req Request, status int) []Check {
 		}
 	}
 
-	list[0].Detail = fmt.Sprintf("%d bytes, the limit is %d", len(req.Body), limit)
+	list[0].Detail = fmt.Sprintf("%d bytes, the limit is %d", len(req.Body), in.MaxBodyBytes())
 	contentType := req.Header.Get("Content-Type")
 	list[1].Detail = contentType
 	switch {
@@ -180,8 +183,10 @@ func checks(cfg webhook.Config, limit int64, req Request, status int) []Check {
 	case list[1].Verdict == Fail:
 		list[1].Detail += " is not JSON; send -H 'Content-Type: application/json'"
 	}
-	list[2].Detail = secretDetail(cfg, req.Header, list[2].Verdict)
+	list[2].Detail = secretDetail(cfg, in.SecretHeader(), req.Header, list[2].Verdict)
 	switch {
+	case status == http.StatusBadRequest && !json.Valid(req.Body):
+		list[3].Detail = "not JSON: " + syntaxDetail(req.Body)
 	case status == http.StatusBadRequest:
 		list[3].Detail = "invalid: the answer below lists each problem"
 	case list[3].Verdict == Fail:
@@ -195,11 +200,37 @@ func checks(cfg webhook.Config, limit int64, req Request, status int) []Check {
 	return list
 }
 
-func secretDetail(cfg webhook.Config, h http.Header, v Verdict) string {
-	name := cfg.SecretHeader
-	if name == "" {
-		name = webhook.DefaultSecretHeader
+// syntaxDetail says where a body stops being JSON, as an editor shows it: a truncated file
+// ends early, a hand-edited one has a stray character.
+func syntaxDetail(body []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var v json.RawMessage
+	err := dec.Decode(&v)
+	if err == nil {
+		if _, err = dec.Token(); err == nil {
+			err = errors.New("more after the first JSON value")
+		}
 	}
+	off := int64(len(body))
+	why := "it ends before the JSON does (truncated?)"
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &syn):
+		off, why = max(syn.Offset-1, 0), syn.Error()
+	case errors.Is(err, io.EOF) && len(bytes.TrimSpace(body)) == 0:
+		why = "the file is empty"
+	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF):
+		why = err.Error()
+	}
+	before := body[:min(off, int64(len(body)))]
+	line := bytes.Count(before, []byte{'\n'}) + 1
+	col := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+	return fmt.Sprintf("%s, at line %d, column %d (byte %d)", why, line, col, off)
+}
+
+// secretDetail describes the secret check; name is the header the intake reads, its default
+// applied.
+func secretDetail(cfg webhook.Config, name string, h http.Header, v Verdict) string {
 	configured := slices.ContainsFunc(cfg.Secrets, func(s []byte) bool { return len(s) > 0 })
 	switch {
 	case !configured:
@@ -293,6 +324,6 @@ func (refuseDataverse) Update(context.Context, string, string, map[string]any) e
 	return errOffline
 }
 
-func (refuseDataverse) Read(context.Context, string, string, []string) (map[string]any, error) {
+func (refuseDataverse) Read(context.Context, string, string, []string) (map[string]json.RawMessage, error) {
 	return nil, errOffline
 }

@@ -146,7 +146,7 @@ func TestRun_shows_the_credit_route_with_resolved_urls_for_the_opportunity_sampl
 	for _, want := range []string{
 		"route credit-check: matches",
 		"step credit-score (http, timeout 10s)",
-		"POST " + s.url + "/credit?code=*** (${DVRELAY_CREDIT_URL}) with EventId, CorrelationId, Entity, RecordId, Attributes.estimatedvalue, Attributes.parentaccountid",
+		"POST " + s.url + "/credit?code=REDACTED (${DVRELAY_CREDIT_URL}) with EventId, CorrelationId, Entity, RecordId, Attributes.estimatedvalue, Attributes.parentaccountid",
 		"PATCH opportunity(",
 		"new_creditscore = $steps.credit-score.score",
 		"step erp-sync (http, timeout 10s)\n      skipped: setting DVRELAY_ERP_URL is not set\n      POST ${DVRELAY_ERP_URL}",
@@ -177,7 +177,10 @@ func TestRun_gives_the_exact_answer_the_intake_would_refuse_with(t *testing.T) {
 		detail      string
 		pointer     string // a JSON pointer the problem's errors must name
 	}{
-		{name: "not JSON", body: []byte(`{"EventName": `), status: 400, problemType: "invalid-payload", failed: "payload"},
+		{name: "not JSON", body: []byte(`{"EventName": `), status: 400, problemType: "invalid-payload", failed: "payload",
+			detail: "not JSON: it ends before the JSON does (truncated?), at line 1, column 15 (byte 14)"},
+		{name: "a stray character", body: []byte("{\"a\": 1,\n \"b\": x}"), status: 400, problemType: "invalid-payload", failed: "payload",
+			detail: "invalid character 'x' looking for beginning of value, at line 2, column 7 (byte 15)"},
 		{name: "a JSON array", body: []byte(`[1, 2]`), status: 400, problemType: "invalid-payload", failed: "payload"},
 		{name: "a field of the wrong type", body: bytes.Replace(plugin, []byte(`["estimatedvalue", "name"]`), []byte(`"estimatedvalue"`), 1),
 			status: 400, problemType: "invalid-payload", failed: "payload", pointer: "/ChangedFields"},

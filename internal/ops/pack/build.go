@@ -67,6 +67,13 @@ type Options struct {
 	MainPackage string
 	// RoutesFile is the routes file to ship, relative to the app root ("routes.json").
 	RoutesFile string
+	// RoutesEntry is the name the app reads the routes file under (its DVRELAY_ROUTES,
+	// routes.json by default); the file is shipped under it whatever RoutesFile is called.
+	// Empty: RoutesFile.
+	RoutesEntry string
+	// CheckRoutes runs the worker's start-up checks on the routes file (a path on disk) before
+	// anything is built, so a file the app would refuse is never shipped. nil: no check.
+	CheckRoutes func(path string) error
 	// Out is the zip to write.
 	Out string
 	// Env is the environment the go tool runs in (os.Environ()).
@@ -86,6 +93,19 @@ func Package(ctx context.Context, o Options) (Layout, error) {
 	layout, err := ReadLayout(root, o.RoutesFile)
 	if err != nil {
 		return Layout{}, err
+	}
+	if o.CheckRoutes != nil {
+		if err := o.CheckRoutes(filepath.Join(root, filepath.FromSlash(layout.RoutesSource))); err != nil {
+			return Layout{}, fmt.Errorf("the app would refuse this routes file, so it is not packaged:\n%w", err)
+		}
+	}
+	if o.RoutesEntry != "" {
+		if layout, err = layout.ShipRoutesAs(o.RoutesEntry); err != nil {
+			return Layout{}, err
+		}
+		if layout.Routes != layout.RoutesSource {
+			fmt.Fprintf(o.Progress, "shipping %s as %s, the name the app reads\n", layout.RoutesSource, layout.Routes)
+		}
 	}
 	tmp, err := os.MkdirTemp("", "dvrelay-pack-")
 	if err != nil {

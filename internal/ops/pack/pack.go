@@ -30,6 +30,10 @@ type Layout struct {
 	// Executable is host.json's customHandler.description.defaultExecutablePath: where the
 	// binary goes, and the one entry stored with the execute bits.
 	Executable string
+	// Routes is the routes file's entry: the name the app reads it under. RoutesSource is the
+	// file on disk, relative to Root; the two differ when a file is shipped under another name.
+	Routes       string
+	RoutesSource string
 }
 
 // ReadLayout reads host.json and finds the function folders under root. routesFile is the
@@ -59,7 +63,36 @@ func ReadLayout(root, routesFile string) (Layout, error) {
 	if slices.Contains(files, exe) {
 		return Layout{}, fmt.Errorf("host.json: defaultExecutablePath %q would overwrite a packaged file", exe)
 	}
-	return Layout{Root: root, Files: files, Functions: functions, Executable: exe}, nil
+	return Layout{Root: root, Files: files, Functions: functions, Executable: exe, Routes: routes, RoutesSource: routes}, nil
+}
+
+// ShipRoutesAs puts the routes file into the package under entry, whatever it is called on
+// disk: the app reads DVRELAY_ROUTES (routes.json by default), not the name a file had while
+// it was being edited.
+func (l Layout) ShipRoutesAs(entry string) (Layout, error) {
+	name, err := relativeEntry(entry)
+	if err != nil {
+		return Layout{}, fmt.Errorf("routes entry %q: %w", entry, err)
+	}
+	if name == l.Routes {
+		return l, nil
+	}
+	files := slices.DeleteFunc(slices.Clone(l.Files), func(f string) bool { return f == l.Routes })
+	if slices.Contains(files, name) || name == l.Executable {
+		return Layout{}, fmt.Errorf("routes entry %q would overwrite a packaged file", name)
+	}
+	files = append(files, name)
+	slices.Sort(files)
+	l.Files, l.Routes = files, name
+	return l, nil
+}
+
+// source is the file on disk an entry is copied from, relative to Root.
+func (l Layout) source(entry string) string {
+	if entry == l.Routes && l.RoutesSource != "" {
+		return l.RoutesSource
+	}
+	return entry
 }
 
 // Entries lists every path the package holds, the executable included, sorted.
@@ -144,7 +177,7 @@ func functionFolders(root string) ([]string, error) {
 func WriteZip(w io.Writer, l Layout, binary string) error {
 	zw := zip.NewWriter(w)
 	for _, name := range l.Files {
-		if err := addFile(zw, name, filepath.Join(l.Root, filepath.FromSlash(name)), 0o644); err != nil {
+		if err := addFile(zw, name, filepath.Join(l.Root, filepath.FromSlash(l.source(name))), 0o644); err != nil {
 			return err
 		}
 	}

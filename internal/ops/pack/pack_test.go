@@ -6,10 +6,12 @@ import (
 	"context"
 	"debug/elf"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -324,5 +326,68 @@ func TestModuleRoot_walks_up_to_go_mod(t *testing.T) {
 	}
 	if got != root {
 		t.Errorf("ModuleRoot(%s) = %s, want %s", deep, got, root)
+	}
+}
+
+func TestWriteZip_ships_a_routes_file_under_the_name_the_app_reads(t *testing.T) {
+	root := writeApp(t, hostJSONWithExecutable, "Intake")
+	typo := `{"routes":[{"name":"from-the-typo-file","steps":[{"name":"s","type":"log"}]}]}`
+	if err := os.WriteFile(filepath.Join(root, "routes-typo.json"), []byte(typo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	binary := filepath.Join(t.TempDir(), "handler")
+	if err := os.WriteFile(binary, []byte("binary"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := ReadLayout(root, "routes-typo.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err = l.ShipRoutesAs("routes.json"); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "dvrelay.zip")
+	if err := WriteZipFile(out, l, binary); err != nil {
+		t.Fatal(err)
+	}
+
+	zr, err := zip.OpenReader(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	entries := map[string]*zip.File{}
+	for _, f := range zr.File {
+		entries[f.Name] = f
+	}
+	if _, has := entries["routes-typo.json"]; has {
+		t.Error("the zip holds routes-typo.json, which the app never reads")
+	}
+	f, ok := entries["routes.json"]
+	if !ok || string(readEntry(t, f)) != typo {
+		t.Errorf("routes.json in the zip is not the routes-typo.json given (entries %v)", slices.Sorted(maps.Keys(entries)))
+	}
+}
+
+func TestPackage_refuses_a_routes_file_the_start_up_checks_reject_and_builds_nothing(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "dvrelay.zip")
+	var progress bytes.Buffer
+	refusal := fmt.Errorf("routes.json: 3 problems: ...")
+	var checked string
+	_, err := Package(context.Background(), Options{
+		Dir: ".", MainPackage: "./handler", RoutesFile: "routes.json", Out: out, Env: os.Environ(), Progress: &progress,
+		CheckRoutes: func(path string) error { checked = path; return refusal },
+	})
+	if !errors.Is(err, refusal) || !strings.Contains(err.Error(), "not packaged") {
+		t.Fatalf("err = %v, want the check's error, saying nothing was packaged", err)
+	}
+	if checked != filepath.Join(repoRoot(t), "routes.json") {
+		t.Errorf("checked %q, want the routes file at the repository root", checked)
+	}
+	if _, statErr := os.Stat(out); !errors.Is(statErr, fs.ErrNotExist) {
+		t.Errorf("a zip was written: %v", statErr)
+	}
+	if strings.Contains(progress.String(), "building") {
+		t.Errorf("built the handler for a refused routes file:\n%s", progress.String())
 	}
 }

@@ -10,6 +10,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/dvrelay/dvrelay/internal/dataverse"
+	"github.com/dvrelay/dvrelay/internal/platform/suggest"
 )
 
 // WebAPI is what a registration needs from the Dataverse Web API; *dataverse.Client has it.
@@ -28,6 +31,7 @@ const (
 	setEndpoints = "serviceendpoints"
 	setSteps     = "sdkmessageprocessingsteps"
 	setImages    = "sdkmessageprocessingstepimages"
+	setSolutions = "solutions"
 )
 
 // Fixed step and endpoint settings: dvrelay's intake answers fast and queues the work, so the
@@ -62,7 +66,8 @@ type Change struct {
 	Name      string
 	ID        string // empty for a record a dry run would create
 	Fields    map[string]any
-	Done      bool // false in a dry run
+	Done      bool   // false in a dry run
+	Note      string // why an unchanged record was left as it is, when that is not obvious
 }
 
 func (c Change) String() string {
@@ -80,6 +85,9 @@ func (c Change) String() string {
 		enc.SetEscapeHTML(false)   // <redacted> and <settings> read as written
 		_ = enc.Encode(c.Fields)
 		s += ": " + strings.TrimSpace(b.String())
+	}
+	if c.Note != "" {
+		s += " (" + c.Note + ")"
 	}
 	return s
 }
@@ -121,11 +129,13 @@ func (r *Registrar) Register(ctx context.Context, spec Spec, dryRun bool) ([]Cha
 	if err := spec.Check(); err != nil {
 		return nil, err
 	}
-	changes, err := r.register(ctx, spec, dryRun)
+	changes, err := r.register(ctx, &spec, dryRun)
 	return changes, redactError(err, spec.secrets())
 }
 
-func (r *Registrar) register(ctx context.Context, spec Spec, dryRun bool) ([]Change, error) {
+// register does the work of Register; it may learn the function key from an existing
+// endpoint's url, so spec is a pointer and the caller redacts what it learned.
+func (r *Registrar) register(ctx context.Context, spec *Spec, dryRun bool) ([]Change, error) {
 	// Look up everything first: a missing message or table fails before any write.
 	msgID, err := r.messageID(ctx, spec.Message)
 	if err != nil {
@@ -134,6 +144,15 @@ func (r *Registrar) register(ctx context.Context, spec Spec, dryRun bool) ([]Cha
 	filterID, err := r.filterID(ctx, spec.Entity, spec.Message, msgID)
 	if err != nil {
 		return nil, err
+	}
+	if err := r.checkColumns(ctx, *spec); err != nil {
+		return nil, err
+	}
+	if spec.Solution != "" {
+		if err := r.checkSolution(ctx, spec.Solution); err != nil {
+			return nil, err
+		}
+		ctx = dataverse.WithSolution(ctx, spec.Solution)
 	}
 	endpoint, err := r.endpointByName(ctx, spec.Name)
 	if err != nil {
@@ -172,6 +191,19 @@ func (r *Registrar) register(ctx context.Context, spec Spec, dryRun bool) ([]Cha
 		}
 	}
 
+	// An endpoint registered before the key moved out of the url still has ?code=<key> in
+	// its readable url column. The key moves into authvalue; a run that does not give the
+	// key itself carries the one the url has.
+	var keyInURL bool
+	if endpoint != nil {
+		if old := codeOf(str(endpoint["url"])); old != "" {
+			keyInURL = true
+			if spec.functionKey() == "" {
+				spec.FunctionKey = old
+			}
+		}
+	}
+
 	var changes []Change
 	secrets := spec.secrets()
 
@@ -193,7 +225,7 @@ func (r *Registrar) register(ctx context.Context, spec Spec, dryRun bool) ([]Cha
 		epChange.ID = endpoint.id(setEndpoints)
 		diff := changed(epFields, endpoint)
 		authSet, known := endpoint["isauthvalueset"].(bool)
-		if spec.RotateSecret || diff["authtype"] != nil || (known && !authSet) {
+		if spec.RotateSecret || keyInURL || diff["authtype"] != nil || (known && !authSet) {
 			diff["authvalue"] = spec.authValue()
 		}
 		epChange.Action, epChange.Fields = Update, diff
@@ -233,6 +265,9 @@ func (r *Registrar) register(ctx context.Context, spec Spec, dryRun bool) ([]Cha
 		stepChange.Action, stepChange.Fields = Create, stepFields
 	} else {
 		stepChange.ID = step.id(setSteps)
+		if len(spec.Attributes) == 0 && !spec.Prune {
+			delete(stepFields, "filteringattributes") // not mentioned: kept as they are
+		}
 		diff := changed(stepFields, step)
 		if state, _ := step["statecode"].(float64); state != 0 {
 			// Someone disabled the step; registering means it should run.
@@ -260,13 +295,17 @@ func (r *Registrar) register(ctx context.Context, spec Spec, dryRun bool) ([]Cha
 		alias, _ := img["entityalias"].(string)
 		existing[alias] = img
 	}
-	for _, alias := range []string{PreImage.Alias(), PostImage.Alias()} {
+	for _, kind := range []ImageType{PreImage, PostImage} {
+		alias := kind.Alias()
 		want, isWanted := wanted[alias]
 		have, exists := existing[alias]
 		ch := Change{EntitySet: setImages, Name: alias}
 		switch {
 		case !isWanted && !exists:
 			continue
+		case !isWanted && !spec.Prune:
+			ch.Action, ch.ID = Unchanged, have.id(setImages)
+			ch.Note = "kept: this run gives no --image " + kind.String() + "; --prune removes it"
 		case !isWanted:
 			ch.Action, ch.ID = Delete, have.id(setImages)
 		default:
@@ -304,13 +343,10 @@ func (r *Registrar) register(ctx context.Context, spec Spec, dryRun bool) ([]Cha
 	return changes, nil
 }
 
-// messageProperty is the message parameter an image is taken from: the created record's Id
-// for Create (Dataverse rejects Target there), the Target for Update and Delete.
+// messageProperty is the message parameter an image is taken from (see imageRules).
 func messageProperty(message string) string {
-	if message == "Create" {
-		return "Id"
-	}
-	return "Target"
+	rule, _ := imageMessage(message) // Check refused images on other messages
+	return rule.property
 }
 
 // apply writes one change unless dryRun, and returns the record's id (empty for a record a
@@ -486,6 +522,68 @@ func (r *Registrar) filterID(ctx context.Context, entity, message, msgID string)
 		return "", &SpecError{Problems: []string{fmt.Sprintf("--entity %s: Dataverse has no %s message for a table of that logical name; check the name (the table's Properties show its logical name)", entity, message)}}
 	}
 	return found[0].id(setFilters), nil
+}
+
+// checkColumns refuses column names the table's metadata does not list, naming the closest
+// one: Dataverse would take a mistyped filtering attribute and the step would never fire.
+func (r *Registrar) checkColumns(ctx context.Context, spec Spec) error {
+	type use struct{ flag, column string }
+	var uses []use
+	for _, a := range spec.Attributes {
+		uses = append(uses, use{"--attributes", a})
+	}
+	for _, img := range spec.Images {
+		for _, a := range img.Attributes {
+			uses = append(uses, use{"--image " + img.Type.String(), a})
+		}
+	}
+	if len(uses) == 0 {
+		return nil
+	}
+	var attrs []struct {
+		LogicalName string `json:"LogicalName"`
+	}
+	path := "EntityDefinitions(LogicalName='" + spec.Entity + "')/Attributes"
+	if err := r.api.Get(ctx, path, url.Values{"$select": {"LogicalName"}}, &attrs); err != nil {
+		return fmt.Errorf("read the columns of %s: %w", spec.Entity, err)
+	}
+	known := make(map[string]bool, len(attrs))
+	names := make([]string, 0, len(attrs))
+	for _, a := range attrs {
+		known[a.LogicalName] = true
+		names = append(names, a.LogicalName)
+	}
+	var p []string
+	for _, u := range uses {
+		if known[u.column] {
+			continue
+		}
+		line := fmt.Sprintf("%s: %s has no column %q", u.flag, spec.Entity, u.column)
+		if near, d := suggest.Nearest(u.column, names); d >= 0 && d <= max(2, len(u.column)/3) {
+			line += fmt.Sprintf("; did you mean %q?", near)
+		}
+		p = append(p, line)
+	}
+	if len(p) > 0 {
+		return &SpecError{Problems: p}
+	}
+	return nil
+}
+
+// checkSolution refuses a solution that does not exist or is managed before anything is
+// written: Dataverse adds new components to unmanaged solutions only.
+func (r *Registrar) checkSolution(ctx context.Context, name string) error {
+	found, err := r.records(ctx, setSolutions, []string{"uniquename", "ismanaged"}, eq("uniquename", name))
+	if err != nil {
+		return fmt.Errorf("look up solution %s: %w", name, err)
+	}
+	if len(found) == 0 {
+		return &SpecError{Problems: []string{fmt.Sprintf("--solution %s: no solution has this unique name (the solution's Properties show it)", name)}}
+	}
+	if managed, _ := found[0]["ismanaged"].(bool); managed {
+		return &SpecError{Problems: []string{fmt.Sprintf("--solution %s: a managed solution takes no new components; give the unmanaged solution you export it from", name)}}
+	}
+	return nil
 }
 
 func (r *Registrar) endpointByName(ctx context.Context, name string) (record, error) {

@@ -33,9 +33,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{srv: dataversetest.NewServer(t, dataversetest.RegistrationTables()...), msgs: map[string]string{}}
+	tables := append(dataversetest.RegistrationTables(),
+		dataversetest.Table{LogicalName: "opportunity", EntitySet: "opportunities", Columns: []string{"name", "estimatedvalue", "statuscode", "closeprobability"}},
+		dataversetest.Table{LogicalName: "account", EntitySet: "accounts", Columns: []string{"name", "accountnumber"}})
+	e := &env{srv: dataversetest.NewServer(t, tables...), msgs: map[string]string{}}
 	e.srv.RequireToken("registration-token")
-	for _, m := range []string{"Create", "Update", "Delete"} {
+	for _, m := range []string{"Create", "Update", "Delete", "SetState", "Assign"} {
 		e.msgs[m] = e.srv.Seed("sdkmessages", map[string]any{"name": m})
 		for _, entity := range []string{"opportunity", "account"} {
 			e.srv.Seed("sdkmessagefilters", map[string]any{"primaryobjecttypecode": entity, "_sdkmessageid_value": e.msgs[m]})
@@ -136,10 +139,12 @@ func TestRegister_first_run_creates_endpoint_step_and_image_once(t *testing.T) {
 		t.Fatalf("endpoints = %v", eps)
 	}
 	ep := eps[0]
-	wantAuth := `<settings><setting name="x-dvrelay-secret" value="` + secret + `"></setting></settings>`
+	// The HttpHeader settings list as Dataverse documents it, the function key beside the secret.
+	wantAuth := `<settings><setting name="x-dvrelay-secret" value="` + secret + `" />` +
+		`<setting name="x-functions-key" value="` + functionKey + `" /></settings>`
 	for k, want := range map[string]any{
 		"name": "dvrelay", "contract": json.Number("8"), "authtype": json.Number("5"), "messageformat": json.Number("2"),
-		"url": intakeURL + "?code=" + functionKey, "authvalue": wantAuth,
+		"url": intakeURL, "authvalue": wantAuth,
 	} {
 		if ep[k] != want {
 			t.Errorf("endpoint %s = %v, want %v", k, ep[k], want)
@@ -224,13 +229,14 @@ func TestRegister_changed_attributes_update_the_step_in_place(t *testing.T) {
 	}
 }
 
-func TestRegister_changed_images_update_create_and_delete_only_what_differs(t *testing.T) {
+func TestRegister_changed_images_with_prune_update_create_and_delete_only_what_differs(t *testing.T) {
 	e := newEnv(t)
 	e.register(t, headerSpec(), false)
 	e.srv.ResetRequests()
 
 	spec := headerSpec()
 	spec.Images = []registration.Image{{Type: registration.PostImage}}
+	spec.Prune = true
 	changes := e.register(t, spec, false)
 
 	if got := actions(changes); got != "unchanged serviceendpoints, unchanged sdkmessageprocessingsteps, delete sdkmessageprocessingstepimages, create sdkmessageprocessingstepimages" {
@@ -242,6 +248,61 @@ func TestRegister_changed_images_update_create_and_delete_only_what_differs(t *t
 	}
 	if _, has := imgs[0]["attributes"]; has {
 		t.Errorf("post image for all columns sent attributes %v; Dataverse rejects an empty list", imgs[0]["attributes"])
+	}
+}
+
+func TestRegister_header_auth_never_sends_the_function_key_in_the_url(t *testing.T) {
+	for name, edit := range map[string]func(*registration.Spec){
+		"key as ?code=":         func(*registration.Spec) {},
+		"key as --function-key": func(s *registration.Spec) { s.FunctionURL, s.FunctionKey = intakeURL, functionKey },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			spec := headerSpec()
+			edit(&spec)
+			e.register(t, spec, false)
+
+			for _, w := range e.srv.Writes() {
+				var body map[string]any
+				_ = json.Unmarshal(w.Body, &body)
+				if strings.Contains(fmt.Sprint(body["url"]), functionKey) {
+					t.Errorf("%s sent url %v", w, body["url"])
+				}
+			}
+			ep := e.srv.Records("serviceendpoints")[0]
+			if ep["url"] != intakeURL {
+				t.Errorf("url = %v, want %s", ep["url"], intakeURL)
+			}
+			if !strings.Contains(fmt.Sprint(ep["authvalue"]), `<setting name="x-functions-key" value="`+functionKey+`" />`) {
+				t.Errorf("authvalue = %v, want the key as an x-functions-key setting", ep["authvalue"])
+			}
+		})
+	}
+}
+
+func TestRegister_moves_a_function_key_out_of_an_existing_endpoints_url(t *testing.T) {
+	e := newEnv(t)
+	// As an earlier version registered it: the key in the readable url column.
+	id := e.srv.Seed("serviceendpoints", map[string]any{
+		"name": "dvrelay", "contract": 8, "url": intakeURL + "?code=" + functionKey, "authtype": 5,
+		"messageformat": 2, "userclaim": 1, "description": "dvrelay intake; managed by handler register",
+		"isauthvalueset": true, "authvalue": `<settings><setting name="x-dvrelay-secret" value="` + secret + `" /></settings>`,
+	})
+	spec := headerSpec()
+	spec.FunctionURL = intakeURL // the operator no longer passes the key
+
+	changes := e.register(t, spec, false)
+
+	ep, _ := e.srv.Record("serviceendpoints", id)
+	if ep["url"] != intakeURL {
+		t.Errorf("url = %v, want the key taken out", ep["url"])
+	}
+	want := `<settings><setting name="x-dvrelay-secret" value="` + secret + `" /><setting name="x-functions-key" value="` + functionKey + `" /></settings>`
+	if ep["authvalue"] != want {
+		t.Errorf("authvalue = %v, want %s", ep["authvalue"], want)
+	}
+	if out := printed(changes); strings.Contains(out, functionKey) || !strings.Contains(out, `updated serviceendpoints "dvrelay"`) {
+		t.Errorf("report:\n%s", out)
 	}
 }
 
@@ -462,6 +523,7 @@ func TestRegister_enables_a_disabled_step_and_leaves_images_under_other_aliases_
 
 	spec := headerSpec()
 	spec.Images = nil
+	spec.Prune = true
 	changes := e.register(t, spec, false)
 
 	if got := e.srv.Records("sdkmessageprocessingsteps")[0]; fmt.Sprintf("%v/%v", got["statecode"], got["statuscode"]) != "0/1" {
@@ -473,5 +535,135 @@ func TestRegister_enables_a_disabled_step_and_leaves_images_under_other_aliases_
 	}
 	if got := actions(changes); got != "unchanged serviceendpoints, update sdkmessageprocessingsteps, delete sdkmessageprocessingstepimages" {
 		t.Errorf("changes = %s", got)
+	}
+}
+
+func TestRegister_a_rerun_keeps_the_images_and_attributes_it_does_not_mention(t *testing.T) {
+	e := newEnv(t)
+	e.register(t, headerSpec(), false) // --attributes statuscode,estimatedvalue --image pre:name,estimatedvalue
+	e.srv.ResetRequests()
+
+	// The second example: only a post image, nothing about attributes or the pre image.
+	spec := headerSpec()
+	spec.Attributes = nil
+	spec.Images = []registration.Image{{Type: registration.PostImage}}
+	changes := e.register(t, spec, false)
+
+	for _, w := range e.srv.Writes() {
+		if w.Method != http.MethodPost || !strings.HasSuffix(w.Path, "sdkmessageprocessingstepimages") {
+			t.Errorf("rerun sent %s; want only the post image created", w)
+		}
+	}
+	var aliases []string
+	for _, img := range e.srv.Records("sdkmessageprocessingstepimages") {
+		aliases = append(aliases, fmt.Sprint(img["entityalias"]))
+	}
+	slices.Sort(aliases)
+	if !slices.Equal(aliases, []string{"PostImage", "PreImage"}) {
+		t.Errorf("images = %v, want the pre image kept beside the new post image", aliases)
+	}
+	if got := e.srv.Records("sdkmessageprocessingsteps")[0]["filteringattributes"]; got != "estimatedvalue,statuscode" {
+		t.Errorf("filteringattributes = %v, want them kept", got)
+	}
+	if out := printed(changes); !strings.Contains(out, "--prune removes it") {
+		t.Errorf("report does not say the pre image was kept:\n%s", out)
+	}
+}
+
+func TestRegister_prune_clears_filtering_attributes_not_given(t *testing.T) {
+	e := newEnv(t)
+	e.register(t, headerSpec(), false)
+
+	spec := headerSpec()
+	spec.Attributes, spec.Prune = nil, true
+	e.register(t, spec, false)
+
+	if got, has := e.srv.Records("sdkmessageprocessingsteps")[0]["filteringattributes"]; has && got != nil {
+		t.Errorf("filteringattributes = %v, want none (every update)", got)
+	}
+}
+
+func TestRegister_refuses_a_column_the_table_does_not_have_and_names_the_closest(t *testing.T) {
+	e := newEnv(t)
+	spec := headerSpec()
+	spec.Attributes = []string{"estimatedvalu", "statuscode"}
+	spec.Images = []registration.Image{{Type: registration.PreImage, Attributes: []string{"nmae"}}}
+
+	_, err := e.reg.Register(context.Background(), spec, false)
+
+	var se *registration.SpecError
+	if !errors.As(err, &se) || len(se.Problems) != 2 {
+		t.Fatalf("err = %v, want a SpecError with two problems", err)
+	}
+	for _, want := range []string{
+		`--attributes: opportunity has no column "estimatedvalu"; did you mean "estimatedvalue"?`,
+		`--image pre: opportunity has no column "nmae"; did you mean "name"?`,
+	} {
+		if !slices.Contains(se.Problems, want) {
+			t.Errorf("problems = %q, want %q", se.Problems, want)
+		}
+	}
+	if w := e.srv.Writes(); len(w) != 0 {
+		t.Errorf("sent %v", w)
+	}
+}
+
+func TestRegister_solution_puts_the_created_records_in_it(t *testing.T) {
+	e := newEnv(t)
+	e.srv.Seed("solutions", map[string]any{"uniquename": "ContosoIntegration", "ismanaged": false})
+	e.srv.Seed("solutions", map[string]any{"uniquename": "ContosoManaged", "ismanaged": true})
+	spec := headerSpec()
+	spec.Solution = "ContosoIntegration"
+
+	e.register(t, spec, false)
+
+	var creates int
+	for _, w := range e.srv.Writes() {
+		if got := w.Header.Get("MSCRM.SolutionUniqueName"); got != "ContosoIntegration" {
+			t.Errorf("%s carried MSCRM.SolutionUniqueName %q", w, got)
+		}
+		creates++
+	}
+	if creates != 3 {
+		t.Errorf("creates = %d, want 3", creates)
+	}
+	e.srv.ResetRequests()
+	spec.Attributes = []string{"closeprobability"}
+	e.register(t, spec, false)
+	if w := e.srv.Writes(); len(w) != 1 || w[0].Method != http.MethodPatch || w[0].Header.Get("MSCRM.SolutionUniqueName") != "" {
+		t.Errorf("update sent %v, want one PATCH without the solution header (it adds new records only)", w)
+	}
+
+	for name, want := range map[string]string{"NoSuchSolution": "no solution has this unique name", "ContosoManaged": "managed solution"} {
+		other := headerSpec()
+		other.Name, other.Solution = "other", name
+		_, err := e.reg.Register(context.Background(), other, false)
+		var se *registration.SpecError
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), want) {
+			t.Errorf("--solution %s: err = %v, want a SpecError saying %s", name, err, want)
+		}
+	}
+}
+
+func TestRegister_images_on_SetState_and_Assign_use_the_message_property_that_names_the_record(t *testing.T) {
+	for message, property := range map[string]string{"SetState": "EntityMoniker", "Assign": "Target"} {
+		t.Run(message, func(t *testing.T) {
+			e := newEnv(t)
+			spec := headerSpec()
+			spec.Message, spec.Attributes = message, nil
+			spec.Images = []registration.Image{{Type: registration.PreImage}, {Type: registration.PostImage}}
+
+			e.register(t, spec, false)
+
+			imgs := e.srv.Records("sdkmessageprocessingstepimages")
+			if len(imgs) != 2 {
+				t.Fatalf("images = %v", imgs)
+			}
+			for _, img := range imgs {
+				if img["messagepropertyname"] != property {
+					t.Errorf("%v messagepropertyname = %v, want %s", img["entityalias"], img["messagepropertyname"], property)
+				}
+			}
+		})
 	}
 }

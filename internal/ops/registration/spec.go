@@ -13,6 +13,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/dvrelay/dvrelay/internal/event"
+	"github.com/dvrelay/dvrelay/internal/platform/oneline"
 )
 
 // Auth is how Dataverse proves itself to the intake.
@@ -20,11 +23,17 @@ type Auth string
 
 const (
 	// AuthHeader sends the shared secret in a header (serviceendpoint authtype 5, HttpHeader):
-	// the DVRELAY_WEBHOOK_SECRET the intake checks, under DVRELAY_WEBHOOK_SECRET_HEADER.
+	// the DVRELAY_WEBHOOK_SECRET the intake checks, under DVRELAY_WEBHOOK_SECRET_HEADER. A
+	// function key goes beside it as x-functions-key, never into the URL: serviceendpoint.url
+	// is readable by anyone who can read endpoints and travels in solution exports, while
+	// authvalue is write-only.
 	AuthHeader Auth = "header"
 	// AuthWebhookKey sends the Functions key as ?code= (authtype 4, WebhookKey).
 	AuthWebhookKey Auth = "webhookkey"
 )
+
+// FunctionKeyHeader is the header the Functions host reads a function key from.
+const FunctionKeyHeader = "x-functions-key"
 
 // serviceendpoint.authtype values.
 const (
@@ -95,12 +104,51 @@ func SplitColumns(s string) []string {
 	return out
 }
 
+// imageRule says which images a message takes and the message parameter they are taken from
+// (sdkmessageprocessingstepimage.messagepropertyname): the record the message acts on.
+type imageRule struct {
+	name      string // as Dataverse spells the message
+	property  string
+	pre, post bool
+}
+
+// imageRules are the messages dvrelay registers images for. Create takes Id (Dataverse
+// rejects Target there, 0x8004416b) and has nothing before it; Delete leaves nothing after it;
+// SetState and SetStateDynamicEntity name their record EntityMoniker.
+var imageRules = []imageRule{
+	{"Create", "Id", false, true},
+	{"Update", "Target", true, true},
+	{"Delete", "Target", true, false},
+	{"Assign", "Target", true, true},
+	{"SetState", "EntityMoniker", true, true},
+	{"SetStateDynamicEntity", "EntityMoniker", true, true},
+}
+
+func imageMessage(message string) (imageRule, bool) {
+	for _, r := range imageRules {
+		if strings.EqualFold(r.name, message) {
+			return r, true
+		}
+	}
+	return imageRule{}, false
+}
+
+func imageMessageNames() string {
+	names := make([]string, len(imageRules))
+	for i, r := range imageRules {
+		names[i] = r.name
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
 // Spec is one registration: the intake at FunctionURL is told about Message on Entity.
 type Spec struct {
 	// Name names the serviceendpoint; the step is named "<Name>: <Message> of <Entity>". One
 	// endpoint may carry steps for several tables and messages.
-	Name        string
-	FunctionURL string // the intake, e.g. https://<app>.azurewebsites.net/api/dataverse/webhook?code=<key>
+	Name string
+	// FunctionURL is the intake, e.g. https://<app>.azurewebsites.net/api/dataverse/webhook. A
+	// ?code=<key> on it is taken as the function key and never stored in the endpoint's url.
+	FunctionURL string
 	Entity      string // table logical name, e.g. opportunity
 	Message     string // e.g. Create, Update, Delete (as Dataverse spells it)
 	// Attributes are the step's filtering attributes (Update only): the step fires only when
@@ -112,8 +160,18 @@ type Spec struct {
 	Auth         Auth
 	SecretHeader string // AuthHeader: the header name
 	Secret       string // AuthHeader: the secret value
-	// FunctionKey is the AuthWebhookKey key; empty means the code parameter of FunctionURL.
+	// FunctionKey is the Functions key: authvalue itself with AuthWebhookKey, the
+	// x-functions-key setting with AuthHeader. Empty means the code parameter of FunctionURL;
+	// with AuthHeader it may be absent (handler serve needs none).
 	FunctionKey string
+	// Solution is the unique name of an unmanaged solution the records created go into
+	// (MSCRM.SolutionUniqueName), so that they move with solution-based ALM. Empty: none.
+	Solution string
+	// Prune removes what an existing registration has and this run does not mention: a
+	// dvrelay image not given, filtering attributes when none are given. Without it a rerun
+	// keeps them, so two runs that each name one thing do not undo each other.
+	Prune bool
+
 	// RotateSecret writes the secret or key to an existing endpoint. Dataverse never returns
 	// it, so a rerun cannot tell whether it changed; it is written on create, when the auth
 	// type changes and when this is set.
@@ -131,8 +189,9 @@ type SpecError struct{ Problems []string }
 func (e *SpecError) Error() string { return strings.Join(e.Problems, "\n") }
 
 var (
-	logicalName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,127}$`)
 	messageName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,255}$`)
+	// solutionName is a solution's uniquename: letters, digits and underscores.
+	solutionName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,64}$`)
 	// headerName is an RFC 9110 token.
 	headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 )
@@ -147,7 +206,7 @@ func (s Spec) Check() error {
 	} else if n := len(s.StepName()); n > 256 {
 		bad("--name: too long: the step name %q would be %d characters, Dataverse allows 256", s.StepName(), n)
 	}
-	if !logicalName.MatchString(s.Entity) {
+	if !event.IsLogicalName(s.Entity) {
 		bad("--entity %q: give the table's logical name, lower case (e.g. opportunity)", s.Entity)
 	}
 	if !messageName.MatchString(s.Message) {
@@ -157,9 +216,12 @@ func (s Spec) Check() error {
 		bad("--rank %d: must be 1 or more", s.Rank)
 	}
 	for _, a := range s.Attributes {
-		if !logicalName.MatchString(a) {
+		if !event.IsLogicalName(a) {
 			bad("--attributes: %q is not a column logical name", a)
 		}
+	}
+	if s.Solution != "" && !solutionName.MatchString(s.Solution) {
+		bad("--solution %q: give the solution's unique name (letters, digits and _), not its display name", s.Solution)
 	}
 	isMessage := func(m string) bool { return strings.EqualFold(s.Message, m) }
 	if len(s.Attributes) > 0 && !isMessage("Update") {
@@ -172,17 +234,18 @@ func (s Spec) Check() error {
 		}
 		seen[img.Type] = true
 		for _, a := range img.Attributes {
-			if !logicalName.MatchString(a) {
+			if !event.IsLogicalName(a) {
 				bad("--image %s: %q is not a column logical name", img.Type, a)
 			}
 		}
+		rule, ok := imageMessage(s.Message)
 		switch {
-		case isMessage("Create") && img.Type == PreImage:
-			bad("--image pre: a Create has no record before it; use --image post")
-		case isMessage("Delete") && img.Type == PostImage:
-			bad("--image post: a Delete leaves no record after it; use --image pre")
-		case !isMessage("Create") && !isMessage("Update") && !isMessage("Delete"):
-			bad("--image: images are registered for Create, Update and Delete only, not %s", s.Message)
+		case !ok:
+			bad("--image: images are registered for %s only, not %s", imageMessageNames(), s.Message)
+		case img.Type == PreImage && !rule.pre:
+			bad("--image pre: a %s has no record before it; use --image post", rule.name)
+		case img.Type == PostImage && !rule.post:
+			bad("--image post: a %s leaves no record after it; use --image pre", rule.name)
 		}
 	}
 	p = append(p, s.checkEndpoint()...)
@@ -217,15 +280,18 @@ func (s Spec) checkEndpoint() []string {
 		if !headerName.MatchString(s.SecretHeader) {
 			bad("--auth header: DVRELAY_WEBHOOK_SECRET_HEADER %q is not a header name", s.SecretHeader)
 		}
-		if s.FunctionKey != "" {
-			bad("--function-key: used with --auth webhookkey only; with --auth header put the key in --function-url as ?code=")
+		if s.FunctionKey != "" && code != "" && s.FunctionKey != code {
+			bad("--function-key and the ?code= of --function-url differ; give one")
+		}
+		if strings.EqualFold(s.SecretHeader, FunctionKeyHeader) {
+			bad("--auth header: DVRELAY_WEBHOOK_SECRET_HEADER %q is the header the Functions host reads the function key from; choose another name", s.SecretHeader)
 		}
 	case AuthWebhookKey:
 		switch {
 		case s.FunctionKey == "" && code == "":
-			bad("--auth webhookkey: no function key: put it in --function-url as ?code=<key> or pass --function-key (az functionapp function keys list … prints it)")
+			bad("--auth webhookkey: no function key: pass --function-key (az functionapp function keys list … prints it)")
 		case s.FunctionKey != "" && code != "" && s.FunctionKey != code:
-			bad("--auth webhookkey: --function-key and the ?code= of --function-url differ; give one")
+			bad("--function-key and the ?code= of --function-url differ; give one")
 		}
 	default:
 		bad("--auth %q: say header or webhookkey", string(s.Auth))
@@ -233,14 +299,18 @@ func (s Spec) checkEndpoint() []string {
 	return p
 }
 
-// endpointURL is the url the serviceendpoint gets. With a webhook key Dataverse appends
-// ?code=<key> itself, so the key is taken out of the URL; with a header the URL is kept whole,
-// since a function-level trigger still wants its key.
+// endpointURL is the url the serviceendpoint gets: the intake without its code parameter.
+// A WebhookKey endpoint has Dataverse append ?code=<key> itself; a HttpHeader endpoint sends
+// the key as x-functions-key. Either way the key stays out of the readable url column.
 func (s Spec) endpointURL() string {
-	if s.Auth != AuthWebhookKey {
-		return s.FunctionURL
+	return withoutCode(s.FunctionURL)
+}
+
+func withoutCode(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || !u.Query().Has("code") {
+		return raw
 	}
-	u, _ := url.Parse(s.FunctionURL) // Check parsed it
 	q := u.Query()
 	q.Del("code")
 	u.RawQuery = q.Encode()
@@ -254,26 +324,36 @@ func (s Spec) authType() int {
 	return authTypeHTTPHeader
 }
 
-// authValue is what serviceendpoint.authvalue gets: the key itself for WebhookKey, a settings
-// list naming the header for HttpHeader.
+// functionKey is the key given by --function-key or as the ?code= of --function-url.
+func (s Spec) functionKey() string {
+	if s.FunctionKey != "" {
+		return s.FunctionKey
+	}
+	return codeOf(s.FunctionURL)
+}
+
+// authValue is what serviceendpoint.authvalue gets: the key itself for WebhookKey; for
+// HttpHeader the settings list of headers Dataverse sends, the secret and, when there is one,
+// the function key: <settings><setting name="…" value="…" /></settings>.
 func (s Spec) authValue() string {
 	if s.Auth == AuthWebhookKey {
-		if s.FunctionKey != "" {
-			return s.FunctionKey
-		}
-		u, _ := url.Parse(s.FunctionURL)
-		return u.Query().Get("code")
+		return s.functionKey()
 	}
-	type setting struct {
-		Name  string `xml:"name,attr"`
-		Value string `xml:"value,attr"`
+	var b strings.Builder
+	b.WriteString("<settings>")
+	setting := func(name, value string) {
+		b.WriteString(`<setting name="`)
+		_ = xml.EscapeText(&b, []byte(name))
+		b.WriteString(`" value="`)
+		_ = xml.EscapeText(&b, []byte(value))
+		b.WriteString(`" />`)
 	}
-	type settings struct {
-		XMLName xml.Name  `xml:"settings"`
-		Setting []setting `xml:"setting"`
+	setting(s.SecretHeader, s.Secret)
+	if key := s.functionKey(); key != "" {
+		setting(FunctionKeyHeader, key)
 	}
-	b, _ := xml.Marshal(settings{Setting: []setting{{Name: s.SecretHeader, Value: s.Secret}}})
-	return string(b)
+	b.WriteString("</settings>")
+	return b.String()
 }
 
 // secrets are the values no report or error may show.
@@ -295,20 +375,9 @@ func codeOf(raw string) string {
 	return u.Query().Get("code")
 }
 
-// RedactURL replaces the value of a code parameter (a Functions key) with <redacted>.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.RawQuery == "" {
-		return raw
-	}
-	q := u.Query()
-	if !q.Has("code") {
-		return raw
-	}
-	q.Set("code", "REDACTED")
-	u.RawQuery = strings.Replace(q.Encode(), "code=REDACTED", "code="+Redacted, 1)
-	return u.String()
-}
+// RedactURL is a URL as it may be printed (oneline.URL): the function key in ?code= and every
+// other query value hidden.
+func RedactURL(raw string) string { return oneline.URL(raw) }
 
 // Redacted stands in for a secret in everything printed.
 const Redacted = "<redacted>"

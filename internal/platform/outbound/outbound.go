@@ -29,7 +29,11 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
+
+	"github.com/dvrelay/dvrelay/internal/config"
+	"github.com/dvrelay/dvrelay/internal/platform/oneline"
 )
 
 const (
@@ -42,9 +46,6 @@ const (
 	tlsHandshakeTimeout = 10 * time.Second
 	idleConnTimeout     = 90 * time.Second
 	maxIdleConns        = 100
-	// defaultConcurrency is the most calls a client is assumed to make at once when
-	// Options.Concurrency is zero: the worker's default concurrency.
-	defaultConcurrency = 16
 )
 
 // Options tune a client. The zero value is the policy's defaults.
@@ -56,9 +57,10 @@ type Options struct {
 	// DefaultMaxResponseBytes.
 	MaxResponseBytes int64
 	// Concurrency is the most calls the client's user makes at once (the worker's
-	// concurrency); zero means 16. The client keeps that many idle connections per host, and
-	// at least maxIdleConns in all, so a busy caller reuses its connections instead of closing
-	// the ones beyond the pool after each call and dialling again (net/http keeps 2).
+	// concurrency); zero means config.DefaultWorkerConcurrency. The client keeps that many idle
+	// connections per host, and at least maxIdleConns in all, so a busy caller reuses its
+	// connections instead of closing the ones beyond the pool after each call and dialling
+	// again (net/http keeps 2).
 	Concurrency int
 }
 
@@ -72,7 +74,7 @@ func NewClient(opts Options) *http.Client {
 		opts.MaxResponseBytes = DefaultMaxResponseBytes
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = defaultConcurrency
+		opts.Concurrency = config.DefaultWorkerConcurrency
 	}
 	transport := &http.Transport{
 		// The standard proxy variables still apply, as with http.DefaultTransport.
@@ -97,9 +99,9 @@ func NewClient(opts Options) *http.Client {
 // RedirectError reports a 3xx answer the client refused to follow.
 type RedirectError struct {
 	Status int
-	// Location is the answer's Location header as sent. It is not resolved against the request
-	// URL: resolving a fragment-only Location would repeat the request's query string, which
-	// may hold a function key.
+	// Location is the answer's Location header as it may be printed (oneline.URL): a redirect
+	// often repeats the query of the URL it came from (http to https, a trailing slash), and the
+	// query may hold a key. It is not resolved against the request URL, for the same reason.
 	Location string
 }
 
@@ -113,7 +115,7 @@ func refuseRedirect(req *http.Request, _ []*http.Request) error {
 	e := &RedirectError{}
 	if req.Response != nil {
 		e.Status = req.Response.StatusCode
-		e.Location = req.Response.Header.Get("Location")
+		e.Location = oneline.URL(req.Response.Header.Get("Location"))
 	}
 	return e
 }
@@ -181,4 +183,14 @@ func ReadLimited(r io.Reader, limit int64) (data []byte, truncated bool, err err
 		return data[:limit], true, nil
 	}
 	return data, false, nil
+}
+
+// RedactError hides what the URL repeated by a *url.Error in err may hold (oneline.URL), so a
+// client's error can be printed: http.Client.Do repeats the request's URL, query string and all.
+func RedactError(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		uerr.URL = oneline.URL(uerr.URL)
+	}
+	return err
 }

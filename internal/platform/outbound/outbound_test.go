@@ -228,3 +228,24 @@ func TestNewClient_keeps_a_connection_per_concurrent_call_for_reuse(t *testing.T
 			first, again, rounds-1)
 	}
 }
+
+func TestNewClient_names_a_refused_redirect_without_the_query_it_repeats(t *testing.T) {
+	const marker = "k3y-value"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", "https://user:"+marker+"@"+r.Host+r.URL.Path+"/?"+r.URL.RawQuery)
+		w.WriteHeader(http.StatusMovedPermanently)
+	}))
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/erp?code="+marker, nil)
+	_, err := outbound.NewClient(outbound.Options{}).Do(req)
+	var redirect *outbound.RedirectError
+	if !errors.As(err, &redirect) {
+		t.Fatalf("err = %v, want a RedirectError", err)
+	}
+	if err := outbound.RedactError(err); strings.Contains(err.Error(), marker) || strings.Contains(redirect.Location, marker) {
+		t.Errorf("the error %q (Location %q) carries the query's value", err, redirect.Location)
+	}
+	if !strings.Contains(err.Error(), "/erp/?code=REDACTED") {
+		t.Errorf("the error %q no longer says where the redirect led", err)
+	}
+}

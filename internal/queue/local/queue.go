@@ -26,6 +26,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -53,16 +54,17 @@ const (
 // ErrClosed reports a call on a queue after Close.
 var ErrClosed = errors.New("queue is closed")
 
-// Options tune the queue. Zero values take the defaults noted on each field.
+// Options tune the queue. Zero values take the defaults noted on each field, internal/config's,
+// so a queue opened bare (in a test) behaves as one opened from the settings.
 type Options struct {
 	// LockDuration is how long a received message stays invisible to other receivers before
-	// it is delivered again (default 30s).
+	// it is delivered again (config.DefaultLockDuration).
 	LockDuration time.Duration
 	// MaxDeliveryCount is the number of deliveries after which an abandoned or expired message
-	// is dead-lettered with reason MaxDeliveryCountExceeded (default 10, as Service Bus).
+	// is dead-lettered with reason MaxDeliveryCountExceeded (config.DefaultMaxDeliveryCount).
 	MaxDeliveryCount int
 	// DuplicateWindow is how long a MessageID is remembered for duplicate detection
-	// (default 10m, as Service Bus).
+	// (config.DefaultDuplicateWindow).
 	DuplicateWindow time.Duration
 	// Now is the clock; tests replace it to move through lock and schedule times without sleeping.
 	Now func() time.Time
@@ -80,13 +82,13 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.LockDuration <= 0 {
-		o.LockDuration = 30 * time.Second
+		o.LockDuration = config.DefaultLockDuration
 	}
 	if o.MaxDeliveryCount <= 0 {
-		o.MaxDeliveryCount = 10
+		o.MaxDeliveryCount = config.DefaultMaxDeliveryCount
 	}
 	if o.DuplicateWindow <= 0 {
-		o.DuplicateWindow = 10 * time.Minute
+		o.DuplicateWindow = config.DefaultDuplicateWindow
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -142,17 +142,16 @@ func (q *Queue) lockAvailable(ctx context.Context, maxMessages int) ([]*queue.Re
 		return nil, err
 	}
 	// Only a damaged file fails to decode (the queue wrote the properties itself). Such a
-	// message keeps its lock and is delivered again when the lock runs out, until
-	// MaxDeliveryCount dead-letters it: it must not stop every receive, nor hold back the sound
-	// messages locked beside it, so those are handed out and it is logged; a receive that
-	// locked nothing else fails with it.
+	// message is dead-lettered at once as damaged (deadLetterDamaged): it must not stop every
+	// receive, nor hold back the sound messages locked beside it, so those are handed out; a
+	// receive that locked nothing else fails only when the dead-lettering failed too.
 	got := make([]*queue.Received, 0, len(locked))
 	var damaged error
 	for _, m := range locked {
 		if m.ApplicationProperties, err = decodeProps(m.props); err != nil {
-			damaged = fmt.Errorf("message %s (sequence number %d): stored properties: %w", m.MessageID, m.SequenceNumber, err)
-			q.log.ErrorContext(ctx, "a stored message is damaged; it will be dead-lettered after its max delivery count",
-				"messageId", m.MessageID, "sequenceNumber", m.SequenceNumber, "deliveryCount", m.DeliveryCount, "error", err)
+			if err := q.deadLetterDamaged(ctx, m.Received, err); err != nil {
+				damaged = err
+			}
 			continue
 		}
 		got = append(got, m.Received)

@@ -112,10 +112,10 @@ func (q *Queue) commitAndAnswer(batch []*writeRequest) {
 	if len(batch) == 0 {
 		return
 	}
+	// A failed commit is not logged here: every caller gets the error and logs it where a flood
+	// of them is bounded (the intake's refusal lines, at most 10 a second per outcome; the
+	// consumer's settle errors). A line here would be one per publish on a full disk.
 	errs, err := q.commitBatch(batch)
-	if err != nil {
-		q.log.Error("group commit failed", "count", len(batch), "error", err)
-	}
 	for i, req := range batch {
 		req.done <- errors.Join(errs[i], err)
 	}

@@ -9,31 +9,18 @@ package servicebus
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+
+	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/platform/outbound"
 )
 
-// Default entity names, as infra/main.bicep creates them.
-const (
-	DefaultQueueName           = "dataverse-events"
-	DefaultDeadLetterQueueName = "dataverse-events-deadletter"
-)
-
-// Setting names, as the Functions host reads them for the trigger's "connection":
-// "ServiceBusConnection". Errors name them so an operator knows which app setting to fix.
-const (
-	SettingConnection              = "ServiceBusConnection"
-	SettingFullyQualifiedNamespace = "ServiceBusConnection__fullyQualifiedNamespace"
-	SettingClientID                = "ServiceBusConnection__clientId"
-)
-
-// ConnectionSettings are the values of the ServiceBusConnection settings. The caller reads them
-// (from the environment, once, at start); this package never does.
+// ConnectionSettings are the values of the ServiceBusConnection settings. internal/config reads
+// and checks them, once, at start; this package never does.
 type ConnectionSettings struct {
 	// ConnectionString is ServiceBusConnection when it is a plain string (SAS key or emulator).
 	// It wins over FullyQualifiedNamespace, as it does for the Functions host.
@@ -47,7 +34,7 @@ type ConnectionSettings struct {
 }
 
 // ErrNotConfigured reports settings that name no Service Bus at all.
-var ErrNotConfigured = errors.New("servicebus: neither " + SettingConnection + " nor " + SettingFullyQualifiedNamespace + " is set")
+var ErrNotConfigured = errors.New("servicebus: neither " + config.ServiceBusConnectionSetting + " nor " + config.ServiceBusNamespaceSetting + " is set")
 
 // Client retry policy. The SDK default (3 retries, 4 s initial delay, 120 s cap) sleeps 3-5 s
 // before its first retry and up to about a minute in all, which is longer than the intake's
@@ -72,21 +59,19 @@ func clientOptions() *azservicebus.ClientOptions {
 
 // NewClient builds one Service Bus client for the process. Make it once and share it: every
 // Sender and Receiver made from it shares its AMQP connection. Nothing is dialled until the
-// first send or receive, so a wrong namespace or credential shows up there, not here.
+// first send or receive, so a namespace that is a host name but the wrong one, or a wrong
+// credential, shows up there, not here.
 func NewClient(s ConnectionSettings) (*azservicebus.Client, error) {
 	if s.ConnectionString != "" {
 		// The SDK's parse errors name the missing key, never its value, so they are safe to wrap.
 		c, err := azservicebus.NewClientFromConnectionString(s.ConnectionString, clientOptions())
 		if err != nil {
-			return nil, fmt.Errorf("%s: not a usable Service Bus connection string: %w", SettingConnection, err)
+			return nil, fmt.Errorf("%s: not a usable Service Bus connection string: %w", config.ServiceBusConnectionSetting, err)
 		}
 		return c, nil
 	}
 	if s.FullyQualifiedNamespace == "" {
 		return nil, ErrNotConfigured
-	}
-	if err := checkNamespace(s.FullyQualifiedNamespace); err != nil {
-		return nil, err
 	}
 	cred, err := credential(s.ClientID)
 	if err != nil {
@@ -94,18 +79,9 @@ func NewClient(s ConnectionSettings) (*azservicebus.Client, error) {
 	}
 	c, err := azservicebus.NewClient(s.FullyQualifiedNamespace, cred, clientOptions())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", SettingFullyQualifiedNamespace, err)
+		return nil, fmt.Errorf("%s: %w", config.ServiceBusNamespaceSetting, err)
 	}
 	return c, nil
-}
-
-// checkNamespace rejects the usual copy-paste mistakes (a URL or a connection string endpoint)
-// with a message that says what the value should look like.
-func checkNamespace(ns string) error {
-	if strings.Contains(ns, "://") || strings.ContainsAny(ns, "/;= ") || !strings.Contains(ns, ".") {
-		return fmt.Errorf("%s: %q is not a host name (want e.g. contoso.servicebus.windows.net)", SettingFullyQualifiedNamespace, ns)
-	}
-	return nil
 }
 
 func credential(clientID string) (azcore.TokenCredential, error) {
@@ -115,13 +91,13 @@ func credential(clientID string) (azcore.TokenCredential, error) {
 			ID:            azidentity.ClientID(clientID),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("%s: managed identity credential: %w", SettingClientID, err)
+			return nil, fmt.Errorf("%s: managed identity credential: %w", config.ServiceBusClientIDSetting, err)
 		}
 		return c, nil
 	}
 	c, err := azidentity.NewDefaultAzureCredential(&azidentity.DefaultAzureCredentialOptions{ClientOptions: credentialOptions()})
 	if err != nil {
-		return nil, fmt.Errorf("%s: default Azure credential: %w", SettingFullyQualifiedNamespace, err)
+		return nil, fmt.Errorf("%s: default Azure credential: %w", config.ServiceBusNamespaceSetting, err)
 	}
 	return c, nil
 }

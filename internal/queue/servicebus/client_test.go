@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -24,26 +25,16 @@ func TestNewClient_names_the_setting_that_is_wrong(t *testing.T) {
 		wantIs      error
 		wantSetting string
 	}{
-		{name: "nothing set", settings: ConnectionSettings{}, wantIs: ErrNotConfigured, wantSetting: SettingFullyQualifiedNamespace},
+		{name: "nothing set", settings: ConnectionSettings{}, wantIs: ErrNotConfigured, wantSetting: config.ServiceBusNamespaceSetting},
 		{
 			name:        "connection string without a key",
 			settings:    ConnectionSettings{ConnectionString: "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=k"},
-			wantSetting: SettingConnection,
+			wantSetting: config.ServiceBusConnectionSetting,
 		},
 		{
 			name:        "connection string with a malformed pair",
 			settings:    ConnectionSettings{ConnectionString: "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKey" + testKey},
-			wantSetting: SettingConnection,
-		},
-		{
-			name:        "namespace given as a URL",
-			settings:    ConnectionSettings{FullyQualifiedNamespace: "sb://contoso.servicebus.windows.net/"},
-			wantSetting: SettingFullyQualifiedNamespace,
-		},
-		{
-			name:        "namespace given as a bare name",
-			settings:    ConnectionSettings{FullyQualifiedNamespace: "contoso"},
-			wantSetting: SettingFullyQualifiedNamespace,
+			wantSetting: config.ServiceBusConnectionSetting,
 		},
 	}
 	for _, tt := range tests {
@@ -118,7 +109,7 @@ func unreachablePublisher(t *testing.T) *Publisher {
 		defer cancel()
 		_ = client.Close(ctx)
 	})
-	pub, err := NewPublisher(client, DefaultQueueName)
+	pub, err := NewPublisher(client, config.DefaultQueueName)
 	if err != nil {
 		t.Fatalf("NewPublisher: %v", err)
 	}

@@ -10,12 +10,13 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
+	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 const (
-	mainQueue = DefaultQueueName
-	dlqQueue  = DefaultDeadLetterQueueName
+	mainQueue = config.DefaultQueueName
+	dlqQueue  = config.DefaultDeadLetterQueueName
 )
 
 // fixture is the backend wired to a fake namespace laid out as infra/main.bicep lays it out:

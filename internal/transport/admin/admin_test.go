@@ -115,7 +115,7 @@ func TestServer_refuses_a_wrong_secret_with_the_intakes_problem(t *testing.T) {
 	secret := []byte("s3cret")
 	adm, _ := adminServer(t, secret)
 	intake := httptest.NewServer(httpintake.Forwarded(webhook.New(webhook.Config{Secrets: [][]byte{secret}, SecretHeader: secretHeader},
-		refusingParser{t}, nopPublisher{}, slog.New(slog.DiscardHandler))))
+		refusingParser{t}, nopPublisher{}, slog.New(slog.DiscardHandler)), 0))
 	t.Cleanup(intake.Close)
 
 	intakeReq, _ := http.NewRequest(http.MethodPost, intake.URL, strings.NewReader(`{}`))

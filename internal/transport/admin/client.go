@@ -135,7 +135,7 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("ask handler serve at %s: %w", c.base, err)
+		return fmt.Errorf("ask handler serve at %s: %w", c.base, outbound.RedactError(err))
 	}
 	defer resp.Body.Close()
 	body, truncated, err := outbound.ReadLimited(resp.Body, c.maxAnswer)

@@ -31,6 +31,14 @@ const (
 // after a few seconds; an answer after that is as good as none, and a 503 in time says more.
 const DefaultHealthTimeout = 2 * time.Second
 
+// DefaultDeadLetterTimeout bounds each dead-letter route's work on the queue when
+// Config.DeadLetterTimeout is zero. A listing of the most dead letters takes milliseconds; a
+// stalled disk would otherwise hold the route, and `handler dlq` behind it, for as long as it stalls.
+const DefaultDeadLetterTimeout = 5 * time.Second
+
+// retryAfterSeconds is the Retry-After of a 503 from the dead-letter routes.
+const retryAfterSeconds = "5"
+
 // maxListLimit bounds one listing, so a request cannot make the server load the whole queue.
 const maxListLimit = 1000
 
@@ -48,6 +56,12 @@ type Config struct {
 	Auth *httpauth.Authorizer
 	// HealthTimeout bounds the queue read behind /api/health; zero is DefaultHealthTimeout.
 	HealthTimeout time.Duration
+	// DeadLetterTimeout bounds each dead-letter route's work on the queue; zero is
+	// DefaultDeadLetterTimeout.
+	DeadLetterTimeout time.Duration
+	// Publishing says whether the intake can queue events, from how its recent publishes went
+	// (webhook.Intake.PublishHealth); nil leaves it out. It must not wait.
+	Publishing func(ctx context.Context) error
 }
 
 // Server serves the admin routes.
@@ -64,11 +78,17 @@ func NewServer(cfg Config, log *slog.Logger) *Server {
 	if cfg.HealthTimeout <= 0 {
 		cfg.HealthTimeout = DefaultHealthTimeout
 	}
+	if cfg.DeadLetterTimeout <= 0 {
+		cfg.DeadLetterTimeout = DefaultDeadLetterTimeout
+	}
 	return &Server{cfg: cfg, log: log}
 }
 
-// HealthRoute adds GET /api/health: 200 with the queue counts, 503 when the queue cannot be read
-// within HealthTimeout.
+// HealthRoute adds GET /api/health: 200 with the queue counts; 503 when the intake's recent
+// publishes failed or are stuck (a full or frozen disk, a broker that does not answer), or when
+// the queue cannot be read within HealthTimeout. A probe or load balancer then stops sending
+// traffic an instance would refuse. Reads alone are not enough to tell: they go on working on
+// a disk that takes no writes.
 func (s *Server) HealthRoute(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+pathHealth, s.health)
 }
@@ -79,7 +99,8 @@ func (s *Server) HealthRoute(mux *http.ServeMux) {
 //   - GET /api/deadletters/{seq}: one dead letter with its event's history;
 //   - POST /api/deadletters/{seq}/resubmit and POST /api/deadletters/{seq}/purge.
 //
-// A sequence number with nothing parked under it is a 404.
+// A sequence number with nothing parked under it is a 404. Each route's work on the queue is
+// bounded by DeadLetterTimeout: past it the route answers 503 with Retry-After, as health does.
 func (s *Server) DeadLetterRoutes(mux *http.ServeMux) {
 	mux.Handle("GET "+pathDeadLetters, s.cfg.Auth.Require(http.HandlerFunc(s.list)))
 	mux.Handle("GET "+pathDeadLetters+"/{seq}", s.cfg.Auth.Require(http.HandlerFunc(s.show)))
@@ -89,6 +110,14 @@ func (s *Server) DeadLetterRoutes(mux *http.ServeMux) {
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	body := map[string]any{"status": "ok", "backend": s.cfg.Backend}
+	if s.cfg.Publishing != nil {
+		if err := s.cfg.Publishing(r.Context()); err != nil {
+			s.log.ErrorContext(r.Context(), "health: the intake cannot queue events", slog.String("error", err.Error()))
+			problem.Write(w, problem.New(http.StatusServiceUnavailable, "queue-unavailable", "Queue unavailable",
+				"the last events could not be queued; the intake answers 503 until the queue takes them again"))
+			return
+		}
+	}
 	if s.cfg.Stats != nil {
 		st, err := s.stats(r.Context())
 		if err != nil {
@@ -105,29 +134,39 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-// stats reads the queue counts within HealthTimeout. The read runs apart and is waited for only
-// that long, because a read stuck in the kernel (a frozen or failing disk) does not look at its
-// context: the probe still gets its 503 in time, and the read ends on its own when the disk does.
+// stats reads the queue counts within HealthTimeout.
 func (s *Server) stats(ctx context.Context) (queue.Stats, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.HealthTimeout)
+	st, err := bounded(ctx, s.cfg.HealthTimeout, s.cfg.Stats)
+	if err != nil {
+		return queue.Stats{}, fmt.Errorf("read queue counts: %w", err)
+	}
+	return st, nil
+}
+
+// errNoAnswer is the error of queue work that did not end within its bound.
+var errNoAnswer = errors.New("no answer from the queue in time")
+
+// bounded runs op with a deadline d away, and waits for it no longer than that. op runs apart,
+// because work stuck in the kernel (a frozen or failing disk) does not look at its context: the
+// caller gets its answer in time, and op ends on its own when the disk does.
+func bounded[T any](ctx context.Context, d time.Duration, op func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	type result struct {
-		st  queue.Stats
+		v   T
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		st, err := s.cfg.Stats(ctx)
-		done <- result{st, err}
+		v, err := op(ctx)
+		done <- result{v, err}
 	}()
 	select {
 	case r := <-done:
-		if r.err != nil {
-			return queue.Stats{}, fmt.Errorf("read queue counts: %w", r.err)
-		}
-		return r.st, nil
+		return r.v, r.err
 	case <-ctx.Done():
-		return queue.Stats{}, fmt.Errorf("read queue counts: no answer within %s: %w", s.cfg.HealthTimeout, ctx.Err())
+		var zero T
+		return zero, fmt.Errorf("%w: waited %s: %w", errNoAnswer, d, ctx.Err())
 	}
 }
 
@@ -137,7 +176,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.New(http.StatusBadRequest, "invalid-query", "Invalid query", err.Error()))
 		return
 	}
-	items, err := s.cfg.DeadLetters.QueryDeadLetters(r.Context(), f)
+	items, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) ([]queue.DeadLettered, error) {
+		return s.cfg.DeadLetters.QueryDeadLetters(ctx, f)
+	})
 	if err != nil {
 		s.unavailable(w, r, "list dead letters", err, "the dead-letter queue could not be read")
 		return
@@ -188,7 +229,9 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	found, err := s.cfg.DeadLetters.QueryDeadLetters(r.Context(), queue.DeadLetterFilter{Seq: seq, Limit: 1})
+	found, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) ([]queue.DeadLettered, error) {
+		return s.cfg.DeadLetters.QueryDeadLetters(ctx, queue.DeadLetterFilter{Seq: seq, Limit: 1})
+	})
 	if err != nil {
 		s.unavailable(w, r, "read dead letter", err, "the dead-letter queue could not be read")
 		return
@@ -198,7 +241,9 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := View(found[0])
-	history, err := s.cfg.DeadLetters.History(r.Context(), d.EventID)
+	history, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) ([]queue.Sighting, error) {
+		return s.cfg.DeadLetters.History(ctx, d.EventID)
+	})
 	if err != nil {
 		s.unavailable(w, r, "read history", err, "the history of the event could not be read")
 		return
@@ -211,10 +256,15 @@ func (s *Server) resubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id, err := s.cfg.DeadLetters.Resubmit(r.Context(), seq)
+	id, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) (string, error) {
+		return s.cfg.DeadLetters.Resubmit(ctx, seq)
+	})
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
 		notFound(w, seq)
+	case errors.Is(err, errNoAnswer):
+		s.unavailable(w, r, "resubmit dead letter", err, "the queue gave no answer in time (a stalled or failing disk); "+
+			"the resubmit may still happen: look at the dead letter again before retrying")
 	case err != nil:
 		s.unavailable(w, r, "resubmit dead letter", err, "the message could not be resubmitted; it is still dead-lettered")
 	default:
@@ -228,10 +278,15 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := s.cfg.DeadLetters.PurgeDeadLetter(r.Context(), seq)
+	_, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.cfg.DeadLetters.PurgeDeadLetter(ctx, seq)
+	})
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
 		notFound(w, seq)
+	case errors.Is(err, errNoAnswer):
+		s.unavailable(w, r, "purge dead letter", err, "the queue gave no answer in time (a stalled or failing disk); "+
+			"the purge may still happen: look at the dead letter again before retrying")
 	case err != nil:
 		s.unavailable(w, r, "purge dead letter", err, "the message could not be purged; it is still dead-lettered")
 	default:
@@ -260,9 +315,14 @@ func notFound(w http.ResponseWriter, seq int64) {
 		fmt.Sprintf("no dead-lettered message has sequence number %d", seq)))
 }
 
-// unavailable logs err and answers 503 with detail, which says what happened and nothing of err.
+// unavailable logs err and answers 503 with Retry-After and detail, which says what happened and
+// nothing of err. A read that got no answer in time says so, whatever detail the route gave.
 func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, op string, err error, detail string) {
 	s.log.ErrorContext(r.Context(), op, slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+	if errors.Is(err, errNoAnswer) && r.Method == http.MethodGet {
+		detail = fmt.Sprintf("the queue gave no answer within %s (a stalled or failing disk); retry later", s.cfg.DeadLetterTimeout)
+	}
+	w.Header().Set("Retry-After", retryAfterSeconds)
 	problem.Write(w, problem.New(http.StatusServiceUnavailable, "queue-unavailable", "Queue unavailable", detail))
 }
 

@@ -64,7 +64,7 @@ func (t systemTimer) Stop() bool             { return t.t.Stop() }
 
 // Options tune the loop. Zero values take the defaults noted on each field.
 type Options struct {
-	// Concurrency is the most messages processed at once (default 16).
+	// Concurrency is the most messages processed at once (config.DefaultWorkerConcurrency).
 	Concurrency int
 	// Prefetch is how many messages are received ahead of a free place among Concurrency, so
 	// that one is ready the moment a place frees instead of waiting for a Receive (a durable
@@ -73,9 +73,9 @@ type Options struct {
 	// negative value turns prefetching off.
 	Prefetch int
 	// LockDuration is the queue's lock duration; a message's lock is renewed every half of it
-	// while the worker is busy with it (default 30s, the embedded queue's default). When the
-	// message's own LockedUntil leaves less time than that, renewal comes sooner: the broker's
-	// lock, not this setting, decides when the message goes back to the queue.
+	// while the worker is busy with it (config.DefaultLockDuration, the embedded queue's). When
+	// the message's own LockedUntil leaves less time than that, renewal comes sooner: the
+	// broker's lock, not this setting, decides when the message goes back to the queue.
 	LockDuration time.Duration
 	// ShutdownGrace is how long in-flight messages may keep running once Run's ctx is cancelled;
 	// what is still running after that is abandoned, so it comes back to the next process
@@ -88,7 +88,7 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.Concurrency <= 0 {
-		o.Concurrency = 16
+		o.Concurrency = config.DefaultWorkerConcurrency
 	}
 	switch {
 	case o.Prefetch == 0:
@@ -97,7 +97,7 @@ func (o Options) withDefaults() Options {
 		o.Prefetch = 0
 	}
 	if o.LockDuration <= 0 {
-		o.LockDuration = 30 * time.Second
+		o.LockDuration = config.DefaultLockDuration
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = config.DefaultShutdownGrace

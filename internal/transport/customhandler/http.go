@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"mime"
@@ -12,6 +13,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/dvrelay/dvrelay/internal/platform/oneline"
 )
 
 // DefaultHTTPBinding is the usual name of an HTTP trigger's input binding.
@@ -32,42 +35,10 @@ type HTTPRequest struct {
 	Params map[string]string
 }
 
-// RedactedURL is URL without anything that can carry a secret, safe to log: every query value
-// is replaced, not only the function key in ?code=, because Dataverse's HttpQueryString auth
-// puts its secret under whatever parameter name the registration chose; user info goes too.
-func (r HTTPRequest) RedactedURL() string {
-	u, err := url.Parse(r.URL)
-	if err != nil {
-		// Unparsable: keep only what precedes the query, minus any user info.
-		before, _, _ := strings.Cut(r.URL, "?")
-		return withoutUserInfo(before)
-	}
-	u.User = nil
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			q[k] = []string{"REDACTED"}
-		}
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
-
-// withoutUserInfo drops "user:password@" from the authority of a URL url.Parse refused.
-func withoutUserInfo(raw string) string {
-	scheme, rest, ok := strings.Cut(raw, "://")
-	if !ok {
-		return raw
-	}
-	authority := rest
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		authority = rest[:i]
-	}
-	if at := strings.LastIndexByte(authority, '@'); at >= 0 {
-		rest = rest[at+1:]
-	}
-	return scheme + "://" + rest
-}
+// RedactedURL is URL as it may be logged (oneline.URL): every query value hidden, not only the
+// function key in ?code=, because Dataverse's HttpQueryString auth puts its secret under whatever
+// parameter name the registration chose; user info goes too.
+func (r HTTPRequest) RedactedURL() string { return oneline.URL(r.URL) }
 
 // ContentLength is the declared Content-Length header, or -1 when absent or unreadable.
 func (r HTTPRequest) ContentLength() int64 {
@@ -82,14 +53,55 @@ func (r HTTPRequest) ContentLength() int64 {
 	return n
 }
 
+// MaxFields bounds the headers, query values and route values DecodeHTTPTrigger decodes of the
+// original request, each: far above what the host forwards (its web server takes at most 100
+// headers, and URLs of 8 KB), since each costs allocations, and an envelope past it did not come
+// from the host.
+const MaxFields = 256
+
 // httpTrigger is Data.<binding> of an HTTP trigger invocation.
 type httpTrigger struct {
-	URL     string                     `json:"Url"`
-	Method  string                     `json:"Method"`
-	Query   map[string]json.RawMessage `json:"Query"`
-	Headers map[string]json.RawMessage `json:"Headers"`
-	Params  map[string]json.RawMessage `json:"Params"`
-	Body    json.RawMessage            `json:"Body"`
+	URL     string          `json:"Url"`
+	Method  string          `json:"Method"`
+	Query   boundedObject   `json:"Query"`
+	Headers boundedObject   `json:"Headers"`
+	Params  boundedObject   `json:"Params"`
+	Body    json.RawMessage `json:"Body"`
+}
+
+// errTooManyFields is the decoding error of an object past its bound.
+var errTooManyFields = errors.New("too many fields")
+
+// boundedObject is a JSON object of at most MaxFields members, decoded one member at a time so
+// that one past the bound stops the decoding before its cost grows with the object.
+type boundedObject map[string]json.RawMessage
+
+func (o *boundedObject) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("not an object")
+	}
+	m := boundedObject{}
+	for dec.More() {
+		if len(m) == MaxFields {
+			return fmt.Errorf("%w: more than %d", errTooManyFields, MaxFields)
+		}
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		m[key] = v
+	}
+	*o = m
+	return nil
 }
 
 // DecodeHTTPTrigger reads the HTTP trigger invocation posted for the binding named binding

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -244,5 +245,25 @@ func TestReady_answers_the_host_probe_at_once(t *testing.T) {
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Errorf("status = %d", res.StatusCode)
+	}
+}
+
+func TestDecodeHTTPTrigger_refuses_more_headers_than_MaxFields(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"Data":{"req":{"Method":"POST","Headers":{`)
+	for i := range customhandler.MaxFields + 1 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `"X-H-%d":["v"]`, i)
+	}
+	b.WriteString(`}}}}`)
+	_, err := customhandler.DecodeHTTPTrigger([]byte(b.String()), "req")
+	if !errors.Is(err, customhandler.ErrInvocation) {
+		t.Errorf("err = %v, want ErrInvocation", err)
+	}
+	ok := strings.Replace(b.String(), fmt.Sprintf(`,"X-H-%d":["v"]`, customhandler.MaxFields), "", 1)
+	if r, err := customhandler.DecodeHTTPTrigger([]byte(ok), "req"); err != nil || len(r.Header) != customhandler.MaxFields {
+		t.Errorf("MaxFields headers: %d decoded, %v", len(r.Header), err)
 	}
 }

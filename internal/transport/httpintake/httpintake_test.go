@@ -95,7 +95,7 @@ func newServer(t *testing.T, pubErr error) *server {
 	log := slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	in := webhook.New(webhook.Config{MaxBodyBytes: 4096, Secrets: [][]byte{[]byte(secret)}}, tinyParser{}, s.pub, log)
 	mux := http.NewServeMux()
-	mux.Handle("/api/dataverse/webhook", httpintake.Forwarded(in))
+	mux.Handle("/api/dataverse/webhook", httpintake.Forwarded(in, 0))
 	mux.Handle("/DataverseWebhook", httpintake.Envelope(in, "req", log))
 	s.Server = httptest.NewServer(mux)
 	t.Cleanup(s.Close)
@@ -406,7 +406,7 @@ func TestForwarded_serves_the_host_fixture_request(t *testing.T) {
 	pub := &recordingPublisher{}
 	in := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(secret)}}, tinyParser{}, pub, slog.New(slog.DiscardHandler))
 	rec := httptest.NewRecorder()
-	httpintake.Forwarded(in).ServeHTTP(rec, req)
+	httpintake.Forwarded(in, 0).ServeHTTP(rec, req)
 
 	if rec.Code != http.StatusBadRequest {
 		t.Fatalf("status = %d, body %s", rec.Code, rec.Body)

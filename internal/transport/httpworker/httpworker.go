@@ -32,8 +32,8 @@ const maxInvocationBytes = 8 << 20
 // s applies the outcomes.
 func New(h Handler, s queue.Settler, binding string, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		ctx := req.Context()
-		invocationID := req.Header.Get("X-Azure-Functions-InvocationId")
+		// Every line written for this invocation, the worker's included, carries its id.
+		ctx := customhandler.InvocationContext(req)
 		body, err := io.ReadAll(io.LimitReader(req.Body, maxInvocationBytes+1))
 		if err == nil && len(body) > maxInvocationBytes {
 			// Not the worker's to judge: the host redelivers it until the broker dead-letters it
@@ -41,16 +41,14 @@ func New(h Handler, s queue.Settler, binding string, log *slog.Logger) http.Hand
 			err = fmt.Errorf("invocation is larger than %d bytes", maxInvocationBytes)
 		}
 		if err != nil {
-			customhandler.WriteFailure(ctx, w, log, fmt.Errorf("read invocation: %w", err),
-				slog.String("invocationId", invocationID))
+			customhandler.WriteFailure(ctx, w, log, fmt.Errorf("read invocation: %w", err))
 			return
 		}
 		msg, err := customhandler.DecodeServiceBusTrigger(body, binding)
 		if err != nil {
 			// An envelope we cannot read is not the message's fault: let the host redeliver it
 			// (and, after max deliveries, dead-letter it) rather than complete it unseen.
-			customhandler.WriteFailure(ctx, w, log, fmt.Errorf("decode invocation: %w", err),
-				slog.String("invocationId", invocationID))
+			customhandler.WriteFailure(ctx, w, log, fmt.Errorf("decode invocation: %w", err))
 			return
 		}
 		d := queue.Delivery{
@@ -66,7 +64,6 @@ func New(h Handler, s queue.Settler, binding string, log *slog.Logger) http.Hand
 		out := h.Process(ctx, d)
 		if err := s.Settle(ctx, d, out); err != nil {
 			customhandler.WriteFailure(ctx, w, log, fmt.Errorf("apply outcome %s: %w", out.Kind, err),
-				slog.String("invocationId", invocationID),
 				slog.String("messageId", msg.MessageID),
 				slog.String("correlationId", msg.CorrelationID))
 			return
@@ -76,8 +73,7 @@ func New(h Handler, s queue.Settler, binding string, log *slog.Logger) http.Hand
 			logs = append(logs, out.Summary)
 		}
 		if err := customhandler.WriteResult(w, logs); err != nil {
-			log.ErrorContext(ctx, "write invocation result", slog.String("error", err.Error()),
-				slog.String("invocationId", invocationID))
+			log.ErrorContext(ctx, "write invocation result", slog.String("error", err.Error()))
 		}
 	})
 }
