@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"strings"
-
 )
 
 // intakeBytes reads DVRELAY_MAX_BYTES_IN_FLIGHT, the bound on the bytes of the bodies the intake
