@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
+	"github.com/dvrelay/dvrelay/internal/event"
 	"github.com/dvrelay/dvrelay/internal/platform/outbound"
 	"github.com/dvrelay/dvrelay/internal/platform/retry"
 	"github.com/google/uuid"
@@ -27,10 +27,6 @@ const apiPath = "/api/data/v9.2/"
 
 // requestTimeout bounds one Web API call when the caller's context does not bound it sooner.
 const requestTimeout = 30 * time.Second
-
-// logicalName is the shape of a Dataverse table logical name. Checking it keeps caller input
-// from reshaping the metadata URL.
-var logicalName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,127}$`)
 
 // Client talks to one Dataverse environment. It is safe for concurrent use; build one per
 // process.
@@ -197,7 +193,7 @@ func (c *Client) Update(ctx context.Context, entity, id string, columns map[stri
 // (opportunities), asking the metadata endpoint the first time and remembering the answer for
 // the life of the client.
 func (c *Client) EntitySetName(ctx context.Context, entity string) (string, error) {
-	if !logicalName.MatchString(entity) {
+	if !event.IsLogicalName(entity) {
 		return "", fmt.Errorf("entity %q is not a Dataverse logical name: %w", entity, ErrInvalidInput)
 	}
 	c.setsMu.RLock()
