@@ -31,7 +31,7 @@ const usage = `usage:
   handler package [--out F]    build for linux/amd64 and write the deployment zip (default dvrelay.zip)
   handler recover --since D [flags] queue reconcile events for webhook posts Dataverse gave up on (--dry-run first)
 
-Settings come from the environment; see README.md. Run 'handler serve -h' for its flags.
+Settings come from the environment; see docs/settings.md. Run 'handler serve -h' for its flags.
 `
 
 func main() {
