@@ -8,11 +8,12 @@ import (
 	"time"
 )
 
-// DefaultMaxInFlight is MaxInFlight when Config leaves it zero. BENCHMARKS.md shows how it was
-// chosen: more requests in flight let more events share each commit of the embedded queue, so
-// throughput grows with the bound, but less and less, while an admitted request's wait grows in
-// proportion (about bound ÷ throughput) and the excess is answered more slowly. On two cores 64
-// is the largest bound under which a 2× overload still has its excess answered within 100 ms.
+// DefaultMaxInFlight is MaxInFlight when Config leaves it zero. More requests in flight let more
+// events share each commit of the embedded queue, so throughput grows with the bound, but less
+// and less, while an admitted request's wait grows in proportion (about bound ÷ throughput) and
+// the excess is answered more slowly. 64 is where a twice-capacity overload on a small machine
+// still had its excess answered promptly; BENCHMARKS.md ("The in-flight bound at 2× capacity")
+// has the figures.
 const DefaultMaxInFlight = 64
 
 // Admit is the intake's admission control, run by the transport before it reads the body. It
