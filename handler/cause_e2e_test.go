@@ -10,6 +10,7 @@ import (
 // Support reads why the ERP refused an event in the dead letter; the log, at debug level,
 // names the status only.
 func TestServe_dead_letter_keeps_the_ERPs_reason_and_the_log_does_not(t *testing.T) {
+	t.Parallel()
 	const reason = "customer account 4711 is blocked in ERP"
 	credit, erp := newDownstream(t, `{"score":5}`), newDownstream(t, "")
 	erp.answer(func(string) int { return http.StatusBadRequest }, `{"message":"`+reason+`"}`)

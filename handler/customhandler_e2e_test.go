@@ -64,6 +64,7 @@ type hostResult struct {
 }
 
 func TestCustomHandler_answers_503_with_Retry_After_when_Service_Bus_is_unreachable(t *testing.T) {
+	t.Parallel()
 	addr := startCustomHandler(t, baseEnv(unreachableServiceBus(t), "DVRELAY_PUBLISH_TIMEOUT=2s"))
 	body := sampleEvent(t)
 
@@ -105,6 +106,7 @@ func TestCustomHandler_answers_503_with_Retry_After_when_Service_Bus_is_unreacha
 }
 
 func TestCustomHandler_rejects_bad_input_in_both_forms(t *testing.T) {
+	t.Parallel()
 	addr := startCustomHandler(t, baseEnv(unreachableServiceBus(t), "DVRELAY_WEBHOOK_SECRET=s3cret", "DVRELAY_MAX_BODY_BYTES=65536"))
 	cases := []struct {
 		name    string
@@ -180,6 +182,7 @@ func serviceBusInvocation(body []byte, binary bool) []byte {
 }
 
 func TestCustomHandler_EventWorker_answers_500_when_it_cannot_park_a_poison_message(t *testing.T) {
+	t.Parallel()
 	addr := startCustomHandler(t, baseEnv(unreachableServiceBus(t), "DVRELAY_PUBLISH_TIMEOUT=2s"))
 	resp, err := http.Post("http://"+addr+"/EventWorker", "application/json", bytes.NewReader(serviceBusInvocation([]byte(`{"not":"an event"}`), false)))
 	if err != nil {
@@ -233,6 +236,7 @@ func invokeWorker(t *testing.T, addr string, inv []byte) hostResult {
 }
 
 func TestCustomHandler_EventWorker_settles_each_outcome_on_the_configured_backend(t *testing.T) {
+	t.Parallel()
 	credit, erp := newDownstream(t, `{"score":640}`), newDownstream(t, `{}`)
 	dataDir := t.TempDir()
 	addr := startCustomHandler(t, flowEnv(credit, erp, "DVRELAY_DATA_DIR="+dataDir))

@@ -77,6 +77,7 @@ func (d *dataverseDouble) calls() ([]patchCall, int) {
 // The issue's acceptance run: custom handler mode, credit, ERP, Dataverse and the managed
 // identity endpoint on local servers; one EventWorker invocation of an opportunity update.
 func TestCustomHandler_EventWorker_scores_writes_back_and_syncs_an_opportunity(t *testing.T) {
+	t.Parallel()
 	credit, erp, dv := newDownstream(t, `{"score":712}`), newDownstream(t, `{"ok":true}`), newDataverseDouble(t)
 	addr := startCustomHandler(t, flowEnv(credit, erp,
 		"DVRELAY_DATA_DIR="+t.TempDir(),

@@ -42,7 +42,7 @@ func openDLQSource(ctx context.Context, cfg config.Config, addr string, stderr i
 	if cfg.Backend() == config.BackendServiceBus {
 		b, err := openBackend(ctx, cfg, discardLogger())
 		if err != nil {
-			return nil, fmt.Errorf("%w\nCheck the ServiceBusConnection settings (see README.md, Settings)", err)
+			return nil, fmt.Errorf("%w\nCheck the ServiceBusConnection settings (see docs/settings.md)", err)
 		}
 		return &dlqSource{
 			deadLetterSource: backendSource{b.deadLetters},

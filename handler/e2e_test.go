@@ -27,7 +27,8 @@ import (
 	"github.com/google/uuid"
 )
 
-// binaryPath is the handler built once for every test in this package.
+// binaryPath is the handler built once for every test in this package. The tests that drive it
+// run in parallel: each has its own port, data directory and downstream doubles.
 var binaryPath string
 
 // appRoot is where the binary runs, as the Functions host and the README run it: the repository
@@ -41,7 +42,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binaryPath = filepath.Join(dir, "handler")
-	build := exec.Command("go", "build", "-o", binaryPath, ".")
+	args := []string{"build", "-o", binaryPath}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build handler:", err)
@@ -309,6 +314,7 @@ func flowEnv(credit, erp *downstream, extra ...string) []string {
 }
 
 func TestServe_processes_a_posted_event_through_credit_and_erp(t *testing.T) {
+	t.Parallel()
 	credit, erp := newDownstream(t, `{"score":712}`), newDownstream(t, `{"ok":true}`)
 	p := startServe(t, t.TempDir(), freeAddr(t), flowEnv(credit, erp))
 
@@ -331,6 +337,7 @@ func TestServe_processes_a_posted_event_through_credit_and_erp(t *testing.T) {
 }
 
 func TestServe_processes_duplicate_posts_of_one_event_once(t *testing.T) {
+	t.Parallel()
 	credit, erp := newDownstream(t, `{"score":1}`), newDownstream(t, `{}`)
 	p := startServe(t, t.TempDir(), freeAddr(t), flowEnv(credit, erp))
 
@@ -352,6 +359,7 @@ func TestServe_processes_duplicate_posts_of_one_event_once(t *testing.T) {
 }
 
 func TestServe_dead_letters_a_permanently_failing_event_with_its_reason(t *testing.T) {
+	t.Parallel()
 	credit, erp := newDownstream(t, ""), newDownstream(t, `{}`)
 	credit.answer(func(string) int { return http.StatusBadRequest }, `{"error":"no such customer"}`)
 	dir := t.TempDir()
@@ -405,6 +413,7 @@ func TestServe_dead_letters_a_permanently_failing_event_with_its_reason(t *testi
 }
 
 func TestServe_loses_no_accepted_event_across_SIGKILL(t *testing.T) {
+	t.Parallel()
 	credit, erp := newDownstream(t, `{"score":3}`), newDownstream(t, `{}`)
 	erp.slowDown(100 * time.Millisecond) // keep work in flight when the kill lands
 	dir, addr := t.TempDir(), freeAddr(t)
@@ -471,6 +480,7 @@ func TestServe_loses_no_accepted_event_across_SIGKILL(t *testing.T) {
 }
 
 func TestServe_drains_in_flight_work_on_SIGTERM(t *testing.T) {
+	t.Parallel()
 	credit, erp := newDownstream(t, `{"score":3}`), newDownstream(t, `{}`)
 	erp.slowDown(300 * time.Millisecond)
 	dir, addr := t.TempDir(), freeAddr(t)
@@ -488,6 +498,7 @@ func TestServe_drains_in_flight_work_on_SIGTERM(t *testing.T) {
 }
 
 func TestServe_refuses_a_second_process_on_the_same_data_dir(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	startServe(t, dir, freeAddr(t), baseEnv())
 	cmd := exec.Command(binaryPath, "serve", "--addr", freeAddr(t), "--data-dir", dir)
@@ -503,6 +514,7 @@ func TestServe_refuses_a_second_process_on_the_same_data_dir(t *testing.T) {
 }
 
 func TestServe_refuses_a_public_address_without_a_webhook_secret(t *testing.T) {
+	t.Parallel()
 	cmd := exec.Command(binaryPath, "serve", "--addr", "0.0.0.0:0", "--data-dir", t.TempDir())
 	cmd.Env = baseEnv()
 	cmd.Dir = appRoot
@@ -513,6 +525,7 @@ func TestServe_refuses_a_public_address_without_a_webhook_secret(t *testing.T) {
 }
 
 func TestServe_answers_bad_input_with_problems_and_keeps_what_it_accepted(t *testing.T) {
+	t.Parallel()
 	credit, erp := newDownstream(t, `{"score":3}`), newDownstream(t, `{}`)
 	p := startServe(t, t.TempDir(), freeAddr(t), flowEnv(credit, erp, "DVRELAY_WEBHOOK_SECRET=s3cret,n3xt"))
 	good := sampleEvent(t)

@@ -8,11 +8,12 @@ import (
 
 // The garbage collector's settings for this process unless the operator set Go's own GOGC or
 // GOMEMLIMIT. The intake's live heap is small (the events in flight, bounded by
-// DVRELAY_MAX_INFLIGHT) while it allocates some 100 KB an event, so Go's default (collect when
-// the heap doubles) ran about ten collections a second at 1,000 events/s, and their pauses and
-// assists were a third of the intake's p99 latency (BENCHMARKS.md). Collecting when the heap has
-// grown fivefold keeps the heap near 50 MB under that load; the soft limit makes the collector
-// work harder before a hostile or unusual load could take the heap past it.
+// DVRELAY_MAX_INFLIGHT) while it allocates a lot for each event, so Go's default (collect when
+// the heap doubles) collects many times a second under load, and the pauses and assists show in
+// the intake's tail latency (docs/limits.md; the measurements are in BENCHMARKS.md's history).
+// Collecting when the heap has grown fivefold makes collections rare while the heap stays small;
+// the soft limit makes the collector work harder before a hostile or unusual load could take the
+// heap past it.
 const (
 	gcPercent   = 400
 	memoryLimit = 256 << 20 // bytes

@@ -32,7 +32,7 @@ const usage = `usage:
   handler recover --since D [flags] queue reconcile events for webhook posts Dataverse gave up on (--dry-run first)
   handler --version            which build this is
 
-Settings come from the environment; see README.md. Run 'handler serve -h' for its flags.
+Settings come from the environment; see docs/settings.md. Run 'handler serve -h' for its flags.
 `
 
 func main() {

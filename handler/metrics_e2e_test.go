@@ -74,6 +74,7 @@ next:
 }
 
 func TestServe_metrics_count_what_flows_through_intake_worker_and_queue(t *testing.T) {
+	t.Parallel()
 	credit, erp := newDownstream(t, `{"score":640}`), newDownstream(t, `{}`)
 	auth := http.Header{"X-Dvrelay-Secret": {"s3cret"}}
 	p := startServe(t, t.TempDir(), freeAddr(t), flowEnv(credit, erp, "DVRELAY_WEBHOOK_SECRET=s3cret"))

@@ -145,6 +145,7 @@ func nativeEnv(credit, erp *bodyRecorder, routes string, extra ...string) []stri
 }
 
 func TestCustomHandler_EventWorker_runs_a_context_Dataverse_queued_as_the_intake_runs_it(t *testing.T) {
+	t.Parallel()
 	credit, erp := newBodyRecorder(t), newBodyRecorder(t)
 	addr := startCustomHandler(t, nativeEnv(credit, erp, nativeRoutesFile(t), "DVRELAY_DATA_DIR="+t.TempDir()))
 	body, err := os.ReadFile(contactFixture)
@@ -184,6 +185,7 @@ func TestCustomHandler_EventWorker_runs_a_context_Dataverse_queued_as_the_intake
 }
 
 func TestCustomHandler_EventWorker_dead_letters_a_dotnet_binary_or_XML_context_at_once(t *testing.T) {
+	t.Parallel()
 	credit, erp := newBodyRecorder(t), newBodyRecorder(t)
 	addr := startCustomHandler(t, nativeEnv(credit, erp, nativeRoutesFile(t), "DVRELAY_DATA_DIR="+t.TempDir()))
 	bodies := [][]byte{[]byte(dotNetBinaryContext), []byte(xmlContext)}
@@ -216,6 +218,7 @@ const xmlContext = `<RemoteExecutionContext xmlns="http://schemas.datacontract.o
 	`<BusinessUnitId>5f2ad1a4-3c6b-ef11-a670-000d3a5c1e22</BusinessUnitId><MessageName>Update</MessageName></RemoteExecutionContext>`
 
 func TestServe_runs_a_context_Dataverse_put_on_the_embedded_queue_as_the_intake_runs_it(t *testing.T) {
+	t.Parallel()
 	credit, erp := newBodyRecorder(t), newBodyRecorder(t)
 	body, err := os.ReadFile(contactFixture)
 	if err != nil {

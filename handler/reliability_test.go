@@ -384,6 +384,7 @@ func shorten(s string) string {
 }
 
 func TestServe_cuts_off_slow_clients_and_keeps_serving_others(t *testing.T) {
+	t.Parallel()
 	const maxConnections = 16
 	p := startServe(t, t.TempDir(), freeAddr(t), baseEnv(
 		"DVRELAY_LOG_LEVEL=warn",
@@ -489,6 +490,7 @@ func openSockets(pid int) (int, bool) {
 }
 
 func TestServe_processes_every_accepted_event_across_repeated_SIGKILL_under_load(t *testing.T) {
+	t.Parallel()
 	sink := newDownstream(t, `{}`)
 	sink.slowDown(20 * time.Millisecond) // keep deliveries in flight when the kill lands
 	dir, addr := t.TempDir(), freeAddr(t)

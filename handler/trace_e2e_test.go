@@ -122,6 +122,7 @@ func checkChild(t *testing.T, what string, got, intake tracecontext.SpanContext,
 }
 
 func TestServe_carries_the_callers_trace_to_the_queue_message_and_the_downstream_calls(t *testing.T) {
+	t.Parallel()
 	// The ERP refuses the event for good, so it is parked and its properties can be read back.
 	credit := newTracingDownstream(t, http.StatusOK, `{"score":712}`)
 	erp := newTracingDownstream(t, http.StatusBadRequest, `{"error":"no such customer"}`)
@@ -160,6 +161,7 @@ func TestServe_carries_the_callers_trace_to_the_queue_message_and_the_downstream
 }
 
 func TestServe_starts_a_new_trace_for_an_invalid_traceparent_without_failing(t *testing.T) {
+	t.Parallel()
 	credit := newTracingDownstream(t, http.StatusOK, `{"score":712}`)
 	erp := newTracingDownstream(t, http.StatusOK, `{}`)
 	p := startServe(t, t.TempDir(), freeAddr(t), traceEnv(credit, erp))
@@ -191,6 +193,7 @@ func traceInvocation(body []byte, props map[string]any) []byte {
 }
 
 func TestCustomHandler_continues_the_trace_of_the_message_and_of_the_webhook_call(t *testing.T) {
+	t.Parallel()
 	// The ERP refuses every event for good, so each one is parked on the embedded queue's
 	// dead-letter queue, where the properties of the message the intake queued can be read back.
 	credit := newTracingDownstream(t, http.StatusOK, `{"score":640}`)

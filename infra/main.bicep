@@ -51,7 +51,7 @@ param alertEmail string = ''
 param operatorPrincipalId string = ''
 
 // ---------------------------------------------------------------------------------------------
-// Settings the handler reads (README.md, "Settings"). An empty value is left out of the app
+// Settings the handler reads (docs/settings.md). An empty value is left out of the app
 // settings, so the handler's own default applies; the defaults are not repeated here.
 
 @description('ServiceBusQueueName: the queue the intake publishes to and the EventWorker trigger reads.')

@@ -347,7 +347,7 @@ func TestNew_rejects_a_dataverse_read_step_declared_wrong(t *testing.T) {
 }
 
 // The shipped routes.json reads a trimmed note back (samples/note-create-trimmed.json) and sends
-// the columns to the ERP: the pattern the README documents, end to end through the parser.
+// the columns to the ERP: the pattern docs/routes.md documents, end to end through the parser.
 func TestShippedRoutes_send_a_trimmed_notes_columns_read_back_to_the_ERP(t *testing.T) {
 	h := newHarness(t)
 	dv := newReadDouble(t)

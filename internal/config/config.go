@@ -36,6 +36,8 @@ const (
 const DefaultShutdownGrace = 20 * time.Second
 
 // Defaults of the intake (functions/webhook applies the first four to a zero webhook.Config).
+// BENCHMARKS.md shows the measurements behind the bounds; docs/limits.md explains them to
+// operators.
 const (
 	// DefaultMaxBodyBytes is DVRELAY_MAX_BODY_BYTES. Dataverse trims its payloads to 256 KB, so
 	// 1 MiB leaves room for headers and encodings without inviting abuse.
@@ -57,12 +59,12 @@ const (
 	// DefaultMaxConnections is the most DVRELAY_MAX_CONNECTIONS defaults to (the file descriptor
 	// limit may make it less, see limits.go): open client connections in serve mode.
 	// The cap keeps idle and slow clients from using up file descriptors (the read timeouts cut
-	// slow ones off); it must not be what meets an overload first. At 512, twice the intake's
-	// capacity collapsed in two of three runs: once the posts outstanding passed the cap, the
-	// excess waited in the kernel's backlog, keep-alive was shed, every post paid a new
-	// connection and the CPU never caught up. At 8,192 none of three did, and the in-flight
-	// bound answered the excess 503 (BENCHMARKS.md). Go raises the process's descriptor limit
-	// to its hard limit at start, which is far above this on current systems.
+	// slow ones off); it must not be what meets an overload first. A cap that an overload reached
+	// made it collapse: once the posts outstanding passed the cap, the excess waited in the
+	// kernel's backlog, keep-alive was shed, every post paid a new connection and the CPU never
+	// caught up. Far above the in-flight bound, the bound answers the excess 503 instead
+	// (BENCHMARKS.md, "Twice capacity and the connection cap"). Go raises the process's
+	// descriptor limit to its hard limit at start, which is far above this on current systems.
 	DefaultMaxConnections = 8192
 )
 
@@ -112,7 +114,7 @@ const (
 	LegacyCustomHandlerPortEnv = "FUNCTIONS_HTTPWORKER_PORT"
 )
 
-// Config is every setting dvrelay reads. The README's settings table lists the same names.
+// Config is every setting dvrelay reads. The table in docs/settings.md lists the same names.
 type Config struct {
 	// CustomHandlerPort is the port the Functions host expects the handler on; empty when the
 	// process was not started by a host (neither port variable holds a port number).

@@ -120,7 +120,7 @@ func TestNewCredential_picks_by_environment(t *testing.T) {
 	}{
 		{"client secret", map[string]string{"AZURE_TENANT_ID": "00000000-0000-0000-0000-000000000001", "AZURE_CLIENT_ID": "app", "AZURE_CLIENT_SECRET": "s"}, &azidentity.ClientSecretCredential{}},
 		// On Azure IDENTITY_ENDPOINT is always set; an app registration configured on purpose
-		// (the application user Dataverse knows) must still win, as the README promises.
+		// (the application user Dataverse knows) must still win, as docs/settings.md promises.
 		{"client secret on a Function App", map[string]string{"IDENTITY_ENDPOINT": "http://127.0.0.1:1/msi/token", "AZURE_TENANT_ID": "00000000-0000-0000-0000-000000000001", "AZURE_CLIENT_ID": "app", "AZURE_CLIENT_SECRET": "s"}, &azidentity.ClientSecretCredential{}},
 		{"nothing set", map[string]string{}, &azidentity.DefaultAzureCredential{}},
 		{"secret missing", map[string]string{"AZURE_TENANT_ID": "00000000-0000-0000-0000-000000000001", "AZURE_CLIENT_ID": "app"}, &azidentity.DefaultAzureCredential{}},

@@ -9,7 +9,7 @@ import (
 
 // Limits the pre-scan puts on a body before any of it is decoded. They bound what the decoder,
 // the schema validator and the normalizer can be made to do: without them a 1e999999 literal
-// costs the validator an exact big.Rat of a million digits (about 22 ms each), and a value nested
+// costs the validator an exact big.Rat of a million digits, and a value nested
 // ten thousand arrays deep is walked level by level by every schema rule that applies to it.
 // Real payloads sit far inside them: the captured Dataverse fixtures nest at most 13 levels,
 // Dataverse writes decimals of at most 38 digits, an Attributes list holds at most a table's

@@ -74,7 +74,7 @@ func (k OutcomeKind) String() string {
 	return "unknown"
 }
 
-// Dead-letter reason codes: stable, machine-readable, documented in the README.
+// Dead-letter reason codes: stable, machine-readable, documented in docs/routes.md.
 const (
 	ReasonInvalidMessage      = "InvalidMessage"      // body is neither a valid canonical event nor a valid RemoteExecutionContext
 	ReasonPermanentFailure    = "PermanentFailure"    // a step failed in a way a retry cannot fix (4xx, record gone)

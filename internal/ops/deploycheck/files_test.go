@@ -268,33 +268,28 @@ func unquoteBicep(s string) string {
 	return s
 }
 
-// readmeRow is one row of README.md's settings table.
-type readmeRow struct {
+// settingsDocPath is the operator's list of settings: one table, every setting the handler reads.
+const settingsDocPath = "docs/settings.md"
+
+// settingRow is one row of the settings table.
+type settingRow struct {
 	names []string // the backticked names in the first column
 	def   string   // the default column, backticks removed
 }
 
 var backticked = regexp.MustCompile("`([^`]+)`")
 
-// readmeSettings reads the table under README.md's "## Settings" heading.
-func (r repo) readmeSettings(t *testing.T) map[string]readmeRow {
+// settingsTable reads the table rows of docs/settings.md, keyed by every setting each row names.
+func (r repo) settingsTable(t *testing.T) map[string]settingRow {
 	t.Helper()
-	text := string(r.read(t, "README.md"))
-	i := strings.Index(text, "\n## Settings\n")
-	if i < 0 {
-		t.Fatal("README.md: no \"## Settings\" section")
-	}
-	section := text[i+1:]
-	if j := strings.Index(section[3:], "\n## "); j >= 0 {
-		section = section[:j+3]
-	}
-	rows := map[string]readmeRow{}
-	for _, line := range strings.Split(section, "\n") {
+	text := string(r.read(t, settingsDocPath))
+	rows := map[string]settingRow{}
+	for _, line := range strings.Split(text, "\n") {
 		cells := strings.Split(line, "|")
 		if len(cells) < 4 || strings.HasPrefix(strings.TrimSpace(cells[1]), "---") {
 			continue
 		}
-		row := readmeRow{def: strings.Trim(strings.TrimSpace(cells[2]), "`")}
+		row := settingRow{def: strings.Trim(strings.TrimSpace(cells[2]), "`")}
 		for _, m := range backticked.FindAllStringSubmatch(cells[1], -1) {
 			row.names = append(row.names, m[1])
 		}
@@ -303,7 +298,7 @@ func (r repo) readmeSettings(t *testing.T) map[string]readmeRow {
 		}
 	}
 	if len(rows) == 0 {
-		t.Fatal("README.md: the Settings section has no table rows with backticked setting names")
+		t.Fatalf("%s: no table rows with backticked setting names", settingsDocPath)
 	}
 	return rows
 }

@@ -88,15 +88,15 @@ func TestSettingNames_come_from_Load(t *testing.T) {
 	}
 }
 
-func TestEvery_setting_the_handler_reads_is_written_by_infra_and_listed_in_the_README(t *testing.T) {
+func TestEvery_setting_the_handler_reads_is_written_by_infra_and_listed_in_docs_settings(t *testing.T) {
 	r := openRepo(t)
 	b := r.bicep(t)
-	readme := r.readmeSettings(t)
+	documented := r.settingsTable(t)
 	params := r.parametersJSON(t)
 
 	for _, s := range handlerSettings(t, r) {
-		if _, ok := readme[s]; !ok && s != "IDENTITY_ENDPOINT" {
-			t.Errorf("README.md: the Settings table has no row for %s, which the handler reads", s)
+		if _, ok := documented[s]; !ok && s != "IDENTITY_ENDPOINT" {
+			t.Errorf("%s: the settings table has no row for %s, which the handler reads", settingsDocPath, s)
 		}
 		if why, skip := notWrittenByInfra[s]; skip {
 			if _, ok := b.settings[s]; ok {
@@ -163,18 +163,18 @@ func TestInfra_writes_no_setting_nobody_reads(t *testing.T) {
 	}
 }
 
-func TestREADME_settings_table_lists_only_settings_that_are_read(t *testing.T) {
+func TestDocs_settings_table_lists_only_settings_that_are_read(t *testing.T) {
 	r := openRepo(t)
 	known := handlerSettings(t, r)
 	var stale []string
-	for s := range r.readmeSettings(t) {
+	for s := range r.settingsTable(t) {
 		if !slices.Contains(known, s) {
 			stale = append(stale, s)
 		}
 	}
 	sort.Strings(stale)
 	if len(stale) > 0 {
-		t.Errorf("README.md: the Settings table lists %q, which nothing reads", stale)
+		t.Errorf("%s: the settings table lists %q, which nothing reads", settingsDocPath, stale)
 	}
 }
 
@@ -197,10 +197,10 @@ func TestEvery_infra_parameter_can_be_set_from_azd_and_nothing_else_is_mapped(t 
 	}
 }
 
-func TestQueue_names_agree_between_the_handler_infra_function_json_local_settings_and_README(t *testing.T) {
+func TestQueue_names_agree_between_the_handler_infra_function_json_local_settings_and_docs(t *testing.T) {
 	r := openRepo(t)
 	b := r.bicep(t)
-	readme := r.readmeSettings(t)
+	documented := r.settingsTable(t)
 	local := r.localSettings(t)
 	names := settingNamesOf(t)
 	def := defaults(t)
@@ -238,8 +238,8 @@ func TestQueue_names_agree_between_the_handler_infra_function_json_local_setting
 		if got := property(t, b.file, b.resource(t, q.resource), "name"); got != ps[0] {
 			t.Errorf("%s: resource %s is named %s, but app setting %s carries %s", b.file, q.resource, got, q.setting, ps[0])
 		}
-		if got := readme[q.setting].def; got != q.value {
-			t.Errorf("README.md: Settings table gives %s the default %q, the handler's is %q", q.setting, got, q.value)
+		if got := documented[q.setting].def; got != q.value {
+			t.Errorf("%s: the settings table gives %s the default %q, the handler's is %q", settingsDocPath, q.setting, got, q.value)
 		}
 		if got, ok := local[q.setting]; ok && got != q.value {
 			t.Errorf("local.settings.json: %s = %q, the handler's default and infra's queue are %q", q.setting, got, q.value)

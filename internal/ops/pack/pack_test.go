@@ -13,14 +13,21 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 )
 
-// built is the package the real build produced, shared by the tests that read it: building
-// the handler for linux/amd64 takes a while, so it happens once per test binary.
+// stubPackage stands in for the handler: Build compiles it with the settings the handler
+// ships with (linux/amd64, CGO off, -trimpath). The handler itself would cost a second compile
+// of every dependency in that configuration, minutes on a small machine, to prove what the stub
+// proves in seconds; TestHandler_dependencies_need_no_cgo covers what only the handler can show.
+const stubPackage = "./internal/ops/pack/testdata/stub"
+
+// built is the package the real build produced, shared by the tests that read it, once per
+// test binary.
 var built struct {
 	zip      string
 	layout   Layout
@@ -42,7 +49,7 @@ func TestMain(m *testing.M) {
 			built.zip = filepath.Join(dir, "out", "dvrelay.zip")
 			built.layout, built.err = Package(context.Background(), Options{
 				Dir:         ".",
-				MainPackage: "./handler",
+				MainPackage: stubPackage,
 				RoutesFile:  "routes.json",
 				Out:         built.zip,
 				Env:         os.Environ(),
@@ -59,7 +66,7 @@ func TestMain(m *testing.M) {
 func openBuilt(t *testing.T) map[string]*zip.File {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("builds the handler for linux/amd64; skipped with -short")
+		t.Skip("builds a program for linux/amd64; skipped with -short")
 	}
 	if built.err != nil {
 		t.Fatalf("Package: %v\n%s", built.err, built.progress)
@@ -159,7 +166,7 @@ func TestPackage_zip_holds_host_json_every_function_json_routes_and_the_binary_w
 			t.Errorf("%s in the zip differs from the repository's", name)
 		}
 	}
-	if !strings.Contains(built.progress, "building ./handler for linux/amd64") {
+	if !strings.Contains(built.progress, "building "+stubPackage+" for linux/amd64") {
 		t.Errorf("progress on stderr = %q, want a line saying what is being built", built.progress)
 	}
 }
@@ -213,6 +220,27 @@ func TestPackage_binary_keeps_its_execute_bits_in_the_zip(t *testing.T) {
 		if got := f.Mode(); got != want {
 			t.Errorf("%s: archive/zip reads mode %v, want %v", name, got, want)
 		}
+	}
+}
+
+// The shipped binary is built with CGO off. A dependency with cgo files would then either fail
+// to build or quietly fall back to a stub that fails at run time, and only `handler package`
+// would tell. go list answers without compiling anything.
+func TestHandler_dependencies_need_no_cgo(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool on PATH")
+	}
+	cmd := exec.Command(goTool, "list", "-deps",
+		"-f", "{{if not .Standard}}{{if .CgoFiles}}{{.ImportPath}}{{end}}{{end}}", "./handler")
+	cmd.Dir = repoRoot(t)
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	if cgo := strings.Fields(string(out)); len(cgo) > 0 {
+		t.Errorf("the handler depends on packages with cgo files %q; it ships built with CGO_ENABLED=0", cgo)
 	}
 }
 
