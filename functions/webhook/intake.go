@@ -347,11 +347,12 @@ func (in *Intake) message(ev event.Event, trace tracecontext.SpanContext) (*queu
 }
 
 // EventMessage is the queue message that carries ev, as the intake publishes it: MessageID is
-// the EventId (duplicate detection), Subject the EventName, and with useSessions SessionID is
-// the RecordId. Anything else that queues an event (handler recover) builds it here, so the
-// worker sees one shape. An event that names no record (an unbound message) takes its EventId as
-// SessionID: a session-enabled queue refuses a message without one, and such an event has no
-// record whose order to keep.
+// the EventId (duplicate detection), Subject the EventName, the OrderKey property the record's
+// order key (queue.OrderKey: Entity and RecordId), and with useSessions SessionID is that key.
+// Anything else that queues an event (handler recover) builds it here, so the worker sees one
+// shape. An event that names no record (an unbound message) has no order key and takes its
+// EventId as SessionID: a session-enabled queue refuses a message without one, and such an event
+// has no record whose order to keep.
 func EventMessage(ev event.Event, useSessions bool) (*queue.Message, error) {
 	body, err := encodeEvent(ev)
 	if err != nil {
@@ -369,8 +370,12 @@ func EventMessage(ev event.Event, useSessions bool) (*queue.Message, error) {
 			queue.PropEntity:    ev.Entity,
 		},
 	}
+	key := queue.OrderKey(ev.Entity, ev.RecordID)
+	if key != "" {
+		m.ApplicationProperties[queue.PropOrderKey] = key
+	}
 	if useSessions {
-		m.SessionID = firstNonEmpty(ev.RecordID, ev.EventID)
+		m.SessionID = firstNonEmpty(key, ev.EventID)
 	}
 	return m, nil
 }

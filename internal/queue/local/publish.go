@@ -20,6 +20,7 @@ type row struct {
 	contentType   string
 	body          []byte
 	props         string
+	groupKey      sql.NullString
 	scheduledNS   int64 // 0: due at once
 }
 
@@ -36,6 +37,7 @@ func newRow(m *queue.Message) (row, error) {
 		contentType:   m.ContentType,
 		body:          append([]byte{}, m.Body...),
 		props:         props,
+		groupKey:      groupKey(m.ApplicationProperties),
 	}
 	if r.messageID == "" {
 		// Service Bus stamps a message without an id with a fresh one; it is then never a duplicate.
@@ -92,7 +94,9 @@ func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64)
 	}
 	due := max(r.scheduledNS, now)
 	if _, err := tx.StmtContext(ctx, q.stmts.insertMessage).ExecContext(ctx,
-		r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, r.props, now, due); err != nil {
+		sql.Named("id", r.messageID), sql.Named("correlation", r.correlationID), sql.Named("subject", r.subject),
+		sql.Named("session", r.sessionID), sql.Named("contentType", r.contentType), sql.Named("body", r.body),
+		sql.Named("props", r.props), sql.Named("now", now), sql.Named("due", due), sql.Named("key", r.groupKey)); err != nil {
 		return false, fmt.Errorf("insert %s: %w", r.messageID, err)
 	}
 	return true, nil
@@ -100,8 +104,8 @@ func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64)
 
 const (
 	insertMessageSQL = `INSERT INTO messages
-		(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at, group_key, waiting)
+		VALUES (@id, @correlation, @subject, @session, @contentType, @body, @props, @now, @due, @key, ` + joinsGroupSQL + `)`
 	rememberSQL = `INSERT INTO duplicates (message_id, first_seen) VALUES (?, ?)
 		ON CONFLICT (message_id) DO UPDATE SET first_seen = excluded.first_seen
 		WHERE duplicates.first_seen <= ?`
@@ -135,10 +139,10 @@ func (q *Queue) DeadLetter(ctx context.Context, m *queue.Message, reason, descri
 	err = q.write(ctx, survivesPowerLoss, func(ctx context.Context, tx *sql.Tx, now int64) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO dead_letters
 			(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at,
-			 delivery_count, reason, description, dead_lettered_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)`,
+			 delivery_count, reason, description, dead_lettered_at, group_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`,
 			r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, props, now,
-			reason, description, now)
+			reason, description, now, r.groupKey)
 		return err
 	})
 	if err != nil {

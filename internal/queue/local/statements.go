@@ -20,6 +20,8 @@ type statements struct {
 	releaseExpired                 *sql.Stmt
 	lockDue                        *sql.Stmt
 	checkLock, complete            *sql.Stmt
+	rememberCompletion             *sql.Stmt
+	forgetCompletions              *sql.Stmt
 	// read pool
 	nextAvailable *sql.Stmt
 
@@ -44,7 +46,9 @@ func prepareStatements(ctx context.Context, writer, readers *sql.DB) (*statement
 		{&s.releaseExpired, writer, releaseExpiredSQL},
 		{&s.lockDue, writer, lockDueSQL},
 		{&s.checkLock, writer, `SELECT COUNT(*) FROM messages WHERE ` + heldLock},
-		{&s.complete, writer, `DELETE FROM messages WHERE seq = ?`},
+		{&s.complete, writer, `DELETE FROM messages WHERE seq = ? RETURNING group_key, message_id`},
+		{&s.rememberCompletion, writer, rememberCompletionSQL},
+		{&s.forgetCompletions, writer, forgetCompletionsSQL},
 		{&s.nextAvailable, readers, nextAvailableSQL},
 	} {
 		stmt, err := p.db.PrepareContext(ctx, p.query)
