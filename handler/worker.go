@@ -44,6 +44,7 @@ func newWorker(_ context.Context, cfg config.Config, parser *event.Parser, log *
 	w, err := worker.New(worker.Config{
 		RoutesPath:    cfg.RoutesPath, // resolved against FUNCTIONS_APP_ROOT_PATH by config
 		MaxAttempts:   cfg.MaxAttempts,
+		Retry:         worker.RetryPolicy{LaterBase: cfg.RetryDelay},
 		IgnoreUserIDs: cfg.IgnoreUserIDs,
 		Concurrency:   cfg.WorkerConcurrency,
 	}, deps, log)

@@ -33,6 +33,11 @@ const (
 // DVRELAY_SHUTDOWN_GRACE is not set. The worker loop falls back to it too, so there is one value.
 const DefaultShutdownGrace = 20 * time.Second
 
+// DefaultUseSessions: a new deployment keeps each record's events in order (a session-enabled
+// queue, SessionId = the record's order key). A queue's session mode is fixed when it is
+// created, so `handler package` and the Bicep take it from this one setting.
+const DefaultUseSessions = true
+
 // Defaults of the intake's bounds. BENCHMARKS.md shows the measurements behind them; the README
 // explains them to operators.
 const (
@@ -98,6 +103,9 @@ type Config struct {
 	RoutesPath    string
 	DataverseURL  string
 	MaxAttempts   int // unset: 0, the worker's default (retries spanning at least six hours)
+	// RetryDelay is the back-off after an event's first transient failure; it doubles per
+	// attempt up to an hour. Shorter only in tests.
+	RetryDelay time.Duration
 	IgnoreUserIDs []string
 
 	// The Dataverse identity: an app registration when all three AZURE_* values are set, else a
@@ -160,7 +168,7 @@ func Load(lookup Lookup) (Config, error) {
 		WebhookSecrets: r.secrets("DVRELAY_WEBHOOK_SECRET"),
 		SecretHeader:   r.str("DVRELAY_WEBHOOK_SECRET_HEADER", "x-dvrelay-secret"),
 		PublishTimeout: r.duration("DVRELAY_PUBLISH_TIMEOUT", 10*time.Second),
-		UseSessions:    r.boolean("DVRELAY_USE_SESSIONS", false),
+		UseSessions:    r.boolean("DVRELAY_USE_SESSIONS", DefaultUseSessions),
 		AcceptStages:   r.stages("DVRELAY_ACCEPT_STAGES", "40"),
 
 		MaxInFlight:       r.positiveInt("DVRELAY_MAX_INFLIGHT", webhook.DefaultMaxInFlight),
@@ -178,6 +186,7 @@ func Load(lookup Lookup) (Config, error) {
 		RoutesPath:    resolveAgainst(r.str("FUNCTIONS_APP_ROOT_PATH", ""), r.str("DVRELAY_ROUTES", "routes.json")),
 		DataverseURL:  strings.TrimRight(r.str("DATAVERSE_URL", ""), "/"),
 		MaxAttempts:   r.maxAttempts("DVRELAY_MAX_ATTEMPTS"),
+		RetryDelay:    r.duration("DVRELAY_RETRY_DELAY", 30*time.Second),
 		IgnoreUserIDs: r.list("DVRELAY_IGNORE_USER_IDS"),
 
 		AzureTenantID:     r.str("AZURE_TENANT_ID", ""),
