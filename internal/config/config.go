@@ -100,12 +100,12 @@ type Config struct {
 	// Worker.
 	// RoutesPath is DVRELAY_ROUTES; a relative path is resolved against FUNCTIONS_APP_ROOT_PATH
 	// when the host set it, since standalone users may run the binary from elsewhere.
-	RoutesPath    string
-	DataverseURL  string
-	MaxAttempts   int // unset: 0, the worker's default (retries spanning at least six hours)
+	RoutesPath   string
+	DataverseURL string
+	MaxAttempts  int // unset: 0, the worker's default (retries spanning at least six hours)
 	// RetryDelay is the back-off after an event's first transient failure; it doubles per
 	// attempt up to an hour. Shorter only in tests.
-	RetryDelay time.Duration
+	RetryDelay    time.Duration
 	IgnoreUserIDs []string
 
 	// The Dataverse identity: an app registration when all three AZURE_* values are set, else a
