@@ -233,7 +233,8 @@ func runCustomHandler(ctx context.Context, lookup config.Lookup, stdout, stderr 
 	a.routes(mux)
 	mux.Handle("GET /{$}", customhandler.Ready())
 	mux.Handle("POST /DataverseWebhook", httpintake.Envelope(a.intake, "req", a.log))
-	mux.Handle("POST /EventWorker", httpworker.New(a.worker, a.backend.triggerSettler, "msg", a.log))
+	mux.Handle("POST /EventWorker", httpworker.New(a.worker, a.backend.triggerSettler, "msg", a.log,
+		httpworker.Options{MaxHold: worker.InPlaceHold}))
 
 	// The host always calls 127.0.0.1 (never localhost, which may resolve to ::1 only).
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
