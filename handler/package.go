@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/ops/pack"
 )
 
@@ -32,6 +33,13 @@ func runPackage(ctx context.Context, args []string, lookup func(string) (string,
 		fmt.Fprintf(stderr, "handler package: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	// The same setting, read the same way, as the handler and infra/main.bicep: the trigger must
+	// listen the way the queue was created.
+	sessions, err := config.UseSessions(lookup)
+	if err != nil {
+		fmt.Fprintf(stderr, "handler package: %v\n", err)
+		return 2
+	}
 	wd, err := os.Getwd()
 	if err != nil {
 		fmt.Fprintf(stderr, "handler package: %v\n", err)
@@ -44,11 +52,20 @@ func runPackage(ctx context.Context, args []string, lookup func(string) (string,
 		Out:         *out,
 		Env:         os.Environ(),
 		Progress:    stderr,
+		Sessions:    sessions,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "handler package: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: %d entries, the handler at %s\n", *out, len(layout.Entries()), layout.Executable)
+	fmt.Fprintf(stdout, "%s: %d entries, the handler at %s, Service Bus sessions %s (DVRELAY_USE_SESSIONS)\n",
+		*out, len(layout.Entries()), layout.Executable, onOff(sessions))
 	return 0
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }

@@ -168,7 +168,7 @@ func Load(lookup Lookup) (Config, error) {
 		WebhookSecrets: r.secrets("DVRELAY_WEBHOOK_SECRET"),
 		SecretHeader:   r.str("DVRELAY_WEBHOOK_SECRET_HEADER", "x-dvrelay-secret"),
 		PublishTimeout: r.duration("DVRELAY_PUBLISH_TIMEOUT", 10*time.Second),
-		UseSessions:    r.boolean("DVRELAY_USE_SESSIONS", DefaultUseSessions),
+		UseSessions:    useSessions(&r),
 		AcceptStages:   r.stages("DVRELAY_ACCEPT_STAGES", "40"),
 
 		MaxInFlight:       r.positiveInt("DVRELAY_MAX_INFLIGHT", webhook.DefaultMaxInFlight),
@@ -355,6 +355,16 @@ func parseStages(v string) (stages []int, ok bool) {
 	slices.Sort(stages)
 	return stages, len(stages) > 0
 }
+
+// UseSessions reads DVRELAY_USE_SESSIONS alone, as Load does, for a tool that must agree with
+// the handler on it without needing every other setting (`handler package`).
+func UseSessions(lookup Lookup) (bool, error) {
+	r := reader{lookup: lookup}
+	v := useSessions(&r)
+	return v, errors.Join(r.errs...)
+}
+
+func useSessions(r *reader) bool { return r.boolean("DVRELAY_USE_SESSIONS", DefaultUseSessions) }
 
 func (r *reader) boolean(name string, def bool) bool {
 	v := r.str(name, "")

@@ -73,6 +73,9 @@ type Options struct {
 	Env []string
 	// Progress receives a line per stage and the go tool's own output.
 	Progress io.Writer
+	// Sessions is DVRELAY_USE_SESSIONS: the packaged Service Bus triggers get
+	// "isSessionsEnabled" from it, so they listen the way the queue was created.
+	Sessions bool
 }
 
 // Package builds the handler for linux/amd64 and writes the deployment zip, returning what it
@@ -87,6 +90,7 @@ func Package(ctx context.Context, o Options) (Layout, error) {
 	if err != nil {
 		return Layout{}, err
 	}
+	layout.Sessions = o.Sessions
 	tmp, err := os.MkdirTemp("", "dvrelay-pack-")
 	if err != nil {
 		return Layout{}, fmt.Errorf("build directory: %w", err)
