@@ -280,9 +280,20 @@ func TestServe_releases_a_record_when_its_event_is_dead_lettered_and_a_resubmit_
 		defer erp.mu.Unlock()
 		return erp.perEvent[third] > 0
 	})
-	out, err := exec.Command(binaryPath, "dlq", "resubmit", "--data-dir", dir, "--addr", p.addr, "--all").CombinedOutput()
+	out, err := exec.Command(binaryPath, "dlq", "list", "--data-dir", dir, "--addr", p.addr).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "opportunity/"+record) {
+		t.Errorf("dlq list does not name the record's order key opportunity/%s: %v\n%s", record, err, out)
+	}
+	out, err = exec.Command(binaryPath, "dlq", "resubmit", "--dry-run", "--data-dir", dir, "--addr", p.addr, "--all").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "older data over newer") || !strings.Contains(string(out), second) {
+		t.Errorf("dlq resubmit --dry-run did not warn that the record's later event %s completed since: %v\n%s", second, err, out)
+	}
+	out, err = exec.Command(binaryPath, "dlq", "resubmit", "--data-dir", dir, "--addr", p.addr, "--all").CombinedOutput()
 	if err != nil {
 		t.Fatalf("dlq resubmit: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "older data over newer") {
+		t.Errorf("dlq resubmit did not warn that a later event of the record completed since:\n%s", out)
 	}
 	eventually(t, "the resubmitted event at the ERP", func() bool { return erp.succeeded(first) })
 	calls := erp.of(record)
