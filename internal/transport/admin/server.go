@@ -268,26 +268,26 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, op string, 
 // DeadLetter is a dead letter as support tooling shows it: ids, names, reasons and what the
 // event was. The body is included because support needs it to decide; it never reaches the logs.
 type DeadLetter struct {
-	SequenceNumber int64           `json:"sequenceNumber"`
-	DeadLetteredAt time.Time       `json:"deadLetteredAt"`
-	EventID        string          `json:"eventId"`
-	EventName      string          `json:"eventName,omitempty"`
-	Entity         string          `json:"entity,omitempty"`
-	RecordID       string          `json:"recordId,omitempty"`
+	SequenceNumber int64     `json:"sequenceNumber"`
+	DeadLetteredAt time.Time `json:"deadLetteredAt"`
+	EventID        string    `json:"eventId"`
+	EventName      string    `json:"eventName,omitempty"`
+	Entity         string    `json:"entity,omitempty"`
+	RecordID       string    `json:"recordId,omitempty"`
 	// OrderKey is the record whose order the event kept (queue.OrderKey): while it was queued,
 	// the record's later events waited behind it.
-	OrderKey string `json:"orderKey,omitempty"`
-	Reason   string `json:"reason"`
-	Cause          string          `json:"cause"`
-	Description    string          `json:"description"`
-	FailedStep     string          `json:"failedStep,omitempty"`
-	Attempt        int             `json:"attempt"`
-	DeliveryCount  int             `json:"deliveryCount"`
-	MessageID      string          `json:"messageId"`
-	CorrelationID  string          `json:"correlationId"`
-	Subject        string          `json:"subject"`
-	Properties     map[string]any  `json:"properties,omitempty"`
-	Body           json.RawMessage `json:"body,omitempty"`
+	OrderKey      string          `json:"orderKey,omitempty"`
+	Reason        string          `json:"reason"`
+	Cause         string          `json:"cause"`
+	Description   string          `json:"description"`
+	FailedStep    string          `json:"failedStep,omitempty"`
+	Attempt       int             `json:"attempt"`
+	DeliveryCount int             `json:"deliveryCount"`
+	MessageID     string          `json:"messageId"`
+	CorrelationID string          `json:"correlationId"`
+	Subject       string          `json:"subject"`
+	Properties    map[string]any  `json:"properties,omitempty"`
+	Body          json.RawMessage `json:"body,omitempty"`
 }
 
 // View is d as support sees it.
