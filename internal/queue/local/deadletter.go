@@ -192,7 +192,7 @@ func (q *Queue) Resubmit(ctx context.Context, seq int64) (string, error) {
 		// The copy joins the tail of its record's events: it waits for any of them still queued.
 		if _, err := tx.ExecContext(ctx, `INSERT INTO messages
 			(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at, group_key, waiting)
-			SELECT @id, correlation_id, subject, session_id, content_type, body, @props, @now, @now, @key, `+joinsGroupSQL+`
+			SELECT @id, correlation_id, subject, session_id, content_type, body, @props, @now, @now, @key, `+joinsGroup("@key")+`
 			FROM dead_letters WHERE seq = @seq`, sql.Named("id", newID), sql.Named("props", merged), sql.Named("now", now),
 			sql.Named("key", key), sql.Named("seq", seq)); err != nil {
 			return fmt.Errorf("enqueue copy: %w", err)

@@ -24,9 +24,11 @@ import (
 // records of the last weeks.
 const completionRetention = 30 * 24 * time.Hour
 
-// joinsGroupSQL is the waiting flag of a message of key @key inserted now: every message already
-// on the queue came before it.
-const joinsGroupSQL = `(@key IS NOT NULL AND EXISTS (SELECT 1 FROM messages WHERE group_key = @key))`
+// joinsGroup is the waiting flag of a message of the key in parameter key, inserted now: every
+// message already on the queue came before it.
+func joinsGroup(key string) string {
+	return `(` + key + ` IS NOT NULL AND EXISTS (SELECT 1 FROM messages WHERE group_key = ` + key + `))`
+}
 
 // releaseGroupSQL, run by the trigger messages_release_group when a key's first message leaves
 // the queue, lets the next message of the key be received: an index seek on messages_group.
@@ -124,10 +126,11 @@ func backfillOrderKeys(ctx context.Context, tx *sql.Tx, table string) error {
 	return nil
 }
 
-// rememberCompletion records that the message seq of key completed, unless a later one of the
-// key already had.
+// rememberCompletionSQL records, before message ?1 is deleted as completed at ?2, that it is
+// the latest completion of its key (unless a later one of the key already completed). Positional
+// parameters: this runs on every Complete, and named ones cost an allocation each.
 const rememberCompletionSQL = `INSERT INTO completions (group_key, seq, message_id, completed_at)
-	VALUES (@key, @seq, @id, @now)
+	SELECT group_key, seq, message_id, ?2 FROM messages WHERE seq = ?1 AND group_key IS NOT NULL
 	ON CONFLICT (group_key) DO UPDATE SET seq = excluded.seq, message_id = excluded.message_id,
 		completed_at = excluded.completed_at
 	WHERE excluded.seq > completions.seq`

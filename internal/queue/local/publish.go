@@ -94,18 +94,21 @@ func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64)
 	}
 	due := max(r.scheduledNS, now)
 	if _, err := tx.StmtContext(ctx, q.stmts.insertMessage).ExecContext(ctx,
-		sql.Named("id", r.messageID), sql.Named("correlation", r.correlationID), sql.Named("subject", r.subject),
-		sql.Named("session", r.sessionID), sql.Named("contentType", r.contentType), sql.Named("body", r.body),
-		sql.Named("props", r.props), sql.Named("now", now), sql.Named("due", due), sql.Named("key", r.groupKey)); err != nil {
+		r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, r.props, now, due, r.groupKey); err != nil {
 		return false, fmt.Errorf("insert %s: %w", r.messageID, err)
 	}
 	return true, nil
 }
 
+// insertMessageSQL takes positional parameters, ?10 the order key: a publish pays an allocation
+// for each named one.
+func insertMessageSQL() string {
+	return `INSERT INTO messages
+	(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at, group_key, waiting)
+	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ` + joinsGroup("?10") + `)`
+}
+
 const (
-	insertMessageSQL = `INSERT INTO messages
-		(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at, group_key, waiting)
-		VALUES (@id, @correlation, @subject, @session, @contentType, @body, @props, @now, @due, @key, ` + joinsGroupSQL + `)`
 	rememberSQL = `INSERT INTO duplicates (message_id, first_seen) VALUES (?, ?)
 		ON CONFLICT (message_id) DO UPDATE SET first_seen = excluded.first_seen
 		WHERE duplicates.first_seen <= ?`

@@ -346,18 +346,10 @@ func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn fun
 // and remembers it as the record's latest completion.
 func (q *Queue) Complete(ctx context.Context, r *queue.Received) error {
 	return q.settle(ctx, "complete", r, func(ctx context.Context, tx *sql.Tx, now int64) error {
-		var (
-			key sql.NullString
-			id  string
-		)
-		if err := tx.StmtContext(ctx, q.stmts.complete).QueryRowContext(ctx, r.SequenceNumber).Scan(&key, &id); err != nil {
-			return err
+		if _, err := tx.StmtContext(ctx, q.stmts.rememberCompletion).ExecContext(ctx, r.SequenceNumber, now); err != nil {
+			return fmt.Errorf("remember completion: %w", err)
 		}
-		if !key.Valid {
-			return nil
-		}
-		_, err := tx.StmtContext(ctx, q.stmts.rememberCompletion).ExecContext(ctx, sql.Named("key", key.String),
-			sql.Named("seq", r.SequenceNumber), sql.Named("id", id), sql.Named("now", now))
+		_, err := tx.StmtContext(ctx, q.stmts.complete).ExecContext(ctx, r.SequenceNumber)
 		return err
 	})
 }
