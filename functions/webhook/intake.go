@@ -52,7 +52,7 @@ type Config struct {
 	// PublishTimeout bounds the wait for the broker's ack. Dataverse gives up after 60 s and
 	// retries only on 502/503/504, so a slow broker must turn into a quick 503.
 	PublishTimeout time.Duration
-	// UseSessions sets SessionID = RecordId, for per-record order on a session-enabled queue.
+	// UseSessions sets SessionID = the record's order key, for per-record order on a session-enabled queue.
 	UseSessions bool
 	// MaxInFlight bounds the requests admitted at once (see Admit); the next one is answered
 	// 503 at once rather than queued behind work the intake cannot finish in time.
