@@ -246,10 +246,11 @@ func runCustomHandler(ctx context.Context, lookup config.Lookup, stdout, stderr 
 	// With Service Bus the host's trigger feeds the worker; with the embedded queue nobody
 	// else will, so the worker loop runs in process.
 	withConsumer := a.backend.name == config.BackendEmbedded
-	// An EventWorker invocation answers after the whole delivery (bounded by the worker) and
-	// the reroute of its outcome; cutting it short would make the host redeliver work done.
-	// The host is the only client, so its connections are not capped.
-	limits := httpLimits{writeTimeout: worker.DefaultProcessTimeout + time.Minute}
+	// An EventWorker invocation answers after the whole delivery (bounded by the worker), a
+	// retry in place's wait on a session queue (worker.InPlaceHold) and the reroute of its
+	// outcome; cutting it short would make the host redeliver work done. The host is the only
+	// client, so its connections are not capped.
+	limits := httpLimits{writeTimeout: worker.DefaultProcessTimeout + worker.InPlaceHold + time.Minute}
 	if err := a.serve(ctx, ln, mux, limits, withConsumer); err != nil {
 		a.log.Error("handler stopped with an error", slog.String("error", err.Error()))
 		return 1

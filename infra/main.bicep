@@ -231,9 +231,10 @@ resource mainQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   name: queueName
   properties: {
     // One delivery is bounded by the worker's process timeout (2 min, quick retries included)
-    // plus the reroute of its outcome (a scheduled retry or a dead-letter copy): the handler's
-    // write timeout, 3 min. A lock that long covers a whole delivery even if a lock renewal
-    // fails; the host also renews it up to maxAutoLockRenewalDuration (host.json).
+    // plus the reroute of its outcome (a scheduled retry or a dead-letter copy), 3 min. A lock
+    // that long covers a whole delivery even if a lock renewal fails; the host also renews it
+    // up to maxAutoLockRenewalDuration (host.json), which also covers a retry in place's wait
+    // on a session queue (5 min more; with sessions this is the session's lock).
     lockDuration: 'PT3M'
     // MessageID = EventId: a webhook Dataverse retries is dropped here, not processed twice.
     // The same window as the embedded queue's DVRELAY_DUPLICATE_WINDOW default.
