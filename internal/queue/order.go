@@ -37,9 +37,10 @@ type Completion struct {
 	At        time.Time
 }
 
-// CompletionHistory is a backend that remembers, per record, the last event that completed, so
-// support can be warned before a resubmit applies an older event over a newer one. The embedded
-// queue keeps it; Service Bus forgets a message once it is completed, so it cannot.
+// CompletionHistory is a backend that knows whether a later event of a dead letter's record has
+// completed, so support can be warned before a resubmit applies an older event over a newer one.
+// The embedded queue marks its dead letters; Service Bus forgets a message once it is
+// completed, so it cannot.
 type CompletionHistory interface {
 	// LaterCompletion reports the event of the same record as dead letter seq that completed
 	// after seq was queued, if one did. ErrNotFound when nothing is parked under seq.

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
@@ -18,11 +17,6 @@ import (
 // (Reschedule), so the key stays held for the back-off; a message that leaves the queue hands
 // the key on (the trigger messages_release_group); a resubmitted message is inserted anew and
 // so joins the tail of its key.
-
-// completionRetention is how long the queue remembers a record's last completion for the
-// resubmit warning: a record untouched for longer is forgotten, which keeps the table to the
-// records of the last weeks.
-const completionRetention = 30 * 24 * time.Hour
 
 // joinsGroup is the waiting flag of a message of the key in parameter key, inserted now: every
 // message already on the queue came before it.
@@ -70,6 +64,8 @@ func (q *Queue) migrateToOrderKeys(ctx context.Context) error {
 			`ALTER TABLE messages ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0`,
 			`ALTER TABLE dead_letters ADD COLUMN group_key TEXT`,
 			`ALTER TABLE dead_letters ADD COLUMN queued_seq INTEGER NOT NULL DEFAULT 0`,
+			`ALTER TABLE dead_letters ADD COLUMN newer_message_id TEXT`,
+			`ALTER TABLE dead_letters ADD COLUMN newer_at INTEGER`,
 			`DROP INDEX IF EXISTS messages_ready`,
 			`CREATE INDEX IF NOT EXISTS messages_group ON messages (group_key, seq) WHERE group_key IS NOT NULL`,
 		} {
@@ -126,21 +122,18 @@ func backfillOrderKeys(ctx context.Context, tx *sql.Tx, table string) error {
 	return nil
 }
 
-// rememberCompletionSQL records, before message ?1 is deleted as completed at ?2, that it is
-// the latest completion of its key (unless a later one of the key already completed). Positional
-// parameters: this runs on every Complete, and named ones cost an allocation each.
-const rememberCompletionSQL = `INSERT INTO completions (group_key, seq, message_id, completed_at)
-	SELECT group_key, seq, message_id, ?2 FROM messages WHERE seq = ?1 AND group_key IS NOT NULL
-	ON CONFLICT (group_key) DO UPDATE SET seq = excluded.seq, message_id = excluded.message_id,
-		completed_at = excluded.completed_at
-	WHERE excluded.seq > completions.seq`
-
-const forgetCompletionsSQL = `DELETE FROM completions WHERE completed_at <= @before`
+// markNewerSQL runs before message ?1 is deleted as completed at ?2: the dead letters of its
+// record queued before it are marked as older than a completed event. It is an index probe on
+// dead_letters_group that finds nothing for almost every completion (dead letters are rare),
+// which costs less than remembering every record's completions. Positional parameters: this
+// runs on every Complete, and named ones cost an allocation each.
+const markNewerSQL = `UPDATE dead_letters SET newer_message_id = m.message_id, newer_at = ?2
+	FROM (SELECT group_key, message_id FROM messages WHERE seq = ?1 AND group_key IS NOT NULL) AS m
+	WHERE dead_letters.group_key = m.group_key AND dead_letters.queued_seq < ?1`
 
 // LaterCompletion reports whether an event of the same record as dead letter seq completed
 // after it was queued: replaying the dead letter would then apply older data over newer. ok is
-// false when nothing later is known (none completed within completionRetention, or the dead
-// letter names no record).
+// false when none did, or the dead letter names no record.
 func (q *Queue) LaterCompletion(ctx context.Context, seq int64) (c queue.Completion, ok bool, err error) {
 	if err := q.checkOpen(); err != nil {
 		return c, false, fmt.Errorf("later completions of dead letter %d: %w", seq, err)
@@ -151,30 +144,18 @@ func (q *Queue) LaterCompletion(ctx context.Context, seq int64) (c queue.Complet
 	}
 	r, err := read(ctx, q, func(ctx context.Context, db *sql.DB) (result, error) {
 		var (
-			key       sql.NullString
-			queuedSeq int64
+			key, newer sql.NullString
+			at         sql.NullInt64
 		)
-		err := db.QueryRowContext(ctx, `SELECT group_key, queued_seq FROM dead_letters WHERE seq = ?`, seq).Scan(&key, &queuedSeq)
+		err := db.QueryRowContext(ctx, `SELECT group_key, newer_message_id, newer_at FROM dead_letters WHERE seq = ?`, seq).
+			Scan(&key, &newer, &at)
 		if err == sql.ErrNoRows {
 			return result{}, queue.ErrNotFound
 		}
-		if err != nil || !key.Valid {
+		if err != nil || !newer.Valid {
 			return result{}, err
 		}
-		var (
-			c  = queue.Completion{OrderKey: key.String}
-			at int64
-		)
-		err = db.QueryRowContext(ctx, `SELECT message_id, completed_at FROM completions WHERE group_key = ? AND seq > ?`,
-			key.String, queuedSeq).Scan(&c.MessageID, &at)
-		if err == sql.ErrNoRows {
-			return result{}, nil
-		}
-		if err != nil {
-			return result{}, err
-		}
-		c.At = fromNS(at)
-		return result{c, true}, nil
+		return result{queue.Completion{OrderKey: key.String, MessageID: newer.String, At: fromNS(at.Int64)}, true}, nil
 	})
 	if err != nil {
 		return c, false, fmt.Errorf("later completions of dead letter %d: %w", seq, err)

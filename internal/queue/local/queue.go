@@ -238,15 +238,6 @@ BEGIN
 	` + releaseGroupSQL + `;
 END;
 
--- completions remembers, per order key, the last message that completed, so a resubmit can
--- warn that it would apply an older event over a newer one. Kept for completionRetention.
-CREATE TABLE IF NOT EXISTS completions (
-	group_key    TEXT    PRIMARY KEY,
-	seq          INTEGER NOT NULL, -- its sequence number on the main queue
-	message_id   TEXT    NOT NULL,
-	completed_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS completions_at ON completions (completed_at);
 
 CREATE TABLE IF NOT EXISTS dead_letters (
 	seq              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -263,8 +254,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 	description      TEXT    NOT NULL,
 	dead_lettered_at INTEGER NOT NULL,
 	group_key        TEXT,
-	queued_seq       INTEGER NOT NULL DEFAULT 0 -- its sequence number on the main queue; 0: never queued
+	queued_seq       INTEGER NOT NULL DEFAULT 0, -- its sequence number on the main queue; 0: never queued
+	-- the latest later event of its record that completed since: resubmitting this one would
+	-- apply older data over newer (see markNewerSQL)
+	newer_message_id TEXT,
+	newer_at         INTEGER
 );
+CREATE INDEX IF NOT EXISTS dead_letters_group ON dead_letters (group_key) WHERE group_key IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS duplicates (
 	message_id TEXT    PRIMARY KEY,

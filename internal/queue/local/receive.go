@@ -342,12 +342,12 @@ func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn fun
 	return nil
 }
 
-// Complete removes r from the queue, hands its order key to the next message of its record,
-// and remembers it as the record's latest completion.
+// Complete removes r from the queue and hands its order key to the next message of its record;
+// dead letters of the record queued before it learn that a newer event completed.
 func (q *Queue) Complete(ctx context.Context, r *queue.Received) error {
 	return q.settle(ctx, "complete", r, func(ctx context.Context, tx *sql.Tx, now int64) error {
-		if _, err := tx.StmtContext(ctx, q.stmts.rememberCompletion).ExecContext(ctx, r.SequenceNumber, now); err != nil {
-			return fmt.Errorf("remember completion: %w", err)
+		if _, err := tx.StmtContext(ctx, q.stmts.markNewer).ExecContext(ctx, r.SequenceNumber, now); err != nil {
+			return fmt.Errorf("mark older dead letters: %w", err)
 		}
 		_, err := tx.StmtContext(ctx, q.stmts.complete).ExecContext(ctx, r.SequenceNumber)
 		return err

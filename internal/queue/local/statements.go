@@ -20,8 +20,7 @@ type statements struct {
 	releaseExpired                 *sql.Stmt
 	lockDue                        *sql.Stmt
 	checkLock, complete            *sql.Stmt
-	rememberCompletion             *sql.Stmt
-	forgetCompletions              *sql.Stmt
+	markNewer                      *sql.Stmt
 	// read pool
 	nextAvailable *sql.Stmt
 
@@ -47,8 +46,7 @@ func prepareStatements(ctx context.Context, writer, readers *sql.DB) (*statement
 		{&s.lockDue, writer, lockDueSQL},
 		{&s.checkLock, writer, `SELECT COUNT(*) FROM messages WHERE ` + heldLock},
 		{&s.complete, writer, `DELETE FROM messages WHERE seq = ?`},
-		{&s.rememberCompletion, writer, rememberCompletionSQL},
-		{&s.forgetCompletions, writer, forgetCompletionsSQL},
+		{&s.markNewer, writer, markNewerSQL},
 		{&s.nextAvailable, readers, nextAvailableSQL},
 	} {
 		stmt, err := p.db.PrepareContext(ctx, p.query)

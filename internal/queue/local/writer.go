@@ -157,10 +157,6 @@ func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
 				sql.Named("before", now-q.opts.DuplicateWindow.Nanoseconds())); err != nil {
 				return fmt.Errorf("forget old message ids: %w", err)
 			}
-			if _, err := tx.StmtContext(ctx, q.stmts.forgetCompletions).ExecContext(ctx,
-				sql.Named("before", now-completionRetention.Nanoseconds())); err != nil {
-				return fmt.Errorf("forget old completions: %w", err)
-			}
 		}
 		savepoint := tx.StmtContext(ctx, q.stmts.savepoint)
 		release := tx.StmtContext(ctx, q.stmts.release)
