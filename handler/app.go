@@ -246,7 +246,8 @@ func runCustomHandler(ctx context.Context, lookup config.Lookup, stdout, stderr 
 	a.routes(mux)
 	mux.Handle("GET /{$}", customhandler.Ready())
 	mux.Handle("POST /DataverseWebhook", httpintake.Envelope(a.intake, "req", a.log))
-	mux.Handle("POST /EventWorker", httpworker.New(a.worker, a.backend.triggerSettler, "msg", a.log))
+	mux.Handle("POST /EventWorker", httpworker.New(a.worker, a.backend.triggerSettler, "msg", a.log,
+		httpworker.Options{MaxHold: worker.InPlaceHold}))
 
 	// The host always calls 127.0.0.1 (never localhost, which may resolve to ::1 only).
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
@@ -258,10 +259,11 @@ func runCustomHandler(ctx context.Context, lookup config.Lookup, stdout, stderr 
 	// With Service Bus the host's trigger feeds the worker; with the embedded queue nobody
 	// else will, so the worker loop runs in process.
 	withConsumer := a.backend.name == config.BackendEmbedded
-	// An EventWorker invocation answers after the whole delivery (bounded by the worker) and
-	// the reroute of its outcome; cutting it short would make the host redeliver work done.
-	// The host is the only client, so its connections are not capped.
-	limits := httpLimits{writeTimeout: worker.DefaultProcessTimeout + time.Minute}
+	// An EventWorker invocation answers after the whole delivery (bounded by the worker), a
+	// retry in place's wait on a session queue (worker.InPlaceHold) and the reroute of its
+	// outcome; cutting it short would make the host redeliver work done. The host is the only
+	// client, so its connections are not capped.
+	limits := httpLimits{writeTimeout: worker.DefaultProcessTimeout + worker.InPlaceHold + time.Minute}
 	if err := a.serve(ctx, ln, mux, limits, withConsumer); err != nil {
 		a.log.Error("handler stopped with an error", slog.String("error", err.Error()))
 		return 1

@@ -78,9 +78,19 @@ func openServiceBus(cfg config.Config) (*backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("service bus dead-letter queue DeadLetterQueueName %q: %w", cfg.DeadLetterQueueName, err)
 	}
-	recv, err := servicebus.NewReceiver(client, cfg.QueueName)
-	if err != nil {
-		return nil, fmt.Errorf("service bus receiver for ServiceBusQueueName %q: %w", cfg.QueueName, err)
+	var recv interface {
+		consumer.Queue
+		Close(ctx context.Context) error
+	}
+	if cfg.UseSessions {
+		// One record per session, one session per worker place: see servicebus.SessionReceiver.
+		recv = servicebus.NewSessionReceiver(client, cfg.QueueName, servicebus.SessionOptions{Places: cfg.WorkerConcurrency})
+	} else {
+		plain, err := servicebus.NewReceiver(client, cfg.QueueName)
+		if err != nil {
+			return nil, fmt.Errorf("service bus receiver for ServiceBusQueueName %q: %w", cfg.QueueName, err)
+		}
+		recv = plain
 	}
 	detail := cfg.ServiceBusNamespace
 	if detail == "" {

@@ -464,6 +464,9 @@ func (r *dlqRun) resubmit(ctx context.Context) error {
 		}
 		for _, t := range found {
 			fmt.Fprintf(r.stdout, "would resubmit %s\n", oneLineSummary(*t.d))
+			if err := r.warnIfNewer(ctx, t.seq); err != nil {
+				return err
+			}
 		}
 		fmt.Fprintf(r.stdout, "dry run: would resubmit %d, not found %d; nothing was sent\n", len(found), missing)
 		if missing > 0 {
@@ -472,9 +475,26 @@ func (r *dlqRun) resubmit(ctx context.Context) error {
 		return nil
 	}
 	return r.each(ctx, ts, "resubmitted", func(ctx context.Context, seq int64) (string, error) {
+		if err := r.warnIfNewer(ctx, seq); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			return "", err
+		}
 		id, err := r.src.Resubmit(ctx, seq)
 		return fmt.Sprintf("resubmitted %d as message %s", seq, id), err
 	})
+}
+
+// warnIfNewer tells support, before dead letter seq is resubmitted, that a newer event of its
+// record has completed since (where the backend keeps that history): the resubmitted event joins
+// the tail of its record and would apply older data over newer.
+func (r *dlqRun) warnIfNewer(ctx context.Context, seq int64) error {
+	d, err := r.src.DeadLetter(ctx, seq)
+	if err != nil {
+		return err
+	}
+	if w := newerWarning(d); w != "" {
+		fmt.Fprintln(r.stderr, w)
+	}
+	return nil
 }
 
 // purgePreviewLines bounds the list of what a purge without --yes would remove.

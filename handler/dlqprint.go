@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dvrelay/dvrelay/internal/platform/oneline"
+	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
 
@@ -32,12 +33,31 @@ func printTable(w io.Writer, items []admin.DeadLetter) {
 			cut = true
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.SequenceNumber, d.DeadLetteredAt.UTC().Format(time.RFC3339),
-			orDash(d.EventName), orDash(d.RecordID), orDash(d.Reason), attempts(d), orDash(d.CorrelationID), orDash(cause))
+			orDash(d.EventName), orDash(record(d)), orDash(d.Reason), attempts(d), orDash(d.CorrelationID), orDash(cause))
 	}
 	_ = tw.Flush()
 	if cut {
 		fmt.Fprintf(w, "(causes cut at %d characters: 'handler dlq show SEQ' prints the whole description)\n", maxCauseWidth)
 	}
+}
+
+// record names the record a dead letter held in order: its order key, else its record id.
+func record(d admin.DeadLetter) string {
+	if d.OrderKey != "" {
+		return d.OrderKey
+	}
+	return d.RecordID
+}
+
+// newerWarning is what support must know before resubmitting d, or "" when nothing is known
+// against it.
+func newerWarning(d admin.Detail) string {
+	if d.NewerCompleted == nil {
+		return ""
+	}
+	return fmt.Sprintf("warning: dead letter %d is older than event %s of record %s, which completed %s: "+
+		"resubmitting it applies older data over newer", d.SequenceNumber, queue.BaseID(d.NewerCompleted.MessageID),
+		record(d.DeadLetter), d.NewerCompleted.CompletedAt.UTC().Format(time.RFC3339))
 }
 
 // attempts is the attempt that failed, with the deliveries of that attempt when there was more
@@ -88,6 +108,7 @@ func printDetail(w io.Writer, d admin.Detail) {
 	row("dead-lettered", d.DeadLetteredAt.UTC().Format(time.RFC3339Nano))
 	row("event", strings.TrimSpace(d.EventName+" "+d.Entity))
 	row("record id", d.RecordID)
+	row("order key", d.OrderKey)
 	row("event id", d.EventID)
 	row("reason", d.Reason)
 	row("failed step", d.FailedStep)
@@ -96,6 +117,13 @@ func printDetail(w io.Writer, d admin.Detail) {
 	row("correlation id", d.CorrelationID)
 	_ = tw.Flush()
 
+	switch {
+	case d.NewerCompleted != nil:
+		fmt.Fprintln(w, newerWarning(d))
+	case d.OrderKey != "" && !d.CompletionsKept:
+		fmt.Fprintln(w, "note: this backend keeps no history of completed events; check the record before resubmitting, "+
+			"in case a newer event of it has completed since")
+	}
 	fmt.Fprintln(w, "description:")
 	fmt.Fprintf(w, "  %s\n", orDash(oneLine(d.Description)))
 

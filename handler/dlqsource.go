@@ -234,18 +234,14 @@ func (s backendSource) QueryDeadLetters(ctx context.Context, f queue.DeadLetterF
 }
 
 func (s backendSource) DeadLetter(ctx context.Context, seq int64) (admin.Detail, error) {
-	found, err := s.QueryDeadLetters(ctx, queue.DeadLetterFilter{Seq: seq, Limit: 1})
+	found, err := s.q.QueryDeadLetters(ctx, queue.DeadLetterFilter{Seq: seq, Limit: 1})
 	if err != nil {
 		return admin.Detail{}, err
 	}
 	if len(found) == 0 {
 		return admin.Detail{}, queue.ErrNotFound
 	}
-	history, err := s.q.History(ctx, found[0].EventID)
-	if err != nil {
-		return admin.Detail{}, err
-	}
-	return admin.Detail{DeadLetter: found[0], History: admin.HistoryView(history)}, nil
+	return admin.DetailOf(ctx, s.q, found[0])
 }
 
 func (s backendSource) Resubmit(ctx context.Context, seq int64) (string, error) {

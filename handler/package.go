@@ -38,6 +38,13 @@ func runPackage(ctx context.Context, args []string, lookup config.Lookup, stdout
 		fmt.Fprintf(stderr, "handler package: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	// The same setting, read the same way, as the handler and infra/main.bicep: the trigger must
+	// listen the way the queue was created.
+	sessions, err := config.UseSessions(lookup)
+	if err != nil {
+		fmt.Fprintf(stderr, "handler package: %v\n", err)
+		return 2
+	}
 	wd, err := os.Getwd()
 	if err != nil {
 		fmt.Fprintf(stderr, "handler package: %v\n", err)
@@ -55,12 +62,14 @@ func runPackage(ctx context.Context, args []string, lookup config.Lookup, stdout
 		Out:         *out,
 		Env:         config.InheritedEnvironment(),
 		Progress:    stderr,
+		Sessions:    sessions,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "handler package: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: %d entries, the handler at %s\n", *out, len(layout.Entries()), layout.Executable)
+	fmt.Fprintf(stdout, "%s: %d entries, the handler at %s, Service Bus sessions %s (DVRELAY_USE_SESSIONS)\n",
+		*out, len(layout.Entries()), layout.Executable, onOff(sessions))
 	return 0
 }
 
@@ -77,4 +86,11 @@ func checkRoutes(path string, cfg config.Config, stderr io.Writer) error {
 	warn := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	_, err = worker.New(worker.Config{RoutesPath: path}, deps, warn)
 	return err
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }

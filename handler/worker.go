@@ -45,9 +45,16 @@ func newWorker(_ context.Context, cfg config.Config, parser *event.Parser, log *
 		}
 		deps.Dataverse = client
 	}
+	retry := worker.RetryPolicy{LaterBase: cfg.RetryDelay}
+	if cfg.Backend() == config.BackendServiceBus && cfg.UseSessions {
+		// A session keeps a record's order only if a retry keeps its place in it: see
+		// worker.InPlacePolicy.
+		retry = worker.InPlacePolicy(retry)
+	}
 	w, err := worker.New(worker.Config{
 		RoutesPath:    cfg.RoutesPath, // resolved against FUNCTIONS_APP_ROOT_PATH by config
 		MaxAttempts:   cfg.MaxAttempts,
+		Retry:         retry,
 		IgnoreUserIDs: cfg.IgnoreUserIDs,
 		Concurrency:   cfg.WorkerConcurrency,
 		StrictRoutes:  strict,

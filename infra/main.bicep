@@ -73,7 +73,7 @@ param webhookSecretHeader string = ''
 @description('DVRELAY_PUBLISH_TIMEOUT: how long the intake waits for Service Bus before answering 503 (Go duration, e.g. 10s).')
 param publishTimeout string = ''
 
-@description('DVRELAY_USE_SESSIONS: true sets SessionId = RecordId. It also makes the main queue session-enabled, which can only be chosen when the queue is created, and needs "isSessionsEnabled": true in EventWorker/function.json.')
+@description('DVRELAY_USE_SESSIONS: per-record order on Service Bus; on unless false. It sets SessionId = the record (Entity + RecordId), makes the main queue session-enabled (fixed when the queue is created: changing it later fails the deployment) and `handler package` writes the same value into EventWorker/function.json (isSessionsEnabled).')
 @allowed([
   ''
   'true'
@@ -86,6 +86,9 @@ param acceptStages string = ''
 
 @description('DVRELAY_SHUTDOWN_GRACE: how long shutdown waits for in-flight work (Go duration).')
 param shutdownGrace string = ''
+
+@description('DVRELAY_RETRY_DELAY: the back-off after an event\'s first transient failure (Go duration, default 30s); it doubles per attempt.')
+param retryDelay string = ''
 
 @description('DVRELAY_ROUTES: the routes file, relative to the app root. `handler package` ships the file this names (azd passes the same value to the package hook).')
 param routesFile string = ''
@@ -240,25 +243,29 @@ resource mainQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   name: queueName
   properties: {
     // One delivery is bounded by the worker's process timeout (2 min, quick retries included)
-    // plus the reroute of its outcome (a scheduled retry or a dead-letter copy): the handler's
-    // write timeout, 3 min. A lock that long covers a whole delivery even if a lock renewal
-    // fails; the host also renews it up to maxAutoLockRenewalDuration (host.json).
+    // plus the reroute of its outcome (a scheduled retry or a dead-letter copy), 3 min. A lock
+    // that long covers a whole delivery even if a lock renewal fails; the host also renews it
+    // up to maxAutoLockRenewalDuration (host.json), which also covers a retry in place's wait
+    // on a session queue (5 min more; with sessions this is the session's lock).
     lockDuration: 'PT3M'
     // MessageID = EventId: a webhook Dataverse retries is dropped here, not processed twice.
     // The same window as the embedded queue's DVRELAY_DUPLICATE_WINDOW default.
     requiresDuplicateDetection: true
     duplicateDetectionHistoryTimeWindow: 'PT10M'
-    // The worker's retries do not count here: it schedules a fresh copy for each later attempt
-    // (DVRELAY_MAX_ATTEMPTS bounds those) and answers 2xx. Only a delivery the handler fails to
-    // answer (a crash, or the reroute itself failing) is abandoned and counted, so this bounds
-    // crash loops; the same ceiling as the embedded queue's DVRELAY_MAX_DELIVERY_COUNT default.
-    maxDeliveryCount: 10
+    // Without sessions the worker's retries do not count here: it schedules a fresh copy for
+    // each later attempt (DVRELAY_MAX_ATTEMPTS bounds those) and answers 2xx. Only a delivery
+    // the handler fails to answer (a crash, or the reroute itself failing) is abandoned and
+    // counted, so this bounds crash loops; the same ceiling as the embedded queue's
+    // DVRELAY_MAX_DELIVERY_COUNT default. With sessions a retry keeps its place in the record's
+    // session: each attempt is a delivery (worker.InPlacePolicy: 76 attempts span six hours),
+    // so the ceiling sits above them and the worker dead-letters with its own reason first.
+    maxDeliveryCount: useSessions == 'false' ? 10 : 100
     defaultMessageTimeToLive: 'P14D'
     deadLetteringOnMessageExpiration: true
     // The broker's own dead letters (crash loops, expiry) go to the same queue as the worker's
     // parked copies, so support looks in one place and one alert watches it.
     forwardDeadLetteredMessagesTo: deadLetterQueue.name
-    requiresSession: useSessions == 'true'
+    requiresSession: useSessions != 'false'
     enablePartitioning: false
   }
 }
@@ -628,6 +635,10 @@ var appSettings = [
   {
     name: 'DVRELAY_SHUTDOWN_GRACE'
     value: shutdownGrace
+  }
+  {
+    name: 'DVRELAY_RETRY_DELAY'
+    value: retryDelay
   }
   {
     name: 'DVRELAY_ROUTES'

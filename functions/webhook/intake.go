@@ -46,7 +46,7 @@ type Config struct {
 	SecretHeader string
 	// PublishTimeout bounds the wait for the broker's ack (config.DefaultPublishTimeout).
 	PublishTimeout time.Duration
-	// UseSessions sets SessionID = RecordId, for per-record order on a session-enabled queue.
+	// UseSessions sets SessionID = the record's order key, for per-record order on a session-enabled queue.
 	UseSessions bool
 	// MaxInFlight bounds the requests admitted at once (see Screen and Admit); the next one is
 	// answered 503 at once rather than queued behind work the intake cannot finish in time
@@ -365,11 +365,12 @@ func (in *Intake) message(ev event.Event, trace tracecontext.SpanContext) (*queu
 }
 
 // EventMessage is the queue message that carries ev, as the intake publishes it: MessageID is
-// the EventId (duplicate detection), Subject the EventName, and with useSessions SessionID is
-// the RecordId. Anything else that queues an event (handler recover) builds it here, so the
-// worker sees one shape. An event that names no record (an unbound message) takes its EventId as
-// SessionID: a session-enabled queue refuses a message without one, and such an event has no
-// record whose order to keep.
+// the EventId (duplicate detection), Subject the EventName, the OrderKey property the record's
+// order key (queue.OrderKey: Entity and RecordId), and with useSessions SessionID is that key.
+// Anything else that queues an event (handler recover) builds it here, so the worker sees one
+// shape. An event that names no record (an unbound message) has no order key and takes its
+// EventId as SessionID: a session-enabled queue refuses a message without one, and such an event
+// has no record whose order to keep.
 func EventMessage(ev event.Event, useSessions bool) (*queue.Message, error) {
 	body, err := encodeEvent(ev)
 	if err != nil {
@@ -387,8 +388,12 @@ func EventMessage(ev event.Event, useSessions bool) (*queue.Message, error) {
 			queue.PropEntity:    ev.Entity,
 		},
 	}
+	key := queue.OrderKey(ev.Entity, ev.RecordID)
+	if key != "" {
+		m.ApplicationProperties[queue.PropOrderKey] = key
+	}
 	if useSessions {
-		m.SessionID = firstNonEmpty(ev.RecordID, ev.EventID)
+		m.SessionID = firstNonEmpty(key, ev.EventID)
 	}
 	return m, nil
 }

@@ -221,13 +221,32 @@ func TestIntake_accepts_a_valid_event_with_202_after_publishing(t *testing.T) {
 	h.pub.mu.Unlock()
 }
 
-func TestIntake_sets_SessionID_to_RecordId_when_sessions_are_on(t *testing.T) {
+func TestIntake_sets_SessionID_to_the_records_order_key_when_sessions_are_on(t *testing.T) {
 	h := newHarness(t, webhook.Config{UseSessions: true})
 	if res := h.in.Handle(context.Background(), validRequest()); res.Status != http.StatusAccepted {
 		t.Fatalf("status = %d", res.Status)
 	}
-	if got := h.pub.messages()[0].SessionID; got != "2f9ad1b4-0000-4000-8000-000000000001" {
-		t.Errorf("SessionID = %q", got)
+	const key = "opportunity/2f9ad1b4-0000-4000-8000-000000000001"
+	m := h.pub.messages()[0]
+	if m.SessionID != key {
+		t.Errorf("SessionID = %q, want the order key %q (Entity + RecordId)", m.SessionID, key)
+	}
+	if got := m.ApplicationProperties[queue.PropOrderKey]; got != key {
+		t.Errorf("OrderKey property = %#v, want %q", got, key)
+	}
+}
+
+func TestIntake_names_the_records_order_key_when_sessions_are_off(t *testing.T) {
+	h := newHarness(t, webhook.Config{})
+	if res := h.in.Handle(context.Background(), validRequest()); res.Status != http.StatusAccepted {
+		t.Fatalf("status = %d", res.Status)
+	}
+	m := h.pub.messages()[0]
+	if got := m.ApplicationProperties[queue.PropOrderKey]; got != "opportunity/2f9ad1b4-0000-4000-8000-000000000001" {
+		t.Errorf("OrderKey property = %#v: the embedded queue orders on it whatever the session setting", got)
+	}
+	if m.SessionID != "" {
+		t.Errorf("SessionID = %q with sessions off", m.SessionID)
 	}
 }
 

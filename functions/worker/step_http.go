@@ -158,6 +158,12 @@ func isCanonicalField(name string) bool {
 	return false
 }
 
+// HeaderEventTimestamp carries the event's Timestamp (when Dataverse ran the operation, RFC 3339)
+// to an http step. Dataverse may post a record's events out of that order, and the worker keeps
+// the order it accepted them in, so a downstream that must never apply an older change over a
+// newer one compares this with the timestamp it last applied for the record.
+const HeaderEventTimestamp = "X-Dvrelay-Event-Timestamp"
+
 func (s *httpStep) Run(ctx context.Context, r *Run) error {
 	body, err := s.body(r)
 	if err != nil {
@@ -171,6 +177,9 @@ func (s *httpStep) Run(ctx context.Context, r *Run) error {
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Idempotency-Key", r.Event.EventID)
 	req.Header.Set("X-Correlation-ID", r.Event.CorrelationID)
+	if r.Event.Timestamp != "" {
+		req.Header.Set(HeaderEventTimestamp, r.Event.Timestamp)
+	}
 	if sc, ok := tracecontext.FromContext(ctx); ok {
 		req.Header.Set(tracecontext.HeaderTraceparent, sc.String())
 	}

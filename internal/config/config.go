@@ -35,6 +35,11 @@ const (
 // DVRELAY_SHUTDOWN_GRACE is not set. The worker loop falls back to it too, so there is one value.
 const DefaultShutdownGrace = 20 * time.Second
 
+// DefaultUseSessions: a new deployment keeps each record's events in order (a session-enabled
+// queue, SessionId = the record's order key). A queue's session mode is fixed when it is
+// created, so `handler package` and the Bicep take it from this one setting.
+const DefaultUseSessions = true
+
 // Defaults of the intake (functions/webhook applies the first four to a zero webhook.Config).
 // BENCHMARKS.md shows the measurements behind the bounds; docs/limits.md explains them to
 // operators.
@@ -159,9 +164,12 @@ type Config struct {
 	RoutesFile string
 	// RoutesPath is RoutesFile resolved against FUNCTIONS_APP_ROOT_PATH when the host set it,
 	// since standalone users may run the binary from elsewhere: what the worker reads.
-	RoutesPath    string
-	DataverseURL  string
-	MaxAttempts   int // unset: 0, the worker's default (retries spanning at least six hours)
+	RoutesPath   string
+	DataverseURL string
+	MaxAttempts  int // unset: 0, the worker's default (retries spanning at least six hours)
+	// RetryDelay is the back-off after an event's first transient failure; it doubles per
+	// attempt up to an hour. Shorter only in tests.
+	RetryDelay    time.Duration
 	IgnoreUserIDs []string
 
 	// The Dataverse identity: an app registration when all three AZURE_* values are set, else a
@@ -245,7 +253,7 @@ func Load(lookup Lookup) (Config, error) {
 		WebhookSecrets: r.secrets("DVRELAY_WEBHOOK_SECRET"),
 		SecretHeader:   r.str("DVRELAY_WEBHOOK_SECRET_HEADER", DefaultSecretHeader),
 		PublishTimeout: r.duration("DVRELAY_PUBLISH_TIMEOUT", DefaultPublishTimeout),
-		UseSessions:    r.boolean("DVRELAY_USE_SESSIONS", false),
+		UseSessions:    useSessions(&r),
 		AcceptStages:   r.stages("DVRELAY_ACCEPT_STAGES", "40"),
 
 		MaxInFlight:       r.positiveInt("DVRELAY_MAX_INFLIGHT", DefaultMaxInFlight),
@@ -262,6 +270,7 @@ func Load(lookup Lookup) (Config, error) {
 		RoutesFile:    r.str("DVRELAY_ROUTES", DefaultRoutesFile),
 		DataverseURL:  r.dataverseURL("DATAVERSE_URL"),
 		MaxAttempts:   r.maxAttempts("DVRELAY_MAX_ATTEMPTS"),
+		RetryDelay:    r.duration("DVRELAY_RETRY_DELAY", 30*time.Second),
 		IgnoreUserIDs: r.list("DVRELAY_IGNORE_USER_IDS"),
 
 		AzureTenantID:     r.str("AZURE_TENANT_ID", ""),
@@ -438,6 +447,16 @@ func parseStages(v string) (stages []int, ok bool) {
 	slices.Sort(stages)
 	return stages, len(stages) > 0
 }
+
+// UseSessions reads DVRELAY_USE_SESSIONS alone, as Load does, for a tool that must agree with
+// the handler on it without needing every other setting (`handler package`).
+func UseSessions(lookup Lookup) (bool, error) {
+	r := reader{lookup: lookup}
+	v := useSessions(&r)
+	return v, errors.Join(r.errs...)
+}
+
+func useSessions(r *reader) bool { return r.boolean("DVRELAY_USE_SESSIONS", DefaultUseSessions) }
 
 func (r *reader) boolean(name string, def bool) bool {
 	v := r.str(name, "")

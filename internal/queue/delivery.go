@@ -112,8 +112,13 @@ type Outcome struct {
 //
 // Every implementation keeps one contract, checked by queuetest for each backend:
 //   - Complete: the message is gone (under the trigger the host completes it after a 2xx).
-//   - RetryLater: the event is due again at out.RetryAt as a fresh delivery chain, with the
-//     MessageID RetryID(d.MessageID, out.Attempt) and the Attempt property out.Attempt.
+//   - RetryLater: the event is due again at out.RetryAt as attempt out.Attempt, as a fresh
+//     chain with the MessageID RetryID(d.MessageID, out.Attempt) and the Attempt property
+//     out.Attempt. Where the backend keeps each record's order it also keeps its place: the
+//     embedded queue retries the same row, and none of the record's later events is handed
+//     out before it. On a session-enabled Service Bus queue the retry is the same message
+//     delivered again instead, its delivery count the attempt (servicebus.SessionReceiver, and
+//     httpworker under the Functions host); without sessions the copy joins the queue's tail.
 //   - DeadLetter: the message is parked with the application properties of DeadLetterInfoFor.
 //
 // An error means the outcome is not true: the caller abandons the message (or answers 500 so

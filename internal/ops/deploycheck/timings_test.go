@@ -41,10 +41,37 @@ func TestThe_main_queue_and_host_json_fit_one_worker_delivery(t *testing.T) {
 	if window != def.DuplicateWindow {
 		t.Errorf("%s: mainQueue duplicate window %v, the embedded queue's is %v; both backends should drop the same re-posts", b.file, window, def.DuplicateWindow)
 	}
-	count, err := strconv.Atoi(property(t, b.file, queue, "maxDeliveryCount"))
-	if err != nil || count != def.MaxDeliveryCount {
-		t.Errorf("%s: mainQueue maxDeliveryCount %d (%v), the embedded queue's is %d", b.file, count, err, def.MaxDeliveryCount)
+	plain, sessions := deliveryCounts(t, b.file, property(t, b.file, queue, "maxDeliveryCount"))
+	if plain != def.MaxDeliveryCount {
+		t.Errorf("%s: mainQueue maxDeliveryCount without sessions %d, the embedded queue's is %d", b.file, plain, def.MaxDeliveryCount)
 	}
+	// With sessions every attempt of a retry in place is a delivery: Service Bus must not
+	// dead-letter the message (with its generic reason) before the worker has spent them.
+	if attempts := worker.InPlacePolicy(worker.DefaultRetryPolicy()).MaxAttempts; sessions <= attempts {
+		t.Errorf("%s: mainQueue maxDeliveryCount with sessions %d, want more than the %d attempts of a retry in place",
+			b.file, sessions, attempts)
+	}
+	// One invocation works for up to DefaultProcessTimeout and then waits up to InPlaceHold.
+	invocation := worker.DefaultProcessTimeout + worker.InPlaceHold
+	if timeout := hostDuration(t, h.FunctionTimeout); timeout <= invocation {
+		t.Errorf("host.json: functionTimeout %v does not outlast a retry in place (%v)", timeout, invocation)
+	}
+	if renew := hostDuration(t, h.Extensions.ServiceBus.MaxAutoLockRenewalDuration); renew <= invocation {
+		t.Errorf("host.json: maxAutoLockRenewalDuration %v does not outlast a retry in place (%v)", renew, invocation)
+	}
+}
+
+// deliveryCounts reads mainQueue's maxDeliveryCount, "useSessions == 'false' ? N : M": N without
+// sessions, M with them.
+func deliveryCounts(t *testing.T, file, expr string) (plain, sessions int) {
+	t.Helper()
+	m := regexp.MustCompile(`^useSessions == 'false' \? (\d+) : (\d+)$`).FindStringSubmatch(expr)
+	if m == nil {
+		t.Fatalf("%s: mainQueue maxDeliveryCount %q, want useSessions == 'false' ? <without> : <with sessions>", file, expr)
+	}
+	plain, _ = strconv.Atoi(m[1])
+	sessions, _ = strconv.Atoi(m[2])
+	return plain, sessions
 }
 
 func TestHost_json_client_retry_options_match_the_host_json_schema(t *testing.T) {

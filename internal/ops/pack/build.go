@@ -80,6 +80,9 @@ type Options struct {
 	Env []string
 	// Progress receives a line per stage and the go tool's own output.
 	Progress io.Writer
+	// Sessions is DVRELAY_USE_SESSIONS: the packaged Service Bus triggers get
+	// "isSessionsEnabled" from it, so they listen the way the queue was created.
+	Sessions bool
 }
 
 // Package builds the handler for linux/amd64 and writes the deployment zip, returning what it
@@ -107,6 +110,7 @@ func Package(ctx context.Context, o Options) (Layout, error) {
 			fmt.Fprintf(o.Progress, "shipping %s as %s, the name the app reads\n", layout.RoutesSource, layout.Routes)
 		}
 	}
+	layout.Sessions = o.Sessions
 	tmp, err := os.MkdirTemp("", "dvrelay-pack-")
 	if err != nil {
 		return Layout{}, fmt.Errorf("build directory: %w", err)

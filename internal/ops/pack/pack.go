@@ -7,6 +7,7 @@ package pack
 
 import (
 	"archive/zip"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,9 @@ type Layout struct {
 	// file on disk, relative to Root; the two differ when a file is shipped under another name.
 	Routes       string
 	RoutesSource string
+	// Sessions is written into every serviceBusTrigger binding as "isSessionsEnabled": a
+	// trigger listens on a session-enabled queue only with it, and on another only without it.
+	Sessions bool
 }
 
 // ReadLayout reads host.json and finds the function folders under root. routesFile is the
@@ -177,11 +181,15 @@ func functionFolders(root string) ([]string, error) {
 func WriteZip(w io.Writer, l Layout, binary string) error {
 	zw := zip.NewWriter(w)
 	for _, name := range l.Files {
-		if err := addFile(zw, name, filepath.Join(l.Root, filepath.FromSlash(l.source(name))), 0o644); err != nil {
+		var edit func([]byte) ([]byte, error)
+		if path.Base(name) == "function.json" {
+			edit = func(b []byte) ([]byte, error) { return withSessions(b, l.Sessions) }
+		}
+		if err := addFile(zw, name, filepath.Join(l.Root, filepath.FromSlash(l.source(name))), 0o644, edit); err != nil {
 			return err
 		}
 	}
-	if err := addFile(zw, l.Executable, binary, 0o755); err != nil {
+	if err := addFile(zw, l.Executable, binary, 0o755, nil); err != nil {
 		return err
 	}
 	if err := zw.Close(); err != nil {
@@ -190,7 +198,8 @@ func WriteZip(w io.Writer, l Layout, binary string) error {
 	return nil
 }
 
-func addFile(zw *zip.Writer, name, src string, mode fs.FileMode) error {
+// addFile adds src as name; edit, when not nil, rewrites its content on the way.
+func addFile(zw *zip.Writer, name, src string, mode fs.FileMode, edit func([]byte) ([]byte, error)) error {
 	f, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("package %s: %w", name, err)
@@ -200,6 +209,17 @@ func addFile(zw *zip.Writer, name, src string, mode fs.FileMode) error {
 	if err != nil {
 		return fmt.Errorf("package %s: %w", name, err)
 	}
+	var content io.Reader = f
+	if edit != nil {
+		raw, err := io.ReadAll(f)
+		if err != nil {
+			return fmt.Errorf("package %s: %w", name, err)
+		}
+		if raw, err = edit(raw); err != nil {
+			return fmt.Errorf("package %s: %w", name, err)
+		}
+		content = bytes.NewReader(raw)
+	}
 	hdr := &zip.FileHeader{Name: name, Method: zip.Deflate, Modified: info.ModTime()}
 	// SetMode marks the entry as made on Unix and puts the mode in the high 16 bits of the
 	// external attributes, which is where unzip and the Linux deployment services read it.
@@ -208,7 +228,7 @@ func addFile(zw *zip.Writer, name, src string, mode fs.FileMode) error {
 	if err != nil {
 		return fmt.Errorf("package %s: %w", name, err)
 	}
-	if _, err := io.Copy(dst, f); err != nil {
+	if _, err := io.Copy(dst, content); err != nil {
 		return fmt.Errorf("package %s: %w", name, err)
 	}
 	return nil
@@ -243,4 +263,30 @@ func WriteZipFile(out string, l Layout, binary string) error {
 		return fmt.Errorf("write %s: %w", out, err)
 	}
 	return nil
+}
+
+// withSessions sets "isSessionsEnabled" on every serviceBusTrigger binding of a function.json
+// and leaves the other bindings and fields as they are; a file that already agrees goes in
+// byte for byte.
+func withSessions(functionJSON []byte, sessions bool) ([]byte, error) {
+	var doc map[string]any
+	if err := json.Unmarshal(functionJSON, &doc); err != nil {
+		return nil, fmt.Errorf("parse function.json: %w", err)
+	}
+	bindings, _ := doc["bindings"].([]any)
+	changed := false
+	for _, b := range bindings {
+		if binding, ok := b.(map[string]any); ok && binding["type"] == "serviceBusTrigger" && binding["isSessionsEnabled"] != sessions {
+			binding["isSessionsEnabled"] = sessions
+			changed = true
+		}
+	}
+	if !changed {
+		return functionJSON, nil
+	}
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("write function.json: %w", err)
+	}
+	return append(out, '\n'), nil
 }

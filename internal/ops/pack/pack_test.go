@@ -419,3 +419,44 @@ func TestPackage_refuses_a_routes_file_the_start_up_checks_reject_and_builds_not
 		t.Errorf("built the handler for a refused routes file:\n%s", progress.String())
 	}
 }
+
+func TestWriteZip_writes_the_session_setting_into_the_service_bus_trigger(t *testing.T) {
+	for _, sessions := range []bool{true, false} {
+		t.Run(fmt.Sprint("sessions=", sessions), func(t *testing.T) {
+			root := writeApp(t, hostJSONWithExecutable, "Worker")
+			fn := filepath.Join(root, "Worker", "function.json")
+			worker := `{"bindings":[{"type":"serviceBusTrigger","direction":"in","name":"msg","queueName":"%ServiceBusQueueName%","connection":"ServiceBusConnection","isSessionsEnabled":` + fmt.Sprint(!sessions) + `}]}`
+			if err := os.WriteFile(fn, []byte(worker), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			l, err := ReadLayout(root, "routes.json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Sessions = sessions
+			binary := filepath.Join(t.TempDir(), "handler")
+			if err := os.WriteFile(binary, []byte("binary"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if err := WriteZip(&buf, l, binary); err != nil {
+				t.Fatal(err)
+			}
+			zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got struct{ Bindings []map[string]any }
+			for _, f := range zr.File {
+				if f.Name == "Worker/function.json" {
+					if err := json.Unmarshal(readEntry(t, f), &got); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if len(got.Bindings) != 1 || got.Bindings[0]["isSessionsEnabled"] != sessions || got.Bindings[0]["queueName"] != "%ServiceBusQueueName%" {
+				t.Errorf("packaged bindings %v, want isSessionsEnabled %v and the rest kept", got.Bindings, sessions)
+			}
+		})
+	}
+}

@@ -60,7 +60,7 @@ var jobColumns = []string{
 type Options struct {
 	// Retry is how Web API calls wait out throttling (429 with Retry-After).
 	Retry dataverse.Retry
-	// UseSessions sets SessionID = RecordId on published messages, as the intake does for a
+	// UseSessions sets SessionID = the record's order key on published messages, as the intake does for a
 	// session-enabled queue (DVRELAY_USE_SESSIONS).
 	UseSessions bool
 	// Now is the clock, for a job without a creation time; nil means time.Now.

@@ -159,16 +159,21 @@ func (e *env) queued(t *testing.T) int {
 func (e *env) received(t *testing.T) map[string]*queue.Received {
 	t.Helper()
 	out := map[string]*queue.Received{}
-	for e.queued(t) > len(out) {
+	// Events of one record come one at a time (per-record order): complete each to get the next.
+	for e.queued(t) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		got, err := e.queue.Receive(ctx, 100)
-		cancel()
 		if err != nil {
+			cancel()
 			t.Fatalf("Receive: %v", err)
 		}
 		for _, m := range got {
 			out[m.MessageID] = m
+			if err := e.queue.Complete(ctx, m); err != nil {
+				t.Fatalf("Complete: %v", err)
+			}
 		}
+		cancel()
 	}
 	return out
 }

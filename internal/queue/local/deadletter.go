@@ -155,8 +155,11 @@ func (q *Queue) Resubmit(ctx context.Context, seq int64) (string, error) {
 	}
 	var newID string
 	err := q.inTx(ctx, survivesPowerLoss, func(tx *sql.Tx) error {
-		var id, props string
-		err := tx.QueryRowContext(ctx, `SELECT message_id, props FROM dead_letters WHERE seq = ?`, seq).Scan(&id, &props)
+		var (
+			id, props string
+			key       sql.NullString
+		)
+		err := tx.QueryRowContext(ctx, `SELECT message_id, props, group_key FROM dead_letters WHERE seq = ?`, seq).Scan(&id, &props, &key)
 		if errors.Is(err, sql.ErrNoRows) {
 			return queue.ErrNotFound
 		}
@@ -186,10 +189,12 @@ func (q *Queue) Resubmit(ctx context.Context, seq int64) (string, error) {
 		if _, err := q.remember(ctx, tx, newID, now); err != nil {
 			return err
 		}
+		// The copy joins the tail of its record's events: it waits for any of them still queued.
 		if _, err := tx.ExecContext(ctx, `INSERT INTO messages
-			(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at)
-			SELECT ?, correlation_id, subject, session_id, content_type, body, ?, ?, ?
-			FROM dead_letters WHERE seq = ?`, newID, merged, now, now, seq); err != nil {
+			(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at, group_key, waiting)
+			SELECT @id, correlation_id, subject, session_id, content_type, body, @props, @now, @now, @key, `+joinsGroup("@key")+`
+			FROM dead_letters WHERE seq = @seq`, sql.Named("id", newID), sql.Named("props", merged), sql.Named("now", now),
+			sql.Named("key", key), sql.Named("seq", seq)); err != nil {
 			return fmt.Errorf("enqueue copy: %w", err)
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM dead_letters WHERE seq = ?`, seq)

@@ -20,6 +20,7 @@ type row struct {
 	contentType   string
 	body          []byte
 	props         string
+	groupKey      sql.NullString
 	scheduledNS   int64 // 0: due at once
 }
 
@@ -36,6 +37,7 @@ func newRow(m *queue.Message) (row, error) {
 		contentType:   m.ContentType,
 		body:          append([]byte{}, m.Body...),
 		props:         props,
+		groupKey:      groupKey(m.ApplicationProperties),
 	}
 	if r.messageID == "" {
 		// Service Bus stamps a message without an id with a fresh one; it is then never a duplicate.
@@ -92,16 +94,21 @@ func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64)
 	}
 	due := max(r.scheduledNS, now)
 	if _, err := tx.StmtContext(ctx, q.stmts.insertMessage).ExecContext(ctx,
-		r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, r.props, now, due); err != nil {
+		r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, r.props, now, due, r.groupKey); err != nil {
 		return false, fmt.Errorf("insert %s: %w", r.messageID, err)
 	}
 	return true, nil
 }
 
+// insertMessageSQL takes positional parameters, ?10 the order key: a publish pays an allocation
+// for each named one.
+func insertMessageSQL() string {
+	return `INSERT INTO messages
+	(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at, group_key, waiting)
+	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ` + joinsGroup("?10") + `)`
+}
+
 const (
-	insertMessageSQL = `INSERT INTO messages
-		(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	rememberSQL = `INSERT INTO duplicates (message_id, first_seen) VALUES (?, ?)
 		ON CONFLICT (message_id) DO UPDATE SET first_seen = excluded.first_seen
 		WHERE duplicates.first_seen <= ?`
@@ -135,10 +142,10 @@ func (q *Queue) DeadLetter(ctx context.Context, m *queue.Message, reason, descri
 	err = q.write(ctx, survivesPowerLoss, func(ctx context.Context, tx *sql.Tx, now int64) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO dead_letters
 			(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at,
-			 delivery_count, reason, description, dead_lettered_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)`,
+			 delivery_count, reason, description, dead_lettered_at, group_key)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`,
 			r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, props, now,
-			reason, description, now)
+			reason, description, now, r.groupKey)
 		return err
 	})
 	if err != nil {

@@ -44,7 +44,7 @@ const (
 
 	// schemaVersion is stored in PRAGMA user_version; a file written by a newer layout is refused
 	// rather than misread.
-	schemaVersion = 1
+	schemaVersion = 2
 
 	// ReasonMaxDeliveryCountExceeded is the dead-letter reason Service Bus uses when a message
 	// has been delivered MaxDeliveryCount times without being settled.
@@ -220,13 +220,26 @@ CREATE TABLE IF NOT EXISTS messages (
 	due_at         INTEGER NOT NULL, -- unix ns: enqueue time, or the scheduled time
 	delivery_count INTEGER NOT NULL DEFAULT 0,
 	lock_token     TEXT,
-	locked_until   INTEGER NOT NULL DEFAULT 0
+	locked_until   INTEGER NOT NULL DEFAULT 0,
+	group_key      TEXT,                       -- the order key (queue.OrderKey); NULL: none
+	waiting        INTEGER NOT NULL DEFAULT 0  -- 1: an earlier message of group_key is still here
 );
 CREATE INDEX IF NOT EXISTS messages_due ON messages (due_at, seq);
--- messages_ready holds the unlocked messages alone, so a Receive finds the next one at the
--- index's front rather than stepping over (and reading the row of) every message held locked.
-CREATE INDEX IF NOT EXISTS messages_ready ON messages (due_at, seq) WHERE lock_token IS NULL;
+-- messages_ready_heads holds the messages a Receive may hand out: unlocked, and first of their
+-- order key. A Receive finds the next one at the index's front rather than stepping over (and
+-- reading the row of) every message held locked or waiting behind an earlier one of its record.
+CREATE INDEX IF NOT EXISTS messages_ready_heads ON messages (due_at, seq) WHERE lock_token IS NULL AND waiting = 0;
 CREATE INDEX IF NOT EXISTS messages_locked ON messages (locked_until) WHERE lock_token IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_group ON messages (group_key, seq) WHERE group_key IS NOT NULL;
+-- A message leaving the queue (completed, dead-lettered, however) hands its key to the next
+-- message of the key: the one rule of order, kept here so no path that deletes can forget it.
+-- A message that keeps its place (an abandon, a retry in place) is updated, never deleted.
+CREATE TRIGGER IF NOT EXISTS messages_release_group AFTER DELETE ON messages
+WHEN old.group_key IS NOT NULL AND old.waiting = 0
+BEGIN
+	` + releaseGroupSQL + `;
+END;
+
 
 CREATE TABLE IF NOT EXISTS dead_letters (
 	seq              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -241,8 +254,15 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 	delivery_count   INTEGER NOT NULL,
 	reason           TEXT    NOT NULL,
 	description      TEXT    NOT NULL,
-	dead_lettered_at INTEGER NOT NULL
+	dead_lettered_at INTEGER NOT NULL,
+	group_key        TEXT,
+	queued_seq       INTEGER NOT NULL DEFAULT 0, -- its sequence number on the main queue; 0: never queued
+	-- the latest later event of its record that completed since: resubmitting this one would
+	-- apply older data over newer (see markNewerSQL)
+	newer_message_id TEXT,
+	newer_at         INTEGER
 );
+CREATE INDEX IF NOT EXISTS dead_letters_group ON dead_letters (group_key) WHERE group_key IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS duplicates (
 	message_id TEXT    PRIMARY KEY,
@@ -263,6 +283,11 @@ func (q *Queue) migrate(ctx context.Context) error {
 	}
 	if version > schemaVersion {
 		return fmt.Errorf("schema version %d is newer than this binary understands (%d)", version, schemaVersion)
+	}
+	if version == 1 {
+		if err := q.migrateToOrderKeys(ctx); err != nil {
+			return fmt.Errorf("add order keys to schema version 1: %w", err)
+		}
 	}
 	if _, err := q.db.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("create schema: %w", err)

@@ -61,16 +61,22 @@ func openTestQueue(t testing.TB, dir string, opts Options) *Queue {
 }
 
 func TestQueue_keeps_the_queue_contract(t *testing.T) {
-	queuetest.Run(t, func(t *testing.T) queuetest.Backend {
-		clock := newManualClock()
-		q := openTestQueue(t, t.TempDir(), Options{
-			LockDuration:     queuetest.LockDuration,
-			MaxDeliveryCount: queuetest.MaxDeliveryCount,
-			DuplicateWindow:  queuetest.DuplicateWindow,
-			Now:              clock.Now,
-		})
-		return backend{Queue: q, clock: clock}
+	queuetest.Run(t, newContractBackend)
+}
+
+func TestQueue_keeps_each_record_in_order(t *testing.T) {
+	queuetest.RunOrder(t, newContractBackend)
+}
+
+func newContractBackend(t *testing.T) queuetest.Backend {
+	clock := newManualClock()
+	q := openTestQueue(t, t.TempDir(), Options{
+		LockDuration:     queuetest.LockDuration,
+		MaxDeliveryCount: queuetest.MaxDeliveryCount,
+		DuplicateWindow:  queuetest.DuplicateWindow,
+		Now:              clock.Now,
 	})
+	return backend{Queue: q, clock: clock}
 }
 
 func msg(id string) *queue.Message {

@@ -85,11 +85,12 @@ const (
 	releaseExpiredSQL  = `UPDATE messages SET lock_token = NULL, locked_until = 0 WHERE ` + lockExpired
 	deleteExhaustedSQL = `DELETE FROM messages WHERE ` + lockExhausted
 
-	// nextAvailableSQL answers when the next unlocked message falls due and when the next lock
-	// runs out: each is the first entry of a partial index (messages_ready, messages_locked), so
-	// the answer costs the same however many messages are held locked.
+	// nextAvailableSQL answers when the next message a receive may take falls due and when the
+	// next lock runs out: each is the first entry of a partial index (messages_ready_heads,
+	// messages_locked), so the answer costs the same however many messages are held locked or
+	// wait behind an earlier message of their record.
 	nextAvailableSQL = `SELECT
-		(SELECT MIN(due_at) FROM messages INDEXED BY messages_ready WHERE lock_token IS NULL),
+		(SELECT MIN(due_at) FROM messages INDEXED BY messages_ready_heads WHERE lock_token IS NULL AND waiting = 0),
 		(SELECT MIN(locked_until) FROM messages WHERE lock_token IS NOT NULL)`
 
 	// lockDueSQL casts its LIMIT because SQLite plans with the value of a bare LIMIT parameter
@@ -97,7 +98,7 @@ const (
 	lockDueSQL = `UPDATE messages
 		SET lock_token = lower(hex(randomblob(16))), locked_until = @until, delivery_count = delivery_count + 1
 		WHERE seq IN (
-			SELECT seq FROM messages INDEXED BY messages_ready WHERE due_at <= @now AND lock_token IS NULL
+			SELECT seq FROM messages INDEXED BY messages_ready_heads WHERE due_at <= @now AND lock_token IS NULL AND waiting = 0
 			ORDER BY due_at, seq LIMIT CAST(@limit AS INTEGER))
 		RETURNING seq, message_id, correlation_id, subject, session_id, content_type, body, props,
 			enqueued_at, due_at, delivery_count, lock_token`
@@ -306,11 +307,11 @@ func deadLetterCopySQL(where string, countedDescription bool) string {
 	// receive that ends expired locks.
 	return `INSERT INTO dead_letters
 		(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at,
-		 delivery_count, reason, description, dead_lettered_at)
+		 delivery_count, reason, description, dead_lettered_at, group_key, queued_seq)
 		SELECT message_id, correlation_id, subject, session_id, content_type, body,
 			json_set(json_patch(iif(json_valid(props), props, '{}'), @props), '$.` + queue.PropDeadLetterReason + `', @reason,
 				'$.` + queue.PropDeadLetterErrorDescription + `', ` + descSQL + `),
-			enqueued_at, delivery_count, @reason, ` + descSQL + `, @now
+			enqueued_at, delivery_count, @reason, ` + descSQL + `, @now, group_key, seq
 		FROM messages WHERE ` + where + ` ORDER BY +seq`
 }
 
@@ -340,9 +341,13 @@ func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn fun
 	return nil
 }
 
-// Complete removes r from the queue.
+// Complete removes r from the queue and hands its order key to the next message of its record;
+// dead letters of the record queued before it learn that a newer event completed.
 func (q *Queue) Complete(ctx context.Context, r *queue.Received) error {
-	return q.settle(ctx, "complete", r, func(ctx context.Context, tx *sql.Tx, _ int64) error {
+	return q.settle(ctx, "complete", r, func(ctx context.Context, tx *sql.Tx, now int64) error {
+		if _, err := tx.StmtContext(ctx, q.stmts.markNewer).ExecContext(ctx, r.SequenceNumber, now); err != nil {
+			return fmt.Errorf("mark older dead letters: %w", err)
+		}
 		_, err := tx.StmtContext(ctx, q.stmts.complete).ExecContext(ctx, r.SequenceNumber)
 		return err
 	})
@@ -363,10 +368,12 @@ func (q *Queue) Abandon(ctx context.Context, r *queue.Received) error {
 	return err
 }
 
-// Reschedule settles r and makes it due again at `at` as a fresh delivery chain: a new sequence
-// number, the delivery count back to zero, props merged into its application properties, and the
-// MessageID and Attempt of a retry (queue.RetryID, queue.RetryAttempt). It is the embedded
-// queue's form of Service Bus's "schedule a copy, then complete".
+// Reschedule settles r and makes it due again at `at` as a fresh delivery chain, in place: the
+// same row and sequence number, so the message keeps its place among its record's events and
+// holds its order key through the back-off, with the delivery count back to zero, props merged
+// into its application properties, and the MessageID and Attempt of a retry (queue.RetryID,
+// queue.RetryAttempt). It is the embedded queue's form of Service Bus's "schedule a copy, then
+// complete", without the copy that would join the tail.
 func (q *Queue) Reschedule(ctx context.Context, r *queue.Received, at time.Time, props map[string]any) error {
 	if _, err := encodeProps(props); err != nil {
 		return fmt.Errorf("reschedule %s: %w", r.MessageID, err)
@@ -387,15 +394,12 @@ func (q *Queue) Reschedule(ctx context.Context, r *queue.Received, at time.Time,
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO messages
-			(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at)
-			SELECT ?, correlation_id, subject, session_id, content_type, body, ?, ?, ?
-			FROM messages WHERE seq = ?`,
-			queue.RetryID(id, attempt), encoded, now, max(at.UnixNano(), now), r.SequenceNumber); err != nil {
-			return fmt.Errorf("schedule copy: %w", err)
+		if _, err := tx.ExecContext(ctx, `UPDATE messages SET message_id = ?, props = ?, due_at = ?,
+			delivery_count = 0, lock_token = NULL, locked_until = 0 WHERE seq = ?`,
+			queue.RetryID(id, attempt), encoded, max(at.UnixNano(), now), r.SequenceNumber); err != nil {
+			return fmt.Errorf("retry in place: %w", err)
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM messages WHERE seq = ?`, r.SequenceNumber)
-		return err
+		return nil
 	})
 	return err
 }

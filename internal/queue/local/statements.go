@@ -20,6 +20,7 @@ type statements struct {
 	releaseExpired                 *sql.Stmt
 	lockDue                        *sql.Stmt
 	checkLock, complete            *sql.Stmt
+	markNewer                      *sql.Stmt
 	// read pool
 	nextAvailable *sql.Stmt
 
@@ -38,13 +39,14 @@ func prepareStatements(ctx context.Context, writer, readers *sql.DB) (*statement
 		{&s.rollbackTo, writer, `ROLLBACK TO change`},
 		{&s.forgetDuplicates, writer, forgetDuplicatesSQL},
 		{&s.remember, writer, rememberSQL},
-		{&s.insertMessage, writer, insertMessageSQL},
+		{&s.insertMessage, writer, insertMessageSQL()},
 		{&s.copyExhausted, writer, deadLetterCopySQL(lockExhausted, true)},
 		{&s.deleteExhausted, writer, deleteExhaustedSQL},
 		{&s.releaseExpired, writer, releaseExpiredSQL},
 		{&s.lockDue, writer, lockDueSQL},
 		{&s.checkLock, writer, `SELECT COUNT(*) FROM messages WHERE ` + heldLock},
 		{&s.complete, writer, `DELETE FROM messages WHERE seq = ?`},
+		{&s.markNewer, writer, markNewerSQL},
 		{&s.nextAvailable, readers, nextAvailableSQL},
 	} {
 		stmt, err := p.db.PrepareContext(ctx, p.query)

@@ -15,7 +15,8 @@ type contractBackend struct {
 	*Publisher
 	*Receiver
 	*DeadLetterQueue
-	clock *manualClock
+	clock  *manualClock
+	broker *fakeBroker
 }
 
 func (b contractBackend) Now() time.Time          { return b.clock.now() }
@@ -71,5 +72,29 @@ func newContractBackend() contractBackend {
 		Receiver:        recv,
 		DeadLetterQueue: dlq,
 		clock:           clock,
+		broker:          broker,
 	}
+}
+
+// sessionBackend is the Service Bus backend on a session-enabled queue, as `handler serve`
+// consumes it with sessions on: the SessionReceiver over the in-memory broker.
+type sessionBackend struct {
+	*Publisher
+	*SessionReceiver
+	*DeadLetterQueue
+	clock *manualClock
+}
+
+func (b sessionBackend) Now() time.Time          { return b.clock.now() }
+func (b sessionBackend) Advance(d time.Duration) { b.clock.advance(d) }
+
+func TestSessionReceiver_keeps_each_record_in_order(t *testing.T) {
+	queuetest.RunOrder(t, func(t *testing.T) queuetest.Backend {
+		b := newContractBackend()
+		recv := newSessionReceiver(b.broker.acceptNextSession(mainQueue), SessionOptions{
+			Places: 4, IdleWait: 20 * time.Millisecond, Now: b.clock.now, Tick: 5 * time.Millisecond,
+		})
+		t.Cleanup(func() { _ = recv.Close(context.Background()) })
+		return sessionBackend{Publisher: b.Publisher, SessionReceiver: recv, DeadLetterQueue: b.DeadLetterQueue, clock: b.clock}
+	})
 }

@@ -42,6 +42,8 @@ type fakeQueue struct {
 	msgs        []*fakeMsg // active, scheduled and locked, in sequence order
 	deadLetters []*fakeMsg // the $DeadLetterQueue sub-queue, when not forwarded
 	seen        map[string]time.Time
+	// heldSessions are the sessions a link holds (fakesessions_test.go).
+	heldSessions map[string]*fakeSessionLink
 }
 
 type fakeMsg struct {
@@ -49,6 +51,7 @@ type fakeMsg struct {
 	visibleAt   time.Time
 	locked      bool
 	lockedUntil time.Time
+	holder      *fakeSessionLink // the session link that locked it, if any
 }
 
 func newFakeBroker() *fakeBroker {
@@ -119,7 +122,10 @@ func (b *fakeBroker) expireLocks(q *fakeQueue) {
 
 // release unlocks m; past the max delivery count it is dead-lettered. Call with mu held.
 func (b *fakeBroker) release(q *fakeQueue, m *fakeMsg) {
-	m.locked = false
+	if m.holder != nil && !b.now().Before(m.lockedUntil) && q.heldSessions[deref(m.rm.SessionID)] == m.holder {
+		delete(q.heldSessions, deref(m.rm.SessionID)) // the session's lock ran out with it
+	}
+	m.locked, m.holder = false, nil
 	m.rm.LockToken = [16]byte{}
 	if q.cfg.maxDeliveryCount > 0 && m.rm.DeliveryCount >= q.cfg.maxDeliveryCount {
 		b.deadLetter(q, m, "MaxDeliveryCountExceeded", "Message could not be consumed after max delivery attempts.", nil)

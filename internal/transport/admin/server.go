@@ -240,15 +240,14 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request) {
 		notFound(w, seq)
 		return
 	}
-	d := View(found[0])
-	history, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) ([]queue.Sighting, error) {
-		return s.cfg.DeadLetters.History(ctx, d.EventID)
+	d, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) (Detail, error) {
+		return DetailOf(ctx, s.cfg.DeadLetters, found[0])
 	})
 	if err != nil {
 		s.unavailable(w, r, "read history", err, "the history of the event could not be read")
 		return
 	}
-	writeJSON(w, http.StatusOK, Detail{DeadLetter: d, History: HistoryView(history)})
+	writeJSON(w, http.StatusOK, d)
 }
 
 func (s *Server) resubmit(w http.ResponseWriter, r *http.Request) {
@@ -329,23 +328,26 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, op string, 
 // DeadLetter is a dead letter as support tooling shows it: ids, names, reasons and what the
 // event was. The body is included because support needs it to decide; it never reaches the logs.
 type DeadLetter struct {
-	SequenceNumber int64           `json:"sequenceNumber"`
-	DeadLetteredAt time.Time       `json:"deadLetteredAt"`
-	EventID        string          `json:"eventId"`
-	EventName      string          `json:"eventName,omitempty"`
-	Entity         string          `json:"entity,omitempty"`
-	RecordID       string          `json:"recordId,omitempty"`
-	Reason         string          `json:"reason"`
-	Cause          string          `json:"cause"`
-	Description    string          `json:"description"`
-	FailedStep     string          `json:"failedStep,omitempty"`
-	Attempt        int             `json:"attempt"`
-	DeliveryCount  int             `json:"deliveryCount"`
-	MessageID      string          `json:"messageId"`
-	CorrelationID  string          `json:"correlationId"`
-	Subject        string          `json:"subject"`
-	Properties     map[string]any  `json:"properties,omitempty"`
-	Body           json.RawMessage `json:"body,omitempty"`
+	SequenceNumber int64     `json:"sequenceNumber"`
+	DeadLetteredAt time.Time `json:"deadLetteredAt"`
+	EventID        string    `json:"eventId"`
+	EventName      string    `json:"eventName,omitempty"`
+	Entity         string    `json:"entity,omitempty"`
+	RecordID       string    `json:"recordId,omitempty"`
+	// OrderKey is the record whose order the event kept (queue.OrderKey): while it was queued,
+	// the record's later events waited behind it.
+	OrderKey      string          `json:"orderKey,omitempty"`
+	Reason        string          `json:"reason"`
+	Cause         string          `json:"cause"`
+	Description   string          `json:"description"`
+	FailedStep    string          `json:"failedStep,omitempty"`
+	Attempt       int             `json:"attempt"`
+	DeliveryCount int             `json:"deliveryCount"`
+	MessageID     string          `json:"messageId"`
+	CorrelationID string          `json:"correlationId"`
+	Subject       string          `json:"subject"`
+	Properties    map[string]any  `json:"properties,omitempty"`
+	Body          json.RawMessage `json:"body,omitempty"`
 }
 
 // View is d as support sees it.
@@ -362,6 +364,7 @@ func View(d queue.DeadLettered) DeadLetter {
 	if v.EventName == "" {
 		v.EventName = d.Subject // the broker's own dead letters of older messages may lack the property
 	}
+	v.OrderKey = queue.OrderKeyOf(d.ApplicationProperties)
 	if json.Valid(d.Body) {
 		v.Body = d.Body
 		var ev struct {
@@ -369,6 +372,9 @@ func View(d queue.DeadLettered) DeadLetter {
 		}
 		if json.Unmarshal(d.Body, &ev) == nil {
 			v.RecordID = ev.RecordID
+		}
+		if v.OrderKey == "" {
+			v.OrderKey = queue.OrderKey(v.Entity, v.RecordID)
 		}
 	} else if len(d.Body) > 0 {
 		b, _ := json.Marshal(string(d.Body)) // a poison body is shown as text
@@ -402,6 +408,40 @@ func Cause(description, failedStep string) string {
 type Detail struct {
 	DeadLetter
 	History []Sighting `json:"history"`
+	// CompletionsKept says whether the backend remembers each record's completed events (the
+	// embedded queue does, Service Bus does not); only then can NewerCompleted be known.
+	CompletionsKept bool `json:"completionsKept"`
+	// NewerCompleted is an event of the same record that completed after this one was queued:
+	// resubmitting this one would apply older data over newer.
+	NewerCompleted *Completion `json:"newerCompleted,omitempty"`
+}
+
+// Completion is the latest completed event of a record (queue.Completion).
+type Completion struct {
+	MessageID   string    `json:"messageId"`
+	CompletedAt time.Time `json:"completedAt"`
+}
+
+// DetailOf is everything support sees of dead letter d: its view, its event's history and, where
+// the backend keeps completions, whether a newer event of its record has completed since.
+func DetailOf(ctx context.Context, q queue.DeadLetterAdmin, d queue.DeadLettered) (Detail, error) {
+	v := View(d)
+	history, err := q.History(ctx, v.EventID)
+	if err != nil {
+		return Detail{}, fmt.Errorf("history of %s: %w", v.EventID, err)
+	}
+	out := Detail{DeadLetter: v, History: HistoryView(history)}
+	if h, ok := q.(queue.CompletionHistory); ok {
+		out.CompletionsKept = true
+		c, newer, err := h.LaterCompletion(ctx, d.SequenceNumber)
+		if err != nil {
+			return Detail{}, err
+		}
+		if newer {
+			out.NewerCompleted = &Completion{MessageID: c.MessageID, CompletedAt: c.At}
+		}
+	}
+	return out, nil
 }
 
 // Sighting is one message id of an event's history (queue.Sighting).

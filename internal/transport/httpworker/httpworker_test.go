@@ -49,7 +49,7 @@ func fixture(t *testing.T) string {
 
 func TestEventWorker_hands_the_decoded_message_to_the_worker_and_answers_200_json(t *testing.T) {
 	w := &fakeWorker{outcome: queue.Outcome{Kind: queue.Complete, Summary: "processed evt_01HZX9"}}
-	rec := invoke(t, httpworker.New(w, w, "msg", slog.New(slog.DiscardHandler)), fixture(t))
+	rec := invoke(t, httpworker.New(w, w, "msg", slog.New(slog.DiscardHandler), httpworker.Options{}), fixture(t))
 	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("answered %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
@@ -64,7 +64,7 @@ func TestEventWorker_hands_the_decoded_message_to_the_worker_and_answers_200_jso
 
 func TestEventWorker_answers_500_when_the_outcome_could_not_be_made_true(t *testing.T) {
 	w := &fakeWorker{outcome: queue.Outcome{Kind: queue.DeadLetter}, err: errors.New("dead-letter queue unreachable")}
-	rec := invoke(t, httpworker.New(w, w, "msg", slog.New(slog.DiscardHandler)), fixture(t))
+	rec := invoke(t, httpworker.New(w, w, "msg", slog.New(slog.DiscardHandler), httpworker.Options{}), fixture(t))
 	if rec.Code != http.StatusInternalServerError || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("answered %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
@@ -72,7 +72,7 @@ func TestEventWorker_answers_500_when_the_outcome_could_not_be_made_true(t *test
 
 func TestEventWorker_answers_500_to_an_envelope_it_cannot_read(t *testing.T) {
 	w := &fakeWorker{}
-	rec := invoke(t, httpworker.New(w, w, "msg", slog.New(slog.DiscardHandler)), `{"Data":{}}`)
+	rec := invoke(t, httpworker.New(w, w, "msg", slog.New(slog.DiscardHandler), httpworker.Options{}), `{"Data":{}}`)
 	if rec.Code != http.StatusInternalServerError {
 		t.Fatalf("answered %d", rec.Code)
 	}
@@ -84,7 +84,7 @@ func TestEventWorker_answers_500_to_an_envelope_it_cannot_read(t *testing.T) {
 func TestEventWorker_answers_500_to_an_invocation_over_the_size_limit(t *testing.T) {
 	w := &fakeWorker{}
 	huge := `{"Data":{"msg":"` + strings.Repeat("a", 9<<20) + `"},"Metadata":{}}`
-	rec := invoke(t, httpworker.New(w, w, "msg", slog.New(slog.DiscardHandler)), huge)
+	rec := invoke(t, httpworker.New(w, w, "msg", slog.New(slog.DiscardHandler), httpworker.Options{}), huge)
 	if rec.Code != http.StatusInternalServerError {
 		t.Fatalf("answered %d", rec.Code)
 	}
