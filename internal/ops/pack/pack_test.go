@@ -18,6 +18,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dvrelay/dvrelay/internal/config"
 )
 
 // stubPackage stands in for the handler: Build compiles it with the settings the handler
@@ -54,6 +56,7 @@ func TestMain(m *testing.M) {
 				Out:         built.zip,
 				Env:         os.Environ(),
 				Progress:    &progress,
+				Sessions:    config.DefaultUseSessions, // as the repository's function.json says
 			})
 			built.progress = progress.String()
 		}
