@@ -174,6 +174,10 @@ const maxRSSMiB = 300
 
 func assertMemoryBounded(t *testing.T, pid int) {
 	t.Helper()
+	if raceBuild {
+		t.Log(memoryNotCheckedUnderRace)
+		return
+	}
 	for _, field := range []string{"VmRSS", "VmHWM"} {
 		kib, ok := procStatusKiB(pid, field)
 		if !ok {
@@ -185,6 +189,11 @@ func assertMemoryBounded(t *testing.T, pid int) {
 		}
 	}
 }
+
+// memoryNotCheckedUnderRace says why a memory bound is not asserted on a binary built with the
+// race detector: its shadow memory and instrumented allocations multiply the footprint, so the
+// figure says nothing about the product's. .ci/run runs these tests again without it.
+const memoryNotCheckedUnderRace = "memory not checked: the binary runs under the race detector (.ci/run checks it in a run without)"
 
 // procStatusKiB reads one kB field of /proc/<pid>/status (Linux).
 func procStatusKiB(pid int, field string) (int, bool) {
@@ -773,7 +782,9 @@ func TestServe_bounds_memory_by_the_bytes_in_flight_when_many_clients_post_big_v
 	}
 	if kib, ok := procStatusKiB(p.cmd.Process.Pid, "VmHWM"); ok {
 		t.Logf("peak RSS %d MiB", kib/1024)
-		if kib/1024 >= maxRSSUnderBigBodiesMiB {
+		if raceBuild {
+			t.Log(memoryNotCheckedUnderRace)
+		} else if kib/1024 >= maxRSSUnderBigBodiesMiB {
 			t.Errorf("peak RSS %d MiB, want under %d MiB", kib/1024, maxRSSUnderBigBodiesMiB)
 		}
 	}
