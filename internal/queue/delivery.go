@@ -84,12 +84,24 @@ const (
 	ReasonUnsupportedMessageFormat = "UnsupportedMessageFormat"
 )
 
-// Reasons lists every reason a dead letter can carry: the worker's codes above, then the ones
-// the broker (and the embedded queue, which follows it) gives a message it parks itself, after
-// too many deliveries or, with deadLetteringOnMessageExpiration, when it expires.
+// Reasons the queue gives a message it parks itself, not the worker.
+const (
+	// ReasonMaxDeliveryCountExceeded is the reason Service Bus (and the embedded queue, which
+	// follows it) gives a message delivered MaxDeliveryCount times without being settled.
+	ReasonMaxDeliveryCountExceeded = "MaxDeliveryCountExceeded"
+	// ReasonTTLExpired is Service Bus's reason for a message that expired, with
+	// deadLetteringOnMessageExpiration.
+	ReasonTTLExpired = "TTLExpiredException"
+	// ReasonDamagedMessage is the embedded queue's reason for a message whose stored properties
+	// no longer parse: the queue wrote them itself, so only a damaged file does that.
+	ReasonDamagedMessage = "DamagedMessage"
+)
+
+// Reasons lists every reason a dead letter can carry: the worker's codes, then the ones the
+// queue gives a message it parks itself.
 func Reasons() []string {
 	return []string{ReasonInvalidMessage, ReasonPermanentFailure, ReasonMaxAttemptsExceeded, ReasonUnsupportedMessageFormat,
-		"MaxDeliveryCountExceeded", "TTLExpiredException"}
+		ReasonMaxDeliveryCountExceeded, ReasonTTLExpired, ReasonDamagedMessage}
 }
 
 // Outcome is the worker's decision for one delivery. A Settler makes it true.

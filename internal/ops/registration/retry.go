@@ -8,9 +8,10 @@ import (
 	"github.com/dvrelay/dvrelay/internal/dataverse"
 )
 
-// retrying is a WebAPI that tries a request again when the Web API says to (dataverse.Retry):
-// 429 for any request, 502, 503 and 504 only for requests that are safe to repeat, since a
-// create that timed out at a gateway may have happened (a rerun finds it by its name instead).
+// retrying is a WebAPI that tries a request again when the shared classifier calls the answer
+// transient (dataverse.Retry): any transient answer for requests that are safe to repeat, and for
+// a create only the answers that show it was not carried out (401, 408, 429), since a create that
+// timed out at a gateway may have happened (a rerun finds it by its name instead).
 type retrying struct {
 	api   WebAPI
 	retry dataverse.Retry

@@ -45,10 +45,6 @@ const (
 	// schemaVersion is stored in PRAGMA user_version; a file written by a newer layout is refused
 	// rather than misread.
 	schemaVersion = 2
-
-	// ReasonMaxDeliveryCountExceeded is the dead-letter reason Service Bus uses when a message
-	// has been delivered MaxDeliveryCount times without being settled.
-	ReasonMaxDeliveryCountExceeded = "MaxDeliveryCountExceeded"
 )
 
 // ErrClosed reports a call on a queue after Close.

@@ -200,7 +200,7 @@ func TestOpen_releases_locks_left_by_an_earlier_process(t *testing.T) {
 		t.Errorf("got %s #%d, want interrupted with the crashed delivery counted (#2)", back[0].MessageID, back[0].DeliveryCount)
 	}
 	dl, err := q.ListDeadLetters(context.Background(), 10)
-	if err != nil || len(dl) != 1 || dl[0].MessageID != "last-chance" || dl[0].Reason != ReasonMaxDeliveryCountExceeded {
+	if err != nil || len(dl) != 1 || dl[0].MessageID != "last-chance" || dl[0].Reason != queue.ReasonMaxDeliveryCountExceeded {
 		t.Fatalf("dead letters = %+v, %v; want last-chance with MaxDeliveryCountExceeded", dl, err)
 	}
 }
@@ -478,7 +478,7 @@ func TestReceive_dead_letters_a_message_whose_properties_are_damaged_at_once_say
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dead) != 1 || dead[0].MessageID != "damaged" || dead[0].Reason != ReasonDamagedMessage ||
+	if len(dead) != 1 || dead[0].MessageID != "damaged" || dead[0].Reason != queue.ReasonDamagedMessage ||
 		!strings.Contains(dead[0].Description, "damaged") || dead[0].DeliveryCount != 1 {
 		t.Errorf("dead letters = %+v, want the damaged message, DamagedMessage after one delivery", dead)
 	}

@@ -237,7 +237,7 @@ func earliest(a, b sql.NullInt64) int64 {
 func (q *Queue) expireLocks(ctx context.Context, tx *sql.Tx, now int64) error {
 	// moveToDeadLetter's statements, prepared: this runs before every lock a Receive takes.
 	res, err := tx.StmtContext(ctx, q.stmts.copyExhausted).ExecContext(ctx, sql.Named("now", now),
-		sql.Named("max", q.opts.MaxDeliveryCount), sql.Named("reason", ReasonMaxDeliveryCountExceeded), sql.Named("props", "{}"))
+		sql.Named("max", q.opts.MaxDeliveryCount), sql.Named("reason", queue.ReasonMaxDeliveryCountExceeded), sql.Named("props", "{}"))
 	if err != nil {
 		return fmt.Errorf("dead-letter exhausted messages: %w", err)
 	}
@@ -270,7 +270,7 @@ type deadLetterReason struct{ reason, description, props string }
 func (q *Queue) moveToDeadLetterWith(ctx context.Context, tx *sql.Tx, where string, now int64, reason *deadLetterReason, args ...any) (int64, error) {
 	counted := reason == nil
 	if counted {
-		reason = &deadLetterReason{reason: ReasonMaxDeliveryCountExceeded}
+		reason = &deadLetterReason{reason: queue.ReasonMaxDeliveryCountExceeded}
 	}
 	if reason.props == "" {
 		reason.props = "{}"

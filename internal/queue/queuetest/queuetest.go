@@ -311,13 +311,13 @@ func maxDeliveries(t *testing.T, b Backend, fail failDelivery) {
 		t.Fatalf("dead letters = %d, want 1", len(dl))
 	}
 	d := dl[0]
-	if d.MessageID != "poison" || d.Reason != "MaxDeliveryCountExceeded" {
+	if d.MessageID != "poison" || d.Reason != queue.ReasonMaxDeliveryCountExceeded {
 		t.Errorf("dead letter %s reason %q, want poison with MaxDeliveryCountExceeded", d.MessageID, d.Reason)
 	}
 	if d.DeliveryCount != MaxDeliveryCount {
 		t.Errorf("dead letter DeliveryCount = %d, want %d", d.DeliveryCount, MaxDeliveryCount)
 	}
-	if d.ApplicationProperties[queue.PropDeadLetterReason] != "MaxDeliveryCountExceeded" {
+	if d.ApplicationProperties[queue.PropDeadLetterReason] != queue.ReasonMaxDeliveryCountExceeded {
 		t.Errorf("DeadLetterReason property = %#v", d.ApplicationProperties[queue.PropDeadLetterReason])
 	}
 }

@@ -411,7 +411,7 @@ func TestConsumer_redelivers_after_a_panic_then_parks_the_message(t *testing.T) 
 	publish(t, q, "poison", nil)
 
 	eventually(t, "the dead letter", func() bool { return len(deadLetters(t, q)) == 1 })
-	if d := deadLetters(t, q)[0]; d.Reason != local.ReasonMaxDeliveryCountExceeded || d.DeliveryCount != maxDeliveries {
+	if d := deadLetters(t, q)[0]; d.Reason != queue.ReasonMaxDeliveryCountExceeded || d.DeliveryCount != maxDeliveries {
 		t.Fatalf("dead letter reason %q after %d deliveries", d.Reason, d.DeliveryCount)
 	}
 	if got := calls.Load(); got != maxDeliveries {
