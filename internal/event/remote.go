@@ -1,6 +1,7 @@
 package event
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -243,8 +244,14 @@ func (n *normalizer) recordData(rc remoteContext, trimmed bool) recordParts {
 			n.attributes(attrs, fmt.Sprintf("/PostEntityImages/%d/value/Attributes", i), parts.attributes)
 		}
 		n.attributes(targetAttrs, fmt.Sprintf("/InputParameters/%d/value/Attributes", targetIndex), parts.attributes)
+		// A context that does not name its table or record still has them on its Target.
+		table := cmp.Or(rc.PrimaryEntityName, str(target, "LogicalName"))
+		if table == unboundEntity {
+			table = str(target, "LogicalName")
+		}
+		recordID := cmp.Or(rc.PrimaryEntityID, str(target, "Id"))
 		for _, kv := range keyValues(targetAttrs) {
-			if !isChange(rc.MessageName, rc.PrimaryEntityName, rc.PrimaryEntityID, kv.Key, kv.Value) {
+			if !isChange(rc.MessageName, table, recordID, kv.Key, kv.Value) {
 				continue
 			}
 			parts.changed = append(parts.changed, kv.Key)

@@ -135,3 +135,23 @@ func TestParse_reads_typed_wrappers_of_System_values_as_the_values_they_wrap(t *
 		t.Errorf("a wrapper with an extra member: %v, want /UserId refused", err)
 	}
 }
+
+func TestParse_a_context_without_its_table_name_lists_no_primary_key_as_changed(t *testing.T) {
+	p := newParser(t)
+	withKey := func(m map[string]any) {
+		attrs := target(m)["Attributes"].([]any)
+		target(m)["Attributes"] = append(attrs, map[string]any{"key": "contactid", "value": "6d81597f-0f9f-e711-8122-000d3aa2331c"})
+	}
+	full := parse(t, p, mutate(t, fixture(t, contactFixture), withKey), event.Hints{ReceivedAt: receivedAt})
+	nameless := parse(t, p, mutate(t, fixture(t, contactFixture), func(m map[string]any) {
+		withKey(m)
+		delete(m, "PrimaryEntityName")
+		delete(m, "PrimaryEntityId")
+	}), event.Hints{ReceivedAt: receivedAt})
+	if slices.Contains(full.ChangedFields, "contactid") || slices.Contains(nameless.ChangedFields, "contactid") {
+		t.Errorf("ChangedFields %v (named context) and %v (nameless); want the primary key in neither", full.ChangedFields, nameless.ChangedFields)
+	}
+	if !slices.Equal(full.ChangedFields, nameless.ChangedFields) {
+		t.Errorf("ChangedFields %v, want the named context's %v", nameless.ChangedFields, full.ChangedFields)
+	}
+}
