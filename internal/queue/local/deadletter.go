@@ -192,6 +192,9 @@ func (q *Queue) Resubmit(ctx context.Context, seq int64) (string, error) {
 			FROM dead_letters WHERE seq = ?`, newID, merged, now, now, seq); err != nil {
 			return fmt.Errorf("enqueue copy: %w", err)
 		}
+		if err := q.recordParked(ctx, tx, seq, queue.HistResubmitted, "resubmitted as "+newID, now); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM dead_letters WHERE seq = ?`, seq)
 		return err
 	})
@@ -208,6 +211,9 @@ func (q *Queue) PurgeDeadLetter(ctx context.Context, seq int64) error {
 		return fmt.Errorf("purge dead letter %d: %w", seq, err)
 	}
 	err := q.inTx(ctx, survivesPowerLoss, func(tx *sql.Tx) error {
+		if err := q.recordParked(ctx, tx, seq, queue.HistPurged, "purged", q.nowNS()); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM dead_letters WHERE seq = ?`, seq)
 		if err != nil {
 			return err
