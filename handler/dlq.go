@@ -12,6 +12,7 @@ import (
 
 	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/support"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
 
@@ -369,60 +370,26 @@ func (r *dlqRun) show(ctx context.Context) error {
 	return nil
 }
 
-// target is one dead letter a resubmit or purge acts on; named targets were given on the command
-// line, the others were selected by a filter.
-type target struct {
-	seq   int64
-	named bool
-	d     *admin.DeadLetter // nil when it was named and not looked up
-}
-
-// targets are what a resubmit or purge acts on: the sequence numbers given, or every dead letter
-// the filter selects.
-func (r *dlqRun) targets(ctx context.Context) ([]target, error) {
-	if len(r.cmd.seqs) > 0 {
-		ts := make([]target, 0, len(r.cmd.seqs))
-		for _, seq := range r.cmd.seqs {
-			ts = append(ts, target{seq: seq, named: true})
-		}
-		return ts, nil
-	}
-	items, err := r.src.collect(ctx, r.filter(), 0)
-	if err != nil {
-		return nil, err
-	}
-	ts := make([]target, 0, len(items))
-	for i := range items {
-		ts = append(ts, target{seq: items[i].SequenceNumber, d: &items[i]})
-	}
-	return ts, nil
+// selection is what the command line names for a resubmit or purge.
+func (r *dlqRun) selection() support.Selection {
+	return support.Selection{Seqs: r.cmd.seqs, Filter: r.filter()}
 }
 
 // lookUp fills in what named targets are, for a dry run or a purge's confirmation; those with
-// nothing parked under them are reported and returned in missing.
-func (r *dlqRun) lookUp(ctx context.Context, ts []target) (found []target, missing int, err error) {
-	for _, t := range ts {
-		if t.d != nil {
-			found = append(found, t)
-			continue
-		}
-		d, err := r.src.DeadLetter(ctx, t.seq)
-		if errors.Is(err, queue.ErrNotFound) {
-			fmt.Fprintf(r.stderr, "handler dlq %s %d: no dead letter has this sequence number in %s\n", r.cmd.verb, t.seq, r.src.where)
-			missing++
-			continue
-		}
-		if err != nil {
-			return nil, 0, err
-		}
-		t.d = &d.DeadLetter
-		found = append(found, t)
+// nothing parked under them are reported and counted in missing.
+func (r *dlqRun) lookUp(ctx context.Context, ts []support.Target) (found []support.Target, missing int, err error) {
+	found, gone, err := support.LookUp(ctx, r.src, ts)
+	if err != nil {
+		return nil, 0, err
 	}
-	return found, missing, nil
+	for _, seq := range gone {
+		fmt.Fprintf(r.stderr, "handler dlq %s %d: no dead letter has this sequence number in %s\n", r.cmd.verb, seq, r.src.where)
+	}
+	return found, len(gone), nil
 }
 
 func (r *dlqRun) resubmit(ctx context.Context) error {
-	ts, err := r.targets(ctx)
+	ts, err := support.Targets(ctx, r.src, r.selection())
 	if err != nil {
 		return err
 	}
@@ -432,7 +399,7 @@ func (r *dlqRun) resubmit(ctx context.Context) error {
 			return err
 		}
 		for _, t := range found {
-			fmt.Fprintf(r.stdout, "would resubmit %s\n", oneLineSummary(*t.d))
+			fmt.Fprintf(r.stdout, "would resubmit %s\n", oneLineSummary(*t.D))
 		}
 		fmt.Fprintf(r.stdout, "dry run: would resubmit %d, not found %d; nothing was sent\n", len(found), missing)
 		if missing > 0 {
@@ -440,9 +407,8 @@ func (r *dlqRun) resubmit(ctx context.Context) error {
 		}
 		return nil
 	}
-	return r.each(ctx, ts, "resubmitted", func(ctx context.Context, seq int64) (string, error) {
-		id, err := r.src.Resubmit(ctx, seq)
-		return fmt.Sprintf("resubmitted %d as message %s", seq, id), err
+	return r.each(ctx, ts, "resubmitted", support.ResubmitAct(r.src), func(res support.Result) string {
+		return fmt.Sprintf("resubmitted %d as message %s", res.Seq, res.MessageID)
 	})
 }
 
@@ -450,7 +416,7 @@ func (r *dlqRun) resubmit(ctx context.Context) error {
 const purgePreviewLines = 20
 
 func (r *dlqRun) purge(ctx context.Context) error {
-	ts, err := r.targets(ctx)
+	ts, err := support.Targets(ctx, r.src, r.selection())
 	if err != nil {
 		return err
 	}
@@ -472,56 +438,52 @@ func (r *dlqRun) purge(ctx context.Context) error {
 				fmt.Fprintf(r.stdout, "  … and %d more\n", len(found)-i)
 				break
 			}
-			fmt.Fprintf(r.stdout, "  %s\n", oneLineSummary(*t.d))
+			fmt.Fprintf(r.stdout, "  %s\n", oneLineSummary(*t.D))
 		}
 		return usagef("nothing removed: a purge cannot be undone. Add --yes to remove %s "+
 			"(or resubmit instead: 'handler dlq resubmit')", deadLetters(len(found)))
 	}
-	return r.each(ctx, ts, "purged", func(ctx context.Context, seq int64) (string, error) {
-		return fmt.Sprintf("purged %d", seq), r.src.Purge(ctx, seq)
+	return r.each(ctx, ts, "purged", support.PurgeAct(r.src), func(res support.Result) string {
+		return fmt.Sprintf("purged %d", res.Seq)
 	})
 }
 
-// each acts on every target, going on past failures, and ends with the summary line. A target
-// selected by a filter that is no longer parked (someone resubmitted or purged it meanwhile) is
-// skipped; a named one is a failure. When the source itself stops answering, the rest are not
-// tried and count as failed.
-func (r *dlqRun) each(ctx context.Context, ts []target, done string, act func(ctx context.Context, seq int64) (string, error)) error {
-	var ok, skipped, failed int
-	for i, t := range ts {
+// each acts on every target through support.Apply and prints each result, then the summary
+// line. When the source itself stops answering, the rest are not tried and count as failed.
+func (r *dlqRun) each(ctx context.Context, ts []support.Target, done string, act support.Act, said func(support.Result) string) error {
+	tried := 0
+	withProgress := func(ctx context.Context, seq int64) (string, error) {
+		tried++
 		if r.progress {
-			fmt.Fprintf(r.stderr, "\r%s %d/%d…", r.cmd.verb, i+1, len(ts))
+			fmt.Fprintf(r.stderr, "\r%s %d/%d…", r.cmd.verb, tried, len(ts))
+			defer fmt.Fprint(r.stderr, "\r\033[K")
 		}
-		msg, err := act(ctx, t.seq)
-		if r.progress {
-			fmt.Fprint(r.stderr, "\r\033[K")
-		}
+		return act(ctx, seq)
+	}
+	stopped := false
+	sum := support.Apply(ctx, ts, withProgress, func(i int, res support.Result) bool {
 		switch {
-		case err == nil:
-			ok++
-			fmt.Fprintln(r.stdout, msg)
-		case errors.Is(err, queue.ErrNotFound) && !t.named:
-			skipped++
-			fmt.Fprintf(r.stderr, "handler dlq %s %d: no longer dead-lettered (resubmitted or purged meanwhile); skipped\n", r.cmd.verb, t.seq)
-		case errors.Is(err, queue.ErrNotFound):
-			failed++
+		case res.Skipped:
+			fmt.Fprintf(r.stderr, "handler dlq %s %d: no longer dead-lettered (resubmitted or purged meanwhile); skipped\n", r.cmd.verb, res.Seq)
+		case res.Err == nil:
+			fmt.Fprintln(r.stdout, said(res))
+		case errors.Is(res.Err, queue.ErrNotFound):
 			fmt.Fprintf(r.stderr, "handler dlq %s %d: no dead letter has this sequence number in %s; 'handler dlq list' shows what is there\n",
-				r.cmd.verb, t.seq, r.src.where)
+				r.cmd.verb, res.Seq, r.src.where)
 		default:
-			failed++
-			fmt.Fprintf(r.stderr, "handler dlq %s %d: %v\n", r.cmd.verb, t.seq, r.src.explain(err))
-			if r.src.unreachable(err) || ctx.Err() != nil {
+			fmt.Fprintf(r.stderr, "handler dlq %s %d: %v\n", r.cmd.verb, res.Seq, r.src.explain(res.Err))
+			if r.src.unreachable(res.Err) || ctx.Err() != nil {
+				stopped = true
 				if rest := len(ts) - i - 1; rest > 0 {
-					failed += rest
 					fmt.Fprintf(r.stderr, "handler dlq %s: stopped; %d more not tried\n", r.cmd.verb, rest)
 				}
-				fmt.Fprintf(r.stdout, "%s %d, skipped %d, failed %d\n", done, ok, skipped, failed)
-				return errSomeFailed
+				return false
 			}
 		}
-	}
-	fmt.Fprintf(r.stdout, "%s %d, skipped %d, failed %d\n", done, ok, skipped, failed)
-	if failed > 0 {
+		return true
+	})
+	fmt.Fprintf(r.stdout, "%s %d, skipped %d, failed %d\n", done, sum.Done, sum.Skipped, sum.Failed)
+	if sum.Failed > 0 || stopped {
 		return errSomeFailed
 	}
 	return nil

@@ -13,21 +13,13 @@ import (
 	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
+	"github.com/dvrelay/dvrelay/internal/support"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
 
-// deadLetterSource is where `handler dlq` reads and changes dead letters: the backend itself,
-// or the admin routes of the handler serve that owns the embedded queue.
-type deadLetterSource interface {
-	QueryDeadLetters(ctx context.Context, f queue.DeadLetterFilter) ([]admin.DeadLetter, error)
-	DeadLetter(ctx context.Context, seq int64) (admin.Detail, error)
-	Resubmit(ctx context.Context, seq int64) (string, error)
-	Purge(ctx context.Context, seq int64) error
-}
-
 // dlqSource is the opened source with what the command says about it.
 type dlqSource struct {
-	deadLetterSource
+	support.Source
 	where  string // for messages: "the embedded queue in /abs/dir", "handler serve at host:port", …
 	remote *admin.Client
 	close  func()
@@ -43,9 +35,9 @@ func openDLQSource(ctx context.Context, cfg config.Config, addr string, stderr i
 			return nil, fmt.Errorf("%w\nCheck the ServiceBusConnection settings (see README.md, Settings)", err)
 		}
 		return &dlqSource{
-			deadLetterSource: backendSource{b.deadLetters},
-			where:            "Service Bus queue " + cfg.DeadLetterQueueName,
-			close:            func() { _ = b.close(context.WithoutCancel(ctx)) },
+			Source: support.Backend{Q: b.deadLetters},
+			where:  "Service Bus queue " + cfg.DeadLetterQueueName,
+			close:  func() { _ = b.close(context.WithoutCancel(ctx)) },
 		}, nil
 	}
 	dir, err := filepath.Abs(cfg.DataDir)
@@ -64,9 +56,9 @@ func openDLQSource(ctx context.Context, cfg config.Config, addr string, stderr i
 		return nil, err
 	}
 	return &dlqSource{
-		deadLetterSource: backendSource{b.deadLetters},
-		where:            "the embedded queue in " + dir,
-		close:            func() { _ = b.close(context.WithoutCancel(ctx)) },
+		Source: support.Backend{Q: b.deadLetters},
+		where:  "the embedded queue in " + dir,
+		close:  func() { _ = b.close(context.WithoutCancel(ctx)) },
 	}, nil
 }
 
@@ -113,10 +105,10 @@ func askOwner(cfg config.Config, dir, addr string, inUse error, stderr io.Writer
 	}
 	c := admin.NewClient(dialable(addr), cfg.SecretHeader, secret)
 	return &dlqSource{
-		deadLetterSource: c,
-		where:            fmt.Sprintf("the embedded queue in %s (through handler serve at %s)", dir, c.Addr()),
-		remote:           c,
-		close:            func() {},
+		Source: c,
+		where:  fmt.Sprintf("the embedded queue in %s (through handler serve at %s)", dir, c.Addr()),
+		remote: c,
+		close:  func() {},
 	}, nil
 }
 
@@ -164,64 +156,7 @@ func (s *dlqSource) explain(err error) error {
 	return err
 }
 
-// collectPage is how many dead letters one query of collect asks for: under the admin routes'
-// bound, so a listing needs no more than a few round trips.
-const collectPage = 500
-
-// collect lists what f selects, page by page, up to limit (all of it when limit is 0).
+// collect lists what f selects, up to limit (all of it when limit is 0).
 func (s *dlqSource) collect(ctx context.Context, f queue.DeadLetterFilter, limit int) ([]admin.DeadLetter, error) {
-	var out []admin.DeadLetter
-	for {
-		f.Limit = collectPage
-		if limit > 0 {
-			f.Limit = min(limit-len(out), collectPage)
-		}
-		page, err := s.QueryDeadLetters(ctx, f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page...)
-		if len(page) < f.Limit || (limit > 0 && len(out) >= limit) {
-			return out, nil
-		}
-		f.AfterSeq = page[len(page)-1].SequenceNumber
-	}
-}
-
-// backendSource works on the backend directly.
-type backendSource struct{ q queue.DeadLetterAdmin }
-
-func (s backendSource) QueryDeadLetters(ctx context.Context, f queue.DeadLetterFilter) ([]admin.DeadLetter, error) {
-	items, err := s.q.QueryDeadLetters(ctx, f)
-	if err != nil {
-		return nil, err
-	}
-	views := make([]admin.DeadLetter, 0, len(items))
-	for _, item := range items {
-		views = append(views, admin.View(item))
-	}
-	return views, nil
-}
-
-func (s backendSource) DeadLetter(ctx context.Context, seq int64) (admin.Detail, error) {
-	found, err := s.QueryDeadLetters(ctx, queue.DeadLetterFilter{Seq: seq, Limit: 1})
-	if err != nil {
-		return admin.Detail{}, err
-	}
-	if len(found) == 0 {
-		return admin.Detail{}, queue.ErrNotFound
-	}
-	history, err := s.q.History(ctx, found[0].EventID)
-	if err != nil {
-		return admin.Detail{}, err
-	}
-	return admin.Detail{DeadLetter: found[0], History: admin.HistoryView(history)}, nil
-}
-
-func (s backendSource) Resubmit(ctx context.Context, seq int64) (string, error) {
-	return s.q.Resubmit(ctx, seq)
-}
-
-func (s backendSource) Purge(ctx context.Context, seq int64) error {
-	return s.q.PurgeDeadLetter(ctx, seq)
+	return support.Collect(ctx, s.Source, f, limit)
 }

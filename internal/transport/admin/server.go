@@ -12,13 +12,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
 	"github.com/dvrelay/dvrelay/internal/platform/problem"
 	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/support"
 )
 
 // Route paths, shared by Server and Client.
@@ -137,14 +137,10 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.New(http.StatusBadRequest, "invalid-query", "Invalid query", err.Error()))
 		return
 	}
-	items, err := s.cfg.DeadLetters.QueryDeadLetters(r.Context(), f)
+	out, err := support.Backend{Q: s.cfg.DeadLetters}.QueryDeadLetters(r.Context(), f)
 	if err != nil {
 		s.unavailable(w, r, "list dead letters", err, "the dead-letter queue could not be read")
 		return
-	}
-	out := make([]DeadLetter, 0, len(items))
-	for _, d := range items {
-		out = append(out, View(d))
 	}
 	writeJSON(w, http.StatusOK, deadLetterList{DeadLetters: out})
 }
@@ -188,22 +184,15 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	found, err := s.cfg.DeadLetters.QueryDeadLetters(r.Context(), queue.DeadLetterFilter{Seq: seq, Limit: 1})
-	if err != nil {
-		s.unavailable(w, r, "read dead letter", err, "the dead-letter queue could not be read")
-		return
-	}
-	if len(found) == 0 {
+	d, err := support.Backend{Q: s.cfg.DeadLetters}.DeadLetter(r.Context(), seq)
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
 		notFound(w, seq)
-		return
+	case err != nil:
+		s.unavailable(w, r, "read dead letter", err, "the dead letter or its history could not be read")
+	default:
+		writeJSON(w, http.StatusOK, d)
 	}
-	d := View(found[0])
-	history, err := s.cfg.DeadLetters.History(r.Context(), d.EventID)
-	if err != nil {
-		s.unavailable(w, r, "read history", err, "the history of the event could not be read")
-		return
-	}
-	writeJSON(w, http.StatusOK, Detail{DeadLetter: d, History: HistoryView(history)})
 }
 
 func (s *Server) resubmit(w http.ResponseWriter, r *http.Request) {
@@ -218,7 +207,8 @@ func (s *Server) resubmit(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.unavailable(w, r, "resubmit dead letter", err, "the message could not be resubmitted; it is still dead-lettered")
 	default:
-		s.log.InfoContext(r.Context(), "dead letter resubmitted", slog.Int64("seq", seq), slog.String("messageId", id))
+		s.log.InfoContext(r.Context(), "dead letter resubmitted", slog.Int64("seq", seq), slog.String("messageId", id),
+			slog.String("from", "admin API "+r.RemoteAddr))
 		writeJSON(w, http.StatusOK, resubmitted{SequenceNumber: seq, MessageID: id})
 	}
 }
@@ -235,7 +225,7 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.unavailable(w, r, "purge dead letter", err, "the message could not be purged; it is still dead-lettered")
 	default:
-		s.log.InfoContext(r.Context(), "dead letter purged", slog.Int64("seq", seq))
+		s.log.InfoContext(r.Context(), "dead letter purged", slog.Int64("seq", seq), slog.String("from", "admin API "+r.RemoteAddr))
 		writeJSON(w, http.StatusOK, purged{SequenceNumber: seq, Purged: true})
 	}
 }
@@ -266,106 +256,21 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, op string, 
 	problem.Write(w, problem.New(http.StatusServiceUnavailable, "queue-unavailable", "Queue unavailable", detail))
 }
 
-// DeadLetter is a dead letter as support tooling shows it: ids, names, reasons and what the
-// event was. The body is included because support needs it to decide; it never reaches the logs.
-type DeadLetter struct {
-	SequenceNumber int64           `json:"sequenceNumber"`
-	DeadLetteredAt time.Time       `json:"deadLetteredAt"`
-	EventID        string          `json:"eventId"`
-	EventName      string          `json:"eventName,omitempty"`
-	Entity         string          `json:"entity,omitempty"`
-	RecordID       string          `json:"recordId,omitempty"`
-	Reason         string          `json:"reason"`
-	Cause          string          `json:"cause"`
-	Description    string          `json:"description"`
-	FailedStep     string          `json:"failedStep,omitempty"`
-	Attempt        int             `json:"attempt"`
-	DeliveryCount  int             `json:"deliveryCount"`
-	MessageID      string          `json:"messageId"`
-	CorrelationID  string          `json:"correlationId"`
-	Subject        string          `json:"subject"`
-	Properties     map[string]any  `json:"properties,omitempty"`
-	Body           json.RawMessage `json:"body,omitempty"`
-}
+// The views of dead letters are support's, shared by every face (see internal/support).
+type (
+	DeadLetter = support.DeadLetter
+	Detail     = support.Detail
+	Sighting   = support.Sighting
+)
 
-// View is d as support sees it.
-func View(d queue.DeadLettered) DeadLetter {
-	step, _ := d.ApplicationProperties[queue.PropFailedStep].(string)
-	v := DeadLetter{
-		SequenceNumber: d.SequenceNumber, MessageID: d.MessageID, CorrelationID: d.CorrelationID,
-		EventID: queue.BaseID(d.MessageID), EventName: stringProp(d.ApplicationProperties, queue.PropEventName),
-		Entity: stringProp(d.ApplicationProperties, queue.PropEntity), FailedStep: step,
-		Subject: d.Subject, Reason: d.Reason, Description: d.Description, Cause: Cause(d.Description, step),
-		Attempt:       queue.Attempt(d.ApplicationProperties),
-		DeliveryCount: d.DeliveryCount, DeadLetteredAt: d.DeadLetteredAt, Properties: d.ApplicationProperties,
-	}
-	if v.EventName == "" {
-		v.EventName = d.Subject // the broker's own dead letters of older messages may lack the property
-	}
-	if json.Valid(d.Body) {
-		v.Body = d.Body
-		var ev struct {
-			RecordID string `json:"RecordId"`
-		}
-		if json.Unmarshal(d.Body, &ev) == nil {
-			v.RecordID = ev.RecordID
-		}
-	} else if len(d.Body) > 0 {
-		b, _ := json.Marshal(string(d.Body)) // a poison body is shown as text
-		v.Body = b
-	}
-	return v
-}
+// View is d as support sees it (support.View).
+func View(d queue.DeadLettered) DeadLetter { return support.View(d) }
 
-func stringProp(props map[string]any, name string) string {
-	s, _ := props[name].(string)
-	return s
-}
+// HistoryView is h as the routes show it (support.HistoryView).
+func HistoryView(h []queue.Sighting) []Sighting { return support.HistoryView(h) }
 
-// repeatedPrefix matches the places the worker and the settlers put in front of a failure, as
-// they nest: "step s: ", "route r step s: ", "attempt n of m failed: ".
-var repeatedPrefix = regexp.MustCompile(`^(?:(?:step [^\s:]+|route [^\s:]+ step [^\s:]+|attempt \d+ of \d+ failed): )+`)
-
-// Cause is what went wrong, without the prefixes that say where: the failed step once, then the
-// failure ("erp-sync: POST ${DVRELAY_ERP_URL}: 400 Bad Request" rather than "step erp-sync: route
-// credit-check step erp-sync: POST …"). The attempt count and the step have fields of their own.
-func Cause(description, failedStep string) string {
-	c := repeatedPrefix.ReplaceAllString(description, "")
-	if failedStep != "" && c != "" {
-		return failedStep + ": " + c
-	}
-	return c
-}
-
-// Detail is one dead letter with the history of its event: the message ids the backend knows
-// for it, retries and resubmits, in the order they happened.
-type Detail struct {
-	DeadLetter
-	History []Sighting `json:"history"`
-}
-
-// Sighting is one message id of an event's history (queue.Sighting).
-type Sighting struct {
-	MessageID      string     `json:"messageId"`
-	Attempt        int        `json:"attempt"`
-	State          string     `json:"state"`
-	SequenceNumber int64      `json:"sequenceNumber,omitempty"`
-	At             *time.Time `json:"at,omitempty"`
-}
-
-// HistoryView is h as the routes show it.
-func HistoryView(h []queue.Sighting) []Sighting {
-	out := make([]Sighting, 0, len(h))
-	for _, s := range h {
-		v := Sighting{MessageID: s.MessageID, Attempt: s.Attempt, State: s.State, SequenceNumber: s.Seq}
-		if !s.At.IsZero() {
-			at := s.At
-			v.At = &at
-		}
-		out = append(out, v)
-	}
-	return out
-}
+// Cause is what went wrong, without the prefixes that say where (support.Cause).
+func Cause(description, failedStep string) string { return support.Cause(description, failedStep) }
 
 // deadLetterList is the answer to GET /api/deadletters.
 type deadLetterList struct {
