@@ -261,24 +261,14 @@ func checkSelection(cmd *dlqCommand) error {
 	return nil
 }
 
-// parseWhen reads a --since or --older-than value: a duration back from now (Go's units, and d
-// for days), a date (UTC) or an RFC 3339 time. The zero time when s is empty.
+// parseWhen reads a --since or --older-than value (see support.ParseWhen); the zero time when
+// s is empty.
 func parseWhen(flagName, s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.ParseFloat(days, 64); err == nil && n >= 0 {
-			return now.Add(-time.Duration(n * float64(24*time.Hour))), nil
-		}
-	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
+	if t, ok := support.ParseWhen(s, now); ok {
+		return t, nil
 	}
 	return time.Time{}, usagef("%s %q: want a duration back from now (90m, 36h, 7d) or a time (2025-11-25, 2025-11-25T07:04:05Z)", flagName, s)
 }

@@ -14,7 +14,7 @@ import (
 func TestSearchKey_reads_a_pasted_dataverse_record_url(t *testing.T) {
 	for in, want := range map[string]string{
 		"https://org.crm4.dynamics.com/main.aspx?appid=1&pagetype=entityrecord&etn=opportunity&id=%7BA1B2C3D4-0000-0000-0000-000000000001%7D": "a1b2c3d4-0000-0000-0000-000000000001",
-		"https://org.crm.dynamics.com/api/data/v9.2/opportunities(a1b2c3d4-0000-0000-0000-000000000002)":                                    "a1b2c3d4-0000-0000-0000-000000000002",
+		"https://org.crm.dynamics.com/api/data/v9.2/opportunities(a1b2c3d4-0000-0000-0000-000000000002)":                                      "a1b2c3d4-0000-0000-0000-000000000002",
 		"  {A1B2C3D4-0000-0000-0000-000000000003} ": "a1b2c3d4-0000-0000-0000-000000000003",
 		"corr-42": "corr-42",
 	} {

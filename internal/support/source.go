@@ -7,6 +7,9 @@ package support
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
@@ -90,6 +93,9 @@ func Collect(ctx context.Context, src Source, f queue.DeadLetterFilter, limit in
 type Selection struct {
 	Seqs   []int64
 	Filter queue.DeadLetterFilter
+	// Previewed: Seqs are what a filter selected at preview time, so one no longer parked is
+	// skipped (as a filter's would be) rather than a failure.
+	Previewed bool
 }
 
 // Target is one dead letter a resubmit or purge acts on. Named targets were given by sequence
@@ -105,7 +111,7 @@ func Targets(ctx context.Context, src Source, sel Selection) ([]Target, error) {
 	if len(sel.Seqs) > 0 {
 		ts := make([]Target, 0, len(sel.Seqs))
 		for _, seq := range sel.Seqs {
-			ts = append(ts, Target{Seq: seq, Named: true})
+			ts = append(ts, Target{Seq: seq, Named: !sel.Previewed})
 		}
 		return ts, nil
 	}
@@ -190,4 +196,24 @@ func Apply(ctx context.Context, ts []Target, act Act, report func(i int, r Resul
 		}
 	}
 	return s
+}
+
+// ParseWhen reads a point in time as support types it: a duration back from now (Go's units,
+// and d for days: 90m, 36h, 7d), a date (UTC) or an RFC 3339 time.
+func ParseWhen(s string, now time.Time) (time.Time, bool) {
+	s = strings.TrimSpace(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.ParseFloat(days, 64); err == nil && n >= 0 {
+			return now.Add(-time.Duration(n * float64(24*time.Hour))), true
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), true
+	}
+	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
