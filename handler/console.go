@@ -17,7 +17,7 @@ import (
 // supportService is the support operations over the app's backend, with its history where the
 // backend keeps one.
 func (a *app) supportService() *support.Service {
-	s := &support.Service{Source: support.Backend{Q: a.backend.deadLetters}, Stats: a.backend.stats, Log: a.log}
+	s := &support.Service{Source: support.Backend{Q: a.backend.deadLetters, ReadOnly: true}, Stats: a.backend.stats, Log: a.log}
 	if h, ok := a.backend.deadLetters.(queue.HistoryReader); ok {
 		s.History = h
 	}

@@ -19,8 +19,8 @@ var series = []struct{ kind, label, class string }{
 
 // Chart geometry, in SVG user units; the SVG scales to its box.
 const (
-	chartW, chartH = 720.0, 180.0
-	padL, padR     = 44.0, 8.0
+	chartW, chartH = 600.0, 200.0
+	padL, padR     = 36.0, 8.0
 	padT, padB     = 10.0, 24.0
 )
 

@@ -84,3 +84,11 @@ type DeadLetterGroup struct {
 type DeadLetterGrouper interface {
 	GroupDeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetterGroup, error)
 }
+
+// DeadLetterReader reads dead letters without writing anything, so a page that shows them does
+// not compete with the intake for the queue's writer. What it leaves out is what QueryDeadLetters
+// would first have moved to the dead-letter queue (a message whose last lock just ran out); the
+// next receive moves it.
+type DeadLetterReader interface {
+	ReadDeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLettered, error)
+}

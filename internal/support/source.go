@@ -24,11 +24,20 @@ type Source interface {
 }
 
 // Backend is a Source over a backend's dead-letter queue.
-type Backend struct{ Q queue.DeadLetterAdmin }
+type Backend struct {
+	Q queue.DeadLetterAdmin
+	// ReadOnly reads through queue.DeadLetterReader where the backend offers it, so a page that
+	// is refreshed often never holds up the intake's writes.
+	ReadOnly bool
+}
 
 // QueryDeadLetters lists what f selects, as support sees it.
 func (b Backend) QueryDeadLetters(ctx context.Context, f queue.DeadLetterFilter) ([]DeadLetter, error) {
-	items, err := b.Q.QueryDeadLetters(ctx, f)
+	query := b.Q.QueryDeadLetters
+	if r, ok := b.Q.(queue.DeadLetterReader); ok && b.ReadOnly {
+		query = r.ReadDeadLetters
+	}
+	items, err := query(ctx, f)
 	if err != nil {
 		return nil, err
 	}
