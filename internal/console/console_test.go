@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dvrelay/dvrelay/internal/console"
 	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
@@ -49,6 +50,16 @@ func newFixture(t *testing.T) *fixture {
 	if err := q.Settle(ctx, queue.DeliveryOf(got[0]), queue.Outcome{Kind: queue.DeadLetter, Reason: queue.ReasonPermanentFailure,
 		Step: "erp-sync", Description: `POST ${DVRELAY_ERP_URL}: 400 Bad Request: {"message":"<b>blocked</b>"}`}); err != nil {
 		t.Fatal(err)
+	}
+	// The attempt's history entry rides the writer's next commit after the settlement.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		h, err := q.EventHistory(ctx, queue.HistoryQuery{Key: "ev-hostile"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(h) == 2 || time.Now().After(deadline) {
+			break
+		}
 	}
 	c, err := console.New(console.Config{
 		Support: &support.Service{Source: support.Backend{Q: q}, History: q, Grouper: q, Stats: q.Stats},

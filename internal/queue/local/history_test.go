@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"testing"
@@ -24,6 +25,16 @@ func settleNext(t *testing.T, q *Queue, clock *manualClock, out queue.Outcome) {
 	clock.Advance(120 * time.Millisecond)
 	if err := q.Settle(context.Background(), queue.DeliveryOf(got[0]), out); err != nil {
 		t.Fatalf("settle: %v", err)
+	}
+	historyWritten(t, q)
+}
+
+// historyWritten waits until the history entries handed to the writer so far are committed: the
+// writer takes changes in order, so an empty change behind them commits with or after them.
+func historyWritten(t *testing.T, q *Queue) {
+	t.Helper()
+	if err := q.write(context.Background(), survivesProcessCrash, func(context.Context, *sql.Tx, int64) error { return nil }); err != nil {
+		t.Fatal(err)
 	}
 }
 

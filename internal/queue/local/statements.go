@@ -20,6 +20,8 @@ type statements struct {
 	releaseExpired                 *sql.Stmt
 	lockDue                        *sql.Stmt
 	checkLock, complete            *sql.Stmt
+	historyAccepted, historyInsert *sql.Stmt
+	historyCount                   *sql.Stmt
 	// read pool
 	nextAvailable *sql.Stmt
 
@@ -45,6 +47,9 @@ func prepareStatements(ctx context.Context, writer, readers *sql.DB) (*statement
 		{&s.lockDue, writer, lockDueSQL},
 		{&s.checkLock, writer, `SELECT COUNT(*) FROM messages WHERE ` + heldLock},
 		{&s.complete, writer, `DELETE FROM messages WHERE seq = ?`},
+		{&s.historyAccepted, writer, acceptedHistorySQL},
+		{&s.historyInsert, writer, insertHistorySQL},
+		{&s.historyCount, writer, countHistorySQL},
 		{&s.nextAvailable, readers, nextAvailableSQL},
 	} {
 		stmt, err := p.db.PrepareContext(ctx, p.query)
