@@ -244,3 +244,32 @@ func TestConsole_pages_render_event_data_as_text(t *testing.T) {
 		t.Errorf("record page lacks the event and its outcome:\n%s", rec)
 	}
 }
+
+// brokerOnly is a Source like Service Bus's: dead letters, and no history or counts.
+type brokerOnly struct{ support.Source }
+
+func TestConsole_without_history_says_where_the_history_is(t *testing.T) {
+	f := newFixture(t)
+	c, err := console.New(console.Config{
+		Support: &support.Service{Source: brokerOnly{support.Backend{Q: f.q}}},
+		Auth:    httpauth.New("x-dvrelay-secret", []byte(secret)), Backend: "servicebus",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Handler())
+	t.Cleanup(srv.Close)
+	f.srv = srv
+	cl := newClient(t)
+	signIn(t, f, cl)
+	for _, path := range []string{"/console/", "/console/event?id=ev-hostile", "/console/record?q=7d1c0a55-0000-0000-0000-000000000001"} {
+		resp, page := get(t, cl, srv.URL+path)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(page, support.HistoryQuery) {
+			t.Errorf("%s: status %d; want the page to name %s:\n%s", path, resp.StatusCode, support.HistoryQuery, page)
+		}
+	}
+	_, rec := get(t, cl, srv.URL+"/console/record?q=7d1c0a55-0000-0000-0000-000000000001")
+	if !strings.Contains(rec, "ev-hostile") {
+		t.Errorf("the record search did not find the dead letter of the record")
+	}
+}

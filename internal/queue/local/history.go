@@ -58,6 +58,9 @@ CREATE INDEX IF NOT EXISTS history_record ON history (record_id) WHERE record_id
 CREATE INDEX IF NOT EXISTS history_correlation ON history (correlation_id);
 CREATE INDEX IF NOT EXISTS history_at ON history (at);
 
+-- Support finds an event's dead letters by message id (eventIDMatch).
+CREATE INDEX IF NOT EXISTS dead_letters_message_id ON dead_letters (message_id);
+
 -- history_counts counts the entries per minute and kind as they are written, so the overview's
 -- charts read at most a day of minutes instead of every entry of the day.
 CREATE TABLE IF NOT EXISTS history_counts (
