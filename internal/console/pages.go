@@ -135,7 +135,7 @@ type deadLettersData struct {
 	Groups []queue.DeadLetterGroup
 	Total  int
 	Items  []support.DeadLetter
-	Next   string // query of the next page, "" on the last
+	Next   template.URL // query of the next page, encoded; "" on the last
 	Error  string
 }
 
@@ -145,15 +145,16 @@ type filterForm struct {
 	f                     queue.DeadLetterFilter
 }
 
-// Query is the filter as URL parameters, for links that keep it.
-func (f filterForm) Query() string {
+// Query is the filter as URL parameters, for links that keep it. It is encoded here, so the
+// template takes it as a URL part rather than escape its = and & again.
+func (f filterForm) Query() template.URL {
 	v := url.Values{}
 	for k, s := range map[string]string{"reason": f.Reason, "entity": f.Entity, "since": f.Since} {
 		if s != "" {
 			v.Set(k, s)
 		}
 	}
-	return v.Encode()
+	return template.URL(v.Encode()) // every value encoded by url.Values
 }
 
 // Active reports whether the filter narrows anything.
@@ -194,11 +195,11 @@ func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request, ss *session
 		return
 	}
 	if len(d.Items) == listPage {
-		q := ff.Query()
+		q := string(ff.Query())
 		if q != "" {
 			q += "&"
 		}
-		d.Next = q + "after=" + strconv.FormatInt(d.Items[len(d.Items)-1].SequenceNumber, 10)
+		d.Next = template.URL(q + "after=" + strconv.FormatInt(d.Items[len(d.Items)-1].SequenceNumber, 10)) // encoded above
 	}
 	s.render(w, r, http.StatusOK, "deadletters", ss, pageData{Title: "Dead letters", Nav: "deadletters", Page: d})
 }
@@ -326,7 +327,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, ss *session, what s
 	s.sessions.setFlash(ss.token, msg)
 	target := "/console/deadletters"
 	if q := ff.Query(); q != "" {
-		target += "?" + q
+		target += "?" + string(q)
 	}
 	if ev := r.PostFormValue("event"); ev != "" {
 		target = "/console/event?" + url.Values{"id": {ev}}.Encode()

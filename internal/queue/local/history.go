@@ -166,8 +166,10 @@ func (q *Queue) recordOutcome(ctx context.Context, d queue.Delivery, out queue.O
 	e.Status = statusIn(e.Detail)
 	// Handed to the writer without waiting for its commit: the entry rides the next group commit
 	// and the worker goes on to its next message. A failure is logged where it happens.
-	_, err := q.submit(context.WithoutCancel(ctx), survivesProcessCrash, func(ctx context.Context, tx *sql.Tx, now int64) error {
-		err := q.insertHistory(ctx, tx, e, now)
+	// The entry is dated when the outcome became true, not when the writer gets to it.
+	settled := q.nowNS()
+	_, err := q.submit(context.WithoutCancel(ctx), survivesProcessCrash, func(ctx context.Context, tx *sql.Tx, _ int64) error {
+		err := q.insertHistory(ctx, tx, e, settled)
 		if err != nil {
 			q.log.WarnContext(ctx, "history: the outcome is settled but its history entry was not written",
 				"messageId", d.MessageID, "error", err)
