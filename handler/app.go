@@ -118,6 +118,7 @@ func newApp(ctx context.Context, cfg config.Config, stdout io.Writer) (*app, err
 		DeadLetters: b.deadLetters,
 		Stats:       b.stats,
 		Auth:        auth,
+		Records:     supportService(b, log),
 	}, log)
 	intake := webhook.New(intakeCfg, parser, m.Publisher(b.publisher), log)
 	log.InfoContext(ctx, "backend selected", slog.String("backend", b.name), slog.String("detail", b.detail))

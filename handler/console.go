@@ -14,14 +14,14 @@ import (
 	"github.com/dvrelay/dvrelay/internal/support"
 )
 
-// supportService is the support operations over the app's backend, with its history where the
-// backend keeps one.
-func (a *app) supportService() *support.Service {
-	s := &support.Service{Source: support.Backend{Q: a.backend.deadLetters, ReadOnly: true}, Stats: a.backend.stats, Log: a.log}
-	if h, ok := a.backend.deadLetters.(queue.HistoryReader); ok {
+// supportService is the support operations over b, with its history where the backend keeps
+// one. It reads on the backend's read side, so support's reads never hold up the intake.
+func supportService(b *backend, log *slog.Logger) *support.Service {
+	s := &support.Service{Source: support.Backend{Q: b.deadLetters, ReadOnly: true}, Stats: b.stats, Log: log}
+	if h, ok := b.deadLetters.(queue.HistoryReader); ok {
 		s.History = h
 	}
-	if g, ok := a.backend.deadLetters.(queue.DeadLetterGrouper); ok {
+	if g, ok := b.deadLetters.(queue.DeadLetterGrouper); ok {
 		s.Grouper = g
 	}
 	return s
@@ -35,7 +35,7 @@ func (a *app) startConsole(ctx context.Context, cc config.Console) {
 		return
 	}
 	c, err := console.New(console.Config{
-		Support: a.supportService(), Auth: a.auth, DataverseURL: a.cfg.DataverseURL, Backend: a.backend.name, Log: a.log,
+		Support: supportService(a.backend, a.log), Auth: a.auth, DataverseURL: a.cfg.DataverseURL, Backend: a.backend.name, Log: a.log,
 	})
 	if err != nil {
 		a.log.ErrorContext(ctx, "support console not started", slog.String("error", err.Error()))

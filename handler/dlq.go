@@ -21,6 +21,7 @@ const dlqUsage = `usage:
   handler dlq show (SEQ | EventId) [--json]
   handler dlq resubmit (SEQ... | --all | --reason R | --entity E) [--since D] [--dry-run]
   handler dlq purge (SEQ... | --older-than D | --reason R) --yes
+  handler dlq history (RecordId | EventId | CorrelationId | Dataverse record URL) [--json]
 
 D is a duration back from now (90m, 36h, 7d) or a time (2025-11-25, 2025-11-25T07:04:05Z).
 Every command also takes --data-dir DIR (the embedded queue; default $DVRELAY_DATA_DIR, else
@@ -31,7 +32,7 @@ Exit codes: 0 all done, 1 something failed, 2 usage.
 
 // dlqCommand is one `handler dlq` invocation, parsed.
 type dlqCommand struct {
-	verb    string // list, show, resubmit or purge
+	verb    string // list, show, resubmit, purge or history
 	dataDir string
 	addr    string
 	asJSON  bool
@@ -90,6 +91,8 @@ func runDLQ(ctx context.Context, args []string, lookup config.Lookup, stdout, st
 		err = out.resubmit(ctx)
 	case "purge":
 		err = out.purge(ctx)
+	case "history":
+		err = out.history(ctx)
 	}
 	if err != nil {
 		return dlqFail(stderr, cmd.verb, src.explain(err))
@@ -140,7 +143,7 @@ func parseDLQ(args []string, now time.Time, stderr io.Writer) (dlqCommand, error
 	}
 	cmd.verb = args[0]
 	switch cmd.verb {
-	case "list", "show", "resubmit", "purge":
+	case "list", "show", "resubmit", "purge", "history":
 	case "help":
 		fmt.Fprint(stderr, dlqUsage)
 		return cmd, flag.ErrHelp
@@ -163,6 +166,8 @@ func parseDLQ(args []string, now time.Time, stderr io.Writer) (dlqCommand, error
 		fs.BoolVar(&cmd.asJSON, "json", false, "one JSON object per line instead of a table")
 	case "show":
 		fs.BoolVar(&cmd.asJSON, "json", false, "one JSON object per line, body and history included")
+	case "history":
+		fs.BoolVar(&cmd.asJSON, "json", false, "one JSON object per event, its timeline included")
 	case "resubmit":
 		fs.BoolVar(&cmd.all, "all", false, "every dead letter")
 		fs.StringVar(&cmd.reason, "reason", "", "every dead letter with this reason")
@@ -225,6 +230,10 @@ func checkSelection(cmd *dlqCommand) error {
 	case "show":
 		if len(cmd.operands) != 1 {
 			return usagef("name one dead letter: its sequence number or its EventId (see 'handler dlq list')")
+		}
+	case "history":
+		if len(cmd.operands) != 1 || support.SearchKey(cmd.operands[0]) == "" {
+			return usagef("name one record or event: a RecordId, an EventId, a CorrelationId or a Dataverse record URL")
 		}
 	case "resubmit":
 		filtered := cmd.reason != "" || cmd.entity != ""
@@ -476,6 +485,28 @@ func (r *dlqRun) each(ctx context.Context, ts []support.Target, done string, act
 	if sum.Failed > 0 || stopped {
 		return errSomeFailed
 	}
+	return nil
+}
+
+// history prints what happened to a record or an event: each event, oldest first, with its
+// timeline.
+func (r *dlqRun) history(ctx context.Context) error {
+	rec, err := r.src.records.Record(ctx, r.cmd.operands[0])
+	if err != nil {
+		return err
+	}
+	if r.cmd.asJSON {
+		return printJSONLines(r.stdout, rec.Events)
+	}
+	if rec.DeadLettersOnly {
+		fmt.Fprintf(r.stderr, "%s keeps no history: only its dead letters were searched. Application Insights has the rest: %s\n",
+			r.src.where, support.HistoryQuery)
+	}
+	if len(rec.Events) == 0 {
+		fmt.Fprintf(r.stdout, "nothing known of %s in %s (the history keeps 7 days)\n", rec.Key, r.src.where)
+		return nil
+	}
+	printStories(r.stdout, rec)
 	return nil
 }
 

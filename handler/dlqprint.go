@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dvrelay/dvrelay/internal/platform/oneline"
+	"github.com/dvrelay/dvrelay/internal/support"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
 
@@ -127,6 +128,33 @@ func printDetail(w io.Writer, d admin.Detail) {
 		fmt.Fprintf(w, "  %s\n", pretty.String())
 	} else {
 		fmt.Fprintf(w, "  %s\n", orDash(string(d.Body)))
+	}
+}
+
+// printStories writes each event of a record with its timeline, for a person.
+func printStories(w io.Writer, rec support.Record) {
+	fmt.Fprintf(w, "what happened to %s: %d event(s), oldest first\n", rec.Key, len(rec.Events))
+	for i, st := range rec.Events {
+		fmt.Fprintf(w, "\n%d  %s  %s %s  event %s  record %s  correlation %s\n", i+1, st.Accepted.UTC().Format(time.RFC3339),
+			orDash(st.EventName), st.Entity, st.EventID, orDash(st.RecordID), orDash(st.CorrelationID))
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, e := range st.Timeline {
+			attempt, status, took := "", "", ""
+			if e.Attempt > 0 {
+				attempt = fmt.Sprintf("attempt %d", e.Attempt)
+			}
+			if e.Status > 0 {
+				status = strconv.Itoa(e.Status)
+			}
+			if e.DurationMs > 0 {
+				took = fmt.Sprintf("%d ms", e.DurationMs)
+			}
+			fmt.Fprintf(tw, "   %s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), e.Kind, attempt, e.Step, status, took, oneLine(e.Detail))
+		}
+		if len(st.Timeline) == 0 {
+			fmt.Fprintf(tw, "   %s\t%s\t\t\t\t\t%s\n", st.At.UTC().Format(time.RFC3339), st.Outcome, oneLine(st.Cause))
+		}
+		_ = tw.Flush()
 	}
 }
 

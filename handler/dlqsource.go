@@ -22,7 +22,9 @@ type dlqSource struct {
 	support.Source
 	where  string // for messages: "the embedded queue in /abs/dir", "handler serve at host:port", …
 	remote *admin.Client
-	close  func()
+	// records answers `dlq history`: the backend's history, or the serve's admin API.
+	records support.RecordFinder
+	close   func()
 }
 
 // openDLQSource opens the configured backend. On the embedded backend it first checks that the
@@ -35,9 +37,10 @@ func openDLQSource(ctx context.Context, cfg config.Config, addr string, stderr i
 			return nil, fmt.Errorf("%w\nCheck the ServiceBusConnection settings (see README.md, Settings)", err)
 		}
 		return &dlqSource{
-			Source: support.Backend{Q: b.deadLetters},
-			where:  "Service Bus queue " + cfg.DeadLetterQueueName,
-			close:  func() { _ = b.close(context.WithoutCancel(ctx)) },
+			Source:  support.Backend{Q: b.deadLetters},
+			where:   "Service Bus queue " + cfg.DeadLetterQueueName,
+			records: supportService(b, discardLogger()),
+			close:   func() { _ = b.close(context.WithoutCancel(ctx)) },
 		}, nil
 	}
 	dir, err := filepath.Abs(cfg.DataDir)
@@ -56,9 +59,10 @@ func openDLQSource(ctx context.Context, cfg config.Config, addr string, stderr i
 		return nil, err
 	}
 	return &dlqSource{
-		Source: support.Backend{Q: b.deadLetters},
-		where:  "the embedded queue in " + dir,
-		close:  func() { _ = b.close(context.WithoutCancel(ctx)) },
+		Source:  support.Backend{Q: b.deadLetters},
+		where:   "the embedded queue in " + dir,
+		records: supportService(b, discardLogger()),
+		close:   func() { _ = b.close(context.WithoutCancel(ctx)) },
 	}, nil
 }
 
@@ -105,10 +109,11 @@ func askOwner(cfg config.Config, dir, addr string, inUse error, stderr io.Writer
 	}
 	c := admin.NewClient(dialable(addr), cfg.SecretHeader, secret)
 	return &dlqSource{
-		Source: c,
-		where:  fmt.Sprintf("the embedded queue in %s (through handler serve at %s)", dir, c.Addr()),
-		remote: c,
-		close:  func() {},
+		Source:  c,
+		where:   fmt.Sprintf("the embedded queue in %s (through handler serve at %s)", dir, c.Addr()),
+		remote:  c,
+		records: c,
+		close:   func() {},
 	}, nil
 }
 

@@ -312,22 +312,50 @@ func (s *Service) Event(ctx context.Context, eventID string) (Event, error) {
 	return ev, nil
 }
 
-// Story is one event of a record as the record page lists it.
+// Story is one event of a record: what it was, how it ended, and what happened to it.
 type Story struct {
-	EventID, EventName, Entity, RecordID, CorrelationID string
-	Accepted                                            time.Time
-	Outcome                                             string // the last thing that happened: queue.Hist*
-	At                                                  time.Time
-	Attempts                                            int
-	Cause                                               string
+	EventID       string    `json:"eventId"`
+	EventName     string    `json:"eventName,omitempty"`
+	Entity        string    `json:"entity,omitempty"`
+	RecordID      string    `json:"recordId,omitempty"`
+	CorrelationID string    `json:"correlationId,omitempty"`
+	Accepted      time.Time `json:"accepted"`
+	Outcome       string    `json:"outcome"` // the last thing that happened: queue.Hist*
+	At            time.Time `json:"at"`
+	Attempts      int       `json:"attempts"`
+	Cause         string    `json:"cause,omitempty"`
+	Timeline      []Entry   `json:"timeline,omitempty"`
+}
+
+// Entry is one thing that happened to an event (queue.HistoryEntry), as support reads it.
+type Entry struct {
+	At         time.Time `json:"at"`
+	Kind       string    `json:"kind"`
+	MessageID  string    `json:"messageId"`
+	Attempt    int       `json:"attempt,omitempty"`
+	Step       string    `json:"step,omitempty"`
+	Status     int       `json:"status,omitempty"`
+	DurationMs int64     `json:"durationMs,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+}
+
+func entryOf(e queue.HistoryEntry) Entry {
+	return Entry{At: e.At, Kind: e.Kind, MessageID: e.MessageID, Attempt: e.Attempt, Step: e.Step, Status: e.Status,
+		DurationMs: e.Duration.Milliseconds(), Detail: e.Detail}
 }
 
 // Record is every event the search key names, in the order they were accepted.
 type Record struct {
-	Key    string // what was searched for, as understood
-	Events []Story
+	Key    string  `json:"key"` // what was searched for, as understood
+	Events []Story `json:"events"`
 	// DeadLettersOnly: the backend keeps no history, so only the dead letters were searched.
-	DeadLettersOnly bool
+	DeadLettersOnly bool `json:"deadLettersOnly,omitempty"`
+}
+
+// RecordFinder answers "what happened to this record": the Service over a backend, or the
+// admin API of the handler serve that owns it.
+type RecordFinder interface {
+	Record(ctx context.Context, q string) (Record, error)
 }
 
 // maxRecordEntries bounds one record search.
@@ -367,6 +395,7 @@ func (s *Service) Record(ctx context.Context, q string) (Record, error) {
 			st.Attempts++
 		}
 		st.Outcome, st.At = e.Kind, e.At
+		st.Timeline = append(st.Timeline, entryOf(e))
 		switch e.Kind {
 		case queue.HistDeadLettered, queue.HistRetrying:
 			st.Cause = Cause(e.Detail, e.Step)

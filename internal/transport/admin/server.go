@@ -25,6 +25,7 @@ import (
 const (
 	pathHealth      = "/api/health"
 	pathDeadLetters = "/api/deadletters"
+	pathRecords     = "/api/records"
 )
 
 // DefaultHealthTimeout bounds GET /api/health when Config.HealthTimeout is zero. Probes give up
@@ -48,6 +49,8 @@ type Config struct {
 	Auth *httpauth.Authorizer
 	// HealthTimeout bounds the queue read behind /api/health; zero is DefaultHealthTimeout.
 	HealthTimeout time.Duration
+	// Records answers GET /api/records; nil leaves the route out.
+	Records support.RecordFinder
 }
 
 // Server serves the admin routes.
@@ -77,7 +80,8 @@ func (s *Server) HealthRoute(mux *http.ServeMux) {
 //   - GET /api/deadletters?limit=N&reason=R&entity=E&since=T&before=T&after=SEQ&eventId=ID: the
 //     dead letters selected (times in RFC 3339), oldest first;
 //   - GET /api/deadletters/{seq}: one dead letter with its event's history;
-//   - POST /api/deadletters/{seq}/resubmit and POST /api/deadletters/{seq}/purge.
+//   - POST /api/deadletters/{seq}/resubmit and POST /api/deadletters/{seq}/purge;
+//   - GET /api/records?q=KEY: what happened to a record or an event (when Config.Records is set).
 //
 // A sequence number with nothing parked under it is a 404.
 func (s *Server) DeadLetterRoutes(mux *http.ServeMux) {
@@ -85,6 +89,26 @@ func (s *Server) DeadLetterRoutes(mux *http.ServeMux) {
 	mux.Handle("GET "+pathDeadLetters+"/{seq}", s.cfg.Auth.Require(http.HandlerFunc(s.show)))
 	mux.Handle("POST "+pathDeadLetters+"/{seq}/resubmit", s.cfg.Auth.Require(http.HandlerFunc(s.resubmit)))
 	mux.Handle("POST "+pathDeadLetters+"/{seq}/purge", s.cfg.Auth.Require(http.HandlerFunc(s.purge)))
+	if s.cfg.Records != nil {
+		mux.Handle("GET "+pathRecords, s.cfg.Auth.Require(http.HandlerFunc(s.records)))
+	}
+}
+
+// records answers GET /api/records?q=KEY: every event whose RecordId, EventId or CorrelationId
+// is KEY (or the record of a pasted Dataverse record URL), each with its timeline.
+func (s *Server) records(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query().Get("q")
+	if support.SearchKey(q) == "" {
+		problem.Write(w, problem.New(http.StatusBadRequest, "invalid-query", "Invalid query",
+			"q must be a RecordId, an EventId, a CorrelationId or a Dataverse record URL"))
+		return
+	}
+	rec, err := s.cfg.Records.Record(r.Context(), q)
+	if err != nil {
+		s.unavailable(w, r, "read history", err, "the history could not be read")
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
