@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -187,8 +188,9 @@ func playDay(t *testing.T, q *local.Queue, clock *busyClock, end time.Time) (sho
 	return showcaseEvents
 }
 
-// TestConsole_shows_a_busy_day renders the console over a day of traffic and saves the pages the
-// README shows (docs/img).
+// TestConsole_shows_a_busy_day renders the console over a day of traffic and saves a screenshot
+// of each page to testdata/screenshots; with DVRELAY_DOCS_SCREENSHOTS=1 it saves them to
+// docs/img, where the README shows them.
 func TestConsole_shows_a_busy_day(t *testing.T) {
 	br := browsertest.New(t)
 	clock := &busyClock{}
@@ -213,7 +215,11 @@ func TestConsole_shows_a_busy_day(t *testing.T) {
 	srv := httptest.NewServer(c.Handler())
 	t.Cleanup(srv.Close)
 	base := srv.URL + "/console/"
-	shot := func(name string) { br.Screenshot(t, filepath.Join("..", "..", "docs", "img", "console-"+name+".png")) }
+	dir := filepath.Join("testdata", "screenshots")
+	if os.Getenv("DVRELAY_DOCS_SCREENSHOTS") == "1" {
+		dir = filepath.Join("..", "..", "docs", "img")
+	}
+	shot := func(name string) { br.Screenshot(t, filepath.Join(dir, "console-"+name+".png")) }
 	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
 
 	br.Do(t, "sign in", chromedp.Navigate(base), chromedp.WaitVisible(css(`#secret`)),
