@@ -55,24 +55,29 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE INDEX IF NOT EXISTS history_event ON history (event_id);
 CREATE INDEX IF NOT EXISTS history_record ON history (record_id) WHERE record_id <> '';
-CREATE INDEX IF NOT EXISTS history_correlation ON history (correlation_id);
-CREATE INDEX IF NOT EXISTS history_at ON history (at);
+-- Every index on a random key costs the publish path a page it dirties: the correlation id is
+-- indexed on the accepted entries alone, which lead to the rest by event_id.
+DROP INDEX IF EXISTS history_correlation;
+CREATE INDEX IF NOT EXISTS history_accepted_correlation ON history (correlation_id) WHERE kind = 'accepted';
+DROP INDEX IF EXISTS history_at;
 
 -- Support finds an event's dead letters by message id (eventIDMatch).
 CREATE INDEX IF NOT EXISTS dead_letters_message_id ON dead_letters (message_id);
 
 -- history_counts counts the entries per minute and kind as they are written, so the overview's
--- charts read at most a day of minutes instead of every entry of the day.
+-- charts read at most a day of minutes instead of every entry of the day. A trigger keeps it,
+-- inside the insert's own statement.
 CREATE TABLE IF NOT EXISTS history_counts (
 	minute INTEGER NOT NULL, -- unix minutes
 	kind   TEXT    NOT NULL,
 	n      INTEGER NOT NULL,
 	PRIMARY KEY (minute, kind)
 ) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS history_counted AFTER INSERT ON history BEGIN
+	INSERT INTO history_counts (minute, kind, n) VALUES (NEW.at / 60000000000, NEW.kind, 1)
+		ON CONFLICT (minute, kind) DO UPDATE SET n = n + 1;
+END;
 `
-
-const countHistorySQL = `INSERT INTO history_counts (minute, kind, n) VALUES (@minute, @kind, 1)
-	ON CONFLICT (minute, kind) DO UPDATE SET n = n + 1`
 
 // acceptedHistorySQL writes an accepted entry, reading the record id from the body and the
 // entity and event name from the encoded properties in SQL, which costs the publish path less than
@@ -139,7 +144,7 @@ func (q *Queue) recordAccepted(ctx context.Context, tx *sql.Tx, r row, now int64
 		sql.Named("correlation", r.correlationID), sql.Named("props", r.props), sql.Named("subject", r.subject)); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	return q.countHistory(ctx, tx, queue.HistAccepted, now)
+	return q.pruneHistory(ctx, tx, now)
 }
 
 // recordOutcome writes the entry of an attempt once its outcome is true. It is its own small
@@ -203,21 +208,13 @@ func (q *Queue) recordParked(ctx context.Context, tx *sql.Tx, seq int64, kind, d
 	if err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	return q.countHistory(ctx, tx, kind, now)
+	return q.pruneHistory(ctx, tx, now)
 }
 
 func (q *Queue) insertHistory(ctx context.Context, tx *sql.Tx, e queue.HistoryEntry, now int64) error {
 	if _, err := tx.StmtContext(ctx, q.stmts.historyInsert).ExecContext(ctx, now, e.Kind, e.EventID, e.MessageID, e.RecordID, e.CorrelationID,
 		e.Entity, e.EventName, e.Attempt, e.Step, e.Status, e.Duration.Nanoseconds(), bounded(e.Detail)); err != nil {
 		return fmt.Errorf("history: %w", err)
-	}
-	return q.countHistory(ctx, tx, e.Kind, now)
-}
-
-// countHistory adds one entry of kind to its minute's count, and prunes now and then.
-func (q *Queue) countHistory(ctx context.Context, tx *sql.Tx, kind string, now int64) error {
-	if _, err := tx.StmtContext(ctx, q.stmts.historyCount).ExecContext(ctx, sql.Named("minute", now/int64(time.Minute)), sql.Named("kind", kind)); err != nil {
-		return fmt.Errorf("history: count: %w", err)
 	}
 	return q.pruneHistory(ctx, tx, now)
 }
@@ -236,11 +233,14 @@ func (q *Queue) pruneHistory(ctx context.Context, tx *sql.Tx, now int64) error {
 		return nil
 	}
 	maxAge, maxEntries := q.historyBounds()
-	_, err := tx.ExecContext(ctx, `DELETE FROM history WHERE at < @cutoff
-		OR id <= (SELECT MAX(id) FROM history) - @max`,
-		sql.Named("cutoff", now-maxAge.Nanoseconds()), sql.Named("max", maxEntries))
-	if err != nil {
-		return fmt.Errorf("history: prune: %w", err)
+	// Entries are written in time order, so the old ones are at the front of the id order: look
+	// at the first few thousand (no index on at to keep up on every insert) and past the count.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?) AND at < ?`,
+		2*historyPruneEvery, now-maxAge.Nanoseconds()); err != nil {
+		return fmt.Errorf("history: prune by age: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM history WHERE id <= (SELECT MAX(id) FROM history) - ?`, maxEntries); err != nil {
+		return fmt.Errorf("history: prune by count: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM history_counts WHERE minute < ?`, (now-maxAge.Nanoseconds())/int64(time.Minute)); err != nil {
 		return fmt.Errorf("history: prune counts: %w", err)
@@ -275,7 +275,7 @@ func (q *Queue) EventHistory(ctx context.Context, hq queue.HistoryQuery) ([]queu
 			FROM history WHERE event_id IN (
 				SELECT event_id FROM history WHERE record_id = @key AND record_id <> ''
 				UNION SELECT event_id FROM history WHERE event_id = @key
-				UNION SELECT event_id FROM history WHERE correlation_id = @key)
+				UNION SELECT event_id FROM history WHERE correlation_id = @key AND kind = 'accepted')
 			ORDER BY id LIMIT @limit`, sql.Named("key", hq.Key), sql.Named("limit", limit))
 		if err != nil {
 			return nil, err

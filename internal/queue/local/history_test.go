@@ -129,3 +129,27 @@ func TestGroupDeadLetters_counts_by_reason_step_and_entity(t *testing.T) {
 		t.Errorf("groups = %+v", g)
 	}
 }
+
+func TestHistory_is_bounded_by_age(t *testing.T) {
+	clock := newManualClock()
+	q := openTestQueue(t, t.TempDir(), Options{Now: clock.Now, HistoryMaxAge: time.Hour})
+	mustPublish(t, q, eventMsg("ev-old", "rec-old"))
+	clock.Advance(2 * time.Hour)
+	for i := range historyPruneEvery {
+		mustPublish(t, q, eventMsg(fmt.Sprintf("ev-%d", i), "rec"))
+	}
+	h, err := q.EventHistory(context.Background(), queue.HistoryQuery{Key: "rec-old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 0 {
+		t.Errorf("an entry older than HistoryMaxAge is still there: %+v", h)
+	}
+	a, err := q.Activity(context.Background(), clock.Now().Add(-3*time.Hour), time.Hour, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Counts[1][queue.HistAccepted] != 0 || a.Total(queue.HistAccepted) != historyPruneEvery {
+		t.Errorf("activity = %v, want the old minute's count gone and %d accepted now", a.Counts, historyPruneEvery)
+	}
+}

@@ -21,7 +21,6 @@ type statements struct {
 	lockDue                        *sql.Stmt
 	checkLock, complete            *sql.Stmt
 	historyAccepted, historyInsert *sql.Stmt
-	historyCount                   *sql.Stmt
 	// read pool
 	nextAvailable *sql.Stmt
 
@@ -49,7 +48,6 @@ func prepareStatements(ctx context.Context, writer, readers *sql.DB) (*statement
 		{&s.complete, writer, `DELETE FROM messages WHERE seq = ?`},
 		{&s.historyAccepted, writer, acceptedHistorySQL},
 		{&s.historyInsert, writer, insertHistorySQL},
-		{&s.historyCount, writer, countHistorySQL},
 		{&s.nextAvailable, readers, nextAvailableSQL},
 	} {
 		stmt, err := p.db.PrepareContext(ctx, p.query)
