@@ -43,7 +43,11 @@ func activityChart(a *queue.Activity, title, layout string, labelEvery int) temp
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %.0f %.0f" role="img" aria-label="%s" xmlns="http://www.w3.org/2000/svg">`,
 		chartW, chartH, template.HTMLEscapeString(title))
-	for _, v := range []int{0, top / 2, top} {
+	grid := []int{0, top}
+	if top%2 == 0 {
+		grid = []int{0, top / 2, top}
+	}
+	for _, v := range grid {
 		fmt.Fprintf(&b, `<line class="grid" x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f"/>`, padL, chartW-padR, y(v), y(v))
 		fmt.Fprintf(&b, `<text class="axis" x="%.1f" y="%.1f" text-anchor="end">%d</text>`, padL-6, y(v)+4, v)
 	}
