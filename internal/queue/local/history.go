@@ -57,9 +57,7 @@ CREATE INDEX IF NOT EXISTS history_event ON history (event_id);
 CREATE INDEX IF NOT EXISTS history_record ON history (record_id) WHERE record_id <> '';
 -- Every index on a random key costs the publish path a page it dirties: the correlation id is
 -- indexed on the accepted entries alone, which lead to the rest by event_id.
-DROP INDEX IF EXISTS history_correlation;
 CREATE INDEX IF NOT EXISTS history_accepted_correlation ON history (correlation_id) WHERE kind = 'accepted';
-DROP INDEX IF EXISTS history_at;
 
 -- Support finds an event's dead letters by message id (eventIDMatch).
 CREATE INDEX IF NOT EXISTS dead_letters_message_id ON dead_letters (message_id);
