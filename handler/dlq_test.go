@@ -98,6 +98,13 @@ func startInProcessServe(t *testing.T, dir, addr string, env func(string) (strin
 	log := &watchedLog{listening: make(chan struct{})}
 	var stderr bytes.Buffer
 	done := make(chan int, 1)
+	given := env
+	env = func(name string) (string, bool) {
+		if v, ok := given(name); ok || name != "DVRELAY_CONSOLE_ADDR" {
+			return v, ok
+		}
+		return "off", true // as baseEnv: serves run side by side, and each console would want the default port
+	}
 	go func() { done <- run(ctx, []string{"serve", "--addr", addr, "--data-dir", dir}, env, log, &stderr) }()
 	var once sync.Once
 	code := 0

@@ -3,6 +3,7 @@ package support_test
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +77,18 @@ func TestService_lists_a_records_events_in_order_with_their_outcomes(t *testing.
 	if len(p.Targets) != 1 || p.NewerDone[p.Targets[0].Seq] != "ev-2" {
 		t.Errorf("preview = %+v, want ev-1 flagged: ev-2 of its record completed since", p)
 	}
+	// The admin client answers the same check from the dead letter's detail.
+	seq := p.Targets[0].Seq
+	for name, src := range map[string]support.Source{"backend": support.Backend{Q: q}, "detail only": detailOnly{support.Backend{Q: q}}} {
+		c, err := support.NewerCompleted(ctx, src, seq)
+		if err != nil || c == nil || queue.BaseID(c.MessageID) != "ev-2" {
+			t.Fatalf("%s: NewerCompleted = %+v, %v; want ev-2", name, c, err)
+		}
+		w := support.NewerWarning(*p.Targets[0].D, c)
+		if !strings.Contains(w, "event ev-2 of record opportunity/rec-1") || !strings.Contains(w, "older data over newer") {
+			t.Errorf("%s: warning = %q", name, w)
+		}
+	}
 	o, err := s.Overview(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -88,3 +101,6 @@ func TestService_lists_a_records_events_in_order_with_their_outcomes(t *testing.
 		t.Errorf("resubmit = %+v, %v", sum, err)
 	}
 }
+
+// detailOnly is a Source that reads dead letters whole, as the admin client does.
+type detailOnly struct{ support.Source }
