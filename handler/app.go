@@ -132,6 +132,7 @@ func newApp(ctx context.Context, cfg config.Config, stdout io.Writer) (*app, err
 		Stats:       b.stats,
 		Auth:        auth,
 		Publishing:  intake.PublishHealth,
+		Records:     supportService(b, log),
 	}, log)
 	log.InfoContext(ctx, "backend selected", slog.String("backend", b.name), slog.String("detail", b.detail))
 	return &app{cfg: cfg, log: log, backend: b, intake: intake, worker: w, admin: adm, auth: auth, metrics: m}, nil

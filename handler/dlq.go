@@ -14,6 +14,7 @@ import (
 	"github.com/dvrelay/dvrelay/internal/platform/lookback"
 	"github.com/dvrelay/dvrelay/internal/platform/suggest"
 	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/support"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
 
@@ -22,6 +23,7 @@ const dlqUsage = `usage:
   handler dlq show (SEQ | EventId) [--json]
   handler dlq resubmit (SEQ... | --all | --reason R | --entity E) [--since D] [--dry-run]
   handler dlq purge (SEQ... | --older-than D | --reason R) --yes
+  handler dlq history (RecordId | EventId | CorrelationId | Dataverse record URL) [--json]
 
 D is a duration back from now (90m, 36h, 7d) or a time (2025-11-25, 2025-11-25T07:04:05Z).
 Every command also takes --data-dir DIR (the embedded queue; default $DVRELAY_DATA_DIR, else
@@ -32,7 +34,7 @@ Exit codes: 0 all done, 1 something failed, 2 usage.
 
 // dlqCommand is one `handler dlq` invocation, parsed.
 type dlqCommand struct {
-	verb    string // list, show, resubmit or purge
+	verb    string // list, show, resubmit, purge or history
 	dataDir string
 	addr    string
 	asJSON  bool
@@ -91,6 +93,8 @@ func runDLQ(ctx context.Context, args []string, lookup config.Lookup, stdout, st
 		err = out.resubmit(ctx)
 	case "purge":
 		err = out.purge(ctx)
+	case "history":
+		err = out.history(ctx)
 	}
 	if err != nil {
 		return dlqFail(stderr, cmd.verb, src.explain(err))
@@ -141,7 +145,7 @@ func parseDLQ(args []string, now time.Time, stderr io.Writer) (dlqCommand, error
 	}
 	cmd.verb = args[0]
 	switch cmd.verb {
-	case "list", "show", "resubmit", "purge":
+	case "list", "show", "resubmit", "purge", "history":
 	case "help":
 		fmt.Fprint(stderr, dlqUsage)
 		return cmd, flag.ErrHelp
@@ -164,6 +168,8 @@ func parseDLQ(args []string, now time.Time, stderr io.Writer) (dlqCommand, error
 		fs.BoolVar(&cmd.asJSON, "json", false, "one JSON object per line instead of a table")
 	case "show":
 		fs.BoolVar(&cmd.asJSON, "json", false, "one JSON object per line, body and history included")
+	case "history":
+		fs.BoolVar(&cmd.asJSON, "json", false, "one JSON object per event, its timeline included")
 	case "resubmit":
 		fs.BoolVar(&cmd.all, "all", false, "every dead letter")
 		fs.StringVar(&cmd.reason, "reason", "", "every dead letter with this reason")
@@ -226,6 +232,10 @@ func checkSelection(cmd *dlqCommand) error {
 	case "show":
 		if len(cmd.operands) != 1 {
 			return usagef("name one dead letter: its sequence number or its EventId (see 'handler dlq list')")
+		}
+	case "history":
+		if len(cmd.operands) != 1 || support.SearchKey(cmd.operands[0]) == "" {
+			return usagef("name one record or event: a RecordId, an EventId, a CorrelationId or a Dataverse record URL")
 		}
 	case "resubmit":
 		filtered := cmd.reason != "" || cmd.entity != ""
@@ -400,60 +410,26 @@ func (r *dlqRun) show(ctx context.Context) error {
 	return nil
 }
 
-// target is one dead letter a resubmit or purge acts on; named targets were given on the command
-// line, the others were selected by a filter.
-type target struct {
-	seq   int64
-	named bool
-	d     *admin.DeadLetter // nil when it was named and not looked up
-}
-
-// targets are what a resubmit or purge acts on: the sequence numbers given, or every dead letter
-// the filter selects.
-func (r *dlqRun) targets(ctx context.Context) ([]target, error) {
-	if len(r.cmd.seqs) > 0 {
-		ts := make([]target, 0, len(r.cmd.seqs))
-		for _, seq := range r.cmd.seqs {
-			ts = append(ts, target{seq: seq, named: true})
-		}
-		return ts, nil
-	}
-	items, err := r.src.collect(ctx, r.filter(), 0)
-	if err != nil {
-		return nil, err
-	}
-	ts := make([]target, 0, len(items))
-	for i := range items {
-		ts = append(ts, target{seq: items[i].SequenceNumber, d: &items[i]})
-	}
-	return ts, nil
+// selection is what the command line names for a resubmit or purge.
+func (r *dlqRun) selection() support.Selection {
+	return support.Selection{Seqs: r.cmd.seqs, Filter: r.filter()}
 }
 
 // lookUp fills in what named targets are, for a dry run or a purge's confirmation; those with
-// nothing parked under them are reported and returned in missing.
-func (r *dlqRun) lookUp(ctx context.Context, ts []target) (found []target, missing int, err error) {
-	for _, t := range ts {
-		if t.d != nil {
-			found = append(found, t)
-			continue
-		}
-		d, err := r.src.DeadLetter(ctx, t.seq)
-		if errors.Is(err, queue.ErrNotFound) {
-			fmt.Fprintf(r.stderr, "handler dlq %s %d: no dead letter has this sequence number in %s\n", r.cmd.verb, t.seq, r.src.where)
-			missing++
-			continue
-		}
-		if err != nil {
-			return nil, 0, err
-		}
-		t.d = &d.DeadLetter
-		found = append(found, t)
+// nothing parked under them are reported and counted in missing.
+func (r *dlqRun) lookUp(ctx context.Context, ts []support.Target) (found []support.Target, missing int, err error) {
+	found, gone, err := support.LookUp(ctx, r.src, ts)
+	if err != nil {
+		return nil, 0, err
 	}
-	return found, missing, nil
+	for _, seq := range gone {
+		fmt.Fprintf(r.stderr, "handler dlq %s %d: no dead letter has this sequence number in %s\n", r.cmd.verb, seq, r.src.where)
+	}
+	return found, len(gone), nil
 }
 
 func (r *dlqRun) resubmit(ctx context.Context) error {
-	ts, err := r.targets(ctx)
+	ts, err := support.Targets(ctx, r.src, r.selection())
 	if err != nil {
 		return err
 	}
@@ -463,8 +439,8 @@ func (r *dlqRun) resubmit(ctx context.Context) error {
 			return err
 		}
 		for _, t := range found {
-			fmt.Fprintf(r.stdout, "would resubmit %s\n", oneLineSummary(*t.d))
-			if err := r.warnIfNewer(ctx, t.seq); err != nil {
+			fmt.Fprintf(r.stdout, "would resubmit %s\n", oneLineSummary(*t.D))
+			if err := r.warnIfNewer(ctx, t.Seq, t.D); err != nil {
 				return err
 			}
 		}
@@ -474,26 +450,37 @@ func (r *dlqRun) resubmit(ctx context.Context) error {
 		}
 		return nil
 	}
+	read := map[int64]*support.DeadLetter{}
+	for _, t := range ts {
+		read[t.Seq] = t.D
+	}
+	resubmit := support.ResubmitAct(r.src.Source)
 	return r.each(ctx, ts, "resubmitted", func(ctx context.Context, seq int64) (string, error) {
-		if err := r.warnIfNewer(ctx, seq); err != nil && !errors.Is(err, queue.ErrNotFound) {
+		if err := r.warnIfNewer(ctx, seq, read[seq]); err != nil && !errors.Is(err, queue.ErrNotFound) {
 			return "", err
 		}
-		id, err := r.src.Resubmit(ctx, seq)
-		return fmt.Sprintf("resubmitted %d as message %s", seq, id), err
+		return resubmit(ctx, seq)
+	}, func(res support.Result) string {
+		return fmt.Sprintf("resubmitted %d as message %s", res.Seq, res.MessageID)
 	})
 }
 
 // warnIfNewer tells support, before dead letter seq is resubmitted, that a newer event of its
 // record has completed since (where the backend keeps that history): the resubmitted event joins
 // the tail of its record and would apply older data over newer.
-func (r *dlqRun) warnIfNewer(ctx context.Context, seq int64) error {
-	d, err := r.src.DeadLetter(ctx, seq)
-	if err != nil {
+func (r *dlqRun) warnIfNewer(ctx context.Context, seq int64, d *support.DeadLetter) error {
+	c, err := support.NewerCompleted(ctx, r.src.Source, seq)
+	if err != nil || c == nil {
 		return err
 	}
-	if w := newerWarning(d); w != "" {
-		fmt.Fprintln(r.stderr, w)
+	if d == nil {
+		detail, err := r.src.DeadLetter(ctx, seq)
+		if err != nil {
+			return err
+		}
+		d = &detail.DeadLetter
 	}
+	fmt.Fprintln(r.stderr, support.NewerWarning(*d, c))
 	return nil
 }
 
@@ -501,7 +488,7 @@ func (r *dlqRun) warnIfNewer(ctx context.Context, seq int64) error {
 const purgePreviewLines = 20
 
 func (r *dlqRun) purge(ctx context.Context) error {
-	ts, err := r.targets(ctx)
+	ts, err := support.Targets(ctx, r.src, r.selection())
 	if err != nil {
 		return err
 	}
@@ -523,58 +510,76 @@ func (r *dlqRun) purge(ctx context.Context) error {
 				fmt.Fprintf(r.stdout, "  … and %d more\n", len(found)-i)
 				break
 			}
-			fmt.Fprintf(r.stdout, "  %s\n", oneLineSummary(*t.d))
+			fmt.Fprintf(r.stdout, "  %s\n", oneLineSummary(*t.D))
 		}
 		return usagef("nothing removed: a purge cannot be undone. Add --yes to remove %s "+
 			"(or resubmit instead: 'handler dlq resubmit')", deadLetters(len(found)))
 	}
-	return r.each(ctx, ts, "purged", func(ctx context.Context, seq int64) (string, error) {
-		return fmt.Sprintf("purged %d", seq), r.src.Purge(ctx, seq)
+	return r.each(ctx, ts, "purged", support.PurgeAct(r.src), func(res support.Result) string {
+		return fmt.Sprintf("purged %d", res.Seq)
 	})
 }
 
-// each acts on every target, going on past failures, and ends with the summary line. A target
-// selected by a filter that is no longer parked (someone resubmitted or purged it meanwhile) is
-// skipped; a named one is a failure. When the source itself stops answering, the rest are not
-// tried and count as failed.
-func (r *dlqRun) each(ctx context.Context, ts []target, done string, act func(ctx context.Context, seq int64) (string, error)) error {
-	var ok, skipped, failed int
-	for i, t := range ts {
+// each acts on every target through support.Apply and prints each result, then the summary
+// line. When the source itself stops answering, the rest are not tried and count as failed.
+func (r *dlqRun) each(ctx context.Context, ts []support.Target, done string, act support.Act, said func(support.Result) string) error {
+	tried := 0
+	withProgress := func(ctx context.Context, seq int64) (string, error) {
+		tried++
 		if r.progress {
-			fmt.Fprintf(r.stderr, "\r%s %d/%d…", r.cmd.verb, i+1, len(ts))
+			fmt.Fprintf(r.stderr, "\r%s %d/%d…", r.cmd.verb, tried, len(ts))
+			defer fmt.Fprint(r.stderr, "\r\033[K")
 		}
-		msg, err := act(ctx, t.seq)
-		if r.progress {
-			fmt.Fprint(r.stderr, "\r\033[K")
-		}
+		return act(ctx, seq)
+	}
+	stopped := false
+	sum := support.Apply(ctx, ts, withProgress, func(i int, res support.Result) bool {
 		switch {
-		case err == nil:
-			ok++
-			fmt.Fprintln(r.stdout, msg)
-		case errors.Is(err, queue.ErrNotFound) && !t.named:
-			skipped++
-			fmt.Fprintf(r.stderr, "handler dlq %s %d: no longer dead-lettered (resubmitted or purged meanwhile); skipped\n", r.cmd.verb, t.seq)
-		case errors.Is(err, queue.ErrNotFound):
-			failed++
+		case res.Skipped:
+			fmt.Fprintf(r.stderr, "handler dlq %s %d: no longer dead-lettered (resubmitted or purged meanwhile); skipped\n", r.cmd.verb, res.Seq)
+		case res.Err == nil:
+			fmt.Fprintln(r.stdout, said(res))
+		case errors.Is(res.Err, queue.ErrNotFound):
 			fmt.Fprintf(r.stderr, "handler dlq %s %d: no dead letter has this sequence number in %s; 'handler dlq list' shows what is there\n",
-				r.cmd.verb, t.seq, r.src.where)
+				r.cmd.verb, res.Seq, r.src.where)
 		default:
-			failed++
-			fmt.Fprintf(r.stderr, "handler dlq %s %d: %v\n", r.cmd.verb, t.seq, r.src.explain(err))
-			if r.src.unreachable(err) || ctx.Err() != nil {
+			fmt.Fprintf(r.stderr, "handler dlq %s %d: %v\n", r.cmd.verb, res.Seq, r.src.explain(res.Err))
+			if r.src.unreachable(res.Err) || ctx.Err() != nil {
+				stopped = true
 				if rest := len(ts) - i - 1; rest > 0 {
-					failed += rest
 					fmt.Fprintf(r.stderr, "handler dlq %s: stopped; %d more not tried\n", r.cmd.verb, rest)
 				}
-				fmt.Fprintf(r.stdout, "%s %d, skipped %d, failed %d\n", done, ok, skipped, failed)
-				return errSomeFailed
+				return false
 			}
 		}
-	}
-	fmt.Fprintf(r.stdout, "%s %d, skipped %d, failed %d\n", done, ok, skipped, failed)
-	if failed > 0 {
+		return true
+	})
+	fmt.Fprintf(r.stdout, "%s %d, skipped %d, failed %d\n", done, sum.Done, sum.Skipped, sum.Failed)
+	if sum.Failed > 0 || stopped {
 		return errSomeFailed
 	}
+	return nil
+}
+
+// history prints what happened to a record or an event: each event, oldest first, with its
+// timeline.
+func (r *dlqRun) history(ctx context.Context) error {
+	rec, err := r.src.records.Record(ctx, r.cmd.operands[0])
+	if err != nil {
+		return err
+	}
+	if r.cmd.asJSON {
+		return printJSONLines(r.stdout, rec.Events)
+	}
+	if rec.DeadLettersOnly {
+		fmt.Fprintf(r.stderr, "%s keeps no history: only its dead letters were searched. Application Insights has the rest: %s\n",
+			r.src.where, support.HistoryQuery)
+	}
+	if len(rec.Events) == 0 {
+		fmt.Fprintf(r.stdout, "nothing known of %s in %s (the history keeps 7 days)\n", rec.Key, r.src.where)
+		return nil
+	}
+	printStories(r.stdout, rec)
 	return nil
 }
 

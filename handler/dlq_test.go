@@ -22,6 +22,7 @@ import (
 
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
+	"github.com/dvrelay/dvrelay/internal/support"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
 
@@ -97,6 +98,13 @@ func startInProcessServe(t *testing.T, dir, addr string, env func(string) (strin
 	log := &watchedLog{listening: make(chan struct{})}
 	var stderr bytes.Buffer
 	done := make(chan int, 1)
+	given := env
+	env = func(name string) (string, bool) {
+		if v, ok := given(name); ok || name != "DVRELAY_CONSOLE_ADDR" {
+			return v, ok
+		}
+		return "off", true // as baseEnv: serves run side by side, and each console would want the default port
+	}
 	go func() { done <- run(ctx, []string{"serve", "--addr", addr, "--data-dir", dir}, env, log, &stderr) }()
 	var once sync.Once
 	code := 0
@@ -441,4 +449,45 @@ func TestDLQ_after_the_demo_names_the_data_dir_a_running_serve_holds(t *testing.
 			}
 		})
 	}
+}
+
+func TestDLQ_history_tells_what_happened_to_a_record_through_serve_and_on_the_data_dir(t *testing.T) {
+	erp := newERPDouble(t)
+	env := dlqEnv(t, erp)
+	dir := t.TempDir()
+	s := startInProcessServe(t, dir, freeAddr(t), env)
+	body := sampleEvent(t)
+	var top struct{ PrimaryEntityId string }
+	if err := json.Unmarshal(body, &top); err != nil {
+		t.Fatal(err)
+	}
+	a := mustAccept(t, s.addr, body)
+	eventually(t, "the dead letter", func() bool { return health(t, s.addr)["deadLettered"] == float64(1) })
+	erp.fix()
+	if r := runDLQCommand(t, env, "resubmit", "--all", "--data-dir", dir); r.code != 0 {
+		t.Fatalf("dlq resubmit --all:\n%s", r)
+	}
+	eventually(t, "the resubmitted event completed", func() bool {
+		r := runDLQCommand(t, env, "history", top.PrimaryEntityId, "--data-dir", dir)
+		return r.code == 0 && strings.Contains(r.stdout, "completed")
+	})
+	check := func(how string, r dlqResult) {
+		t.Helper()
+		for _, want := range []string{"what happened to " + top.PrimaryEntityId, "event " + a.EventID, "accepted",
+			"dead-lettered", "erp-sync", "400", "customer account 4711 is blocked in ERP", "resubmitted", "completed"} {
+			if r.code != 0 || !strings.Contains(r.stdout, want) {
+				t.Errorf("dlq history %s does not show %q:\n%s", how, want, r)
+			}
+		}
+	}
+	check("through serve", runDLQCommand(t, env, "history", top.PrimaryEntityId, "--data-dir", dir))
+	asJSON := runDLQCommand(t, env, "history", a.EventID, "--json", "--data-dir", dir)
+	var st support.Story
+	if asJSON.code != 0 || json.Unmarshal([]byte(strings.TrimSpace(asJSON.stdout)), &st) != nil || st.Outcome != "completed" || len(st.Timeline) != 4 {
+		t.Errorf("dlq history EventId --json, want one event completed after 4 entries:\n%s", asJSON)
+	}
+	if code := s.stop(); code != 0 {
+		t.Fatalf("serve exited %d\n%s", code, s.log.String())
+	}
+	check("on the data dir", runDLQCommand(t, env, "history", top.PrimaryEntityId, "--data-dir", dir))
 }

@@ -14,7 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dvrelay/dvrelay/internal/platform/oneline"
-	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/support"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
 
@@ -33,31 +33,12 @@ func printTable(w io.Writer, items []admin.DeadLetter) {
 			cut = true
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.SequenceNumber, d.DeadLetteredAt.UTC().Format(time.RFC3339),
-			orDash(d.EventName), orDash(record(d)), orDash(d.Reason), attempts(d), orDash(d.CorrelationID), orDash(cause))
+			orDash(d.EventName), orDash(support.RecordOf(d)), orDash(d.Reason), attempts(d), orDash(d.CorrelationID), orDash(cause))
 	}
 	_ = tw.Flush()
 	if cut {
 		fmt.Fprintf(w, "(causes cut at %d characters: 'handler dlq show SEQ' prints the whole description)\n", maxCauseWidth)
 	}
-}
-
-// record names the record a dead letter held in order: its order key, else its record id.
-func record(d admin.DeadLetter) string {
-	if d.OrderKey != "" {
-		return d.OrderKey
-	}
-	return d.RecordID
-}
-
-// newerWarning is what support must know before resubmitting d, or "" when nothing is known
-// against it.
-func newerWarning(d admin.Detail) string {
-	if d.NewerCompleted == nil {
-		return ""
-	}
-	return fmt.Sprintf("warning: dead letter %d is older than event %s of record %s, which completed %s: "+
-		"resubmitting it applies older data over newer", d.SequenceNumber, queue.BaseID(d.NewerCompleted.MessageID),
-		record(d.DeadLetter), d.NewerCompleted.CompletedAt.UTC().Format(time.RFC3339))
 }
 
 // attempts is the attempt that failed, with the deliveries of that attempt when there was more
@@ -119,7 +100,7 @@ func printDetail(w io.Writer, d admin.Detail) {
 
 	switch {
 	case d.NewerCompleted != nil:
-		fmt.Fprintln(w, newerWarning(d))
+		fmt.Fprintln(w, support.NewerWarning(d.DeadLetter, d.NewerCompleted))
 	case d.OrderKey != "" && !d.CompletionsKept:
 		fmt.Fprintln(w, "note: this backend keeps no history of completed events; check the record before resubmitting, "+
 			"in case a newer event of it has completed since")
@@ -155,6 +136,33 @@ func printDetail(w io.Writer, d admin.Detail) {
 		fmt.Fprintf(w, "  %s\n", pretty.String())
 	} else {
 		fmt.Fprintf(w, "  %s\n", orDash(string(d.Body)))
+	}
+}
+
+// printStories writes each event of a record with its timeline, for a person.
+func printStories(w io.Writer, rec support.Record) {
+	fmt.Fprintf(w, "what happened to %s: %d event(s), oldest first\n", rec.Key, len(rec.Events))
+	for i, st := range rec.Events {
+		fmt.Fprintf(w, "\n%d  %s  %s %s  event %s  record %s  correlation %s\n", i+1, st.Accepted.UTC().Format(time.RFC3339),
+			orDash(st.EventName), st.Entity, st.EventID, orDash(st.RecordID), orDash(st.CorrelationID))
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, e := range st.Timeline {
+			attempt, status, took := "", "", ""
+			if e.Attempt > 0 {
+				attempt = fmt.Sprintf("attempt %d", e.Attempt)
+			}
+			if e.Status > 0 {
+				status = strconv.Itoa(e.Status)
+			}
+			if e.DurationMs > 0 {
+				took = fmt.Sprintf("%d ms", e.DurationMs)
+			}
+			fmt.Fprintf(tw, "   %s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), e.Kind, attempt, e.Step, status, took, oneLine(e.Detail))
+		}
+		if len(st.Timeline) == 0 {
+			fmt.Fprintf(tw, "   %s\t%s\t\t\t\t\t%s\n", st.At.UTC().Format(time.RFC3339), st.Outcome, oneLine(st.Cause))
+		}
+		_ = tw.Flush()
 	}
 }
 

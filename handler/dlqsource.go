@@ -14,25 +14,19 @@ import (
 	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
 	"github.com/dvrelay/dvrelay/internal/queue/local"
+	"github.com/dvrelay/dvrelay/internal/support"
 	"github.com/dvrelay/dvrelay/internal/transport/admin"
 )
 
-// deadLetterSource is where `handler dlq` reads and changes dead letters: the backend itself,
-// or the admin routes of the handler serve that owns the embedded queue.
-type deadLetterSource interface {
-	QueryDeadLetters(ctx context.Context, f queue.DeadLetterFilter) ([]admin.DeadLetter, error)
-	DeadLetter(ctx context.Context, seq int64) (admin.Detail, error)
-	Resubmit(ctx context.Context, seq int64) (string, error)
-	Purge(ctx context.Context, seq int64) error
-}
-
 // dlqSource is the opened source with what the command says about it.
 type dlqSource struct {
-	deadLetterSource
+	support.Source
 	where  string // for messages: "the embedded queue in /abs/dir", "handler serve at host:port", …
 	dir    string // the embedded queue's data dir; empty on Service Bus
 	remote *admin.Client
-	close  func()
+	// records answers `dlq history`: the backend's history, or the serve's admin API.
+	records support.RecordFinder
+	close   func()
 }
 
 // openDLQSource opens the configured backend. On the embedded backend it first checks that the
@@ -45,9 +39,10 @@ func openDLQSource(ctx context.Context, cfg config.Config, addr string, stderr i
 			return nil, fmt.Errorf("%w\nCheck the ServiceBusConnection settings (see docs/settings.md)", err)
 		}
 		return &dlqSource{
-			deadLetterSource: backendSource{b.deadLetters},
-			where:            "Service Bus queue " + cfg.DeadLetterQueueName,
-			close:            func() { _ = b.close(context.WithoutCancel(ctx)) },
+			Source:  support.Backend{Q: b.deadLetters},
+			where:   "Service Bus queue " + cfg.DeadLetterQueueName,
+			records: supportService(b, discardLogger()),
+			close:   func() { _ = b.close(context.WithoutCancel(ctx)) },
 		}, nil
 	}
 	dir, err := filepath.Abs(cfg.DataDir)
@@ -70,10 +65,11 @@ func openDLQSource(ctx context.Context, cfg config.Config, addr string, stderr i
 		return nil, err
 	}
 	return &dlqSource{
-		deadLetterSource: backendSource{b.deadLetters},
-		dir:              dir,
-		where:            "the embedded queue in " + dir,
-		close:            func() { _ = b.close(context.WithoutCancel(ctx)) },
+		Source:  support.Backend{Q: b.deadLetters},
+		dir:     dir,
+		where:   "the embedded queue in " + dir,
+		records: supportService(b, discardLogger()),
+		close:   func() { _ = b.close(context.WithoutCancel(ctx)) },
 	}, nil
 }
 
@@ -143,10 +139,11 @@ func askOwner(cfg config.Config, dir, addr string, inUse error, stderr io.Writer
 	}
 	c := admin.NewClient(dialable(addr), cfg.SecretHeader, secret)
 	return &dlqSource{
-		deadLetterSource: c,
-		where:            fmt.Sprintf("the embedded queue in %s (through handler serve at %s)", dir, c.Addr()),
-		remote:           c,
-		close:            func() {},
+		Source:  c,
+		where:   fmt.Sprintf("the embedded queue in %s (through handler serve at %s)", dir, c.Addr()),
+		remote:  c,
+		records: c,
+		close:   func() {},
 	}, nil
 }
 
@@ -194,60 +191,7 @@ func (s *dlqSource) explain(err error) error {
 	return err
 }
 
-// collectPage is how many dead letters one query of collect asks for: under the admin routes'
-// bound, so a listing needs no more than a few round trips.
-const collectPage = 500
-
-// collect lists what f selects, page by page, up to limit (all of it when limit is 0).
+// collect lists what f selects, up to limit (all of it when limit is 0).
 func (s *dlqSource) collect(ctx context.Context, f queue.DeadLetterFilter, limit int) ([]admin.DeadLetter, error) {
-	var out []admin.DeadLetter
-	for {
-		f.Limit = collectPage
-		if limit > 0 {
-			f.Limit = min(limit-len(out), collectPage)
-		}
-		page, err := s.QueryDeadLetters(ctx, f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page...)
-		if len(page) < f.Limit || (limit > 0 && len(out) >= limit) {
-			return out, nil
-		}
-		f.AfterSeq = page[len(page)-1].SequenceNumber
-	}
-}
-
-// backendSource works on the backend directly.
-type backendSource struct{ q queue.DeadLetterAdmin }
-
-func (s backendSource) QueryDeadLetters(ctx context.Context, f queue.DeadLetterFilter) ([]admin.DeadLetter, error) {
-	items, err := s.q.QueryDeadLetters(ctx, f)
-	if err != nil {
-		return nil, err
-	}
-	views := make([]admin.DeadLetter, 0, len(items))
-	for _, item := range items {
-		views = append(views, admin.View(item))
-	}
-	return views, nil
-}
-
-func (s backendSource) DeadLetter(ctx context.Context, seq int64) (admin.Detail, error) {
-	found, err := s.q.QueryDeadLetters(ctx, queue.DeadLetterFilter{Seq: seq, Limit: 1})
-	if err != nil {
-		return admin.Detail{}, err
-	}
-	if len(found) == 0 {
-		return admin.Detail{}, queue.ErrNotFound
-	}
-	return admin.DetailOf(ctx, s.q, found[0])
-}
-
-func (s backendSource) Resubmit(ctx context.Context, seq int64) (string, error) {
-	return s.q.Resubmit(ctx, seq)
-}
-
-func (s backendSource) Purge(ctx context.Context, seq int64) error {
-	return s.q.PurgeDeadLetter(ctx, seq)
+	return support.Collect(ctx, s.Source, f, limit)
 }

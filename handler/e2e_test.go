@@ -155,7 +155,9 @@ func freeAddr(t testing.TB) string {
 
 // baseEnv is a clean environment: the test process's own settings must not leak in.
 func baseEnv(extra ...string) []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "DVRELAY_LOG_LEVEL=debug"}
+	// The console is off: tests run side by side, and each console would want the default port.
+	// The console tests set their own address, which comes later and wins.
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "DVRELAY_LOG_LEVEL=debug", "DVRELAY_CONSOLE_ADDR=off"}
 	return append(env, extra...)
 }
 

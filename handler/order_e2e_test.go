@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -124,8 +125,9 @@ func recordEvent(t testing.TB, record string) []byte {
 	if err := json.Unmarshal(raw, &top); err != nil {
 		t.Fatal(err)
 	}
-	s := strings.ReplaceAll(string(raw), top.PrimaryEntityId, record)
-	return []byte(strings.ReplaceAll(s, top.OperationId, uuid.NewString()))
+	// Dataverse spells a GUID in either case: replace both spellings.
+	s := regexp.MustCompile("(?i)"+regexp.QuoteMeta(top.PrimaryEntityId)).ReplaceAllString(string(raw), record)
+	return []byte(regexp.MustCompile("(?i)"+regexp.QuoteMeta(top.OperationId)).ReplaceAllString(s, uuid.NewString()))
 }
 
 func orderEnv(t *testing.T, erp *orderedERP, extra ...string) []string {

@@ -38,6 +38,11 @@ func runServe(ctx context.Context, args []string, lookup config.Lookup, stdout, 
 	if flags.dataDir != "" {
 		cfg.DataDir = flags.dataDir
 	}
+	consoleCfg, err := config.LoadConsole(lookup)
+	if err != nil {
+		fmt.Fprintf(stderr, "handler serve: configuration:\n%v\n", err)
+		return 2
+	}
 	if err := checkListenAddr(flags.addr, cfg.WebhookSecrets); err != nil {
 		fmt.Fprintf(stderr, "handler serve: %v\n", err)
 		return 2
@@ -64,6 +69,7 @@ func runServe(ctx context.Context, args []string, lookup config.Lookup, stdout, 
 	a.routes(mux)
 	a.admin.DeadLetterRoutes(mux)
 	a.metricsRoute(mux)
+	a.startConsole(ctx, consoleCfg)
 	if flags.postOnStart != "" {
 		go a.postSample(ctx, "http://"+ln.Addr().String()+"/api/dataverse/webhook", flags.postOnStart)
 	}

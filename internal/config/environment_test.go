@@ -50,6 +50,9 @@ func TestOnly_internal_config_reads_the_environment(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		if strings.HasSuffix(f.Name.Name, "test") {
+			return nil // a test helper package (queuetest, browsertest): only tests import it
+		}
 		checked++
 		rel, _ := filepath.Rel(root, path)
 		for _, problem := range environmentReads(fset, f, names) {

@@ -1,6 +1,6 @@
 package config
 
-// SettingNames lists every setting Load reads, in the order it reads them. It is derived from
+// SettingNames lists every setting Load (and LoadConsole) reads, in the order it reads them. It is derived from
 // Load itself, through a lookup that records each name it is asked for, so deployment files
 // can be checked against it without a second list to keep in step. It relies on Load asking for
 // every setting on every call, even when unset, which it does so that one run reports every
@@ -17,5 +17,6 @@ func SettingNames() []string {
 	}
 	_, _ = Load(record)
 	_, _ = Config{routeVariables: record}.StrictRoutes()
+	_, _ = LoadConsole(record)
 	return names
 }

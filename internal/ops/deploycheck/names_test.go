@@ -14,6 +14,7 @@ import (
 var notWrittenByInfra = map[string]string{
 	"ServiceBusConnection": "a connection string: the namespace infra creates has SAS off, and the handler refuses one next to ServiceBusConnection__fullyQualifiedNamespace",
 	"DVRELAY_DATA_DIR":     "embedded queue only; infra always configures Service Bus, so the handler never opens it",
+	"DVRELAY_CONSOLE_ADDR": "handler serve only (the embedded queue's support console); the Functions app serves no console",
 	"DVRELAY_WORKER_CONCURRENCY": "the in-process worker loop of the embedded queue; on Service Bus the host's " +
 		"extensions.serviceBus.maxConcurrentCalls (host.json) sets concurrency",
 	"DVRELAY_LOCK_DURATION":        "embedded queue only; the Service Bus queue's lockDuration is in infra/main.bicep",

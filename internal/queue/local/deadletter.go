@@ -18,10 +18,12 @@ func (q *Queue) ListDeadLetters(ctx context.Context, limit int) ([]queue.DeadLet
 }
 
 // eventIDMatch is the SQL form of queue.BaseID(message_id) = @event: the EventId itself, or
-// one of its retry or resubmit ids.
+// one of its retry or resubmit ids. The range ('/' < '0') lets SQLite find them through an index
+// on message_id (dead_letters_message_id, duplicates' key) instead of reading every row.
 const eventIDMatch = `(message_id = @event
-	OR substr(message_id, 1, length(@event) + 7) = @event || '/retry/'
-	OR substr(message_id, 1, length(@event) + 10) = @event || '/resubmit/')`
+	OR (message_id > @event || '/' AND message_id < @event || '0' AND (
+		substr(message_id, 1, length(@event) + 7) = @event || '/retry/'
+		OR substr(message_id, 1, length(@event) + 10) = @event || '/resubmit/')))`
 
 // QueryDeadLetters returns the parked messages f selects, oldest first, filtered in SQL with the
 // semantics of queue.DeadLetterFilter.Match. Messages whose last lock ran out on their final
@@ -35,44 +37,77 @@ func (q *Queue) QueryDeadLetters(ctx context.Context, f queue.DeadLetterFilter) 
 		if err := q.expireLocks(ctx, tx, q.nowNS()); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT seq, message_id, correlation_id, subject, session_id,
-			content_type, body, props, delivery_count, reason, description, dead_lettered_at
-			FROM dead_letters
-			WHERE (@seq = 0 OR seq = @seq) AND seq > @after
-				AND (@event = '' OR `+eventIDMatch+`)
-				AND (@reason = '' OR reason = @reason COLLATE NOCASE)
-				AND (@entity = '' OR json_extract(props, '$.`+queue.PropEntity+`') = @entity COLLATE NOCASE)
-				AND (@since IS NULL OR dead_lettered_at >= @since)
-				AND (@before IS NULL OR dead_lettered_at < @before)
-			ORDER BY seq LIMIT @limit`,
-			sql.Named("seq", f.Seq), sql.Named("after", f.AfterSeq), sql.Named("event", f.EventID),
-			sql.Named("reason", f.Reason), sql.Named("entity", f.Entity),
-			sql.Named("since", optionalNS(f.Since)), sql.Named("before", optionalNS(f.Before)),
-			sql.Named("limit", f.Max()))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				d     queue.DeadLettered
-				props string
-				at    int64
-			)
-			if err := rows.Scan(&d.SequenceNumber, &d.MessageID, &d.CorrelationID, &d.Subject, &d.SessionID,
-				&d.ContentType, &d.Body, &props, &d.DeliveryCount, &d.Reason, &d.Description, &at); err != nil {
-				return err
-			}
-			if d.ApplicationProperties, err = decodeProps(props); err != nil {
-				return fmt.Errorf("dead letter %d: %w", d.SequenceNumber, err)
-			}
-			d.DeadLetteredAt = fromNS(at)
-			out = append(out, d)
-		}
-		return rows.Err()
+		var err error
+		out, err = queryDeadLetters(ctx, tx, f)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// querier is what runs a query: a transaction on the writer, or the read pool.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// queryDeadLetters selects the dead letters f selects, oldest first, with the semantics of
+// queue.DeadLetterFilter.Match.
+func queryDeadLetters(ctx context.Context, db querier, f queue.DeadLetterFilter) ([]queue.DeadLettered, error) {
+	rows, err := db.QueryContext(ctx, `SELECT seq, message_id, correlation_id, subject, session_id,
+		content_type, body, props, delivery_count, reason, description, dead_lettered_at
+		FROM dead_letters
+		WHERE (@seq = 0 OR seq = @seq) AND seq > @after
+			AND (@event = '' OR `+eventIDMatch+`)
+			AND (@reason = '' OR reason = @reason COLLATE NOCASE)
+			AND (@entity = '' OR json_extract(props, '$.`+queue.PropEntity+`') = @entity COLLATE NOCASE)
+			AND (@since IS NULL OR dead_lettered_at >= @since)
+			AND (@before IS NULL OR dead_lettered_at < @before)
+		ORDER BY seq LIMIT @limit`,
+		sql.Named("seq", f.Seq), sql.Named("after", f.AfterSeq), sql.Named("event", f.EventID),
+		sql.Named("reason", f.Reason), sql.Named("entity", f.Entity),
+		sql.Named("since", optionalNS(f.Since)), sql.Named("before", optionalNS(f.Before)),
+		sql.Named("limit", f.Max()))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []queue.DeadLettered
+	for rows.Next() {
+		var (
+			d     queue.DeadLettered
+			props string
+			at    int64
+		)
+		if err := rows.Scan(&d.SequenceNumber, &d.MessageID, &d.CorrelationID, &d.Subject, &d.SessionID,
+			&d.ContentType, &d.Body, &props, &d.DeliveryCount, &d.Reason, &d.Description, &at); err != nil {
+			return nil, err
+		}
+		if d.ApplicationProperties, err = decodeProps(props); err != nil {
+			return nil, fmt.Errorf("dead letter %d: %w", d.SequenceNumber, err)
+		}
+		d.DeadLetteredAt = fromNS(at)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+var _ queue.DeadLetterReader = (*Queue)(nil)
+
+// ReadDeadLetters is QueryDeadLetters on the read pool: it never waits for the writer, nor makes
+// it wait, so a console that reads the dead letters does not slow the intake. Unlike
+// QueryDeadLetters it does not first move the messages whose last lock ran out; the next
+// Receive does.
+func (q *Queue) ReadDeadLetters(ctx context.Context, f queue.DeadLetterFilter) ([]queue.DeadLettered, error) {
+	if err := q.checkOpen(); err != nil {
+		return nil, fmt.Errorf("read dead letters: %w", err)
+	}
+	out, err := read(ctx, q, func(ctx context.Context, db *sql.DB) ([]queue.DeadLettered, error) {
+		return queryDeadLetters(ctx, db, f)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read dead letters: %w", err)
 	}
 	return out, nil
 }
@@ -197,6 +232,9 @@ func (q *Queue) Resubmit(ctx context.Context, seq int64) (string, error) {
 			sql.Named("key", key), sql.Named("seq", seq)); err != nil {
 			return fmt.Errorf("enqueue copy: %w", err)
 		}
+		if err := q.recordParked(ctx, tx, seq, queue.HistResubmitted, "resubmitted as "+newID, now); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM dead_letters WHERE seq = ?`, seq)
 		return err
 	})
@@ -213,6 +251,9 @@ func (q *Queue) PurgeDeadLetter(ctx context.Context, seq int64) error {
 		return fmt.Errorf("purge dead letter %d: %w", seq, err)
 	}
 	err := q.inTx(ctx, survivesPowerLoss, func(tx *sql.Tx) error {
+		if err := q.recordParked(ctx, tx, seq, queue.HistPurged, "purged", q.nowNS()); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM dead_letters WHERE seq = ?`, seq)
 		if err != nil {
 			return err

@@ -97,7 +97,7 @@ func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64)
 		r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, r.props, now, due, r.groupKey); err != nil {
 		return false, fmt.Errorf("insert %s: %w", r.messageID, err)
 	}
-	return true, nil
+	return true, q.recordAccepted(ctx, tx, r, now)
 }
 
 // insertMessageSQL takes positional parameters, ?10 the order key: a publish pays an allocation

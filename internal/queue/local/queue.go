@@ -62,6 +62,10 @@ type Options struct {
 	// DuplicateWindow is how long a MessageID is remembered for duplicate detection
 	// (config.DefaultDuplicateWindow).
 	DuplicateWindow time.Duration
+	// HistoryMaxAge and HistoryMaxEntries bound the events' history support reads (default 7
+	// days and 200,000 entries); the oldest entries go first.
+	HistoryMaxAge     time.Duration
+	HistoryMaxEntries int
 	// Now is the clock; tests replace it to move through lock and schedule times without sleeping.
 	Now func() time.Time
 
@@ -127,6 +131,8 @@ type Queue struct {
 	// become available, so every waiting Receive re-checks at once.
 	wakeMu sync.Mutex
 	wakeCh chan struct{}
+
+	history historyState
 }
 
 // Open opens (creating if needed) the queue stored in dir and takes ownership of dir for this
@@ -285,7 +291,7 @@ func (q *Queue) migrate(ctx context.Context) error {
 			return fmt.Errorf("add order keys to schema version 1: %w", err)
 		}
 	}
-	if _, err := q.db.ExecContext(ctx, schema); err != nil {
+	if _, err := q.db.ExecContext(ctx, schema+historySchema); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
 	if _, err := q.db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {

@@ -52,6 +52,7 @@ func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received
 				return nil, fmt.Errorf("receive: %w", err)
 			}
 			if len(got) > 0 {
+				q.noteReceived(got)
 				return got, nil
 			}
 			continue // another receiver took them first: look again

@@ -17,7 +17,11 @@ func (q *Queue) Settle(ctx context.Context, d queue.Delivery, out queue.Outcome)
 		LockToken:      d.LockToken,
 		SequenceNumber: d.SequenceNumber,
 	}
-	return queue.SettleWith(ctx, q, r, d, out)
+	if err := queue.SettleWith(ctx, q, r, d, out); err != nil {
+		return err
+	}
+	q.recordOutcome(ctx, d, out)
+	return nil
 }
 
 // DeadLetterWith moves the locked message r to the dead-letter queue with info's reason,

@@ -15,6 +15,7 @@ import (
 	"github.com/dvrelay/dvrelay/internal/platform/outbound"
 	"github.com/dvrelay/dvrelay/internal/platform/problem"
 	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/support"
 )
 
 // Limits of one call to the admin routes.
@@ -103,6 +104,13 @@ func (c *Client) Resubmit(ctx context.Context, seq int64) (string, error) {
 func (c *Client) Purge(ctx context.Context, seq int64) error {
 	var out purged
 	return c.do(ctx, http.MethodPost, pathDeadLetters+"/"+strconv.FormatInt(seq, 10)+"/purge", &out)
+}
+
+// Record asks what happened to the record, event or correlation q names.
+func (c *Client) Record(ctx context.Context, q string) (support.Record, error) {
+	var out support.Record
+	err := c.do(ctx, http.MethodGet, pathRecords+"?"+url.Values{"q": {q}}.Encode(), &out)
+	return out, err
 }
 
 // StatusError is a non-2xx answer from the server, with the detail of its problem document.

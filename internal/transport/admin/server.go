@@ -12,19 +12,20 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/dvrelay/dvrelay/internal/platform/httpauth"
 	"github.com/dvrelay/dvrelay/internal/platform/problem"
 	"github.com/dvrelay/dvrelay/internal/queue"
+	"github.com/dvrelay/dvrelay/internal/support"
 )
 
 // Route paths, shared by Server and Client.
 const (
 	pathHealth      = "/api/health"
 	pathDeadLetters = "/api/deadletters"
+	pathRecords     = "/api/records"
 )
 
 // DefaultHealthTimeout bounds GET /api/health when Config.HealthTimeout is zero. Probes give up
@@ -62,6 +63,8 @@ type Config struct {
 	// Publishing says whether the intake can queue events, from how its recent publishes went
 	// (webhook.Intake.PublishHealth); nil leaves it out. It must not wait.
 	Publishing func(ctx context.Context) error
+	// Records answers GET /api/records; nil leaves the route out.
+	Records support.RecordFinder
 }
 
 // Server serves the admin routes.
@@ -97,7 +100,8 @@ func (s *Server) HealthRoute(mux *http.ServeMux) {
 //   - GET /api/deadletters?limit=N&reason=R&entity=E&since=T&before=T&after=SEQ&eventId=ID: the
 //     dead letters selected (times in RFC 3339), oldest first;
 //   - GET /api/deadletters/{seq}: one dead letter with its event's history;
-//   - POST /api/deadletters/{seq}/resubmit and POST /api/deadletters/{seq}/purge.
+//   - POST /api/deadletters/{seq}/resubmit and POST /api/deadletters/{seq}/purge;
+//   - GET /api/records?q=KEY: what happened to a record or an event (when Config.Records is set).
 //
 // A sequence number with nothing parked under it is a 404. Each route's work on the queue is
 // bounded by DeadLetterTimeout: past it the route answers 503 with Retry-After, as health does.
@@ -106,6 +110,28 @@ func (s *Server) DeadLetterRoutes(mux *http.ServeMux) {
 	mux.Handle("GET "+pathDeadLetters+"/{seq}", s.cfg.Auth.Require(http.HandlerFunc(s.show)))
 	mux.Handle("POST "+pathDeadLetters+"/{seq}/resubmit", s.cfg.Auth.Require(http.HandlerFunc(s.resubmit)))
 	mux.Handle("POST "+pathDeadLetters+"/{seq}/purge", s.cfg.Auth.Require(http.HandlerFunc(s.purge)))
+	if s.cfg.Records != nil {
+		mux.Handle("GET "+pathRecords, s.cfg.Auth.Require(http.HandlerFunc(s.records)))
+	}
+}
+
+// records answers GET /api/records?q=KEY: every event whose RecordId, EventId or CorrelationId
+// is KEY (or the record of a pasted Dataverse record URL), each with its timeline.
+func (s *Server) records(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query().Get("q")
+	if support.SearchKey(q) == "" {
+		problem.Write(w, problem.New(http.StatusBadRequest, "invalid-query", "Invalid query",
+			"q must be a RecordId, an EventId, a CorrelationId or a Dataverse record URL"))
+		return
+	}
+	rec, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) (support.Record, error) {
+		return s.cfg.Records.Record(ctx, q)
+	})
+	if err != nil {
+		s.unavailable(w, r, "read history", err, "the history could not be read")
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
@@ -176,16 +202,12 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.New(http.StatusBadRequest, "invalid-query", "Invalid query", err.Error()))
 		return
 	}
-	items, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) ([]queue.DeadLettered, error) {
-		return s.cfg.DeadLetters.QueryDeadLetters(ctx, f)
+	out, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) ([]DeadLetter, error) {
+		return support.Backend{Q: s.cfg.DeadLetters}.QueryDeadLetters(ctx, f)
 	})
 	if err != nil {
 		s.unavailable(w, r, "list dead letters", err, "the dead-letter queue could not be read")
 		return
-	}
-	out := make([]DeadLetter, 0, len(items))
-	for _, d := range items {
-		out = append(out, View(d))
 	}
 	writeJSON(w, http.StatusOK, deadLetterList{DeadLetters: out})
 }
@@ -229,25 +251,17 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	found, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) ([]queue.DeadLettered, error) {
-		return s.cfg.DeadLetters.QueryDeadLetters(ctx, queue.DeadLetterFilter{Seq: seq, Limit: 1})
-	})
-	if err != nil {
-		s.unavailable(w, r, "read dead letter", err, "the dead-letter queue could not be read")
-		return
-	}
-	if len(found) == 0 {
-		notFound(w, seq)
-		return
-	}
 	d, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) (Detail, error) {
-		return DetailOf(ctx, s.cfg.DeadLetters, found[0])
+		return support.Backend{Q: s.cfg.DeadLetters}.DeadLetter(ctx, seq)
 	})
-	if err != nil {
-		s.unavailable(w, r, "read history", err, "the history of the event could not be read")
-		return
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		notFound(w, seq)
+	case err != nil:
+		s.unavailable(w, r, "read dead letter", err, "the dead letter or its history could not be read")
+	default:
+		writeJSON(w, http.StatusOK, d)
 	}
-	writeJSON(w, http.StatusOK, d)
 }
 
 func (s *Server) resubmit(w http.ResponseWriter, r *http.Request) {
@@ -256,7 +270,7 @@ func (s *Server) resubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) (string, error) {
-		return s.cfg.DeadLetters.Resubmit(ctx, seq)
+		return support.Backend{Q: s.cfg.DeadLetters}.Resubmit(ctx, seq)
 	})
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
@@ -267,7 +281,8 @@ func (s *Server) resubmit(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.unavailable(w, r, "resubmit dead letter", err, "the message could not be resubmitted; it is still dead-lettered")
 	default:
-		s.log.InfoContext(r.Context(), "dead letter resubmitted", slog.Int64("seq", seq), slog.String("messageId", id))
+		s.log.InfoContext(r.Context(), "dead letter resubmitted", slog.Int64("seq", seq), slog.String("messageId", id),
+			slog.String("from", "admin API "+r.RemoteAddr))
 		writeJSON(w, http.StatusOK, resubmitted{SequenceNumber: seq, MessageID: id})
 	}
 }
@@ -278,7 +293,7 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, err := bounded(r.Context(), s.cfg.DeadLetterTimeout, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, s.cfg.DeadLetters.PurgeDeadLetter(ctx, seq)
+		return struct{}{}, support.Backend{Q: s.cfg.DeadLetters}.Purge(ctx, seq)
 	})
 	switch {
 	case errors.Is(err, queue.ErrNotFound):
@@ -289,7 +304,7 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.unavailable(w, r, "purge dead letter", err, "the message could not be purged; it is still dead-lettered")
 	default:
-		s.log.InfoContext(r.Context(), "dead letter purged", slog.Int64("seq", seq))
+		s.log.InfoContext(r.Context(), "dead letter purged", slog.Int64("seq", seq), slog.String("from", "admin API "+r.RemoteAddr))
 		writeJSON(w, http.StatusOK, purged{SequenceNumber: seq, Purged: true})
 	}
 }
@@ -325,147 +340,22 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, op string, 
 	problem.Write(w, problem.New(http.StatusServiceUnavailable, "queue-unavailable", "Queue unavailable", detail))
 }
 
-// DeadLetter is a dead letter as support tooling shows it: ids, names, reasons and what the
-// event was. The body is included because support needs it to decide; it never reaches the logs.
-type DeadLetter struct {
-	SequenceNumber int64     `json:"sequenceNumber"`
-	DeadLetteredAt time.Time `json:"deadLetteredAt"`
-	EventID        string    `json:"eventId"`
-	EventName      string    `json:"eventName,omitempty"`
-	Entity         string    `json:"entity,omitempty"`
-	RecordID       string    `json:"recordId,omitempty"`
-	// OrderKey is the record whose order the event kept (queue.OrderKey): while it was queued,
-	// the record's later events waited behind it.
-	OrderKey      string          `json:"orderKey,omitempty"`
-	Reason        string          `json:"reason"`
-	Cause         string          `json:"cause"`
-	Description   string          `json:"description"`
-	FailedStep    string          `json:"failedStep,omitempty"`
-	Attempt       int             `json:"attempt"`
-	DeliveryCount int             `json:"deliveryCount"`
-	MessageID     string          `json:"messageId"`
-	CorrelationID string          `json:"correlationId"`
-	Subject       string          `json:"subject"`
-	Properties    map[string]any  `json:"properties,omitempty"`
-	Body          json.RawMessage `json:"body,omitempty"`
-}
+// The views of dead letters are support's, shared by every face (see internal/support).
+type (
+	DeadLetter = support.DeadLetter
+	Detail     = support.Detail
+	Sighting   = support.Sighting
+	Completion = support.Completion
+)
 
-// View is d as support sees it.
-func View(d queue.DeadLettered) DeadLetter {
-	step, _ := d.ApplicationProperties[queue.PropFailedStep].(string)
-	v := DeadLetter{
-		SequenceNumber: d.SequenceNumber, MessageID: d.MessageID, CorrelationID: d.CorrelationID,
-		EventID: queue.BaseID(d.MessageID), EventName: stringProp(d.ApplicationProperties, queue.PropEventName),
-		Entity: stringProp(d.ApplicationProperties, queue.PropEntity), FailedStep: step,
-		Subject: d.Subject, Reason: d.Reason, Description: d.Description, Cause: Cause(d.Description, step),
-		Attempt:       queue.Attempt(d.ApplicationProperties),
-		DeliveryCount: d.DeliveryCount, DeadLetteredAt: d.DeadLetteredAt, Properties: d.ApplicationProperties,
-	}
-	if v.EventName == "" {
-		v.EventName = d.Subject // the broker's own dead letters of older messages may lack the property
-	}
-	v.OrderKey = queue.OrderKeyOf(d.ApplicationProperties)
-	if json.Valid(d.Body) {
-		v.Body = d.Body
-		var ev struct {
-			RecordID string `json:"RecordId"`
-		}
-		if json.Unmarshal(d.Body, &ev) == nil {
-			v.RecordID = ev.RecordID
-		}
-		if v.OrderKey == "" {
-			v.OrderKey = queue.OrderKey(v.Entity, v.RecordID)
-		}
-	} else if len(d.Body) > 0 {
-		b, _ := json.Marshal(string(d.Body)) // a poison body is shown as text
-		v.Body = b
-	}
-	return v
-}
+// View is d as support sees it (support.View).
+func View(d queue.DeadLettered) DeadLetter { return support.View(d) }
 
-func stringProp(props map[string]any, name string) string {
-	s, _ := props[name].(string)
-	return s
-}
+// HistoryView is h as the routes show it (support.HistoryView).
+func HistoryView(h []queue.Sighting) []Sighting { return support.HistoryView(h) }
 
-// repeatedPrefix matches the places the worker and the settlers put in front of a failure, as
-// they nest: "step s: ", "route r step s: ", "attempt n of m failed: ".
-var repeatedPrefix = regexp.MustCompile(`^(?:(?:step [^\s:]+|route [^\s:]+ step [^\s:]+|attempt \d+ of \d+ failed): )+`)
-
-// Cause is what went wrong, without the prefixes that say where: the failed step once, then the
-// failure ("erp-sync: POST ${DVRELAY_ERP_URL}: 400 Bad Request" rather than "step erp-sync: route
-// credit-check step erp-sync: POST …"). The attempt count and the step have fields of their own.
-func Cause(description, failedStep string) string {
-	c := repeatedPrefix.ReplaceAllString(description, "")
-	if failedStep != "" && c != "" {
-		return failedStep + ": " + c
-	}
-	return c
-}
-
-// Detail is one dead letter with the history of its event: the message ids the backend knows
-// for it, retries and resubmits, in the order they happened.
-type Detail struct {
-	DeadLetter
-	History []Sighting `json:"history"`
-	// CompletionsKept says whether the backend remembers each record's completed events (the
-	// embedded queue does, Service Bus does not); only then can NewerCompleted be known.
-	CompletionsKept bool `json:"completionsKept"`
-	// NewerCompleted is an event of the same record that completed after this one was queued:
-	// resubmitting this one would apply older data over newer.
-	NewerCompleted *Completion `json:"newerCompleted,omitempty"`
-}
-
-// Completion is the latest completed event of a record (queue.Completion).
-type Completion struct {
-	MessageID   string    `json:"messageId"`
-	CompletedAt time.Time `json:"completedAt"`
-}
-
-// DetailOf is everything support sees of dead letter d: its view, its event's history and, where
-// the backend keeps completions, whether a newer event of its record has completed since.
-func DetailOf(ctx context.Context, q queue.DeadLetterAdmin, d queue.DeadLettered) (Detail, error) {
-	v := View(d)
-	history, err := q.History(ctx, v.EventID)
-	if err != nil {
-		return Detail{}, fmt.Errorf("history of %s: %w", v.EventID, err)
-	}
-	out := Detail{DeadLetter: v, History: HistoryView(history)}
-	if h, ok := q.(queue.CompletionHistory); ok {
-		out.CompletionsKept = true
-		c, newer, err := h.LaterCompletion(ctx, d.SequenceNumber)
-		if err != nil {
-			return Detail{}, err
-		}
-		if newer {
-			out.NewerCompleted = &Completion{MessageID: c.MessageID, CompletedAt: c.At}
-		}
-	}
-	return out, nil
-}
-
-// Sighting is one message id of an event's history (queue.Sighting).
-type Sighting struct {
-	MessageID      string     `json:"messageId"`
-	Attempt        int        `json:"attempt"`
-	State          string     `json:"state"`
-	SequenceNumber int64      `json:"sequenceNumber,omitempty"`
-	At             *time.Time `json:"at,omitempty"`
-}
-
-// HistoryView is h as the routes show it.
-func HistoryView(h []queue.Sighting) []Sighting {
-	out := make([]Sighting, 0, len(h))
-	for _, s := range h {
-		v := Sighting{MessageID: s.MessageID, Attempt: s.Attempt, State: s.State, SequenceNumber: s.Seq}
-		if !s.At.IsZero() {
-			at := s.At
-			v.At = &at
-		}
-		out = append(out, v)
-	}
-	return out
-}
+// Cause is what went wrong, without the prefixes that say where (support.Cause).
+func Cause(description, failedStep string) string { return support.Cause(description, failedStep) }
 
 // deadLetterList is the answer to GET /api/deadletters.
 type deadLetterList struct {
