@@ -1,0 +1,156 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// encodingJSON is the canonical body as encoding/json writes it, the bytes AppendCanonical is
+// held to.
+func encodingJSON(t testing.TB, ev Event) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ev); err != nil {
+		t.Fatalf("encoding/json: %v", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// fastSeeds are the fixtures, the samples and the FuzzParse corpus.
+func fastSeeds(t testing.TB) map[string][]byte {
+	t.Helper()
+	seeds := map[string][]byte{}
+	for _, pattern := range []string{"testdata/dataverse/*.json", "../../samples/*.json", "../../samples/*/*.json"} {
+		files, _ := filepath.Glob(pattern)
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seeds[f] = b
+		}
+	}
+	corpus, _ := filepath.Glob("testdata/fuzz/FuzzParse/*")
+	for _, f := range corpus {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if quoted, ok := strings.CutPrefix(line, "[]byte("); ok {
+				body, err := strconv.Unquote(strings.TrimSuffix(quoted, ")"))
+				if err != nil {
+					t.Fatalf("%s: %v", f, err)
+				}
+				seeds[f] = []byte(body)
+			}
+		}
+	}
+	if len(seeds) < 20 {
+		t.Fatalf("found %d seeds; run from the package directory", len(seeds))
+	}
+	return seeds
+}
+
+// agree fails unless Parse (the fast path, then the full parser) and the full parser alone give
+// the same verdict and, for an accepted body, the same canonical bytes. It reports whether the
+// fast path took the body.
+func agree(t *testing.T, p *Parser, body []byte, h Hints) bool {
+	t.Helper()
+	full, fullErr := p.parseFull(body, h)
+	var buf []byte
+	fast, fastTook := p.fastParse(body, h, &buf)
+	if !fastTook {
+		return false
+	}
+	if fullErr != nil {
+		t.Fatalf("the fast path accepted a body the full parser refuses (%v):\n%s", fullErr, body)
+	}
+	want := encodingJSON(t, full)
+	got, err := AppendCanonical(nil, &fast)
+	if err != nil {
+		t.Fatalf("AppendCanonical: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("canonical bytes differ:\nfast: %s\nfull: %s\nbody: %s", got, want, body)
+	}
+	if fast.StepID != full.StepID || fast.StepName != full.StepName {
+		t.Fatalf("step differs: fast %q %q, full %q %q", fast.StepID, fast.StepName, full.StepID, full.StepName)
+	}
+	return true
+}
+
+// FuzzFastPath: whatever the body, the fast path accepts only what the full parser accepts, and
+// writes the same canonical bytes for it; so Parse answers as the full parser alone would.
+func FuzzFastPath(f *testing.F) {
+	for _, b := range fastSeeds(f) {
+		f.Add(b, false)
+	}
+	p, err := NewParser()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, sizeExceeded bool) {
+		agree(t, p, body, Hints{SizeExceeded: sizeExceeded, ReceivedAt: time.Unix(1764054245, 0)})
+	})
+}
+
+// The fast path is worth having only if it takes what Dataverse posts for a Create or an Update.
+func TestFastPath_takes_the_creates_and_updates_Dataverse_posts(t *testing.T) {
+	p, err := NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds := fastSeeds(t)
+	for _, name := range []string{
+		"../../samples/opportunity-update.json",
+		"testdata/dataverse/albanianxrm-create-account-sync.json",
+		"testdata/dataverse/docs-powerapps-update-contact-async.json",
+	} {
+		if !agree(t, p, seeds[name], Hints{ReceivedAt: time.Unix(1764054245, 0)}) {
+			t.Errorf("the fast path declined %s", name)
+		}
+	}
+	taken := 0
+	for _, body := range seeds {
+		if agree(t, p, body, Hints{ReceivedAt: time.Unix(1764054245, 0)}) {
+			taken++
+		}
+	}
+	t.Logf("the fast path took %d of %d seeds", taken, len(seeds))
+}
+
+// FuzzAppendCanonical: AppendCanonical writes what encoding/json writes, for the events the
+// parsers give and for any text in their strings.
+func FuzzAppendCanonical(f *testing.F) {
+	f.Add("plain", "<b>&amp;</b>", "\u2028\x00\x1f\"\\", "\xff\xfe")
+	f.Fuzz(func(t *testing.T, a, b, c, d string) {
+		mode, yes := 1, true
+		ev := Event{SchemaVersion: a, EventID: b, CorrelationID: c, EventName: d, Entity: a, Message: b,
+			RecordID: c, ChangedFields: []string{a, b, c, d}, TriggeredBy: d, Timestamp: a, OrganizationID: b,
+			Source: c, Relationship: d, RelatedRecords: []RecordRef{{ID: a, LogicalName: b}}, Mode: &mode,
+			IsInTransaction: &yes, Depth: len(a), Stage: len(b)}
+		raw := map[string]json.RawMessage{}
+		for _, s := range []string{a, b, c, d} {
+			if v, err := json.Marshal(s); err == nil {
+				raw[s] = v
+			}
+		}
+		ev.Attributes, ev.Parameters, ev.OutputParameters = raw, raw, raw
+		got, err := AppendCanonical(nil, &ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := encodingJSON(t, ev); !bytes.Equal(got, want) {
+			t.Fatalf("\ngot  %s\nwant %s", got, want)
+		}
+	})
+}
