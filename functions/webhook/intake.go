@@ -419,6 +419,8 @@ func eventMessage(ev event.Event, body []byte, useSessions bool) *queue.Message 
 			queue.PropAttempt:   int64(1),
 			queue.PropEventName: ev.EventName,
 			queue.PropEntity:    ev.Entity,
+			// The worker decodes a body that still matches it without checking it again.
+			event.PropCanonical: event.CanonicalSum(body),
 		},
 	}
 	if useSessions {
