@@ -189,10 +189,15 @@ func isCompact(raw []byte) bool {
 
 const hexDigits = "0123456789abcdef"
 
+func decodeRune[T []byte | string](s T) (rune, int) {
+	n := min(len(s), utf8.UTFMax)
+	return utf8.DecodeRuneInString(string(s[:n]))
+}
+
 // appendString writes s as a JSON string as encoding/json does with HTML escaping off: '"' and
 // '\\' escaped, control characters as \b, \f, \n, \r, \t or \u00XX, invalid UTF-8 as \ufffd, and
 // U+2028 and U+2029 escaped.
-func appendString(dst []byte, s string) []byte {
+func appendString[T []byte | string](dst []byte, s T) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -222,7 +227,7 @@ func appendString(dst []byte, s string) []byte {
 			start = i
 			continue
 		}
-		c, size := utf8.DecodeRuneInString(s[i:])
+		c, size := decodeRune(s[i:])
 		if c == utf8.RuneError && size == 1 {
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, `\ufffd`...)

@@ -124,15 +124,15 @@ func (r *fastReader) topObject() bool {
 	if !r.open('{') {
 		return r.decline()
 	}
-	return r.members(func(key string) bool {
-		if i := slices.Index(fastTopLevel, key); i >= 0 {
+	return r.members(func(key []byte) bool {
+		if i := indexOf(fastTopLevel, key); i >= 0 {
 			if r.seenTopLevel&(1<<i) != 0 {
 				return r.decline() // a repeated member: which one counts is the full parser's to say
 			}
 			r.seenTopLevel |= 1 << i
 		}
 		c := &r.ctx
-		switch key {
+		switch string(key) {
 		case "BusinessUnitId":
 			var ignored string
 			return r.nullableGUID(&ignored)
@@ -223,7 +223,7 @@ func (r *fastReader) topObject() bool {
 			if r.null() {
 				return true
 			}
-			post := key == "PostEntityImages"
+			post := string(key) == "PostEntityImages"
 			return r.list(func() bool { return r.image(post) })
 		case "EventName", "RecordId":
 			return r.decline() // perhaps a plugin event
@@ -254,8 +254,8 @@ func (r *fastReader) owningExtension() bool {
 		return r.decline()
 	}
 	var seen [3]bool
-	return r.members(func(key string) bool {
-		switch key {
+	return r.members(func(key []byte) bool {
+		switch string(key) {
 		case "Id":
 			if seen[0] {
 				return r.decline()
@@ -302,8 +302,8 @@ func (r *fastReader) inputParameter() bool {
 	}
 	var key string
 	haveKey, haveValue := false, false
-	ok := r.members(func(member string) bool {
-		switch member {
+	ok := r.members(func(member []byte) bool {
+		switch string(member) {
 		case "key":
 			if haveKey || haveValue {
 				return r.decline()
@@ -346,8 +346,8 @@ func (r *fastReader) parameter(into *[]fastEntry) bool {
 	}
 	var e fastEntry
 	haveKey, haveValue := false, false
-	ok := r.members(func(member string) bool {
-		switch member {
+	ok := r.members(func(member []byte) bool {
+		switch string(member) {
 		case "key":
 			if haveKey || haveValue {
 				return r.decline()
@@ -382,8 +382,8 @@ func (r *fastReader) image(post bool) bool {
 	}
 	var img fastImage
 	haveKey, haveValue := false, false
-	ok := r.members(func(member string) bool {
-		switch member {
+	ok := r.members(func(member []byte) bool {
+		switch string(member) {
 		case "key":
 			if haveKey || haveValue {
 				return r.decline()
@@ -418,8 +418,8 @@ func (r *fastReader) entity(e *fastEntity, target bool) bool {
 		return r.decline()
 	}
 	haveID, haveName := false, false
-	ok := r.members(func(member string) bool {
-		switch member {
+	ok := r.members(func(member []byte) bool {
+		switch string(member) {
 		case "Attributes":
 			if e.haveAttributes {
 				return r.decline()
@@ -465,8 +465,8 @@ func (r *fastReader) attribute(e *fastEntity) bool {
 	}
 	var entry fastEntry
 	haveKey, haveValue := false, false
-	ok := r.members(func(member string) bool {
-		switch member {
+	ok := r.members(func(member []byte) bool {
+		switch string(member) {
 		case "key":
 			if haveKey || haveValue {
 				return r.decline()
@@ -504,21 +504,25 @@ func (r *fastReader) attribute(e *fastEntity) bool {
 func (r *fastReader) columnValue(e *fastEntry) bool {
 	switch r.peek() {
 	case '"':
-		s, ok := r.plainString()
+		b, ok := r.plainBytes()
 		if !ok {
 			return r.decline()
 		}
-		e.str, e.isString = s, true
-		if strings.HasPrefix(s, "/Date(") {
-			t, err := parseWCFDate(s)
+		e.isString = true
+		if e.key == "activityid" || e.key == "processid" {
+			e.str = string(b) // the ChangedFields rules read these two values
+		}
+		if bytes.HasPrefix(b, []byte("/Date(")) {
+			t, err := parseWCFDate(string(b))
 			switch {
 			case err == nil:
-				s = FormatTime(t)
+				r.out = appendString(r.out, FormatTime(t))
+				return true
 			case !errors.Is(err, errNotWCFDate):
 				return r.decline() // the full parser names the bad date
 			}
 		}
-		r.out = appendString(r.out, s)
+		r.out = appendString(r.out, b)
 		return true
 	case '{':
 		return r.typedValue()
@@ -559,23 +563,23 @@ func (r *fastReader) typedValue() bool {
 	}
 	r.space()
 	key, ok := r.key()
-	if !ok || key != "__type" {
+	if !ok || string(key) != "__type" {
 		return r.decline()
 	}
-	name, ok := r.plainString()
+	name, ok := r.plainBytes()
 	if !ok {
 		return r.decline()
 	}
-	kind, _, found := strings.Cut(name, ":")
+	kind, _, found := bytes.Cut(name, []byte(":"))
 	if !found {
 		return r.decline()
 	}
-	switch kind {
+	switch string(kind) {
 	case typeMoney, typeOptionSetValue:
 		var value []byte
 		haveValue := false
-		ok := r.moreMembers(func(member string) bool {
-			if member != "Value" {
+		ok := r.moreMembers(func(member []byte) bool {
+			if string(member) != "Value" {
 				return r.skip()
 			}
 			if haveValue {
@@ -586,34 +590,34 @@ func (r *fastReader) typedValue() bool {
 			value, ok = r.number()
 			return ok || r.decline()
 		})
-		if !ok || !haveValue || kind == typeOptionSetValue && !integerLiteral.Match(value) {
+		if !ok || !haveValue || string(kind) == typeOptionSetValue && !isIntegerLiteral(value) {
 			return r.decline()
 		}
 		r.out = append(r.out, value...)
 		return true
 	case typeEntityReference:
-		var id, logical, name string
+		var id, logical, name []byte
 		var seen [3]bool
 		hasName := false
-		ok := r.moreMembers(func(member string) bool {
-			switch member {
+		ok := r.moreMembers(func(member []byte) bool {
+			switch string(member) {
 			case "Id", "LogicalName":
 				i := 0
-				if member == "LogicalName" {
+				if string(member) == "LogicalName" {
 					i = 1
 				}
 				if seen[i] {
 					return r.decline()
 				}
 				seen[i] = true
-				s, ok := r.plainString()
-				if !ok || i == 0 && !isGUID(s) || i == 1 && !fastLogicalName(s) {
+				b, ok := r.plainBytes()
+				if !ok || i == 0 && !isGUID(string(b)) || i == 1 && !fastLogicalName(string(b)) {
 					return r.decline()
 				}
 				if i == 0 {
-					id = s
+					id = b
 				} else {
-					logical = s
+					logical = b
 				}
 				return true
 			case "Name":
@@ -625,7 +629,7 @@ func (r *fastReader) typedValue() bool {
 					return true
 				}
 				var ok bool
-				name, ok = r.plainString()
+				name, ok = r.plainBytes()
 				hasName = ok
 				return ok || r.decline()
 			default:
@@ -635,9 +639,14 @@ func (r *fastReader) typedValue() bool {
 		if !ok || !seen[0] || !seen[1] {
 			return r.decline()
 		}
-		r.out = append(r.out, `{"id":`...)
-		r.out = appendString(r.out, strings.ToLower(id))
-		r.out = append(r.out, `,"logicalName":`...)
+		r.out = append(r.out, `{"id":"`...)
+		for _, c := range id { // a GUID: hex digits and dashes
+			if 'A' <= c && c <= 'F' {
+				c += 'a' - 'A'
+			}
+			r.out = append(r.out, c)
+		}
+		r.out = append(r.out, `","logicalName":`...)
 		r.out = appendString(r.out, logical)
 		r.out = append(r.out, `,"name":`...)
 		if hasName {
@@ -782,7 +791,7 @@ func (r *fastReader) open(c byte) bool {
 
 // members reads the members of an object whose '{' has been read, calling member for each with
 // the position at its value, and the closing '}'.
-func (r *fastReader) members(member func(key string) bool) bool {
+func (r *fastReader) members(member func(key []byte) bool) bool {
 	if r.peek() == '}' {
 		r.pos++
 		r.depth--
@@ -792,7 +801,7 @@ func (r *fastReader) members(member func(key string) bool) bool {
 }
 
 // moreMembers reads the rest of an object after its first member.
-func (r *fastReader) moreMembers(member func(key string) bool) bool {
+func (r *fastReader) moreMembers(member func(key []byte) bool) bool {
 	switch r.peek() {
 	case '}':
 		r.pos++
@@ -806,7 +815,7 @@ func (r *fastReader) moreMembers(member func(key string) bool) bool {
 }
 
 // membersFrom reads the n-th member and the ones after it, and the closing '}'.
-func (r *fastReader) membersFrom(n int, member func(key string) bool) bool {
+func (r *fastReader) membersFrom(n int, member func(key []byte) bool) bool {
 	for ; ; n++ {
 		if n > maxMembers {
 			return r.decline()
@@ -828,24 +837,33 @@ func (r *fastReader) membersFrom(n int, member func(key string) bool) bool {
 	}
 }
 
-// key reads a member name and its ':'.
-func (r *fastReader) key() (string, bool) {
+// key reads a member name and its ':'. The name is a view of the body, or of scratch when it has
+// escapes: valid until the next string is read.
+func (r *fastReader) key() ([]byte, bool) {
 	if r.peek() != '"' {
-		return "", r.decline()
+		return nil, r.decline()
 	}
 	raw, escaped, ok := r.rawString()
 	if !ok {
-		return "", false
+		return nil, false
 	}
 	if r.peek() != ':' {
-		return "", r.decline()
+		return nil, r.decline()
 	}
 	r.pos++
 	if !escaped {
-		return string(raw), true
+		return raw, true
 	}
-	s, ok := r.unescape(raw)
-	return s, ok
+	return r.unescape(raw)
+}
+
+func indexOf(names []string, key []byte) int {
+	for i, name := range names {
+		if name == string(key) {
+			return i
+		}
+	}
+	return -1
 }
 
 // list reads an array, calling item for each element, or null.
@@ -885,7 +903,7 @@ func (r *fastReader) skip() bool {
 		if !r.open('{') {
 			return false
 		}
-		return r.members(func(string) bool { return r.skip() })
+		return r.members(func([]byte) bool { return r.skip() })
 	case '[':
 		return r.list(r.skip)
 	case '"':
@@ -1014,25 +1032,33 @@ func (r *fastReader) rawString() ([]byte, bool, bool) {
 
 // plainString reads a string value whose text is valid UTF-8, escapes undone.
 func (r *fastReader) plainString() (string, bool) {
+	b, ok := r.plainBytes()
+	return string(b), ok
+}
+
+// plainBytes is plainString without the copy: a view of the body, or for a string with escapes a
+// copy of its own, so it stays valid while the read goes on.
+func (r *fastReader) plainBytes() ([]byte, bool) {
 	if r.peek() != '"' || !r.count() {
-		return "", r.decline()
+		return nil, r.decline()
 	}
 	raw, escaped, ok := r.rawString()
 	if !ok {
-		return "", false
+		return nil, false
 	}
 	if !escaped {
 		if !utf8.Valid(raw) {
-			return "", r.decline()
+			return nil, r.decline()
 		}
-		return string(raw), true
+		return raw, true
 	}
-	return r.unescape(raw)
+	b, ok := r.unescape(raw)
+	return bytes.Clone(b), ok
 }
 
-// unescape undoes the escapes of a string's raw text; a lone surrogate or invalid UTF-8
-// declines, rather than be replaced as encoding/json would.
-func (r *fastReader) unescape(raw []byte) (string, bool) {
+// unescape undoes the escapes of a string's raw text into scratch; a lone surrogate or invalid
+// UTF-8 declines, rather than be replaced as encoding/json would.
+func (r *fastReader) unescape(raw []byte) ([]byte, bool) {
 	out := r.scratch[:0]
 	for i := 0; i < len(raw); {
 		c := raw[i]
@@ -1047,16 +1073,16 @@ func (r *fastReader) unescape(raw []byte) (string, bool) {
 			i += 6
 			if 0xD800 <= rn && rn < 0xDC00 {
 				if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
-					return "", r.decline()
+					return nil, r.decline()
 				}
 				lo := rune(hex4(raw[i+2 : i+6]))
 				if lo < 0xDC00 || lo > 0xDFFF {
-					return "", r.decline()
+					return nil, r.decline()
 				}
 				rn = 0x10000 + (rn-0xD800)<<10 + (lo - 0xDC00)
 				i += 6
 			} else if 0xDC00 <= rn && rn <= 0xDFFF {
-				return "", r.decline()
+				return nil, r.decline()
 			}
 			out = utf8.AppendRune(out, rn)
 			continue
@@ -1067,9 +1093,9 @@ func (r *fastReader) unescape(raw []byte) (string, bool) {
 	}
 	r.scratch = out
 	if !utf8.Valid(out) {
-		return "", r.decline()
+		return nil, r.decline()
 	}
-	return string(out), true
+	return out, true
 }
 
 func hex4(b []byte) int {
@@ -1086,6 +1112,23 @@ func hex4(b []byte) int {
 		}
 	}
 	return n
+}
+
+// isIntegerLiteral matches integerLiteral: -?(0|[1-9][0-9]{0,17}).
+func isIntegerLiteral(b []byte) bool {
+	b, _ = bytes.CutPrefix(b, []byte("-"))
+	switch {
+	case len(b) == 0 || len(b) > 18:
+		return false
+	case b[0] == '0':
+		return len(b) == 1
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func fastLogicalName(s string) bool {
