@@ -4,9 +4,8 @@
 // against the repository's RemoteExecutionContext schema, and, unless -durable=false, appends
 // it to a file with a group commit: concurrent requests share one write and one fsync, and each
 // is answered 202 only after the fsync that covers it (R2). With -durable=false it answers after
-// validation (R1). With -lean it does what dvrelay's intake does, plainly and leanly: a parse of
-// only the members dvrelay reads, the same checks by hand, the canonical event written, and that
-// appended with the same group commit (R3, see lean.go).
+// validation (R1). With -lean it parses and checks with dvrelay's own parser, writes the
+// canonical event and appends that with the same group commit (R3, see lean.go).
 package main
 
 import (
@@ -42,7 +41,7 @@ func run(args []string, stderr io.Writer) error {
 	dir := fs.String("dir", "", "directory of the durable log (default: a new temporary directory)")
 	durable := fs.Bool("durable", true, "append each accepted body to the log and fsync before answering (R2); false is R1")
 	maxBody := fs.Int64("max-body", 1<<20, "body limit in bytes")
-	lean := fs.Bool("lean", false, "check and normalize as dvrelay does and append the canonical event (R3); implies -durable")
+	lean := fs.Bool("lean", false, "parse and check with dvrelay's parser and append the canonical event (R3); implies -durable")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,7 +53,12 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("compile %s: %w", *schemaPath, err)
 	}
-	s := &server{schema: schema, maxBody: *maxBody, lean: *lean}
+	s := &server{schema: schema, maxBody: *maxBody}
+	if *lean {
+		if s.lean, err = newLean(); err != nil {
+			return err
+		}
+	}
 	if *durable || *lean {
 		if *dir == "" {
 			if *dir, err = os.MkdirTemp("", "refserver-"); err != nil {
@@ -80,7 +84,7 @@ type server struct {
 	schema  *gojsonschema.Schema
 	maxBody int64
 	log     *groupLog // nil: R1, no durable write
-	lean    bool      // R3
+	lean    *lean     // R3, when set
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -96,8 +100,8 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unreadable or too large", http.StatusBadRequest)
 		return
 	}
-	if s.lean {
-		canonical, err := leanCanonical(body, time.Now())
+	if s.lean != nil {
+		canonical, err := s.lean.canonical(body, time.Now())
 		if err != nil {
 			http.Error(w, "invalid", http.StatusBadRequest)
 			return
