@@ -3,8 +3,10 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -153,4 +155,69 @@ func FuzzAppendCanonical(f *testing.F) {
 			t.Fatalf("\ngot  %s\nwant %s", got, want)
 		}
 	})
+}
+
+// largeUpdate is the sample Update with its Target grown to about size bytes of columns: text
+// with markup, and money, as a 256 KB Dataverse body holds.
+func largeUpdate(t testing.TB, size int) []byte {
+	t.Helper()
+	body, err := os.ReadFile("../../samples/opportunity-update.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cols strings.Builder
+	for i := 0; cols.Len() < size-len(body); i++ {
+		if i%5 == 4 {
+			fmt.Fprintf(&cols, `{"key":"new_amount%04d","value":{"__type":"Money:http:\/\/schemas.microsoft.com\/xrm\/2011\/Contracts","Value":%d.50}},`, i, 1000+i)
+		} else {
+			fmt.Fprintf(&cols, `{"key":"new_text%04d","value":"Line %d of the notes: 40 laptops, docks & <b>support</b> \u00e9"},`, i, i)
+		}
+	}
+	marker := []byte(`"Attributes": [{`)
+	at := bytes.Index(body, marker) + len(marker) - 1
+	return slices.Concat(body[:at], []byte(cols.String()), body[at:])
+}
+
+func TestFastPath_takes_a_256KB_update_and_agrees_with_the_full_parser(t *testing.T) {
+	p, err := NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := largeUpdate(t, 256<<10)
+	if !agree(t, p, body, Hints{ReceivedAt: time.Unix(1764054245, 0)}) {
+		t.Fatal("the fast path declined a 256 KB Update")
+	}
+}
+
+func BenchmarkParse_native_256KB(b *testing.B) {
+	p, err := NewParser()
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := largeUpdate(b, 256<<10)
+	h := Hints{ReceivedAt: time.Now()}
+	var buf []byte
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.ParseBuffered(body, h, &buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParse_native_256KB_full_parser(b *testing.B) {
+	p, err := NewParser()
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := largeUpdate(b, 256<<10)
+	h := Hints{ReceivedAt: time.Now()}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.parseFull(body, h); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
