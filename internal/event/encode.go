@@ -54,7 +54,7 @@ func AppendCanonical(dst []byte, ev *Event) ([]byte, error) {
 	if len(ev.Attributes) > 0 {
 		dst = append(dst, `,"Attributes":`...)
 		if dst, err = appendRawMap(dst, ev.Attributes); err != nil {
-			return nil, fmt.Errorf("Attributes: %w", err)
+			return nil, fmt.Errorf("attributes: %w", err)
 		}
 	}
 	dst = append(dst, `,"TriggeredBy":`...)
@@ -77,13 +77,13 @@ func AppendCanonical(dst []byte, ev *Event) ([]byte, error) {
 	if len(ev.Parameters) > 0 {
 		dst = append(dst, `,"Parameters":`...)
 		if dst, err = appendRawMap(dst, ev.Parameters); err != nil {
-			return nil, fmt.Errorf("Parameters: %w", err)
+			return nil, fmt.Errorf("parameters: %w", err)
 		}
 	}
 	if len(ev.OutputParameters) > 0 {
 		dst = append(dst, `,"OutputParameters":`...)
 		if dst, err = appendRawMap(dst, ev.OutputParameters); err != nil {
-			return nil, fmt.Errorf("OutputParameters: %w", err)
+			return nil, fmt.Errorf("output parameters: %w", err)
 		}
 	}
 	if ev.Stage != 0 {
