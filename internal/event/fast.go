@@ -66,6 +66,9 @@ type fastEntry struct {
 	value    [2]int // start and end in out
 	str      string
 	isString bool
+	// column is set for a column's value, which may be an array (a multi-select choice); a
+	// parameter's array may be RelatedEntities, which the fast path leaves to the full parser.
+	column bool
 }
 
 type fastEntity struct {
@@ -463,7 +466,7 @@ func (r *fastReader) attribute(e *fastEntity) bool {
 	if !r.open('{') {
 		return r.decline()
 	}
-	var entry fastEntry
+	entry := fastEntry{column: true}
 	haveKey, haveValue := false, false
 	ok := r.members(func(member []byte) bool {
 		switch string(member) {
@@ -498,9 +501,9 @@ func (r *fastReader) attribute(e *fastEntity) bool {
 }
 
 // columnValue reads a value and appends its plain form to out (see normalizer.value): a string
-// (a /Date(…)/ one as RFC 3339 UTC), a number as written, true, false, null, and the typed
-// Money, OptionSetValue and EntityReference. Anything else (an array, another typed value, an
-// object without __type first) declines.
+// (a /Date(…)/ one as RFC 3339 UTC), a number as written, true, false, null, the typed Money,
+// OptionSetValue and EntityReference, and for a column an array of those. Anything else (a
+// parameter's array, another typed value, an object without __type first) declines.
 func (r *fastReader) columnValue(e *fastEntry) bool {
 	switch r.peek() {
 	case '"':
@@ -526,6 +529,22 @@ func (r *fastReader) columnValue(e *fastEntry) bool {
 		return true
 	case '{':
 		return r.typedValue()
+	case '[':
+		if !e.column {
+			return r.decline()
+		}
+		// Each item as a column value; what an item is says nothing of the column's ChangedFields.
+		r.out = append(r.out, '[')
+		first := true
+		ok := r.list(func() bool {
+			if !first {
+				r.out = append(r.out, ',')
+			}
+			first = false
+			return r.columnValue(&fastEntry{column: true})
+		})
+		r.out = append(r.out, ']')
+		return ok
 	case 't', 'f':
 		b, ok := r.boolean()
 		if !ok {

@@ -115,6 +115,10 @@ func TestFastPath_takes_the_creates_and_updates_Dataverse_posts(t *testing.T) {
 	for _, name := range []string{
 		"../../samples/opportunity-update.json",
 		"testdata/dataverse/albanianxrm-create-account-sync.json",
+		"testdata/dataverse/albanianxrm-create-albxrm_alltypes-async.json", // multi-select choices
+		"testdata/dataverse/albanianxrm-create-sharepointdocumentlocation-async.json",
+		"testdata/dataverse/albanianxrm-create-shko_allfields-sync.json",
+		"testdata/dataverse/docs-d365-update-msdyn_agentstatus-async.json",
 		"testdata/dataverse/docs-powerapps-update-contact-async.json",
 	} {
 		if !agree(t, p, seeds[name], Hints{ReceivedAt: time.Unix(1764054245, 0)}) {
