@@ -320,6 +320,9 @@ func (r *fastReader) inputParameter() bool {
 				return r.decline()
 			}
 			haveValue = true
+			if key == "EntityMoniker" && r.peek() == '{' {
+				return r.decline() // its id may name the record (SetState): the full parser reads it
+			}
 			if key == "Target" {
 				if r.haveTarget {
 					return r.decline()
@@ -598,6 +601,9 @@ func (r *fastReader) typedValue() bool {
 		var value []byte
 		haveValue := false
 		ok := r.moreMembers(func(member []byte) bool {
+			if string(member) == "__type" {
+				return r.decline() // a second __type: the full parser's decoder keeps the last
+			}
 			if string(member) != "Value" {
 				return r.skip()
 			}
@@ -639,6 +645,8 @@ func (r *fastReader) typedValue() bool {
 					logical = b
 				}
 				return true
+			case "__type":
+				return r.decline() // a second __type: the full parser's decoder keeps the last
 			case "Name":
 				if seen[2] {
 					return r.decline()

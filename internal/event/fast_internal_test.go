@@ -225,3 +225,46 @@ func BenchmarkParse_native_256KB_full_parser(b *testing.B) {
 		}
 	}
 }
+
+// Cases the fast path must leave to the full parser, written out so they stay covered whatever
+// the fuzzer's cache holds.
+func TestFastPath_agrees_on_bodies_built_to_tell_the_paths_apart(t *testing.T) {
+	p, err := NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile("../../samples/opportunity-update.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	money := `"__type": "Money:http:\/\/schemas.microsoft.com\/xrm\/2011\/Contracts",`
+	target := `"Id": "c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8",
+            "KeyAttributes": [],
+            "LogicalName": "opportunity"`
+	for _, c := range []struct{ name, old, new string }{
+		{"a second __type", money, `"__type": "Money:x", "__type": "OptionSetValue:y",`},
+		{"a second __type in a reference", `"Name": null,`, `"Name": null, "__type": "Money:x",`},
+		{"a repeated member", `"MessageName": "Update",`, `"MessageName": "Update", "MessageName": "Create",`},
+		{"an EntityMoniker naming the record", `"IsExecutingOffline"`, `"EntityMonikerX": 1, "IsExecutingOffline"`},
+		{"a Target without its id", target, `"KeyAttributes": [], "LogicalName": "opportunity"`},
+		{"an exponent", `"Value": 12500.0000`, `"Value": 1.25e4`},
+		{"a date out of range", `\/Date(1764054245000)\/`, `\/Date(999999999999999999)\/`},
+		{"an escaped key", `"MessageName"`, `"Message\u004eame"`},
+		{"invalid UTF-8", `Contoso - 40`, "Contoso \xff 40"},
+		{"a lone surrogate", `Contoso - 40`, `Contoso \ud800 40`},
+		{"a control character", `Contoso - 40`, "Contoso \x01 40"},
+		{"a typed wrapper", `"Depth": 1,`, `"Depth": {"__type":"Int32:#System","__value":1},`},
+		{"a plain object as a column", money, `"NotType": "Money:x",`},
+		{"an unknown typed value", money, `"__type": "Decimal:x",`},
+		{"the plugin event's names", `"Depth": 1,`, `"Depth": 1, "EventName": "X", "RecordId": "c3e9a2b8-7f4d-ef11-bfe3-6045bd03d9d8",`},
+		{"trailing data", "}\n", "} {}"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body := bytes.Replace(base, []byte(c.old), []byte(c.new), 1)
+			if bytes.Equal(body, base) {
+				t.Fatalf("%q is not in the sample", c.old)
+			}
+			agree(t, p, body, Hints{ReceivedAt: time.Unix(1764054245, 0)})
+		})
+	}
+}
