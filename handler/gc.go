@@ -14,9 +14,17 @@ import (
 // Collecting when the heap has grown fivefold makes collections rare while the heap stays small;
 // the soft limit makes the collector work harder before a hostile or unusual load could take the
 // heap past it.
+//
+// The limit is also what makes a large body cost no more memory than a small one: at 256 KB an
+// event leaves a few times its size in garbage (the encoded event, the queue's and the worker's
+// copies), and at fivefold growth alone 32 clients took the process well past 100 MiB. The live
+// heap under the default bounds (DVRELAY_MAX_BYTES_IN_FLIGHT of bodies, each read, parsed and
+// encoded in pooled buffers) is far below the limit, so it binds only when garbage would
+// otherwise pile up. Whoever raises DVRELAY_MAX_BYTES_IN_FLIGHT far past its default should raise
+// GOMEMLIMIT with it.
 const (
 	gcPercent   = 400
-	memoryLimit = 256 << 20 // bytes
+	memoryLimit = 64 << 20 // bytes
 )
 
 // tuneGC applies gcPercent and memoryLimit where the environment does not set its own.

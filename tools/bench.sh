@@ -95,12 +95,22 @@ if want ref; then
   closed -url "http://$REF_ADDR/" -d "$DURATION" -label r2 -out "$OUT/r2.json"
   stop "$PID"
 
+  log "R3: lean parse + the same checks + canonical bytes + durable group commit"
+  start_ref -lean
+  closed -url "http://$REF_ADDR/" -d "$DURATION" -label r3 -out "$OUT/r3.json"
+  stop "$PID"
+
   # The same fixed rates as handler serve's open loop below: what a server that only decodes
-  # and validates (R1), and one that also commits durably (R2), achieve on this machine.
+  # and validates (R1), one that also commits durably (R2), and a lean one doing the intake's
+  # work (R3) achieve on this machine.
   for rate in 500 1000; do
-    for ref in r1 r2; do
+    for ref in r1 r2 r3; do
       log "${ref^^}: open loop at $rate/s"
-      if [ "$ref" = r1 ]; then start_ref -durable=false; else start_ref; fi
+      case "$ref" in
+        r1) start_ref -durable=false ;;
+        r2) start_ref ;;
+        r3) start_ref -lean ;;
+      esac
       "$LOADGEN" open -rate "$rate" -pid "$PID" -url "http://$REF_ADDR/" -d "$DURATION" \
         -label "open-$ref-$rate" -out "$OUT/open-$ref-$rate.json"
       stop "$PID"

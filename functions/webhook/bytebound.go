@@ -50,11 +50,21 @@ type Body struct {
 	bound *byteBound
 	held  int64
 	once  sync.Once
+	// pool and buf: the pooled buffer Bytes is a slice of, returned by Release.
+	pool *bufferPool
+	buf  []byte
 }
 
-// Release gives the body's bytes back to the bound.
+// Release gives the body's bytes back to the bound, and its buffer to the intake's pool: the
+// caller must not use Bytes after it.
 func (b *Body) Release() {
-	b.once.Do(func() { b.bound.give(b.held) })
+	b.once.Do(func() {
+		b.bound.give(b.held)
+		if b.pool != nil && b.buf != nil {
+			b.pool.put(b.buf)
+		}
+		b.Bytes, b.buf = nil, nil
+	})
 }
 
 // ReadBody reads a body of at most limit bytes (MaxBodyBytes for a raw request), declared
@@ -64,8 +74,11 @@ func (b *Body) Release() {
 // KindOverloaded: the transport answers it 503 with Retry-After at once (Handle does, given it as
 // Request.ReadErr). Any other error is the body's own (the client went away or stalled). The
 // caller releases the Body however ReadBody ended.
+//
+// The buffer is the intake's to lend (see bufferPool): each growth takes a buffer of the next
+// size class and gives the last one back, so neither the growth nor the body leaves garbage.
 func (in *Intake) ReadBody(r io.Reader, declared, limit int64) (*Body, error) {
-	body := &Body{bound: in.bytes}
+	body := &Body{bound: in.bytes, pool: in.buffers}
 	if r == nil || declared == 0 {
 		return body, nil
 	}
@@ -88,9 +101,14 @@ func (in *Intake) ReadBody(r io.Reader, declared, limit int64) (*Body, error) {
 				return body, in.errBytesOverloaded()
 			}
 			body.held += grown - int64(cap(buf))
-			next := make([]byte, len(buf), grown)
+			// The capacity is limited to grown, so the reads count against the bound as before.
+			pooled := in.buffers.get(int(grown))
+			next := pooled[:len(buf):grown]
 			copy(next, buf)
-			buf = next
+			if body.buf != nil {
+				in.buffers.put(body.buf)
+			}
+			body.buf, buf = pooled, next
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]

@@ -68,6 +68,12 @@ type Parser interface {
 	Parse(body []byte, h event.Hints) (event.Event, error)
 }
 
+// bufferedParser is a Parser that writes the event's values into a buffer the intake lends
+// (event.Parser.ParseBuffered), so a request's values reuse the memory of the ones before.
+type bufferedParser interface {
+	ParseBuffered(body []byte, h event.Hints, buf *[]byte) (event.Event, error)
+}
+
 // Request is one webhook call as the transport received it.
 type Request struct {
 	Method string
@@ -105,6 +111,8 @@ type Intake struct {
 	refusalLog *logBudget
 	// publishes tells health how the recent publishes went (PublishHealth).
 	publishes *publishWatch
+	// buffers lends the buffers of bodies, parsed values and encoded events.
+	buffers *bufferPool
 }
 
 // New builds an intake that publishes through pub.
@@ -128,7 +136,7 @@ func New(cfg Config, p Parser, pub queue.Publisher, log *slog.Logger) *Intake {
 	cfg.MaxBytesInFlight = max(cfg.MaxBytesInFlight, cfg.MaxBodyBytes+1)
 	in := &Intake{cfg: cfg, auth: httpauth.New(cfg.SecretHeader, cfg.Secrets...), parser: p, pub: pub, log: log,
 		slots: make(chan struct{}, cfg.MaxInFlight), bytes: &byteBound{limit: cfg.MaxBytesInFlight},
-		stages: newStagePolicy(cfg.AcceptStages)}
+		stages: newStagePolicy(cfg.AcceptStages), buffers: &bufferPool{}}
 	in.cfg.Secrets = nil // the authorizer keeps digests only; don't keep the secrets around
 	in.refusalLog = newLogBudget(in.logSuppressed)
 	in.publishes = newPublishWatch(time.Now)
@@ -254,7 +262,9 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 		SizeExceeded: req.Header.Get(headerMsgSizeExceeded) != "",
 		ReceivedAt:   time.Now().UTC(),
 	}
-	ev, err := in.parser.Parse(req.Body, hints)
+	ev, values, err := in.parse(req.Body, hints)
+	// The values buffer backs ev's raw values until the message is encoded, not after.
+	defer in.buffers.put(values)
 	if err != nil {
 		return Response{}, parseError(err)
 	}
@@ -279,7 +289,7 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 			EventName: ev.EventName, Reason: in.stages.reason(&ev)})
 	}
 
-	msg, err := in.message(ev, rec.trace)
+	msg, err := in.message(ev, rec.trace, len(values)+len(req.Body)/8+1024)
 	if err != nil {
 		return Response{}, err
 	}
@@ -289,6 +299,19 @@ func (in *Intake) handle(ctx context.Context, req Request, rec *record) (Respons
 	}
 
 	return jsonResponse(http.StatusAccepted, accepted{EventID: ev.EventID, CorrelationID: ev.CorrelationID, EventName: ev.EventName, Duplicate: duplicate})
+}
+
+// parse runs the parser, in a buffer from the pool when it takes one; values is that buffer, for
+// the caller to give back once it is done with the event.
+func (in *Intake) parse(body []byte, h event.Hints) (ev event.Event, values []byte, err error) {
+	bp, ok := in.parser.(bufferedParser)
+	if !ok {
+		ev, err = in.parser.Parse(body, h)
+		return ev, nil, err
+	}
+	values = in.buffers.get(len(body))
+	ev, err = bp.ParseBuffered(body, h, &values)
+	return ev, values, err
 }
 
 // jsonResponse is a success answer with a JSON body.
@@ -354,12 +377,18 @@ func parseError(err error) error {
 }
 
 // message is the queue message for ev, carrying the intake's span so the worker continues the
-// caller's trace.
-func (in *Intake) message(ev event.Event, trace tracecontext.SpanContext) (*queue.Message, error) {
-	m, err := EventMessage(ev, in.cfg.UseSessions)
+// caller's trace. size is about what the encoded event will take.
+func (in *Intake) message(ev event.Event, trace tracecontext.SpanContext, size int) (*queue.Message, error) {
+	scratch := in.buffers.get(size)
+	body, err := event.AppendCanonical(scratch, &ev)
+	// The publisher may keep the body (a queue that hands it to its worker in memory), so it
+	// gets a copy of its own, exactly its size; the scratch goes back to the pool.
+	body = bytes.Clone(body)
+	in.buffers.put(scratch)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("encode event %s: %w", ev.EventID, err)
 	}
+	m := eventMessage(ev, body, in.cfg.UseSessions)
 	tracecontext.SetProperties(m.ApplicationProperties, trace)
 	return m, nil
 }
@@ -372,10 +401,15 @@ func (in *Intake) message(ev event.Event, trace tracecontext.SpanContext) (*queu
 // EventId as SessionID: a session-enabled queue refuses a message without one, and such an event
 // has no record whose order to keep.
 func EventMessage(ev event.Event, useSessions bool) (*queue.Message, error) {
-	body, err := encodeEvent(ev)
+	body, err := event.AppendCanonical(nil, &ev)
 	if err != nil {
 		return nil, fmt.Errorf("encode event %s: %w", ev.EventID, err)
 	}
+	return eventMessage(ev, body, useSessions), nil
+}
+
+// eventMessage is EventMessage with the body already encoded.
+func eventMessage(ev event.Event, body []byte, useSessions bool) *queue.Message {
 	m := &queue.Message{
 		MessageID:     ev.EventID,
 		CorrelationID: ev.CorrelationID,
@@ -386,6 +420,8 @@ func EventMessage(ev event.Event, useSessions bool) (*queue.Message, error) {
 			queue.PropAttempt:   int64(1),
 			queue.PropEventName: ev.EventName,
 			queue.PropEntity:    ev.Entity,
+			// The worker decodes a body that still matches it without checking it again.
+			event.PropCanonical: event.CanonicalSum(body),
 		},
 	}
 	key := queue.OrderKey(ev.Entity, ev.RecordID)
@@ -395,21 +431,7 @@ func EventMessage(ev event.Event, useSessions bool) (*queue.Message, error) {
 	if useSessions {
 		m.SessionID = firstNonEmpty(key, ev.EventID)
 	}
-	return m, nil
-}
-
-// encodeEvent writes the queue message body without HTML escaping. json.Marshal would turn
-// every '<', '>' and '&' in a column value into a six-byte \u escape, so markup-heavy text (an
-// email's HTML description) could grow a body Dataverse kept under 256 KB past what a Service
-// Bus message holds, and that event could then never be queued.
-func encodeEvent(ev event.Event) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(ev); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return m
 }
 
 // publish waits for the publisher at most PublishTimeout, even if the publisher ignores its

@@ -229,3 +229,33 @@ func TestIntake_queues_markup_in_column_values_without_inflating_it(t *testing.T
 		t.Errorf("firstname = %s", got)
 	}
 }
+
+// The intake lends its buffers from request to request: a body it queued must stay as it was
+// queued while later requests reuse them, and carry the mark that lets the worker trust it.
+func TestIntake_queued_bodies_stay_intact_and_marked_while_later_requests_reuse_the_buffers(t *testing.T) {
+	pub := &recordingPublisher{}
+	p := newRealParser(t)
+	in := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(secret)}}, p, pub, slog.New(slog.DiscardHandler))
+	bodies := [][]byte{readTestdata(t, nativeContact), readTestdata(t, nativeContact)}
+	bodies[1] = bytes.ReplaceAll(bodies[1], []byte("James"), []byte("Jimmy"))
+	var copies [][]byte
+	for i := range 6 {
+		res := in.Handle(context.Background(), nativeRequest(bytes.Clone(bodies[i%2])))
+		if res.Status != http.StatusAccepted {
+			t.Fatalf("status = %d, body %s", res.Status, res.Body)
+		}
+		msgs := pub.messages()
+		copies = append(copies, bytes.Clone(msgs[len(msgs)-1].Body))
+	}
+	for i, m := range pub.messages() {
+		if !bytes.Equal(m.Body, copies[i]) {
+			t.Fatalf("message %d changed after it was queued:\nnow  %s\nthen %s", i, m.Body, copies[i])
+		}
+		if !event.Marked(m.Body, m.ApplicationProperties) {
+			t.Errorf("message %d is not marked as the intake's canonical event", i)
+		}
+		if _, err := p.DecodeCanonical(m.Body); err != nil {
+			t.Errorf("message %d is not a valid canonical event: %v", i, err)
+		}
+	}
+}

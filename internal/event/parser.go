@@ -103,7 +103,27 @@ func NewParser() (*Parser, error) {
 // What a context may lack is listed at parseRemote. Typed wrappers a .NET serializer writes for
 // a primitive ({"__type":"Guid:#System","__value":…}, DateTime:#System and the other System
 // primitives) are read as the value they wrap, anywhere in the body.
+//
+// A Create or Update context in the shape Dataverse writes is read by a fast path in one pass
+// over the bytes (fast.go); anything it does not vouch for, every refusal included, is read by
+// the full parser, so what is accepted, what is refused and what the event holds are the same.
 func (p *Parser) Parse(body []byte, h Hints) (Event, error) {
+	return p.ParseBuffered(body, h, nil)
+}
+
+// ParseBuffered is Parse, reusing *buf (when buf is not nil) for the values of the event's
+// Attributes, Parameters and OutputParameters, which are then slices of it: the caller lends the
+// buffer for as long as it uses the event, and gets it back grown to what the event needed.
+func (p *Parser) ParseBuffered(body []byte, h Hints, buf *[]byte) (Event, error) {
+	if ev, ok := p.fastParse(body, h, buf); ok {
+		return ev, nil
+	}
+	return p.parseFull(body, h)
+}
+
+// parseFull is the full parser: the pre-scan, the tree, the schema, the checks and the
+// normalizer, naming every failing field.
+func (p *Parser) parseFull(body []byte, h Hints) (Event, error) {
 	top, err := decode(body, func(scan scanResult) string {
 		if scan.plugin {
 			return KindPluginEvent

@@ -17,10 +17,11 @@ import (
 const (
 	labelR1     = "r1"
 	labelR2     = "r2"
+	labelR3     = "r3"
 	labelServe  = "serve"
 	labelSteady = "serve-60s"
 	prefixOpen  = "open-"
-	// The reference servers' open-loop runs are labelled prefixOpen + labelR1 or labelR2 + "-" + rate.
+	// The reference servers' open-loop runs are labelled prefixOpen + labelR1, labelR2 or labelR3 + "-" + rate.
 	prefixBound = "inflight-"
 	labelSoak   = "soak"
 )
@@ -37,24 +38,27 @@ func runTable(args []string, stdout io.Writer) error {
 
 	w.line("### Intake throughput: closed loop, %s, distinct native events", clientsOf(loads))
 	w.line("")
-	w.line("| server | events/s | server CPU per event | p50 | p99 | vs R2 |")
-	w.line("| --- | --- | --- | --- | --- | --- |")
-	r2 := loads[labelR2]
+	w.line("| server | events/s | server CPU per event | p50 | p99 | vs R2 | vs R3 |")
+	w.line("| --- | --- | --- | --- | --- | --- | --- |")
+	ratio := func(r *result, label string) string {
+		ref := loads[label]
+		if ref == nil || ref.AcceptedPerSec <= 0 || ref == r {
+			return ""
+		}
+		return fmt.Sprintf("%.2f×", r.AcceptedPerSec/ref.AcceptedPerSec)
+	}
 	for _, row := range []struct{ label, name string }{
 		{labelR1, "R1 decode + validate"},
 		{labelR2, "R2 R1 + durable group commit"},
+		{labelR3, "R3 lean parse, same checks, canonical bytes, durable group commit"},
 		{labelServe, "`handler serve` (worker on)"},
 	} {
 		r, ok := loads[row.label]
 		if !ok {
 			continue
 		}
-		vs := ""
-		if r2 != nil && r2.AcceptedPerSec > 0 && row.label != labelR2 {
-			vs = fmt.Sprintf("%.2f×", r.AcceptedPerSec/r2.AcceptedPerSec)
-		}
-		w.line("| %s | %s | %.2f ms | %.1f ms | %.1f ms | %s |", row.name, thousands(r.AcceptedPerSec),
-			r.ServerCPUMsPerAccepted, r.Accepted.P50, r.Accepted.P99, vs)
+		w.line("| %s | %s | %.0f µs | %.1f ms | %.1f ms | %s | %s |", row.name, thousands(r.AcceptedPerSec),
+			1000*r.ServerCPUMsPerAccepted, r.Accepted.P50, r.Accepted.P99, ratio(r, labelR2), ratio(r, labelR3))
 	}
 	if r, ok := loads[labelSteady]; ok {
 		w.line("")
@@ -271,7 +275,7 @@ func boundOf(r *result) int {
 	return n
 }
 
-// openServer names the server of an open-loop run: R1 or R2 for the reference servers, else
+// openServer names the server of an open-loop run: R1, R2 or R3 for the reference servers, else
 // `handler serve`. The names sort the rows of one rate as the closed-loop table does.
 func openServer(r *result) string {
 	switch {
@@ -279,6 +283,8 @@ func openServer(r *result) string {
 		return "R1"
 	case strings.HasPrefix(r.Label, prefixOpen+labelR2+"-"):
 		return "R2"
+	case strings.HasPrefix(r.Label, prefixOpen+labelR3+"-"):
+		return "R3"
 	default:
 		return "`handler serve`"
 	}

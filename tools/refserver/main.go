@@ -4,7 +4,8 @@
 // against the repository's RemoteExecutionContext schema, and, unless -durable=false, appends
 // it to a file with a group commit: concurrent requests share one write and one fsync, and each
 // is answered 202 only after the fsync that covers it (R2). With -durable=false it answers after
-// validation (R1).
+// validation (R1). With -lean it parses and checks with dvrelay's own parser, writes the
+// canonical event and appends that with the same group commit (R3, see lean.go).
 package main
 
 import (
@@ -40,6 +41,7 @@ func run(args []string, stderr io.Writer) error {
 	dir := fs.String("dir", "", "directory of the durable log (default: a new temporary directory)")
 	durable := fs.Bool("durable", true, "append each accepted body to the log and fsync before answering (R2); false is R1")
 	maxBody := fs.Int64("max-body", 1<<20, "body limit in bytes")
+	lean := fs.Bool("lean", false, "parse and check with dvrelay's parser and append the canonical event (R3); implies -durable")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,7 +54,12 @@ func run(args []string, stderr io.Writer) error {
 		return fmt.Errorf("compile %s: %w", *schemaPath, err)
 	}
 	s := &server{schema: schema, maxBody: *maxBody}
-	if *durable {
+	if *lean {
+		if s.lean, err = newLean(); err != nil {
+			return err
+		}
+	}
+	if *durable || *lean {
 		if *dir == "" {
 			if *dir, err = os.MkdirTemp("", "refserver-"); err != nil {
 				return err
@@ -66,7 +73,7 @@ func run(args []string, stderr io.Writer) error {
 		s.log = newGroupLog(f)
 	}
 	srv := &http.Server{Addr: *addr, Handler: s, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(stderr, "", 0)}
-	fmt.Fprintf(stderr, "refserver on %s, durable %v\n", *addr, *durable)
+	fmt.Fprintf(stderr, "refserver on %s, durable %v, lean %v\n", *addr, *durable || *lean, *lean)
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -77,6 +84,7 @@ type server struct {
 	schema  *gojsonschema.Schema
 	maxBody int64
 	log     *groupLog // nil: R1, no durable write
+	lean    *lean     // R3, when set
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -92,21 +100,14 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unreadable or too large", http.StatusBadRequest)
 		return
 	}
-	// Numbers as json.Number, the form gojsonschema's own loaders give its validator.
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		http.Error(w, "not JSON", http.StatusBadRequest)
-		return
-	}
-	if _, ok := v.(map[string]any); !ok {
-		http.Error(w, "not a JSON object", http.StatusBadRequest)
-		return
-	}
-	res, err := s.schema.Validate(gojsonschema.NewRawLoader(v))
-	if err != nil || !res.Valid() {
-		http.Error(w, "invalid", http.StatusBadRequest)
+	if s.lean != nil {
+		canonical, err := s.lean.canonical(body, time.Now())
+		if err != nil {
+			http.Error(w, "invalid", http.StatusBadRequest)
+			return
+		}
+		body = canonical
+	} else if !s.valid(w, body) {
 		return
 	}
 	if s.log != nil {
@@ -118,6 +119,28 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = io.WriteString(w, `{"ok":true}`)
+}
+
+// valid is R1's and R2's check: decode, then validate the decoded value against the schema.
+func (s *server) valid(w http.ResponseWriter, body []byte) bool {
+	// Numbers as json.Number, the form gojsonschema's own loaders give its validator.
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		http.Error(w, "not JSON", http.StatusBadRequest)
+		return false
+	}
+	if _, ok := v.(map[string]any); !ok {
+		http.Error(w, "not a JSON object", http.StatusBadRequest)
+		return false
+	}
+	res, err := s.schema.Validate(gojsonschema.NewRawLoader(v))
+	if err != nil || !res.Valid() {
+		http.Error(w, "invalid", http.StatusBadRequest)
+		return false
+	}
+	return true
 }
 
 // groupLog appends records to a file with group commit: one goroutine writes every record that
