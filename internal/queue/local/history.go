@@ -77,15 +77,11 @@ CREATE TRIGGER IF NOT EXISTS history_counted AFTER INSERT ON history BEGIN
 END;
 `
 
-// acceptedHistorySQL writes an accepted entry, reading the record id from the body and the
-// entity and event name from the encoded properties in SQL, which costs the publish path less than
-// decoding them in Go. A body that is not JSON has no record id.
+// acceptedHistorySQL writes an accepted entry, with the record, entity and event name the
+// message's properties give (see newRow).
 const acceptedHistorySQL = `INSERT INTO history
 	(at, kind, event_id, message_id, record_id, correlation_id, entity, event_name, attempt, step, status, duration_ns, detail)
-	VALUES (@now, '` + queue.HistAccepted + `', @event, @message, iif(json_valid(@body),
-			coalesce(json_extract(@body, '$.RecordId'), json_extract(@body, '$.PrimaryEntityId'), ''), ''),
-		@correlation, coalesce(json_extract(@props, '$.` + queue.PropEntity + `'), ''),
-		coalesce(json_extract(@props, '$.` + queue.PropEventName + `'), @subject), 0, '', 0, 0, '')`
+	VALUES (@now, '` + queue.HistAccepted + `', @event, @message, @record, @correlation, @entity, @eventName, 0, '', 0, 0, '')`
 
 const insertHistorySQL = `INSERT INTO history
 	(at, kind, event_id, message_id, record_id, correlation_id, entity, event_name, attempt, step, status, duration_ns, detail)
@@ -138,8 +134,8 @@ func (q *Queue) tookSince(lockToken string) time.Duration {
 // recordAccepted writes the accepted entry of a message the intake published, in its transaction.
 func (q *Queue) recordAccepted(ctx context.Context, tx *sql.Tx, r row, now int64) error {
 	if _, err := tx.StmtContext(ctx, q.stmts.historyAccepted).ExecContext(ctx, sql.Named("now", now),
-		sql.Named("event", queue.BaseID(r.messageID)), sql.Named("message", r.messageID), sql.Named("body", string(r.body)),
-		sql.Named("correlation", r.correlationID), sql.Named("props", r.props), sql.Named("subject", r.subject)); err != nil {
+		sql.Named("event", queue.BaseID(r.messageID)), sql.Named("message", r.messageID), sql.Named("record", r.recordID),
+		sql.Named("correlation", r.correlationID), sql.Named("entity", r.entity), sql.Named("eventName", r.eventName)); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
 	return q.pruneHistory(ctx, tx, now)
@@ -271,7 +267,7 @@ func (q *Queue) EventHistory(ctx context.Context, hq queue.HistoryQuery) ([]queu
 		rows, err := db.QueryContext(ctx, `SELECT at, kind, event_id, message_id, record_id, correlation_id, entity,
 				event_name, attempt, step, status, duration_ns, detail
 			FROM history WHERE event_id IN (
-				SELECT event_id FROM history WHERE record_id = @key AND record_id <> ''
+				SELECT event_id FROM history WHERE record_id = lower(@key) AND record_id <> ''
 				UNION SELECT event_id FROM history WHERE event_id = @key
 				UNION SELECT event_id FROM history WHERE correlation_id = @key AND kind = 'accepted')
 			ORDER BY id LIMIT @limit`, sql.Named("key", hq.Key), sql.Named("limit", limit))

@@ -1,9 +1,12 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -22,6 +25,9 @@ type row struct {
 	props         string
 	groupKey      sql.NullString
 	scheduledNS   int64 // 0: due at once
+	// What the history's accepted entry names, read from the properties here rather than by
+	// parsing the body in SQL on the writer's path.
+	recordID, entity, eventName string
 }
 
 func newRow(m *queue.Message) (row, error) {
@@ -38,6 +44,13 @@ func newRow(m *queue.Message) (row, error) {
 		body:          append([]byte{}, m.Body...),
 		props:         props,
 		groupKey:      groupKey(m.ApplicationProperties),
+		entity:        stringProp(m.ApplicationProperties, queue.PropEntity),
+		eventName:     cmp.Or(stringProp(m.ApplicationProperties, queue.PropEventName), m.Subject),
+	}
+	if _, record, ok := strings.Cut(r.groupKey.String, "/"); ok {
+		r.recordID = record // the order key is <entity>/<record id>
+	} else if !r.groupKey.Valid {
+		r.recordID = recordOfBody(m.Body) // a message published without the intake's properties
 	}
 	if r.messageID == "" {
 		// Service Bus stamps a message without an id with a fresh one; it is then never a duplicate.
@@ -159,4 +172,15 @@ func deadLetterProps(reason, description string) map[string]any {
 		queue.PropDeadLetterReason:           reason,
 		queue.PropDeadLetterErrorDescription: description,
 	}
+}
+
+// recordOfBody is the record a message's body names, for a message that carries no order key:
+// a canonical event's RecordId, or a RemoteExecutionContext's PrimaryEntityId, lower-cased as
+// order keys are. Empty when the body names none or is not JSON.
+func recordOfBody(body []byte) string {
+	var names struct{ RecordId, PrimaryEntityId string }
+	if json.Unmarshal(body, &names) != nil {
+		return ""
+	}
+	return strings.ToLower(cmp.Or(names.RecordId, names.PrimaryEntityId))
 }
