@@ -39,9 +39,11 @@ func openBackend(ctx context.Context, cfg config.Config, log *slog.Logger) (*bac
 
 func openEmbedded(ctx context.Context, cfg config.Config, log *slog.Logger) (*backend, error) {
 	q, err := local.Open(ctx, cfg.DataDir, local.Options{
-		LockDuration:     cfg.LockDuration,
-		MaxDeliveryCount: cfg.MaxDeliveryCount,
-		DuplicateWindow:  cfg.DuplicateWindow,
+		LockDuration:      cfg.LockDuration,
+		MaxDeliveryCount:  cfg.MaxDeliveryCount,
+		DuplicateWindow:   cfg.DuplicateWindow,
+		HistoryMaxAge:     cfg.HistoryMaxAge,
+		HistoryMaxEntries: cfg.HistoryMaxEntries,
 	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("embedded queue (DVRELAY_DATA_DIR): %w", err)

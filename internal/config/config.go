@@ -88,6 +88,12 @@ const (
 	// DefaultDuplicateWindow is DVRELAY_DUPLICATE_WINDOW, Service Bus's own default for
 	// duplicate detection: a webhook Dataverse retries is dropped within it.
 	DefaultDuplicateWindow = 10 * time.Minute
+	// DefaultHistoryMaxAge and DefaultHistoryMaxEntries are DVRELAY_HISTORY_MAX_AGE and
+	// DVRELAY_HISTORY_MAX_ENTRIES, the bounds of the events' history the embedded queue keeps for
+	// support: a week answers "what happened last week", and 200,000 entries (about 70,000 events
+	// at three entries each) keep the file and the console's reads small (BENCHMARKS.md).
+	DefaultHistoryMaxAge     = 7 * 24 * time.Hour
+	DefaultHistoryMaxEntries = 200_000
 )
 
 // Default queue names, as infra/main.bicep creates them.
@@ -156,6 +162,8 @@ type Config struct {
 	LockDuration      time.Duration
 	MaxDeliveryCount  int
 	DuplicateWindow   time.Duration
+	HistoryMaxAge     time.Duration
+	HistoryMaxEntries int
 	ShutdownGrace     time.Duration
 
 	// Worker.
@@ -265,6 +273,8 @@ func Load(lookup Lookup) (Config, error) {
 		LockDuration:      r.duration("DVRELAY_LOCK_DURATION", DefaultLockDuration),
 		MaxDeliveryCount:  r.positiveInt("DVRELAY_MAX_DELIVERY_COUNT", DefaultMaxDeliveryCount),
 		DuplicateWindow:   r.duration("DVRELAY_DUPLICATE_WINDOW", DefaultDuplicateWindow),
+		HistoryMaxAge:     r.duration("DVRELAY_HISTORY_MAX_AGE", DefaultHistoryMaxAge),
+		HistoryMaxEntries: r.positiveInt("DVRELAY_HISTORY_MAX_ENTRIES", DefaultHistoryMaxEntries),
 		ShutdownGrace:     r.duration("DVRELAY_SHUTDOWN_GRACE", DefaultShutdownGrace),
 
 		RoutesFile:    r.str("DVRELAY_ROUTES", DefaultRoutesFile),

@@ -307,3 +307,18 @@ func TestLoad_names_DVRELAY_ACCEPT_STAGES_when_it_holds_no_stage_Dataverse_runs_
 		}
 	}
 }
+
+func TestLoad_bounds_the_embedded_queues_history_by_age_and_count(t *testing.T) {
+	d, err := config.Load(lookupFrom(nil))
+	if err != nil || d.HistoryMaxAge != config.DefaultHistoryMaxAge || d.HistoryMaxEntries != config.DefaultHistoryMaxEntries {
+		t.Fatalf("defaults: age %v, entries %d, err %v", d.HistoryMaxAge, d.HistoryMaxEntries, err)
+	}
+	c, err := config.Load(lookupFrom(map[string]string{"DVRELAY_HISTORY_MAX_AGE": "48h", "DVRELAY_HISTORY_MAX_ENTRIES": "5000"}))
+	if err != nil || c.HistoryMaxAge != 48*time.Hour || c.HistoryMaxEntries != 5000 {
+		t.Fatalf("set: age %v, entries %d, err %v", c.HistoryMaxAge, c.HistoryMaxEntries, err)
+	}
+	_, err = config.Load(lookupFrom(map[string]string{"DVRELAY_HISTORY_MAX_AGE": "a week", "DVRELAY_HISTORY_MAX_ENTRIES": "0"}))
+	if err == nil || !strings.Contains(err.Error(), "DVRELAY_HISTORY_MAX_AGE") || !strings.Contains(err.Error(), "DVRELAY_HISTORY_MAX_ENTRIES") {
+		t.Fatalf("bad values: err %v, want both settings named", err)
+	}
+}

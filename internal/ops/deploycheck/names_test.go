@@ -20,6 +20,8 @@ var notWrittenByInfra = map[string]string{
 	"DVRELAY_LOCK_DURATION":        "embedded queue only; the Service Bus queue's lockDuration is in infra/main.bicep",
 	"DVRELAY_MAX_DELIVERY_COUNT":   "embedded queue only; the Service Bus queue's maxDeliveryCount is in infra/main.bicep",
 	"DVRELAY_DUPLICATE_WINDOW":     "embedded queue only; the Service Bus queue's duplicateDetectionHistoryTimeWindow is in infra/main.bicep",
+	"DVRELAY_HISTORY_MAX_AGE":      "embedded queue only: the history behind the support console of handler serve",
+	"DVRELAY_HISTORY_MAX_ENTRIES":  "embedded queue only: the history behind the support console of handler serve",
 	"IDENTITY_ENDPOINT":            "set by the platform on every Function App",
 	"FUNCTIONS_CUSTOMHANDLER_PORT": "set by the Functions host when it starts the handler",
 	"FUNCTIONS_HTTPWORKER_PORT":    "set by older Functions hosts when they start the handler",

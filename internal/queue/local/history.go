@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
@@ -25,10 +26,7 @@ var (
 	_ queue.DeadLetterGrouper = (*Queue)(nil)
 )
 
-// Bounds of the history when Options leave them zero.
 const (
-	defaultHistoryMaxAge     = 7 * 24 * time.Hour
-	defaultHistoryMaxEntries = 200_000
 	// historyPruneEvery is how many entries are written between two prunes: a prune deletes at
 	// most this many rows past the count bound, so it stays a small part of the write it rides on.
 	historyPruneEvery = 1000
@@ -245,10 +243,10 @@ func (q *Queue) pruneHistory(ctx context.Context, tx *sql.Tx, now int64) error {
 func (q *Queue) historyBounds() (time.Duration, int) {
 	maxAge, maxEntries := q.opts.HistoryMaxAge, q.opts.HistoryMaxEntries
 	if maxAge <= 0 {
-		maxAge = defaultHistoryMaxAge
+		maxAge = config.DefaultHistoryMaxAge
 	}
 	if maxEntries <= 0 {
-		maxEntries = defaultHistoryMaxEntries
+		maxEntries = config.DefaultHistoryMaxEntries
 	}
 	return maxAge, maxEntries
 }
