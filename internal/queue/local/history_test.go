@@ -29,8 +29,8 @@ func settleNext(t *testing.T, q *Queue, clock *manualClock, out queue.Outcome) {
 	historyWritten(t, q)
 }
 
-// historyWritten waits until the history entries handed to the writer so far are committed: the
-// writer takes changes in order, so an empty change behind them commits with or after them.
+// historyWritten waits until every change handed to the writer so far is committed: the writer
+// takes changes in order, so an empty change behind them commits with or after them.
 func historyWritten(t *testing.T, q *Queue) {
 	t.Helper()
 	if err := q.write(context.Background(), survivesProcessCrash, func(context.Context, *sql.Tx, int64) error { return nil }); err != nil {
