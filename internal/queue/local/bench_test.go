@@ -70,6 +70,20 @@ func BenchmarkPublish_concurrent_without_group_commit(b *testing.B) {
 // BenchmarkReceive_and_complete measures the consumer side as the consumer loop drives it: lock
 // up to 16 messages at a time and complete them concurrently, so the completions share commits.
 func BenchmarkReceive_and_complete(b *testing.B) {
+	benchReceiveAndSettle(b, func(q *Queue, r *queue.Received) error {
+		return q.Complete(context.Background(), r)
+	})
+}
+
+// BenchmarkReceive_and_settle is the same through Settle, as the worker settles: the completion
+// and its history entry.
+func BenchmarkReceive_and_settle(b *testing.B) {
+	benchReceiveAndSettle(b, func(q *Queue, r *queue.Received) error {
+		return q.Settle(context.Background(), queue.DeliveryOf(r), queue.Outcome{Kind: queue.Complete, Summary: "complete: 1 steps"})
+	})
+}
+
+func benchReceiveAndSettle(b *testing.B, settle func(q *Queue, r *queue.Received) error) {
 	q := openTestQueue(b, b.TempDir(), Options{})
 	publishConcurrently(b, q, b.N)
 	b.ReportAllocs()
@@ -83,7 +97,7 @@ func BenchmarkReceive_and_complete(b *testing.B) {
 		var settled sync.WaitGroup
 		for _, r := range got {
 			settled.Go(func() {
-				if err := q.Complete(context.Background(), r); err != nil {
+				if err := settle(q, r); err != nil {
 					b.Error(err)
 				}
 			})

@@ -17,9 +17,9 @@ import (
 
 // The history is what support reads to answer "what happened to this record": one row per thing
 // that happened to an event (accepted, each attempt's outcome, resubmitted, purged). It lives in
-// the queue's own file, written in the transactions that make those things true where the hook
-// can sit there (publish, resubmit, purge), and right after the settlement otherwise, and it is
-// bounded like the rest of the file: by age and by count, pruned as it grows.
+// the queue's own file, written in the transactions that make those things true (publish, settle,
+// resubmit, purge), and it is bounded like the rest of the file: by age and by count, pruned as
+// it grows.
 
 var (
 	_ queue.HistoryReader     = (*Queue)(nil)
@@ -116,8 +116,8 @@ func (q *Queue) noteReceived(got []*queue.Received) {
 	}
 }
 
-// tookSince is how long ago the delivery with lockToken was received, and forgets it.
-func (q *Queue) tookSince(lockToken string) time.Duration {
+// receivedFor is how long ago the delivery with lockToken was received (0 when unknown).
+func (q *Queue) receivedFor(lockToken string) time.Duration {
 	h := &q.history
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -125,8 +125,15 @@ func (q *Queue) tookSince(lockToken string) time.Duration {
 	if !ok {
 		return 0
 	}
-	delete(h.receivedAt, lockToken)
 	return q.opts.Now().Sub(at)
+}
+
+// forgetReceived drops the receive time of a delivery that is settled.
+func (q *Queue) forgetReceived(lockToken string) {
+	h := &q.history
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.receivedAt, lockToken)
 }
 
 // recordAccepted writes the accepted entry of a message the intake published, in its transaction.
@@ -139,15 +146,14 @@ func (q *Queue) recordAccepted(ctx context.Context, tx *sql.Tx, r row, now int64
 	return q.pruneHistory(ctx, tx, now)
 }
 
-// recordOutcome writes the entry of an attempt once its outcome is true. It is its own small
-// write in the writer's next commit: an entry lost to a crash in between costs a line of
-// history, never a message.
-func (q *Queue) recordOutcome(ctx context.Context, d queue.Delivery, out queue.Outcome) {
+// outcomeEntry is the history entry of an attempt's outcome, which Settle writes in the
+// settlement's own transaction.
+func (q *Queue) outcomeEntry(d queue.Delivery, out queue.Outcome) queue.HistoryEntry {
 	e := queue.HistoryEntry{
 		EventID: queue.BaseID(d.MessageID), MessageID: d.MessageID, CorrelationID: d.CorrelationID,
 		Entity:    stringProp(d.ApplicationProperties, queue.PropEntity),
 		EventName: stringProp(d.ApplicationProperties, queue.PropEventName),
-		Attempt:   d.Attempt(), Step: out.Step, Duration: q.tookSince(d.LockToken),
+		Attempt:   d.Attempt(), Step: out.Step, Duration: q.receivedFor(d.LockToken),
 	}
 	if e.EventName == "" {
 		e.EventName = d.Subject
@@ -161,22 +167,7 @@ func (q *Queue) recordOutcome(ctx context.Context, d queue.Delivery, out queue.O
 		e.Kind, e.Detail = queue.HistDeadLettered, queue.DeadLetterInfoFor(d, out).Description
 	}
 	e.Status = statusIn(e.Detail)
-	// Handed to the writer without waiting for its commit: the entry rides the next group commit
-	// and the worker goes on to its next message. A failure is logged where it happens.
-	// The entry is dated when the outcome became true, not when the writer gets to it.
-	settled := q.nowNS()
-	_, err := q.submit(context.WithoutCancel(ctx), survivesProcessCrash, func(ctx context.Context, tx *sql.Tx, _ int64) error {
-		err := q.insertHistory(ctx, tx, e, settled)
-		if err != nil {
-			q.log.WarnContext(ctx, "history: the outcome is settled but its history entry was not written",
-				"messageId", d.MessageID, "error", err)
-		}
-		return err
-	})
-	if err != nil {
-		q.log.WarnContext(ctx, "history: the outcome is settled but its history entry was not written",
-			"messageId", d.MessageID, "error", err)
-	}
+	return e
 }
 
 // recordParked writes what support did to dead letter seq (resubmitted or purged), in the

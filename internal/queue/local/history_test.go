@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -29,8 +30,8 @@ func settleNext(t *testing.T, q *Queue, clock *manualClock, out queue.Outcome) {
 	historyWritten(t, q)
 }
 
-// historyWritten waits until the history entries handed to the writer so far are committed: the
-// writer takes changes in order, so an empty change behind them commits with or after them.
+// historyWritten waits until every change handed to the writer so far is committed: the writer
+// takes changes in order, so an empty change behind them commits with or after them.
 func historyWritten(t *testing.T, q *Queue) {
 	t.Helper()
 	if err := q.write(context.Background(), survivesProcessCrash, func(context.Context, *sql.Tx, int64) error { return nil }); err != nil {
@@ -187,5 +188,46 @@ func TestHistory_records_each_attempt_of_a_retry_in_place_under_its_one_row(t *t
 	}
 	if got, want := strings.Join(saw, " "), "accepted/0 retrying/1 retrying/2 completed/3"; got != want {
 		t.Errorf("history = %q, want %q: every attempt of the retry in place, under the one event", got, want)
+	}
+}
+
+func TestSettle_writes_the_outcome_entry_with_the_settlement_and_none_when_the_lock_ran_out(t *testing.T) {
+	ctx := context.Background()
+	clock := newManualClock()
+	q := openTestQueue(t, t.TempDir(), Options{Now: clock.Now, LockDuration: time.Second})
+	mustPublish(t, q, eventMsg("ev-late", "rec-1"))
+	mustPublish(t, q, eventMsg("ev-on-time", "rec-2"))
+	kinds := func(key string) []string {
+		t.Helper()
+		entries, err := q.EventHistory(ctx, queue.HistoryQuery{Key: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range entries {
+			out = append(out, e.Kind)
+		}
+		return out
+	}
+
+	late := mustReceive(t, q, 1)[0]
+	clock.Advance(2 * time.Second)
+	if err := q.Settle(ctx, queue.DeliveryOf(late), queue.Outcome{Kind: queue.Complete}); !errors.Is(err, queue.ErrLockLost) {
+		t.Fatalf("settling after the lock ran out: %v, want ErrLockLost", err)
+	}
+	if got := kinds("ev-late"); strings.Join(got, ",") != queue.HistAccepted {
+		t.Errorf("history of an outcome whose lock ran out = %v, want only %q", got, queue.HistAccepted)
+	}
+
+	onTime := mustReceive(t, q, 1)[0]
+	if onTime.MessageID != "ev-on-time" {
+		onTime = mustReceive(t, q, 1)[0]
+	}
+	if err := q.Settle(ctx, queue.DeliveryOf(onTime), queue.Outcome{Kind: queue.Complete}); err != nil {
+		t.Fatal(err)
+	}
+	// No wait for the writer: the entry is committed with the settlement it records.
+	if got := kinds("ev-on-time"); strings.Join(got, ",") != queue.HistAccepted+","+queue.HistCompleted {
+		t.Errorf("history right after the settlement = %v, want accepted then completed", got)
 	}
 }

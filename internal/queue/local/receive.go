@@ -345,13 +345,18 @@ func (q *Queue) settle(ctx context.Context, op string, r *queue.Received, fn fun
 // Complete removes r from the queue and hands its order key to the next message of its record;
 // dead letters of the record queued before it learn that a newer event completed.
 func (q *Queue) Complete(ctx context.Context, r *queue.Received) error {
-	return q.settle(ctx, "complete", r, func(ctx context.Context, tx *sql.Tx, now int64) error {
+	return q.settle(ctx, "complete", r, q.completeIn(r))
+}
+
+// completeIn is Complete's change, applied once r's lock is known to be held.
+func (q *Queue) completeIn(r *queue.Received) func(ctx context.Context, tx *sql.Tx, now int64) error {
+	return func(ctx context.Context, tx *sql.Tx, now int64) error {
 		if _, err := tx.StmtContext(ctx, q.stmts.markNewer).ExecContext(ctx, r.SequenceNumber, now); err != nil {
 			return fmt.Errorf("mark older dead letters: %w", err)
 		}
 		_, err := tx.StmtContext(ctx, q.stmts.complete).ExecContext(ctx, r.SequenceNumber)
 		return err
-	})
+	}
 }
 
 // Abandon releases r's lock at once. Its delivery count stays raised; once it has been delivered
@@ -379,7 +384,12 @@ func (q *Queue) Reschedule(ctx context.Context, r *queue.Received, at time.Time,
 	if _, err := encodeProps(props); err != nil {
 		return fmt.Errorf("reschedule %s: %w", r.MessageID, err)
 	}
-	err := q.settle(ctx, "reschedule", r, func(ctx context.Context, tx *sql.Tx, now int64) error {
+	return q.settle(ctx, "reschedule", r, q.rescheduleIn(r, at, props))
+}
+
+// rescheduleIn is Reschedule's change, applied once r's lock is known to be held.
+func (q *Queue) rescheduleIn(r *queue.Received, at time.Time, props map[string]any) func(ctx context.Context, tx *sql.Tx, now int64) error {
+	return func(ctx context.Context, tx *sql.Tx, now int64) error {
 		var id, stored string
 		if err := tx.QueryRowContext(ctx, `SELECT message_id, props FROM messages WHERE seq = ?`, r.SequenceNumber).Scan(&id, &stored); err != nil {
 			return fmt.Errorf("read properties: %w", err)
@@ -396,13 +406,12 @@ func (q *Queue) Reschedule(ctx context.Context, r *queue.Received, at time.Time,
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE messages SET message_id = ?, props = ?, due_at = ?,
-			delivery_count = 0, lock_token = NULL, locked_until = 0 WHERE seq = ?`,
+				delivery_count = 0, lock_token = NULL, locked_until = 0 WHERE seq = ?`,
 			queue.RetryID(id, attempt), encoded, max(at.UnixNano(), now), r.SequenceNumber); err != nil {
 			return fmt.Errorf("retry in place: %w", err)
 		}
 		return nil
-	})
-	return err
+	}
 }
 
 // DeadLetterReceived moves r to the dead-letter queue with a reason and a description, which are
@@ -412,10 +421,15 @@ func (q *Queue) DeadLetterReceived(ctx context.Context, r *queue.Received, reaso
 }
 
 func (q *Queue) deadLetterReceived(ctx context.Context, r *queue.Received, why *deadLetterReason) error {
-	return q.settle(ctx, "dead-letter", r, func(ctx context.Context, tx *sql.Tx, now int64) error {
+	return q.settle(ctx, "dead-letter", r, q.deadLetterIn(r, why))
+}
+
+// deadLetterIn is deadLetterReceived's change, applied once r's lock is known to be held.
+func (q *Queue) deadLetterIn(r *queue.Received, why *deadLetterReason) func(ctx context.Context, tx *sql.Tx, now int64) error {
+	return func(ctx context.Context, tx *sql.Tx, now int64) error {
 		_, err := q.moveToDeadLetterWith(ctx, tx, `seq = @seq`, now, why, sql.Named("seq", r.SequenceNumber))
 		return err
-	})
+	}
 }
 
 // RenewLock extends r's lock by the lock duration from now and updates r.LockedUntil.
