@@ -60,7 +60,9 @@ func TestParse_refuses_an_attribute_nested_deeper_than_64_levels(t *testing.T) {
 	if !slices.Equal(verr.Problems, want) {
 		t.Errorf("problems = %+v, want %+v", verr.Problems, want)
 	}
-	if n := allocs(p, body); n > 100 {
+	// Building the tree of this body would take some ten thousand allocations. The bound leaves
+	// room for the pooled read buffers, which sync.Pool drops at random under the race detector.
+	if n := allocs(p, body); n > 250 {
 		t.Errorf("%v allocations for a refused %d-byte body; the body went past the pre-scan", n, len(body))
 	}
 }
