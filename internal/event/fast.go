@@ -300,116 +300,31 @@ func (r *fastReader) owningExtension() bool {
 // inputParameter reads {"key":…,"value":…} with the key first: the Target (an Entity) into
 // target, any other parameter, if a plain value, into parameters.
 func (r *fastReader) inputParameter() bool {
-	if !r.open('{') {
-		return r.decline()
-	}
-	var key string
-	haveKey, haveValue := false, false
-	ok := r.members(func(member []byte) bool {
-		switch string(member) {
-		case "key":
-			if haveKey || haveValue {
-				return r.decline()
-			}
-			var ok bool
-			key, ok = r.plainString()
-			haveKey = ok
-			return ok || r.decline()
-		case "value":
-			if !haveKey || haveValue {
-				return r.decline()
-			}
-			haveValue = true
-			if key == "EntityMoniker" && r.peek() == '{' {
-				return r.decline() // its id may name the record (SetState): the full parser reads it
-			}
-			if key == "Target" {
-				if r.haveTarget {
-					return r.decline()
-				}
-				r.haveTarget = true
-				return r.entity(&r.target, true)
-			}
-			start := len(r.out)
-			e := fastEntry{key: key}
-			if !r.columnValue(&e) {
-				return false
-			}
-			e.value = [2]int{start, len(r.out)}
-			r.parameters = append(r.parameters, e)
-			return true
-		default:
-			return r.skip()
+	return r.pair(func(key string) bool {
+		if key == "EntityMoniker" && r.peek() == '{' {
+			return r.decline() // its id may name the record (SetState): the full parser reads it
 		}
+		if key == "Target" {
+			if r.haveTarget {
+				return r.decline()
+			}
+			r.haveTarget = true
+			return r.entity(&r.target, true)
+		}
+		return r.entry(fastEntry{key: key}, &r.parameters)
 	})
-	return ok && haveKey && haveValue || r.decline()
 }
 
 // parameter reads an output parameter into into.
 func (r *fastReader) parameter(into *[]fastEntry) bool {
-	if !r.open('{') {
-		return r.decline()
-	}
-	var e fastEntry
-	haveKey, haveValue := false, false
-	ok := r.members(func(member []byte) bool {
-		switch string(member) {
-		case "key":
-			if haveKey || haveValue {
-				return r.decline()
-			}
-			var ok bool
-			e.key, ok = r.plainString()
-			haveKey = ok
-			return ok || r.decline()
-		case "value":
-			if !haveKey || haveValue {
-				return r.decline()
-			}
-			haveValue = true
-			start := len(r.out)
-			if !r.columnValue(&e) {
-				return false
-			}
-			e.value = [2]int{start, len(r.out)}
-			*into = append(*into, e)
-			return true
-		default:
-			return r.skip()
-		}
-	})
-	return ok && haveKey && haveValue || r.decline()
+	return r.pair(func(key string) bool { return r.entry(fastEntry{key: key}, into) })
 }
 
 // image reads {"key": alias, "value": Entity}; a post image is kept for the attributes.
 func (r *fastReader) image(post bool) bool {
-	if !r.open('{') {
-		return r.decline()
-	}
 	var img fastImage
-	haveKey, haveValue := false, false
-	ok := r.members(func(member []byte) bool {
-		switch string(member) {
-		case "key":
-			if haveKey || haveValue {
-				return r.decline()
-			}
-			var ok bool
-			img.alias, ok = r.plainString()
-			haveKey = ok
-			return ok || r.decline()
-		case "value":
-			if !haveKey || haveValue {
-				return r.decline()
-			}
-			haveValue = true
-			return r.entity(&img.entity, false)
-		default:
-			return r.skip()
-		}
-	})
-	if !ok || !haveKey || !haveValue {
-		return r.decline()
+	if !r.pair(func(alias string) bool { img.alias = alias; return r.entity(&img.entity, false) }) {
+		return false
 	}
 	if post {
 		r.postImages = append(r.postImages, img)
@@ -466,10 +381,22 @@ func (r *fastReader) entity(e *fastEntity, target bool) bool {
 
 // attribute reads {"key": column, "value": value} with the key first.
 func (r *fastReader) attribute(e *fastEntity) bool {
+	return r.pair(func(column string) bool {
+		if !fastLogicalName(column) {
+			return r.decline()
+		}
+		return r.entry(fastEntry{key: column, column: true}, &e.attributes)
+	})
+}
+
+// pair reads {"key": …, "value": …}, the shape of every Dataverse key-value pair, with the key
+// first: readValue reads the value, given the key. Other members are skipped; a key that is not a
+// plain string, a member seen twice, or a value before its key declines the body.
+func (r *fastReader) pair(readValue func(key string) bool) bool {
 	if !r.open('{') {
 		return r.decline()
 	}
-	entry := fastEntry{column: true}
+	var key string
 	haveKey, haveValue := false, false
 	ok := r.members(func(member []byte) bool {
 		switch string(member) {
@@ -478,29 +405,31 @@ func (r *fastReader) attribute(e *fastEntity) bool {
 				return r.decline()
 			}
 			var ok bool
-			entry.key, ok = r.plainString()
-			if !ok || !fastLogicalName(entry.key) {
-				return r.decline()
-			}
-			haveKey = true
-			return true
+			key, ok = r.plainString()
+			haveKey = ok
+			return ok || r.decline()
 		case "value":
 			if !haveKey || haveValue {
 				return r.decline()
 			}
 			haveValue = true
-			start := len(r.out)
-			if !r.columnValue(&entry) {
-				return false
-			}
-			entry.value = [2]int{start, len(r.out)}
-			e.attributes = append(e.attributes, entry)
-			return true
+			return readValue(key)
 		default:
 			return r.skip()
 		}
 	})
 	return ok && haveKey && haveValue || r.decline()
+}
+
+// entry reads a value into e, its plain form appended to out, and appends e to into.
+func (r *fastReader) entry(e fastEntry, into *[]fastEntry) bool {
+	start := len(r.out)
+	if !r.columnValue(&e) {
+		return false
+	}
+	e.value = [2]int{start, len(r.out)}
+	*into = append(*into, e)
+	return true
 }
 
 // columnValue reads a value and appends its plain form to out (see normalizer.value): a string
