@@ -182,6 +182,13 @@ func (q *Queue) openDB(ctx context.Context) error {
 	params.Add("_pragma", "busy_timeout(5000)")
 	params.Add("_pragma", "journal_mode(WAL)")
 	params.Add("_pragma", "synchronous(FULL)")
+	// Each change of a group commit runs in its own savepoint, and SQLite copies every page a
+	// savepoint first touches to a sub-journal: kept in memory, that copy is a memcpy, where the
+	// default temporary file made it a write call per page on the writer's path.
+	params.Add("_pragma", "temp_store(MEMORY)")
+	// The writer touches the same index pages (duplicates, the queue's heads, order keys) on
+	// every commit; a page cache that holds them saves a read call for each.
+	params.Add("_pragma", "cache_size(-16384)")
 	params.Set("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+params.Encode())
 	if err != nil {
