@@ -21,8 +21,9 @@ func TestHot_statements_are_answered_from_an_index(t *testing.T) {
 		"lock expiry: release the others":       releaseExpiredSQL,
 		"stats":                                 statsSQL,
 		"settlement: dead-letter with a reason": deadLetterCopySQL(`seq = @seq`, false),
-		"publish: join the record's order":      strings.NewReplacer("?10", "@key", "?1", "'e1'", "?2", "'c'", "?3", "'s'", "?4", "''", "?5", "'j'", "?6", "x'00'", "?7", "'{}'", "?8", "@now", "?9", "@now").Replace(insertMessageSQL()),
+		"publish: join the record's order":      strings.NewReplacer("?11", "'token'", "?12", "@until", "?10", "@key", "?1", "'e1'", "?2", "'c'", "?3", "'s'", "?4", "''", "?5", "'j'", "?6", "x'00'", "?7", "'{}'", "?8", "@now", "?9", "@now").Replace(insertMessageSQL()),
 		"settlement: hand the key on":           strings.ReplaceAll(releaseGroupSQL, "old.group_key", "@key"),
+		"settlement: complete":                  strings.ReplaceAll(completeSQL, "?1", "@seq"),
 		"settlement: mark older dead letters":   strings.NewReplacer("?1", "@seq", "?2", "@now").Replace(markNewerSQL),
 	}
 	args := []any{

@@ -132,6 +132,11 @@ type Queue struct {
 	wakeMu sync.Mutex
 	wakeCh chan struct{}
 
+	// waiting are the Receives waiting for a publish to be handed to them (see handoff.go).
+	waiting waiters
+	// ws is the writer goroutine's own record of the batch it is committing.
+	ws writerState
+
 	history historyState
 }
 
@@ -159,6 +164,7 @@ func Open(ctx context.Context, dir string, opts Options, log *slog.Logger) (*Que
 		writerDone: make(chan struct{}),
 		wakeCh:     make(chan struct{}),
 	}
+	q.waiting.stale.Store(true)
 	if err := q.openDB(ctx); err != nil {
 		_ = unlockDir(dirLock)
 		return nil, fmt.Errorf("open queue %s: %w", dir, err)
@@ -351,8 +357,10 @@ func (q *Queue) checkOpen() error {
 
 func (q *Queue) nowNS() int64 { return q.opts.Now().UnixNano() }
 
-// wake tells every waiting Receive that a message may have become available.
+// wake tells every waiting Receive that a message may have become available, one they must look
+// for on the queue.
 func (q *Queue) wake() {
+	q.waiting.stale.Store(true)
 	q.wakeMu.Lock()
 	close(q.wakeCh)
 	q.wakeCh = make(chan struct{})

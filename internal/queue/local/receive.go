@@ -22,11 +22,14 @@ const (
 // and locks up to maxMessages of them, those due longest first. Each delivery gets a fresh lock
 // token and raises the delivery count (1 on the first delivery).
 //
-// It looks on the read pool first, which never waits for the writer, and hands the locking to
-// the group-commit writer only once something is there to lock, so an idle or waiting receiver
-// costs the writer nothing and a busy one shares the writer's fsync.
+// A Receive that finds nothing waits for the writer to hand it the next publish (handoff.go),
+// so at a steady rate it never reads the queue: it looks on the read pool only when a change
+// may have made a message available that it was not handed (a backlog, a record's next event,
+// an abandon or a retry), or when a scheduled message or a lock's end it knows of comes due,
+// and hands the locking to the group-commit writer only once something is there to lock.
 func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received, error) {
 	maxMessages = max(maxMessages, 1)
+	var recheckAt int64 // unix ns: when time alone may have made a message available; 0: now
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err // never lock for a caller that has gone
@@ -35,44 +38,79 @@ func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received
 			return nil, fmt.Errorf("receive: %w", err)
 		}
 		wakeup := q.wakeup()
-		next, err := q.nextAvailable(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("receive: %w", err)
-		}
-		now := q.nowNS()
-		if next > 0 && next <= now {
-			got, err := q.lockAvailable(ctx, maxMessages)
+		if q.waiting.stale.Swap(false) || q.nowNS() >= recheckAt {
+			got, next, err := q.receiveStored(ctx, maxMessages)
 			if err != nil {
+				q.waiting.stale.Store(true) // not looked at: the next Receive must look
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
 				return nil, fmt.Errorf("receive: %w", err)
 			}
 			if len(got) > 0 {
-				q.noteReceived(got)
 				return got, nil
 			}
-			continue // another receiver took them first: look again
+			recheckAt = q.nowNS() + maxPoll.Nanoseconds()
+			if next > 0 {
+				recheckAt = min(max(next, q.nowNS()+minPoll.Nanoseconds()), recheckAt)
+			}
 		}
-		wait := maxPoll
-		if next > 0 {
-			wait = min(max(time.Duration(next-now), minPoll), maxPoll)
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, ctx.Err()
-		case <-q.closing:
-			timer.Stop()
-		case <-wakeup:
-			timer.Stop()
-		case <-timer.C:
+		got, err := q.awaitHandoff(ctx, wakeup, maxMessages, time.Duration(recheckAt-q.nowNS()))
+		if len(got) > 0 || err != nil {
+			return got, err
 		}
 	}
+}
+
+// receiveStored locks up to maxMessages of the messages available on the queue. When there are
+// none it returns the time (unix ns) the next one falls due or the next lock ends, 0 if none.
+func (q *Queue) receiveStored(ctx context.Context, maxMessages int) ([]*queue.Received, int64, error) {
+	next, err := q.nextAvailable(ctx)
+	if err != nil || next == 0 || next > q.nowNS() {
+		return nil, next, err
+	}
+	got, err := q.lockAvailable(ctx, maxMessages)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(got) > 0 {
+		q.noteReceived(got)
+	}
+	return got, next, nil
+}
+
+// awaitHandoff waits up to wait for the writer to hand over messages, for a wake, or for ctx.
+// It returns the messages handed over, none when it stopped waiting without any, and ctx.Err()
+// only when ctx ended with nothing handed: messages locked for it are never dropped.
+func (q *Queue) awaitHandoff(ctx context.Context, wakeup <-chan struct{}, maxMessages int, wait time.Duration) ([]*queue.Received, error) {
+	w := q.waiting.await(ctx, maxMessages)
+	timer := time.NewTimer(max(wait, minPoll))
+	defer timer.Stop()
+	select {
+	case <-w.ready:
+		return q.handedOver(ctx, w), nil
+	case <-ctx.Done():
+	case <-q.closing:
+	case <-wakeup:
+	case <-timer.C:
+	}
+	if q.waiting.leave(w) {
+		return nil, ctx.Err()
+	}
+	<-w.ready // the writer has locked messages for it: they are its to take
+	return q.handedOver(ctx, w), nil
+}
+
+// handedOver decodes the messages handed to w as lockAvailable decodes the ones it locks.
+func (q *Queue) handedOver(ctx context.Context, w *waiter) []*queue.Received {
+	got, err := q.decodeLocked(ctx, w.got)
+	if err != nil {
+		q.log.ErrorContext(ctx, "receive: a message handed over could not be dead-lettered as damaged", "error", err)
+	}
+	if len(got) > 0 {
+		q.noteReceived(got)
+	}
+	return got
 }
 
 // The hot statements of the receive path. Each is answered from an index, whatever the backlog
@@ -135,6 +173,9 @@ func (q *Queue) lockAvailable(ctx context.Context, maxMessages int) ([]*queue.Re
 		if locked, err = q.lockDue(txCtx, tx, now, maxMessages); err != nil {
 			locked = nil
 		}
+		// A full receive may have left more behind, and expired locks may have been released:
+		// the other receivers look too.
+		q.ws.freed = q.ws.freed || len(locked) == maxMessages
 		return err
 	})
 	if err != nil {
@@ -143,13 +184,24 @@ func (q *Queue) lockAvailable(ctx context.Context, maxMessages int) ([]*queue.Re
 	if err := <-done; err != nil {
 		return nil, err
 	}
-	// Only a damaged file fails to decode (the queue wrote the properties itself). Such a
-	// message is dead-lettered at once as damaged (deadLetterDamaged): it must not stop every
-	// receive, nor hold back the sound messages locked beside it, so those are handed out; a
-	// receive that locked nothing else fails only when the dead-lettering failed too.
+	got, err := q.decodeLocked(ctx, locked)
+	if len(got) == 0 && err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+// decodeLocked decodes the application properties of the messages locked for a receiver.
+//
+// Only a damaged file fails to decode (the queue wrote the properties itself). Such a message is
+// dead-lettered at once as damaged (deadLetterDamaged): it must not stop every receive, nor hold
+// back the sound messages locked beside it, so those are handed out; the error is the failed
+// dead-lettering's, for a receive that got nothing else.
+func (q *Queue) decodeLocked(ctx context.Context, locked []lockedMessage) ([]*queue.Received, error) {
 	got := make([]*queue.Received, 0, len(locked))
 	var damaged error
 	for _, m := range locked {
+		var err error
 		if m.ApplicationProperties, err = decodeProps(m.props); err != nil {
 			if err := q.deadLetterDamaged(ctx, m.Received, err); err != nil {
 				damaged = err
@@ -158,10 +210,7 @@ func (q *Queue) lockAvailable(ctx context.Context, maxMessages int) ([]*queue.Re
 		}
 		got = append(got, m.Received)
 	}
-	if len(got) == 0 && damaged != nil {
-		return nil, damaged
-	}
-	return got, nil
+	return got, damaged
 }
 
 // lockedMessage is a message lockDue locked, with what the writer leaves to the receiver.
@@ -252,8 +301,12 @@ func (q *Queue) expireLocks(ctx context.Context, tx *sql.Tx, now int64) error {
 			return fmt.Errorf("dead-letter exhausted messages: %w", err)
 		}
 	}
-	if _, err := tx.StmtContext(ctx, q.stmts.releaseExpired).ExecContext(ctx, sql.Named("now", now)); err != nil {
+	res, err = tx.StmtContext(ctx, q.stmts.releaseExpired).ExecContext(ctx, sql.Named("now", now))
+	if err != nil {
 		return fmt.Errorf("release expired locks: %w", err)
+	}
+	if released, err := res.RowsAffected(); err != nil || released > 0 || moved > 0 {
+		q.ws.freed = true // released messages, and records whose dead-lettered head let the next go
 	}
 	return nil
 }
@@ -354,8 +407,14 @@ func (q *Queue) completeIn(r *queue.Received) func(ctx context.Context, tx *sql.
 		if _, err := tx.StmtContext(ctx, q.stmts.markNewer).ExecContext(ctx, r.SequenceNumber, now); err != nil {
 			return fmt.Errorf("mark older dead letters: %w", err)
 		}
-		_, err := tx.StmtContext(ctx, q.stmts.complete).ExecContext(ctx, r.SequenceNumber)
-		return err
+		// The delete hands the order key to the record's next event, if one waits; that one
+		// no Receive was handed, so they must look.
+		var released bool
+		if err := tx.StmtContext(ctx, q.stmts.complete).QueryRowContext(ctx, r.SequenceNumber).Scan(&released); err != nil {
+			return err
+		}
+		q.ws.freed = q.ws.freed || released
+		return nil
 	}
 }
 
@@ -363,6 +422,7 @@ func (q *Queue) completeIn(r *queue.Received) func(ctx context.Context, tx *sql.
 // MaxDeliveryCount times it goes to the dead-letter queue with reason MaxDeliveryCountExceeded.
 func (q *Queue) Abandon(ctx context.Context, r *queue.Received) error {
 	err := q.settle(ctx, "abandon", r, func(ctx context.Context, tx *sql.Tx, now int64) error {
+		q.ws.freed = true
 		moved, err := q.moveToDeadLetter(ctx, tx, `seq = @seq AND delivery_count >= @max`, now,
 			sql.Named("seq", r.SequenceNumber), sql.Named("max", q.opts.MaxDeliveryCount))
 		if err != nil || moved > 0 {
@@ -390,6 +450,7 @@ func (q *Queue) Reschedule(ctx context.Context, r *queue.Received, at time.Time,
 // rescheduleIn is Reschedule's change, applied once r's lock is known to be held.
 func (q *Queue) rescheduleIn(r *queue.Received, at time.Time, props map[string]any) func(ctx context.Context, tx *sql.Tx, now int64) error {
 	return func(ctx context.Context, tx *sql.Tx, now int64) error {
+		q.ws.freed = true // due again later: Receives learn when
 		var id, stored string
 		if err := tx.QueryRowContext(ctx, `SELECT message_id, props FROM messages WHERE seq = ?`, r.SequenceNumber).Scan(&id, &stored); err != nil {
 			return fmt.Errorf("read properties: %w", err)
@@ -427,6 +488,7 @@ func (q *Queue) deadLetterReceived(ctx context.Context, r *queue.Received, why *
 // deadLetterIn is deadLetterReceived's change, applied once r's lock is known to be held.
 func (q *Queue) deadLetterIn(r *queue.Received, why *deadLetterReason) func(ctx context.Context, tx *sql.Tx, now int64) error {
 	return func(ctx context.Context, tx *sql.Tx, now int64) error {
+		q.ws.freed = true // the record's next event may go
 		_, err := q.moveToDeadLetterWith(ctx, tx, `seq = @seq`, now, why, sql.Named("seq", r.SequenceNumber))
 		return err
 	}
@@ -446,3 +508,10 @@ func (q *Queue) RenewLock(ctx context.Context, r *queue.Received) error {
 	r.LockedUntil = fromNS(until)
 	return nil
 }
+
+// completeSQL deletes a completed message and says whether its record has another event on the
+// queue, which the delete lets go (the trigger messages_release_group): an index seek on
+// messages_group. It asks for any other message of the key, not for a waiting one, so the
+// answer is the same whether SQLite evaluates it before or after the trigger.
+const completeSQL = `DELETE FROM messages WHERE seq = ?1
+	RETURNING group_key IS NOT NULL AND EXISTS (SELECT 1 FROM messages AS m WHERE m.group_key = messages.group_key AND m.seq <> ?1)`

@@ -46,7 +46,7 @@ func prepareStatements(ctx context.Context, writer, readers *sql.DB) (*statement
 		{&s.releaseExpired, writer, releaseExpiredSQL},
 		{&s.lockDue, writer, lockDueSQL},
 		{&s.checkLock, writer, `SELECT COUNT(*) FROM messages WHERE ` + heldLock},
-		{&s.complete, writer, `DELETE FROM messages WHERE seq = ?`},
+		{&s.complete, writer, completeSQL},
 		{&s.markNewer, writer, markNewerSQL},
 		{&s.historyAccepted, writer, acceptedHistorySQL},
 		{&s.historyInsert, writer, insertHistorySQL},

@@ -106,8 +106,7 @@ func (q *Queue) commitSweep(batch []*writeRequest) {
 	q.commitAndAnswer(batch[split:])
 }
 
-// commitAndAnswer commits batch (if it holds anything), answers each of its callers and wakes
-// the receivers.
+// commitAndAnswer commits batch (if it holds anything) and answers each of its callers.
 func (q *Queue) commitAndAnswer(batch []*writeRequest) {
 	if len(batch) == 0 {
 		return
@@ -119,7 +118,6 @@ func (q *Queue) commitAndAnswer(batch []*writeRequest) {
 	for i, req := range batch {
 		req.done <- errors.Join(errs[i], err)
 	}
-	q.wake()
 }
 
 // dropAbandoned answers the requests whose caller has already given up and returns the rest:
@@ -164,7 +162,9 @@ func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
 			if _, err := savepoint.ExecContext(ctx); err != nil {
 				return fmt.Errorf("savepoint: %w", err)
 			}
+			handed := len(q.ws.handoffs)
 			if errs[i] = req.apply(ctx, tx, now); errs[i] != nil {
+				q.rollBackHandoffs(handed)
 				if _, err := tx.StmtContext(ctx, q.stmts.rollbackTo).ExecContext(ctx); err != nil {
 					return fmt.Errorf("roll back a failed change: %w", err)
 				}
@@ -178,5 +178,18 @@ func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
 	if err == nil && q.opts.committed != nil {
 		q.opts.committed(d)
 	}
+	q.endBatch(err)
 	return errs, err
+}
+
+// endBatch tells the Receives what a group commit changed: the messages locked for waiters go to
+// them, and a change that may have made a message available that no one was handed wakes every
+// Receive to look. A failed commit wrote nothing: its waiters keep waiting.
+func (q *Queue) endBatch(err error) {
+	q.handOver(err)
+	freed := q.ws.freed && err == nil
+	q.ws.freed = false
+	if freed {
+		q.wake()
+	}
 }

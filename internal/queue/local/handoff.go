@@ -1,0 +1,180 @@
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dvrelay/dvrelay/internal/queue"
+)
+
+// The handoff: a publish that lands while a Receive is waiting goes to that Receive in memory.
+//
+// Without it every event costs the writer a second transaction (the receive's lock) and the
+// read pool a look for work after every commit (a read that re-reads the pages the commit just
+// changed). With it, the publish's own INSERT writes the message already locked for the waiting
+// receiver, with its delivery counted, so the lock is as durable as a lockDue lock, and once the
+// commit is done the writer hands the message over; the Receive never reads the queue.
+//
+// The read path stays for what the handoff does not carry: a backlog that built up while no one
+// was waiting, a record's next event released by a completion, abandons, retries, scheduled
+// messages and expired locks. A change that may have made such a message available says so
+// (writerState.freed, or wake), and Receive looks again only then, or when a time it knows of
+// comes (a scheduled message, a lock running out; at most maxPoll apart).
+
+// waiter is a Receive waiting for messages the writer may hand it.
+type waiter struct {
+	ctx  context.Context // the Receive's: the writer locks nothing for a caller that has gone
+	want int             // messages it can still take in the writer's current batch
+	// assigned counts the messages locked for it in the writer's current batch; while it is
+	// above zero the waiter may not leave: its messages are locked and counted, and only it
+	// can receive them.
+	assigned int
+	got      []lockedMessage
+	ready    chan struct{} // written once, after the commit that locked its messages
+}
+
+// waiters is the queue's list of waiting Receives, oldest first.
+type waiters struct {
+	mu   sync.Mutex
+	list []*waiter
+	// stale is set when a message may be available that no waiter was handed: Receive reads
+	// the queue only when it is (or a known time has come). It starts set: a queue just opened
+	// may hold anything.
+	stale atomic.Bool
+}
+
+// await registers a Receive that can take up to want messages.
+func (ws *waiters) await(ctx context.Context, want int) *waiter {
+	w := &waiter{ctx: ctx, want: want, ready: make(chan struct{}, 1)}
+	ws.mu.Lock()
+	ws.list = append(ws.list, w)
+	ws.mu.Unlock()
+	return w
+}
+
+// leave removes w and reports true, unless the writer has already locked messages for it: the
+// caller must then wait on w.ready and take them.
+func (ws *waiters) leave(w *waiter) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if w.assigned > 0 {
+		return false
+	}
+	ws.remove(w)
+	return true
+}
+
+func (ws *waiters) remove(w *waiter) {
+	for i, x := range ws.list {
+		if x == w {
+			ws.list = append(ws.list[:i], ws.list[i+1:]...)
+			return
+		}
+	}
+}
+
+// claim reserves a place for one message with the oldest waiter that has room, or returns nil.
+func (ws *waiters) claim() *waiter {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, w := range ws.list {
+		if w.want > 0 && w.ctx.Err() == nil {
+			w.want--
+			w.assigned++
+			return w
+		}
+	}
+	return nil
+}
+
+// unclaim gives back a place claim reserved and did not fill.
+func (ws *waiters) unclaim(w *waiter) {
+	ws.mu.Lock()
+	w.want++
+	w.assigned--
+	ws.mu.Unlock()
+}
+
+// handoff is a message the writer locked at insert for a waiter, not yet handed over.
+type handoff struct {
+	w *waiter
+	m lockedMessage
+}
+
+// writerState is what the changes of one group commit tell the writer about the messages they
+// touched. Only the writer goroutine uses it, from inside the changes it applies.
+type writerState struct {
+	handoffs []handoff
+	// freed: a change may have made a message available that no waiter was handed.
+	freed bool
+}
+
+// rollBack forgets the handoffs from mark on (their change was rolled back) and frees their
+// waiters' places.
+func (q *Queue) rollBackHandoffs(mark int) {
+	for _, h := range q.ws.handoffs[mark:] {
+		q.waiting.unclaim(h.w)
+	}
+	clear(q.ws.handoffs[mark:])
+	q.ws.handoffs = q.ws.handoffs[:mark]
+}
+
+// handOver ends a commit for the waiters: with err nil each gets the messages locked for it,
+// otherwise (the commit failed: nothing of it was written) each is told so and looks again.
+func (q *Queue) handOver(err error) {
+	if len(q.ws.handoffs) == 0 {
+		return
+	}
+	if err != nil {
+		q.rollBackHandoffs(0)
+		return
+	}
+	ws := &q.waiting
+	ws.mu.Lock()
+	for _, h := range q.ws.handoffs {
+		h.w.got = append(h.w.got, h.m)
+	}
+	var done []*waiter
+	for _, h := range q.ws.handoffs {
+		if w := h.w; w.assigned > 0 {
+			w.assigned = 0
+			ws.remove(w)
+			done = append(done, w)
+		}
+	}
+	ws.mu.Unlock()
+	for _, w := range done {
+		w.ready <- struct{}{}
+	}
+	clear(q.ws.handoffs)
+	q.ws.handoffs = q.ws.handoffs[:0]
+}
+
+// newLockToken is a lock token in the form lockDueSQL gives one: 32 lower-case hex digits.
+func newLockToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
+
+// lockedAtInsert is the message r as a Receive gets it, locked at insert time now as seq.
+func (q *Queue) lockedAtInsert(r row, seq int64, token string, now int64) lockedMessage {
+	return lockedMessage{
+		Received: &queue.Received{
+			Message: queue.Message{
+				MessageID: r.messageID, CorrelationID: r.correlationID, Subject: r.subject,
+				SessionID: r.sessionID, ContentType: r.contentType, Body: r.body,
+			},
+			SequenceNumber: seq,
+			LockToken:      token,
+			LockedUntil:    fromNS(now + q.opts.LockDuration.Nanoseconds()),
+			DeliveryCount:  1,
+			EnqueuedTime:   fromNS(now),
+		},
+		props: r.props,
+		dueAt: now,
+	}
+}
