@@ -136,7 +136,7 @@ func TestCommitSweep_commits_the_publishes_first_and_the_worker_s_changes_withou
 		change("complete", survivesProcessCrash), change("publish 1", survivesPowerLoss),
 		change("lock", survivesProcessCrash), change("publish 2", survivesPowerLoss),
 	}
-	q.commitSweep(slices.Clone(sweep))
+	q.commitSweep(slices.Clone(sweep), false)
 
 	want := []applied{{"publish 1", 2}, {"publish 2", 2}, {"complete", 1}, {"lock", 1}}
 	if !slices.Equal(order, want) {
