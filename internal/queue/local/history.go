@@ -132,10 +132,35 @@ func (q *Queue) forgetReceived(lockToken string) {
 // change stands, and a missing line of history must never cost a redelivery or a refused
 // publish.
 func (q *Queue) record(ctx context.Context, e queue.HistoryEntry) {
-	if err := q.hist.write(ctx, []queue.HistoryEntry{e}); err != nil {
-		q.log.WarnContext(ctx, "history: the change is committed but its history entry may not be written",
-			"messageId", e.MessageID, "kind", e.Kind, "error", err)
+	err := q.hist.write(ctx, []queue.HistoryEntry{e})
+	if err == nil {
+		return
 	}
+	if ok, notLogged := q.historyWarn.allow(time.Now()); ok {
+		q.log.WarnContext(ctx, "history: the change is committed but its history entry may not be written",
+			"messageId", e.MessageID, "kind", e.Kind, "error", err, "notLogged", notLogged)
+	}
+}
+
+// historyWarnings bounds the lines about history entries that failed to write to one a second,
+// each saying how many failures went unlogged since the last: a history file that cannot be
+// written (a full disk) fails every entry, and a line per publish at the intake's rate would
+// bury every other line.
+type historyWarnings struct {
+	mu        sync.Mutex
+	last      time.Time
+	notLogged int
+}
+
+func (w *historyWarnings) allow(now time.Time) (ok bool, notLogged int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.last.IsZero() && now.Sub(w.last) < time.Second {
+		w.notLogged++
+		return false, 0
+	}
+	w.last, notLogged, w.notLogged = now, w.notLogged, 0
+	return true, notLogged
 }
 
 // acceptedEntry is the history entry of a message the intake published, committed at now, with

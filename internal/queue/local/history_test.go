@@ -1,9 +1,11 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -352,5 +354,32 @@ func TestClose_lets_the_history_writer_commit_what_it_took(t *testing.T) {
 	}
 	if len(entries) != 1 || entries[0].Kind != queue.HistAccepted {
 		t.Errorf("history after a reopen = %+v, want the accepted entry", entries)
+	}
+}
+
+// A history that cannot be written costs the queue nothing: the publishes stand, and the
+// failures are logged at Warn, one line a second, not one per publish.
+func TestPublish_stands_when_its_history_entry_fails(t *testing.T) {
+	ctx := context.Background()
+	var logged bytes.Buffer
+	q, err := Open(ctx, t.TempDir(), Options{}, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = q.Close() })
+	if _, err := q.hist.db.ExecContext(ctx, `DROP TABLE history`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		mustPublish(t, q, eventMsg(fmt.Sprintf("ev-%d", i), "rec"))
+	}
+	if got := mustReceive(t, q, 10); len(got) != 3 {
+		t.Errorf("received %d messages, want the 3 published", len(got))
+	}
+	if n := strings.Count(logged.String(), "level=WARN"); n != 1 {
+		t.Errorf("%d warnings, want 1 for the 3 failed entries:\n%s", n, logged.String())
+	}
+	if !strings.Contains(logged.String(), "messageId=ev-0") {
+		t.Errorf("the warning does not name the message:\n%s", logged.String())
 	}
 }

@@ -67,8 +67,8 @@ const insertHistorySQL = `INSERT INTO history
 	(at, kind, event_id, message_id, record_id, correlation_id, entity, event_name, attempt, step, status, duration_ns, detail)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
-// openHistory opens (creating if needed) history.db in dir. Its writer goroutine runs from
-// start on.
+// openHistory opens (creating if needed) history.db in dir. Its writer goroutine runs once
+// start is called: until then the writer connection is free for moveHistoryOut.
 func openHistory(ctx context.Context, dir string, opts Options, log *slog.Logger) (*historyStore, error) {
 	path := filepath.Join(dir, historyFileName)
 	db, err := openHistoryWriter(path)

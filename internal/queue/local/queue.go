@@ -144,8 +144,9 @@ type Queue struct {
 	wakeMu sync.Mutex
 	wakeCh chan struct{}
 
-	hist     *historyStore
-	received receiveTimes
+	hist        *historyStore
+	received    receiveTimes
+	historyWarn historyWarnings
 }
 
 // Open opens (creating if needed) the queue stored in dir and takes ownership of dir for this
