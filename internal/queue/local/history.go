@@ -127,10 +127,9 @@ func (q *Queue) forgetReceived(lockToken string) {
 	delete(h.receivedAt, lockToken)
 }
 
-// record writes e to the history and returns once it is committed. It runs after the
-// queue's commit that makes them true, and a failure is logged, never returned: the queue's
-// change stands, and a missing line of history must never cost a redelivery or a refused
-// publish.
+// record writes e to the history and returns once it is committed. It runs after the queue's
+// commit that makes e true, and a failure is logged, never returned: the queue's change stands,
+// and a missing line of history must never cost a redelivery or a refused publish.
 func (q *Queue) record(ctx context.Context, e queue.HistoryEntry) {
 	err := q.hist.write(ctx, []queue.HistoryEntry{e})
 	if err == nil {

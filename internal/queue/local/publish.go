@@ -63,11 +63,11 @@ func newRow(m *queue.Message) (row, error) {
 }
 
 // Publish stores m durably and returns once the transaction holding it is committed and fsynced
-// (see write for how concurrent publishes share that fsync), and its history entry is committed
-// too (see record). A MessageID already published
-// within the duplicate window is accepted and dropped, as Service Bus does; scheduled messages
-// count too. A caller whose ctx ends before the commit gets ctx.Err() while its message may
-// still land: a retry with the same MessageID is then dropped as a duplicate.
+// (see write for how concurrent publishes share that fsync) and its history entry is committed
+// too (see record). A MessageID already published within the duplicate window is accepted and
+// dropped, as Service Bus does; scheduled messages count too. A caller whose ctx ends before the
+// commit gets ctx.Err() while its message may still land: a retry with the same MessageID is
+// then dropped as a duplicate.
 func (q *Queue) Publish(ctx context.Context, m *queue.Message) error {
 	_, err := q.PublishReporting(ctx, m)
 	return err
