@@ -188,10 +188,7 @@ func (q *Queue) Resubmit(ctx context.Context, seq int64) (string, error) {
 	if err := q.checkOpen(); err != nil {
 		return "", fmt.Errorf("resubmit dead letter %d: %w", seq, err)
 	}
-	var (
-		newID string
-		entry queue.HistoryEntry
-	)
+	var newID string
 	err := q.inTx(ctx, survivesPowerLoss, func(tx *sql.Tx) error {
 		var (
 			id, props string
@@ -235,7 +232,7 @@ func (q *Queue) Resubmit(ctx context.Context, seq int64) (string, error) {
 			sql.Named("key", key), sql.Named("seq", seq)); err != nil {
 			return fmt.Errorf("enqueue copy: %w", err)
 		}
-		if entry, err = parkedEntry(ctx, tx, seq, queue.HistResubmitted, "resubmitted as "+newID, now); err != nil {
+		if err := q.recordParked(ctx, tx, seq, queue.HistResubmitted, "resubmitted as "+newID, now); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM dead_letters WHERE seq = ?`, seq)
@@ -245,7 +242,6 @@ func (q *Queue) Resubmit(ctx context.Context, seq int64) (string, error) {
 		return "", fmt.Errorf("resubmit dead letter %d: %w", seq, err)
 	}
 	q.wake()
-	q.record(ctx, entry)
 	return newID, nil
 }
 
@@ -254,10 +250,8 @@ func (q *Queue) PurgeDeadLetter(ctx context.Context, seq int64) error {
 	if err := q.checkOpen(); err != nil {
 		return fmt.Errorf("purge dead letter %d: %w", seq, err)
 	}
-	var entry queue.HistoryEntry
 	err := q.inTx(ctx, survivesPowerLoss, func(tx *sql.Tx) error {
-		var err error
-		if entry, err = parkedEntry(ctx, tx, seq, queue.HistPurged, "purged", q.nowNS()); err != nil {
+		if err := q.recordParked(ctx, tx, seq, queue.HistPurged, "purged", q.nowNS()); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM dead_letters WHERE seq = ?`, seq)
@@ -276,6 +270,5 @@ func (q *Queue) PurgeDeadLetter(ctx context.Context, seq int64) error {
 	if err != nil {
 		return fmt.Errorf("purge dead letter %d: %w", seq, err)
 	}
-	q.record(ctx, entry)
 	return nil
 }

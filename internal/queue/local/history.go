@@ -11,21 +11,15 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dvrelay/dvrelay/internal/config"
 	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // The history is what support reads to answer "what happened to this record": one row per thing
-// that happened to an event (accepted, each attempt's outcome, resubmitted, purged).
-//
-// It lives in its own file, history.db, beside queue.db, with its own writer connection and
-// group-commit writer goroutine (historyStore), so it costs the queue's writer nothing: the two
-// writers commit side by side. Each entry is written right after the queue's commit that makes
-// it true (publish, settle, resubmit, purge), and the caller is answered only once both are
-// committed, so an answered publish's entry survives a killed process. The history is not
-// fsynced per commit: a power loss may lose its last entries (never anything of the queue's),
-// and a process killed between the two commits leaves the queue's change without its entry.
-// Either way a line is missing, and nothing is delivered twice for it. The history is bounded by
-// age and by count, pruned as it grows.
+// that happened to an event (accepted, each attempt's outcome, resubmitted, purged). It lives in
+// the queue's own file, written in the transactions that make those things true (publish, settle,
+// resubmit, purge), and it is bounded like the rest of the file: by age and by count, pruned as
+// it grows.
 
 var (
 	_ queue.HistoryReader     = (*Queue)(nil)
@@ -38,8 +32,8 @@ const (
 	historyPruneEvery = 1000
 )
 
-// historySchema is history.db's. record_id is set on the entries that carry the event's body
-// (accepted); the others find their record through event_id.
+// historySchema is created beside the queue's tables. record_id is set on the entries that carry
+// the event's body (accepted); the others find their record through event_id.
 const historySchema = `
 CREATE TABLE IF NOT EXISTS history (
 	id             INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -63,6 +57,9 @@ CREATE INDEX IF NOT EXISTS history_record ON history (record_id) WHERE record_id
 -- indexed on the accepted entries alone, which lead to the rest by event_id.
 CREATE INDEX IF NOT EXISTS history_accepted_correlation ON history (correlation_id) WHERE kind = 'accepted';
 
+-- Support finds an event's dead letters by message id (eventIDMatch).
+CREATE INDEX IF NOT EXISTS dead_letters_message_id ON dead_letters (message_id);
+
 -- history_counts counts the entries per minute and kind as they are written, so the overview's
 -- charts read at most a day of minutes instead of every entry of the day. A trigger keeps it,
 -- inside the insert's own statement.
@@ -78,17 +75,29 @@ CREATE TRIGGER IF NOT EXISTS history_counted AFTER INSERT ON history BEGIN
 END;
 `
 
-// receiveTimes remembers when each held lock was taken, so an attempt's history entry can say
-// how long it ran, from its receive to its settlement.
-type receiveTimes struct {
+// acceptedHistorySQL writes an accepted entry, with the record, entity and event name the
+// message's properties give (see newRow).
+const acceptedHistorySQL = `INSERT INTO history
+	(at, kind, event_id, message_id, record_id, correlation_id, entity, event_name, attempt, step, status, duration_ns, detail)
+	VALUES (@now, '` + queue.HistAccepted + `', @event, @message, @record, @correlation, @entity, @eventName, 0, '', 0, 0, '')`
+
+const insertHistorySQL = `INSERT INTO history
+	(at, kind, event_id, message_id, record_id, correlation_id, entity, event_name, attempt, step, status, duration_ns, detail)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// historyState is the in-memory part of the history: when each held lock was taken, so an
+// attempt's duration runs from its receive to its settlement, and how many entries were written
+// since the last prune.
+type historyState struct {
 	mu         sync.Mutex
 	receivedAt map[string]time.Time // lock token → when Receive handed the message out
+	written    int
 }
 
 // noteReceived remembers when got was received. Entries whose lock was never settled (the
 // process lost it) are dropped once they are older than any lock can be.
 func (q *Queue) noteReceived(got []*queue.Received) {
-	h := &q.received
+	h := &q.history
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.receivedAt == nil {
@@ -109,7 +118,7 @@ func (q *Queue) noteReceived(got []*queue.Received) {
 
 // receivedFor is how long ago the delivery with lockToken was received (0 when unknown).
 func (q *Queue) receivedFor(lockToken string) time.Duration {
-	h := &q.received
+	h := &q.history
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	at, ok := h.receivedAt[lockToken]
@@ -121,59 +130,24 @@ func (q *Queue) receivedFor(lockToken string) time.Duration {
 
 // forgetReceived drops the receive time of a delivery that is settled.
 func (q *Queue) forgetReceived(lockToken string) {
-	h := &q.received
+	h := &q.history
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.receivedAt, lockToken)
 }
 
-// record writes e to the history and returns once it is committed. It runs after the queue's
-// commit that makes e true, and a failure is logged, never returned: the queue's change stands,
-// and a missing line of history must never cost a redelivery or a refused publish.
-func (q *Queue) record(ctx context.Context, e queue.HistoryEntry) {
-	err := q.hist.write(ctx, []queue.HistoryEntry{e})
-	if err == nil {
-		return
+// recordAccepted writes the accepted entry of a message the intake published, in its transaction.
+func (q *Queue) recordAccepted(ctx context.Context, tx *sql.Tx, r row, now int64) error {
+	if _, err := tx.StmtContext(ctx, q.stmts.historyAccepted).ExecContext(ctx, sql.Named("now", now),
+		sql.Named("event", queue.BaseID(r.messageID)), sql.Named("message", r.messageID), sql.Named("record", r.recordID),
+		sql.Named("correlation", r.correlationID), sql.Named("entity", r.entity), sql.Named("eventName", r.eventName)); err != nil {
+		return fmt.Errorf("history: %w", err)
 	}
-	if ok, notLogged := q.historyWarn.allow(time.Now()); ok {
-		q.log.WarnContext(ctx, "history: the change is committed but its history entry may not be written",
-			"messageId", e.MessageID, "kind", e.Kind, "error", err, "notLogged", notLogged)
-	}
+	return q.pruneHistory(ctx, tx, now)
 }
 
-// historyWarnings bounds the lines about history entries that failed to write to one a second,
-// each saying how many failures went unlogged since the last: a history file that cannot be
-// written (a full disk) fails every entry, and a line per publish at the intake's rate would
-// bury every other line.
-type historyWarnings struct {
-	mu        sync.Mutex
-	last      time.Time
-	notLogged int
-}
-
-func (w *historyWarnings) allow(now time.Time) (ok bool, notLogged int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.last.IsZero() && now.Sub(w.last) < time.Second {
-		w.notLogged++
-		return false, 0
-	}
-	w.last, notLogged, w.notLogged = now, w.notLogged, 0
-	return true, notLogged
-}
-
-// acceptedEntry is the history entry of a message the intake published, committed at now, with
-// the record, entity and event name its properties give (see newRow).
-func acceptedEntry(r row, now int64) queue.HistoryEntry {
-	return queue.HistoryEntry{
-		At: fromNS(now), Kind: queue.HistAccepted,
-		EventID: queue.BaseID(r.messageID), MessageID: r.messageID, RecordID: r.recordID,
-		CorrelationID: r.correlationID, Entity: r.entity, EventName: r.eventName,
-	}
-}
-
-// outcomeEntry is the history entry of an attempt's outcome, which Settle writes once the
-// settlement is committed (and dates by that commit).
+// outcomeEntry is the history entry of an attempt's outcome, which Settle writes in the
+// settlement's own transaction.
 func (q *Queue) outcomeEntry(d queue.Delivery, out queue.Outcome) queue.HistoryEntry {
 	e := queue.HistoryEntry{
 		EventID: queue.BaseID(d.MessageID), MessageID: d.MessageID, CorrelationID: d.CorrelationID,
@@ -196,35 +170,80 @@ func (q *Queue) outcomeEntry(d queue.Delivery, out queue.Outcome) queue.HistoryE
 	return e
 }
 
-// parkedEntry is the history entry of what support did to dead letter seq (resubmitted or
-// purged) at now, read in the transaction that does it, before the dead letter's row goes. It
-// fails with queue.ErrNotFound when nothing is parked at seq.
-func parkedEntry(ctx context.Context, tx *sql.Tx, seq int64, kind, detail string, now int64) (queue.HistoryEntry, error) {
-	var (
-		e     queue.HistoryEntry
-		props string
-	)
-	err := tx.QueryRowContext(ctx, `SELECT message_id, correlation_id, subject, props FROM dead_letters WHERE seq = ?`, seq).
-		Scan(&e.MessageID, &e.CorrelationID, &e.EventName, &props)
+// recordParked writes what support did to dead letter seq (resubmitted or purged), in the
+// transaction that does it, before the dead letter's row goes.
+func (q *Queue) recordParked(ctx context.Context, tx *sql.Tx, seq int64, kind, detail string, now int64) error {
+	var id string
+	err := tx.QueryRowContext(ctx, `SELECT message_id FROM dead_letters WHERE seq = ?`, seq).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return e, queue.ErrNotFound
+		return nil // nothing parked: the caller reports it
 	}
 	if err != nil {
-		return e, fmt.Errorf("read dead letter %d for its history entry: %w", seq, err)
+		return fmt.Errorf("history: %w", err)
 	}
-	// A dead letter whose properties no longer parse still gets its entry, without an entity.
-	decoded, _ := decodeProps(props)
-	e.At, e.Kind, e.EventID, e.Detail = fromNS(now), kind, queue.BaseID(e.MessageID), detail
-	e.Entity = stringProp(decoded, queue.PropEntity)
-	return e, nil
+	_, err = tx.ExecContext(ctx, `INSERT INTO history
+		(at, kind, event_id, message_id, record_id, correlation_id, entity, event_name, attempt, step, status, duration_ns, detail)
+		SELECT @now, @kind, @event, message_id, '', correlation_id,
+			coalesce(json_extract(props, '$.`+queue.PropEntity+`'), ''), subject, 0, '', 0, 0, @detail
+		FROM dead_letters WHERE seq = @seq`,
+		sql.Named("now", now), sql.Named("kind", kind), sql.Named("event", queue.BaseID(id)),
+		sql.Named("detail", bounded(detail)), sql.Named("seq", seq))
+	if err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	return q.pruneHistory(ctx, tx, now)
+}
+
+func (q *Queue) insertHistory(ctx context.Context, tx *sql.Tx, e queue.HistoryEntry, now int64) error {
+	if _, err := tx.StmtContext(ctx, q.stmts.historyInsert).ExecContext(ctx, now, e.Kind, e.EventID, e.MessageID, e.RecordID, e.CorrelationID,
+		e.Entity, e.EventName, e.Attempt, e.Step, e.Status, e.Duration.Nanoseconds(), bounded(e.Detail)); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	return q.pruneHistory(ctx, tx, now)
+}
+
+// pruneHistory keeps the history within its age and count every historyPruneEvery entries.
+func (q *Queue) pruneHistory(ctx context.Context, tx *sql.Tx, now int64) error {
+	h := &q.history
+	h.mu.Lock()
+	h.written++
+	due := h.written >= historyPruneEvery
+	if due {
+		h.written = 0
+	}
+	h.mu.Unlock()
+	if !due {
+		return nil
+	}
+	maxAge, maxEntries := q.historyBounds()
+	// Entries are written in time order, so the old ones are at the front of the id order: look
+	// at the first few thousand (no index on at to keep up on every insert) and past the count.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?) AND at < ?`,
+		2*historyPruneEvery, now-maxAge.Nanoseconds()); err != nil {
+		return fmt.Errorf("history: prune by age: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM history WHERE id <= (SELECT MAX(id) FROM history) - ?`, maxEntries); err != nil {
+		return fmt.Errorf("history: prune by count: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM history_counts WHERE minute < ?`, (now-maxAge.Nanoseconds())/int64(time.Minute)); err != nil {
+		return fmt.Errorf("history: prune counts: %w", err)
+	}
+	return nil
+}
+
+func (q *Queue) historyBounds() (time.Duration, int) {
+	maxAge, maxEntries := q.opts.HistoryMaxAge, q.opts.HistoryMaxEntries
+	if maxAge <= 0 {
+		maxAge = config.DefaultHistoryMaxAge
+	}
+	if maxEntries <= 0 {
+		maxEntries = config.DefaultHistoryMaxEntries
+	}
+	return maxAge, maxEntries
 }
 
 // EventHistory lists the entries of every event whose EventId, RecordId or CorrelationId is
-// hq.Key, oldest first. It reads on the history's read pool.
-//
-// Oldest first is by the time of the queue's commit each entry tells of, then by id: entries of
-// different callers reach the history writer in whatever order their callers do, so an attempt's
-// outcome may be written a moment before the accepted entry of the publish it follows.
+// hq.Key, oldest first. It reads on the read pool.
 func (q *Queue) EventHistory(ctx context.Context, hq queue.HistoryQuery) ([]queue.HistoryEntry, error) {
 	if err := q.checkOpen(); err != nil {
 		return nil, fmt.Errorf("history of %s: %w", hq.Key, err)
@@ -233,14 +252,14 @@ func (q *Queue) EventHistory(ctx context.Context, hq queue.HistoryQuery) ([]queu
 	if limit <= 0 {
 		limit = queue.DefaultHistoryLimit
 	}
-	out, err := readHistory(ctx, q, func(ctx context.Context, db *sql.DB) ([]queue.HistoryEntry, error) {
+	out, err := read(ctx, q, func(ctx context.Context, db *sql.DB) ([]queue.HistoryEntry, error) {
 		rows, err := db.QueryContext(ctx, `SELECT at, kind, event_id, message_id, record_id, correlation_id, entity,
 				event_name, attempt, step, status, duration_ns, detail
 			FROM history WHERE event_id IN (
 				SELECT event_id FROM history WHERE record_id = lower(@key) AND record_id <> ''
 				UNION SELECT event_id FROM history WHERE event_id = @key
 				UNION SELECT event_id FROM history WHERE correlation_id = @key AND kind = 'accepted')
-			ORDER BY at, id LIMIT @limit`, sql.Named("key", hq.Key), sql.Named("limit", limit))
+			ORDER BY id LIMIT @limit`, sql.Named("key", hq.Key), sql.Named("limit", limit))
 		if err != nil {
 			return nil, err
 		}
@@ -267,7 +286,7 @@ func (q *Queue) EventHistory(ctx context.Context, hq queue.HistoryQuery) ([]queu
 }
 
 // Activity counts the history's entries by kind in buckets from since, from the per-minute
-// counts: since and bucket are taken to whole minutes. It reads on the history's read pool.
+// counts: since and bucket are taken to whole minutes.
 func (q *Queue) Activity(ctx context.Context, since time.Time, bucket time.Duration, buckets int) (queue.Activity, error) {
 	since, bucket = since.Truncate(time.Minute), max(bucket.Truncate(time.Minute), time.Minute)
 	a := queue.Activity{Since: since, Bucket: bucket, Counts: make([]map[string]int, buckets)}
@@ -279,7 +298,7 @@ func (q *Queue) Activity(ctx context.Context, since time.Time, bucket time.Durat
 	}
 	start := since.Unix() / 60
 	per := int64(bucket / time.Minute)
-	_, err := readHistory(ctx, q, func(ctx context.Context, db *sql.DB) (struct{}, error) {
+	_, err := read(ctx, q, func(ctx context.Context, db *sql.DB) (struct{}, error) {
 		rows, err := db.QueryContext(ctx, `SELECT (minute - @start) / @per, kind, SUM(n) FROM history_counts
 			WHERE minute >= @start AND minute < @end GROUP BY 1, 2`,
 			sql.Named("start", start), sql.Named("end", start+per*int64(buckets)), sql.Named("per", per))

@@ -1,13 +1,11 @@
 package local
 
 import (
-	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,11 +30,11 @@ func settleNext(t *testing.T, q *Queue, clock *manualClock, out queue.Outcome) {
 	historyWritten(t, q)
 }
 
-// historyWritten waits until every entry handed to the history writer so far is committed: the
-// writer takes requests in order, so an empty one behind them is answered with or after them.
+// historyWritten waits until every change handed to the writer so far is committed: the writer
+// takes changes in order, so an empty change behind them commits with or after them.
 func historyWritten(t *testing.T, q *Queue) {
 	t.Helper()
-	if err := q.hist.write(context.Background(), nil); err != nil {
+	if err := q.write(context.Background(), survivesProcessCrash, func(context.Context, *sql.Tx, int64) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -228,158 +226,8 @@ func TestSettle_writes_the_outcome_entry_with_the_settlement_and_none_when_the_l
 	if err := q.Settle(ctx, queue.DeliveryOf(onTime), queue.Outcome{Kind: queue.Complete}); err != nil {
 		t.Fatal(err)
 	}
-	// No wait for the history writer: Settle returns once the entry is committed.
+	// No wait for the writer: the entry is committed with the settlement it records.
 	if got := kinds("ev-on-time"); strings.Join(got, ",") != queue.HistAccepted+","+queue.HistCompleted {
 		t.Errorf("history right after the settlement = %v, want accepted then completed", got)
-	}
-}
-
-// historyHold makes q's history writer stop before each commit while hold is set: entered
-// receives once it stops, and it goes on when release is closed.
-type historyHold struct {
-	hold    atomic.Bool
-	entered chan struct{}
-	release chan struct{}
-}
-
-func newHistoryHold() *historyHold {
-	return &historyHold{entered: make(chan struct{}, 16), release: make(chan struct{})}
-}
-
-func (h *historyHold) beforeCommit() {
-	if h.hold.Load() {
-		h.entered <- struct{}{}
-		<-h.release
-	}
-}
-
-func (h *historyHold) waitEntered(t *testing.T) {
-	t.Helper()
-	select {
-	case <-h.entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the history writer never took the entry")
-	}
-}
-
-func answered(t *testing.T, what string, done <-chan error) {
-	t.Helper()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatalf("%s: no answer once the history writer went on", what)
-	}
-}
-
-func notAnswered(t *testing.T, what string, done <-chan error) {
-	t.Helper()
-	select {
-	case err := <-done:
-		t.Fatalf("%s answered (%v) before its history entry was committed", what, err)
-	default:
-	}
-}
-
-// The queue's transactions do not touch the history: with the history writer held, a publish
-// and its completion still commit on the queue (a receive finds the message, Stats sees it
-// go), and their callers are answered once the history writer has committed their entries.
-func TestQueue_commits_while_the_history_writer_is_held(t *testing.T) {
-	ctx := context.Background()
-	h := newHistoryHold()
-	q := openTestQueue(t, t.TempDir(), Options{beforeHistoryCommit: h.beforeCommit})
-	h.hold.Store(true)
-
-	published := make(chan error, 1)
-	go func() { published <- q.Publish(ctx, eventMsg("ev-1", "rec-1")) }()
-	h.waitEntered(t)
-	got := mustReceive(t, q, 1) // committed on the queue, history or not
-	notAnswered(t, "the publish", published)
-
-	settled := make(chan error, 1)
-	go func() {
-		settled <- q.Settle(ctx, queue.DeliveryOf(got[0]), queue.Outcome{Kind: queue.Complete, Summary: "complete: 1 steps"})
-	}()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		st, err := q.Stats(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Queued == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the completion never committed on the queue while the history writer was held: %+v", st)
-		}
-	}
-	notAnswered(t, "the settlement", settled)
-
-	close(h.release)
-	answered(t, "the publish", published)
-	answered(t, "the settlement", settled)
-	entries, err := q.EventHistory(ctx, queue.HistoryQuery{Key: "ev-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 2 || entries[0].Kind != queue.HistAccepted || entries[1].Kind != queue.HistCompleted {
-		t.Errorf("history = %+v, want accepted then completed", entries)
-	}
-}
-
-// Close lets the history writer finish what it took: the caller is answered and the entry is
-// there after a reopen. Later writes fail with ErrClosed.
-func TestClose_lets_the_history_writer_commit_what_it_took(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	h := newHistoryHold()
-	q := openTestQueue(t, dir, Options{beforeHistoryCommit: h.beforeCommit})
-	h.hold.Store(true)
-	published := make(chan error, 1)
-	go func() { published <- q.Publish(ctx, eventMsg("ev-1", "rec-1")) }()
-	h.waitEntered(t)
-	closed := make(chan error, 1)
-	go func() { closed <- q.Close() }()
-	close(h.release)
-	answered(t, "the publish", published)
-	answered(t, "Close", closed)
-	if err := q.hist.write(ctx, nil); !errors.Is(err, ErrClosed) {
-		t.Errorf("history write after Close: %v, want ErrClosed", err)
-	}
-
-	entries, err := openTestQueue(t, dir, Options{}).EventHistory(ctx, queue.HistoryQuery{Key: "rec-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 1 || entries[0].Kind != queue.HistAccepted {
-		t.Errorf("history after a reopen = %+v, want the accepted entry", entries)
-	}
-}
-
-// A history that cannot be written costs the queue nothing: the publishes stand, and the
-// failures are logged at Warn, one line a second, not one per publish.
-func TestPublish_stands_when_its_history_entry_fails(t *testing.T) {
-	ctx := context.Background()
-	var logged bytes.Buffer
-	q, err := Open(ctx, t.TempDir(), Options{}, slog.New(slog.NewTextHandler(&logged, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = q.Close() })
-	if _, err := q.hist.db.ExecContext(ctx, `DROP TABLE history`); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		mustPublish(t, q, eventMsg(fmt.Sprintf("ev-%d", i), "rec"))
-	}
-	if got := mustReceive(t, q, 10); len(got) != 3 {
-		t.Errorf("received %d messages, want the 3 published", len(got))
-	}
-	if n := strings.Count(logged.String(), "level=WARN"); n != 1 {
-		t.Errorf("%d warnings, want 1 for the 3 failed entries:\n%s", n, logged.String())
-	}
-	if !strings.Contains(logged.String(), "messageId=ev-0") {
-		t.Errorf("the warning does not name the message:\n%s", logged.String())
 	}
 }

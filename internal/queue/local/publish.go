@@ -26,7 +26,7 @@ type row struct {
 	groupKey      sql.NullString
 	scheduledNS   int64 // 0: due at once
 	// What the history's accepted entry names, read from the properties here rather than by
-	// parsing the body on the writer's path.
+	// parsing the body in SQL on the writer's path.
 	recordID, entity, eventName string
 }
 
@@ -63,11 +63,10 @@ func newRow(m *queue.Message) (row, error) {
 }
 
 // Publish stores m durably and returns once the transaction holding it is committed and fsynced
-// (see write for how concurrent publishes share that fsync) and its history entry is committed
-// too (see record). A MessageID already published within the duplicate window is accepted and
-// dropped, as Service Bus does; scheduled messages count too. A caller whose ctx ends before the
-// commit gets ctx.Err() while its message may still land: a retry with the same MessageID is
-// then dropped as a duplicate.
+// (see write for how concurrent publishes share that fsync). A MessageID already published
+// within the duplicate window is accepted and dropped, as Service Bus does; scheduled messages
+// count too. A caller whose ctx ends before the commit gets ctx.Err() while its message may
+// still land: a retry with the same MessageID is then dropped as a duplicate.
 func (q *Queue) Publish(ctx context.Context, m *queue.Message) error {
 	_, err := q.PublishReporting(ctx, m)
 	return err
@@ -79,24 +78,15 @@ func (q *Queue) PublishReporting(ctx context.Context, m *queue.Message) (duplica
 	if err != nil {
 		return false, fmt.Errorf("publish %s: %w", m.MessageID, err)
 	}
-	// Set by the writer and read only once it has answered: a caller that gave up leaves them be.
-	var (
-		fresh bool
-		at    int64
-	)
 	err = q.write(ctx, survivesPowerLoss, func(ctx context.Context, tx *sql.Tx, now int64) error {
-		var err error
-		fresh, err = q.insertMessage(ctx, tx, r, now)
-		at = now
+		fresh, err := q.insertMessage(ctx, tx, r, now)
+		duplicate = !fresh
 		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("publish %s: %w", m.MessageID, err)
 	}
-	if fresh {
-		q.record(ctx, acceptedEntry(r, at))
-	}
-	return !fresh, nil
+	return duplicate, nil
 }
 
 var _ queue.DuplicateReporter = (*Queue)(nil)
@@ -148,7 +138,7 @@ func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64)
 		// Due now and first of its record, or scheduled: a Receive must look for it.
 		q.ws.freed = q.ws.freed || !behind
 	}
-	return true, nil
+	return true, q.recordAccepted(ctx, tx, r, now)
 }
 
 // insertMessageSQL takes positional parameters, ?10 the order key: a publish pays an allocation

@@ -1,20 +1,12 @@
-// Package local is the embedded durable queue behind standalone mode: SQLite (pure Go, no cgo)
-// that keeps the Service Bus semantics the worker relies on — peek-lock with a lock duration,
-// delivery counts, scheduled delivery, duplicate detection on MessageID, a dead-letter queue with
-// reasons, and resubmit — and the events' history support reads.
+// Package local is the embedded durable queue behind standalone mode: one SQLite file (pure Go,
+// no cgo) that keeps the Service Bus semantics the worker relies on — peek-lock with a lock
+// duration, delivery counts, scheduled delivery, duplicate detection on MessageID, a dead-letter
+// queue with reasons, and resubmit.
 //
-// A data directory holds two database files, each with its own writer connection and its own
-// group-commit writer goroutine, so the two commit side by side:
-//
-//   - queue.db holds the messages, the dead letters and duplicate detection. Durability is the
-//     promise the intake makes before it answers 202, so it runs in WAL mode and a Publish
-//     returns only after its transaction is fsynced. Receive locks and settlements are committed
-//     without an fsync of their own (see durability): a killed process keeps them, a power loss
-//     can undo the last of them, which redelivers those messages.
-//   - history.db holds the events' history (see historyStore), written right after the queue's
-//     commit that makes each entry true and before its caller is answered. It is never fsynced
-//     per commit: a killed process keeps every entry, a power loss may lose the last ones, and a
-//     lost entry never costs a redelivery.
+// Durability is the promise the intake makes before it answers 202, so the database runs in WAL
+// mode and a Publish returns only after its transaction is fsynced. Receive locks and
+// settlements are committed without an fsync of their own (see durability): a killed process
+// keeps them, a power loss can undo the last of them, which redelivers those messages.
 //
 // One process owns a data directory. Open takes an exclusive, non-blocking flock on a lock file
 // in it, and releases the locks of messages an earlier (crashed or stopped) process was holding.
@@ -47,12 +39,12 @@ var (
 )
 
 const (
-	dbFileName   = "queue.db" // the history has its own file, historyFileName
+	dbFileName   = "queue.db"
 	lockFileName = "queue.lock"
 
 	// schemaVersion is stored in PRAGMA user_version; a file written by a newer layout is refused
-	// rather than misread. Version 3 moved the history out of queue.db (see moveHistoryOut).
-	schemaVersion = 3
+	// rather than misread.
+	schemaVersion = 2
 )
 
 // ErrClosed reports a call on a queue after Close.
@@ -86,9 +78,6 @@ type Options struct {
 	// committed is told the durability of every group commit; tests check which changes are
 	// fsynced with it.
 	committed func(durability)
-	// beforeHistoryCommit runs on the history's writer goroutine before each of its commits;
-	// tests block in it to hold the history writer.
-	beforeHistoryCommit func()
 }
 
 func (o Options) withDefaults() Options {
@@ -118,8 +107,7 @@ func (o Options) withDefaults() Options {
 // writer goroutine that lets concurrent callers share a commit (see write); the support tools
 // run their own short transactions on the same connection. Reads that need no lock (what is
 // available, what falls due next, Stats) run on a separate read pool, readers, which in WAL
-// mode never waits for the writer (see read). The history is in a file of its own, hist, with
-// its own writer and read pool: none of the queue's transactions touch it.
+// mode never waits for the writer (see read).
 type Queue struct {
 	dir       string
 	opts      Options
@@ -149,9 +137,7 @@ type Queue struct {
 	// ws is the writer goroutine's own record of the batch it is committing.
 	ws writerState
 
-	hist        *historyStore
-	received    receiveTimes
-	historyWarn historyWarnings
+	history historyState
 }
 
 // Open opens (creating if needed) the queue stored in dir and takes ownership of dir for this
@@ -183,34 +169,17 @@ func Open(ctx context.Context, dir string, opts Options, log *slog.Logger) (*Que
 		_ = unlockDir(dirLock)
 		return nil, fmt.Errorf("open queue %s: %w", dir, err)
 	}
-	if err := q.openFiles(ctx); err != nil {
-		_ = q.closeDB()
-		_ = unlockDir(dirLock)
-		return nil, fmt.Errorf("open queue %s: %w", dir, err)
-	}
-	go q.writer()
-	q.hist.start()
-	return q, nil
-}
-
-// openFiles opens the history beside the queue's file, moves an earlier layout's history over
-// and releases the locks an earlier process left, before either writer runs.
-func (q *Queue) openFiles(ctx context.Context) error {
-	var err error
-	if q.hist, err = openHistory(ctx, q.dir, q.opts, q.log); err != nil {
-		return err
-	}
-	if err := q.moveHistoryOut(ctx); err != nil {
-		return errors.Join(err, q.hist.closeDB())
-	}
 	released, err := q.releaseLocks(ctx)
 	if err != nil {
-		return errors.Join(fmt.Errorf("release locks of an earlier process: %w", err), q.hist.closeDB())
+		_ = q.closeDB()
+		_ = unlockDir(dirLock)
+		return nil, fmt.Errorf("open queue %s: release locks of an earlier process: %w", dir, err)
 	}
 	if released > 0 {
-		q.log.Info("released message locks left by an earlier process", "dir", q.dir, "count", released)
+		q.log.Info("released message locks left by an earlier process", "dir", dir, "count", released)
 	}
-	return nil
+	go q.writer()
+	return q, nil
 }
 
 func (q *Queue) openDB(ctx context.Context) error {
@@ -240,7 +209,7 @@ func (q *Queue) openDB(ctx context.Context) error {
 		_ = db.Close()
 		return err
 	}
-	if q.readers, err = openReaders(path, readConns); err != nil {
+	if q.readers, err = openReaders(path); err != nil {
 		_ = db.Close()
 		return err
 	}
@@ -309,8 +278,6 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 	newer_at         INTEGER
 );
 CREATE INDEX IF NOT EXISTS dead_letters_group ON dead_letters (group_key) WHERE group_key IS NOT NULL;
--- Support finds an event's dead letters by message id (eventIDMatch).
-CREATE INDEX IF NOT EXISTS dead_letters_message_id ON dead_letters (message_id);
 
 CREATE TABLE IF NOT EXISTS duplicates (
 	message_id TEXT    PRIMARY KEY,
@@ -337,7 +304,7 @@ func (q *Queue) migrate(ctx context.Context) error {
 			return fmt.Errorf("add order keys to schema version 1: %w", err)
 		}
 	}
-	if _, err := q.db.ExecContext(ctx, schema); err != nil {
+	if _, err := q.db.ExecContext(ctx, schema+historySchema); err != nil {
 		return fmt.Errorf("create schema: %w", err)
 	}
 	if _, err := q.db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
@@ -362,15 +329,15 @@ func (q *Queue) releaseLocks(ctx context.Context) (int64, error) {
 	return released, err
 }
 
-// Close stops the group-commit writer and then the history's, closes both files and releases
-// the data directory. Writes still waiting fail with ErrClosed. Message locks are left as they
-// are; the next Open releases them.
+// Close stops the group-commit writer, closes the database and releases the data directory.
+// Writes still waiting fail with ErrClosed. Message locks are left as they are; the next
+// Open releases them.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		close(q.closing)
 		<-q.writerDone
 		q.wake()
-		q.closeErr = errors.Join(q.hist.close(), q.closeDB(), unlockDir(q.dirLock))
+		q.closeErr = errors.Join(q.closeDB(), unlockDir(q.dirLock))
 	})
 	return q.closeErr
 }

@@ -11,12 +11,12 @@ import (
 // support tools rarely read at once, and each connection keeps its own page cache.
 const readConns = 4
 
-// openReaders opens a read pool of conns connections on the database file the writer has
-// already set up in WAL mode: the queue's (readConns) or the history's (historyReadConns). In WAL mode a reader sees the last committed transaction without waiting for the
+// openReaders opens the read pool on the database file the writer has already set up in WAL
+// mode. In WAL mode a reader sees the last committed transaction without waiting for the
 // writer, so health checks and the receive loop's "what is due next" never queue behind a group
 // commit. query_only makes any write attempted on these connections an error: every write goes
 // through the single writer connection.
-func openReaders(path string, conns int) (*sql.DB, error) {
+func openReaders(path string) (*sql.DB, error) {
 	params := url.Values{}
 	params.Add("_pragma", "busy_timeout(5000)")
 	params.Add("_pragma", "query_only(1)")
@@ -24,31 +24,20 @@ func openReaders(path string, conns int) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open read pool on %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(conns)
-	db.SetMaxIdleConns(conns)
+	db.SetMaxOpenConns(readConns)
+	db.SetMaxIdleConns(readConns)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 	return db, nil
 }
 
-// read runs fn on the queue's read pool; see readOn.
-func read[T any](ctx context.Context, q *Queue, fn func(ctx context.Context, db *sql.DB) (T, error)) (T, error) {
-	return readOn(ctx, q.readers, q.opts.beforeRead, fn)
-}
-
-// readHistory runs fn on the history's read pool; see readOn.
-func readHistory[T any](ctx context.Context, q *Queue, fn func(ctx context.Context, db *sql.DB) (T, error)) (T, error) {
-	return readOn(ctx, q.hist.readers, q.opts.beforeRead, fn)
-}
-
-// readOn runs fn on the read pool db and returns its result when fn does or ctx.Err() when ctx ends,
+// read runs fn on the read pool and returns its result when fn does or ctx.Err() when ctx ends,
 // whichever is first. SQLite stops a statement when its ctx ends, but not a read stuck in the
 // kernel (a stalled disk), so fn runs on its own goroutine and is left to finish on its own: a
 // caller with a deadline, such as a health check, always gets its answer in time. Such a
 // straggler holds one pool connection until the disk answers; later reads wait for a free
-// connection within their own ctx. before, when set, runs first on fn's goroutine (see
-// Options.beforeRead).
-func readOn[T any](ctx context.Context, db *sql.DB, before func(), fn func(ctx context.Context, db *sql.DB) (T, error)) (T, error) {
+// connection within their own ctx.
+func read[T any](ctx context.Context, q *Queue, fn func(ctx context.Context, db *sql.DB) (T, error)) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
 		return zero, err
@@ -59,10 +48,10 @@ func readOn[T any](ctx context.Context, db *sql.DB, before func(), fn func(ctx c
 	}
 	done := make(chan result, 1) // buffered: a straggler never blocks on a caller that has gone
 	go func() {
-		if before != nil {
-			before()
+		if q.opts.beforeRead != nil {
+			q.opts.beforeRead()
 		}
-		v, err := fn(ctx, db)
+		v, err := fn(ctx, q.readers)
 		done <- result{v, err}
 	}()
 	select {

@@ -11,59 +11,63 @@ import (
 
 // Settle makes the worker's outcome true on the message d was received as, found by its
 // sequence number and lock token (queue.SettleWith maps the outcome onto Complete, Reschedule and
-// DeadLetterWith), and then writes the attempt's history entry, dated by the settlement's
-// commit, before it returns. The settlement is one transaction; a lock that ran out fails with
-// queue.ErrLockLost and changes nothing, and no entry is written. A history entry that fails to
-// write is logged and the settlement stands.
+// DeadLetterWith), and writes the attempt's history entry in the same transaction: one change
+// for the writer per settlement, not two. Each is one transaction; a lock that ran out fails
+// with queue.ErrLockLost and changes nothing, the history included.
 func (q *Queue) Settle(ctx context.Context, d queue.Delivery, out queue.Outcome) error {
 	r := &queue.Received{
 		Message:        queue.Message{MessageID: d.MessageID},
 		LockToken:      d.LockToken,
 		SequenceNumber: d.SequenceNumber,
 	}
-	entry := q.outcomeEntry(d, out) // measured now: the attempt ran until its settlement
-	s := &datedSettlements{q: q}
+	s := recordingSettlements{q: q, d: d, entry: q.outcomeEntry(d, out)}
 	if err := queue.SettleWith(ctx, s, r, d, out); err != nil {
 		return err
 	}
 	q.forgetReceived(d.LockToken)
-	entry.At = fromNS(s.at)
-	q.record(ctx, entry)
 	return nil
 }
 
-// datedSettlements are the queue's settlements, remembering the time of the commit that made
-// the settlement true.
-type datedSettlements struct {
-	q *Queue
-	// at is set by the writer and read only once it has answered without an error.
-	at int64
+// recordingSettlements are the queue's settlements with the history entry of the outcome
+// written inside each.
+type recordingSettlements struct {
+	q     *Queue
+	d     queue.Delivery
+	entry queue.HistoryEntry
 }
 
-func (s *datedSettlements) Complete(ctx context.Context, r *queue.Received) error {
-	return s.q.settle(ctx, "complete", r, s.dated(s.q.completeIn(r)))
+func (s recordingSettlements) Complete(ctx context.Context, r *queue.Received) error {
+	return s.q.settle(ctx, "complete", r, s.recorded(s.q.completeIn(r)))
 }
 
-func (s *datedSettlements) Reschedule(ctx context.Context, r *queue.Received, at time.Time, props map[string]any) error {
+func (s recordingSettlements) Reschedule(ctx context.Context, r *queue.Received, at time.Time, props map[string]any) error {
 	if _, err := encodeProps(props); err != nil {
 		return fmt.Errorf("reschedule %s: %w", r.MessageID, err)
 	}
-	return s.q.settle(ctx, "reschedule", r, s.dated(s.q.rescheduleIn(r, at, props)))
+	return s.q.settle(ctx, "reschedule", r, s.recorded(s.q.rescheduleIn(r, at, props)))
 }
 
-func (s *datedSettlements) DeadLetterWith(ctx context.Context, r *queue.Received, info queue.DeadLetterInfo) error {
+func (s recordingSettlements) DeadLetterWith(ctx context.Context, r *queue.Received, info queue.DeadLetterInfo) error {
 	why, err := deadLetterReasonOf(info)
 	if err != nil {
 		return fmt.Errorf("dead-letter %s: %w", r.MessageID, err)
 	}
-	return s.q.settle(ctx, "dead-letter", r, s.dated(s.q.deadLetterIn(r, why)))
+	return s.q.settle(ctx, "dead-letter", r, s.recorded(s.q.deadLetterIn(r, why)))
 }
 
-// dated is change, remembering the time of the commit it lands in.
-func (s *datedSettlements) dated(change func(ctx context.Context, tx *sql.Tx, now int64) error) func(ctx context.Context, tx *sql.Tx, now int64) error {
+// recorded is change followed by the history entry, dated by the commit that makes the outcome
+// true. An entry that fails to write is logged and the settlement stands: the failed statement
+// alone is undone, and a missing line of history must never cost a redelivery.
+func (s recordingSettlements) recorded(change func(ctx context.Context, tx *sql.Tx, now int64) error) func(ctx context.Context, tx *sql.Tx, now int64) error {
 	return func(ctx context.Context, tx *sql.Tx, now int64) error {
-		s.at = now
-		return change(ctx, tx, now)
+		if err := change(ctx, tx, now); err != nil {
+			return err
+		}
+		if err := s.q.insertHistory(ctx, tx, s.entry, now); err != nil {
+			s.q.log.WarnContext(ctx, "history: the outcome is settled but its history entry was not written",
+				"messageId", s.d.MessageID, "error", err)
+		}
+		return nil
 	}
 }
 

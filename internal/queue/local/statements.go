@@ -21,6 +21,7 @@ type statements struct {
 	lockDue                        *sql.Stmt
 	checkLock, complete            *sql.Stmt
 	markNewer                      *sql.Stmt
+	historyAccepted, historyInsert *sql.Stmt
 	// read pool
 	nextAvailable *sql.Stmt
 
@@ -47,6 +48,8 @@ func prepareStatements(ctx context.Context, writer, readers *sql.DB) (*statement
 		{&s.checkLock, writer, `SELECT COUNT(*) FROM messages WHERE ` + heldLock},
 		{&s.complete, writer, completeSQL},
 		{&s.markNewer, writer, markNewerSQL},
+		{&s.historyAccepted, writer, acceptedHistorySQL},
+		{&s.historyInsert, writer, insertHistorySQL},
 		{&s.nextAvailable, readers, nextAvailableSQL},
 	} {
 		stmt, err := p.db.PrepareContext(ctx, p.query)
