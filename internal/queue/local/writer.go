@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/dvrelay/dvrelay/internal/queue"
 )
 
 // defaultMaxBatch caps one group commit so a flood of writers cannot hold the single connection
@@ -194,14 +196,44 @@ func dropAbandoned(batch []*writeRequest) []*writeRequest {
 // commitBatch applies every request in one transaction, as durable as its most demanding
 // request. errs[i] is request i's own error; err is the transaction's, which every request
 // shares.
+//
+// One change failing must not undo the others, yet a savepoint around every change costs the
+// writer two statements and a copy of every page the change touches. So the batch runs bare
+// first: a change that fails before it wrote anything (wroteNothing) simply drops out; should one
+// fail having perhaps written something, the whole transaction is rolled back and the batch
+// applied again with each change in its own savepoint.
 func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
-	// The batch belongs to many callers, so no single caller's ctx may abort it.
-	ctx := context.Background()
-	errs = make([]error, len(batch))
 	d := survivesProcessCrash
 	for _, req := range batch {
 		d = strongest(d, req.durability)
 	}
+	errs, err = q.applyBatch(batch, d, false)
+	if errors.Is(err, errIsolate) {
+		q.rollBackHandoffs(0)
+		errs, err = q.applyBatch(batch, d, true)
+	}
+	if err == nil && q.opts.committed != nil {
+		q.opts.committed(d)
+	}
+	q.endBatch(err)
+	return errs, err
+}
+
+// errIsolate ends a bare pass of applyBatch whose change failed part-way.
+var errIsolate = errors.New("a change failed after it may have written: apply each in a savepoint")
+
+// wroteNothing reports whether a change's error is one the change returns before it writes:
+// a settlement whose lock ran out, a receive whose caller has gone.
+func wroteNothing(err error) bool {
+	return errors.Is(err, queue.ErrLockLost) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// applyBatch applies batch in one transaction committed with durability d; isolated puts each
+// change in a savepoint of its own.
+func (q *Queue) applyBatch(batch []*writeRequest, d durability, isolated bool) (errs []error, err error) {
+	// The batch belongs to many callers, so no single caller's ctx may abort it.
+	ctx := context.Background()
+	errs = make([]error, len(batch))
 	err = q.inTx(ctx, d, func(tx *sql.Tx) error {
 		now := q.nowNS()
 		// Old message ids matter to publishes alone (remember takes an expired one as new), so
@@ -212,30 +244,44 @@ func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
 				return fmt.Errorf("forget old message ids: %w", err)
 			}
 		}
-		savepoint := tx.StmtContext(ctx, q.stmts.savepoint)
-		release := tx.StmtContext(ctx, q.stmts.release)
 		for i, req := range batch {
-			if _, err := savepoint.ExecContext(ctx); err != nil {
-				return fmt.Errorf("savepoint: %w", err)
+			var fatal error
+			if errs[i], fatal = q.applyOne(ctx, tx, req, now, isolated); fatal != nil {
+				return fatal
 			}
-			handed := len(q.ws.handoffs)
-			if errs[i] = req.apply(ctx, tx, now); errs[i] != nil {
-				q.rollBackHandoffs(handed)
-				if _, err := tx.StmtContext(ctx, q.stmts.rollbackTo).ExecContext(ctx); err != nil {
-					return fmt.Errorf("roll back a failed change: %w", err)
-				}
-			}
-			if _, err := release.ExecContext(ctx); err != nil {
-				return fmt.Errorf("release savepoint: %w", err)
+			if errs[i] != nil && !wroteNothing(errs[i]) && !isolated {
+				return errIsolate
 			}
 		}
 		return nil
 	})
-	if err == nil && q.opts.committed != nil {
-		q.opts.committed(d)
-	}
-	q.endBatch(err)
 	return errs, err
+}
+
+// applyOne applies one change and returns its error; isolated, inside a savepoint that its
+// failure rolls back. fatal is an error of the savepoint itself, which ends the transaction.
+func (q *Queue) applyOne(ctx context.Context, tx *sql.Tx, req *writeRequest, now int64, isolated bool) (err, fatal error) {
+	if isolated {
+		if _, err := tx.StmtContext(ctx, q.stmts.savepoint).ExecContext(ctx); err != nil {
+			return nil, fmt.Errorf("savepoint: %w", err)
+		}
+	}
+	handed := len(q.ws.handoffs)
+	if err = req.apply(ctx, tx, now); err != nil {
+		q.rollBackHandoffs(handed)
+	}
+	if !isolated {
+		return err, nil
+	}
+	if err != nil {
+		if _, rbErr := tx.StmtContext(ctx, q.stmts.rollbackTo).ExecContext(ctx); rbErr != nil {
+			return err, fmt.Errorf("roll back a failed change: %w", rbErr)
+		}
+	}
+	if _, relErr := tx.StmtContext(ctx, q.stmts.release).ExecContext(ctx); relErr != nil {
+		return err, fmt.Errorf("release savepoint: %w", relErr)
+	}
+	return err, nil
 }
 
 // endBatch tells the Receives what a group commit changed: the messages locked for waiters go to
