@@ -78,6 +78,8 @@ type Options struct {
 	// committed is told the durability of every group commit; tests check which changes are
 	// fsynced with it.
 	committed func(durability)
+	// checkpointed is told what each background checkpoint found logged and copied (pages).
+	checkpointed func(logged, copied int)
 }
 
 func (o Options) withDefaults() Options {
@@ -136,6 +138,8 @@ type Queue struct {
 	waiting waiters
 	// ws is the writer goroutine's own record of the batch it is committing.
 	ws writerState
+	// ckpt runs the checkpoints beside the writer (see checkpoint.go).
+	ckpt *checkpointer
 
 	history historyState
 }
@@ -178,7 +182,13 @@ func Open(ctx context.Context, dir string, opts Options, log *slog.Logger) (*Que
 	if released > 0 {
 		q.log.Info("released message locks left by an earlier process", "dir", dir, "count", released)
 	}
+	if q.ckpt, err = openCheckpointer(filepath.Join(dir, dbFileName)); err != nil {
+		_ = q.closeDB()
+		_ = unlockDir(dirLock)
+		return nil, fmt.Errorf("open queue %s: %w", dir, err)
+	}
 	go q.writer()
+	go q.runCheckpoints(q.closing)
 	return q, nil
 }
 
@@ -195,6 +205,8 @@ func (q *Queue) openDB(ctx context.Context) error {
 	// The writer touches the same index pages (duplicates, the queue's heads, order keys) on
 	// every commit; a page cache that holds them saves a read call for each.
 	params.Add("_pragma", "cache_size(-16384)")
+	// Checkpoints run beside the writer (checkpoint.go); its own is only the log's size bound.
+	params.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walFallbackPages))
 	params.Set("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+params.Encode())
 	if err != nil {
@@ -337,7 +349,7 @@ func (q *Queue) Close() error {
 		close(q.closing)
 		<-q.writerDone
 		q.wake()
-		q.closeErr = errors.Join(q.closeDB(), unlockDir(q.dirLock))
+		q.closeErr = errors.Join(q.ckpt.close(), q.closeDB(), unlockDir(q.dirLock))
 	})
 	return q.closeErr
 }

@@ -212,8 +212,13 @@ func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
 		q.rollBackHandoffs(0)
 		errs, err = q.applyBatch(batch, d, true)
 	}
-	if err == nil && q.opts.committed != nil {
-		q.opts.committed(d)
+	if err == nil {
+		if q.opts.committed != nil {
+			q.opts.committed(d)
+		}
+		if q.ckpt != nil { // nil before Open has finished
+			q.ckpt.committed()
+		}
 	}
 	q.endBatch(err)
 	return errs, err
