@@ -8,6 +8,10 @@
 // settlements are committed without an fsync of their own (see durability): a killed process
 // keeps them, a power loss can undo the last of them, which redelivers those messages.
 //
+// One goroutine writes (the group-commit writer, writer.go); the worker's Receive is handed the
+// publishes that land while it waits (handoff.go) and reads the file only for what it was not
+// handed; checkpoints run on a connection of their own beside the writer (checkpoint.go).
+//
 // One process owns a data directory. Open takes an exclusive, non-blocking flock on a lock file
 // in it, and releases the locks of messages an earlier (crashed or stopped) process was holding.
 package local
