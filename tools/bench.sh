@@ -10,7 +10,7 @@
 # SOAK_RATE (500), CLIENTS for the closed loop (32), EVENTS queued for the worker runs (6000),
 # OUT for the JSON results (a new temporary directory), BASE_PORT (7170: uses 7170-7172),
 # HANDLER_BIN to measure a handler built elsewhere (an older commit, for a before/after),
-# ONLY to run some parts (a space-separated list of: ref closed steady open inflight worker soak;
+# ONLY to run some parts (a space-separated list of: ref closed contended steady open inflight worker soak;
 # without "closed", CAPACITY gives the rate that "2x" doubles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -123,6 +123,27 @@ if want closed; then
   start_serve
   closed -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$DURATION" -label serve -out "$OUT/serve.json"
   stop "$PID"
+fi
+
+# The same closed loop while another process keeps one core busy: how far dvrelay falls beside
+# how far R3 does. Needs taskset (util-linux).
+if want contended; then
+  if command -v taskset >/dev/null; then
+    taskset -c 1 sh -c 'while :; do :; done' &
+    busy=$!
+    PIDS+=("$busy")
+    log "R3 with one core busy"
+    start_ref -lean
+    closed -url "http://$REF_ADDR/" -d "$DURATION" -label r3-contended -out "$OUT/r3-contended.json"
+    stop "$PID"
+    log "handler serve with one core busy"
+    start_serve
+    closed -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$DURATION" -label serve-contended -out "$OUT/serve-contended.json"
+    stop "$PID"
+    kill "$busy" 2>/dev/null || true
+  else
+    log "contended: taskset not found, skipped"
+  fi
 fi
 
 if want steady; then

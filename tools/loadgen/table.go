@@ -24,6 +24,8 @@ const (
 	// The reference servers' open-loop runs are labelled prefixOpen + labelR1, labelR2 or labelR3 + "-" + rate.
 	prefixBound = "inflight-"
 	labelSoak   = "soak"
+	// The closed loop again while another process keeps one of the cores busy.
+	suffixContended = "-contended"
 )
 
 func runTable(args []string, stdout io.Writer) error {
@@ -60,6 +62,7 @@ func runTable(args []string, stdout io.Writer) error {
 		w.line("| %s | %s | %.0f µs | %.1f ms | %.1f ms | %s | %s |", row.name, thousands(r.AcceptedPerSec),
 			1000*r.ServerCPUMsPerAccepted, r.Accepted.P50, r.Accepted.P99, ratio(r, labelR2), ratio(r, labelR3))
 	}
+	contendedTable(w, loads)
 	if r, ok := loads[labelSteady]; ok {
 		w.line("")
 		w.line("`handler serve` over %.0f s (closed loop), accepted/s per %s window: %s", r.Seconds+r.WarmupSeconds, "10 s", joinRates(r.Windows))
@@ -287,5 +290,33 @@ func openServer(r *result) string {
 		return "R3"
 	default:
 		return "`handler serve`"
+	}
+}
+
+// contendedTable compares R3 and handler serve with another process busy on one core: how far
+// each falls from its own uncontended rate, and what is left of dvrelay's ratio to R3.
+func contendedTable(w *tableWriter, loads map[string]*result) {
+	r3, serve := loads[labelR3+suffixContended], loads[labelServe+suffixContended]
+	if r3 == nil || serve == nil {
+		return
+	}
+	w.line("")
+	w.line("With another process busy on one of the two cores (closed loop, the same clients):")
+	w.line("")
+	w.line("| server | events/s | of its own rate uncontended | p99 | vs R3 |")
+	w.line("| --- | --- | --- | --- | --- |")
+	for _, row := range []struct {
+		label, name string
+		r           *result
+	}{{labelR3, "R3", r3}, {labelServe, "`handler serve`", serve}} {
+		kept := ""
+		if alone := loads[row.label]; alone != nil && alone.AcceptedPerSec > 0 {
+			kept = fmt.Sprintf("%.0f%%", 100*row.r.AcceptedPerSec/alone.AcceptedPerSec)
+		}
+		vs := ""
+		if row.r != r3 && r3.AcceptedPerSec > 0 {
+			vs = fmt.Sprintf("%.2f×", row.r.AcceptedPerSec/r3.AcceptedPerSec)
+		}
+		w.line("| %s | %s | %s | %.1f ms | %s |", row.name, thousands(row.r.AcceptedPerSec), kept, row.r.Accepted.P99, vs)
 	}
 }
