@@ -45,7 +45,7 @@ func prepareStatements(ctx context.Context, writer, readers *sql.DB) (*statement
 		{&s.deleteExhausted, writer, deleteExhaustedSQL},
 		{&s.releaseExpired, writer, releaseExpiredSQL},
 		{&s.lockDue, writer, lockDueSQL},
-		{&s.checkLock, writer, `SELECT COUNT(*) FROM messages WHERE ` + heldLock},
+		{&s.checkLock, writer, checkLockSQL},
 		{&s.complete, writer, completeSQL},
 		{&s.markNewer, writer, markNewerSQL},
 		{&s.historyAccepted, writer, acceptedHistorySQL},
