@@ -24,10 +24,10 @@ import (
 // over from its beginning. The writer's own checkpoint, when that size comes, finds nearly every
 // page copied already, and the log starts over.
 const (
-	// checkpointAfterCommits is how many commits the writer makes before it asks for a
-	// checkpoint: at a trickle the log stays small and costs nothing, and a checkpoint (two
-	// fsyncs) is not paid per event.
-	checkpointAfterCommits = 64
+	// checkpointAfterBytes is about how much the writer logs before it asks for a checkpoint,
+	// estimated from what it commits (see loggedBy): at a trickle the log stays small and costs
+	// nothing, and a checkpoint (two fsyncs) is not paid per event.
+	checkpointAfterBytes = 4 << 20
 	// checkpointInterval is the least time between two checkpoints: pages changed again and
 	// again (the queue's heads, the history's newest) are copied once per checkpoint, not once
 	// per change.
@@ -37,12 +37,19 @@ const (
 	walFallbackPages = 10000
 )
 
-// checkpointer runs the background checkpoints. The writer goroutine alone touches commits.
+// loggedBy estimates what a commit adds to the log: the pages every commit rewrites (the
+// tables' and indexes' newest), a few index pages per change, and the bodies it inserts.
+func loggedBy(changes int, bodies int64) int64 {
+	const perCommit, perChange = 16 << 10, 2 << 10
+	return perCommit + perChange*int64(changes) + bodies
+}
+
+// checkpointer runs the background checkpoints. The writer goroutine alone touches logged.
 type checkpointer struct {
-	db      *sql.DB
-	kick    chan struct{} // buffered (1): the writer never waits to ask
-	done    chan struct{}
-	commits int
+	db     *sql.DB
+	kick   chan struct{} // buffered (1): the writer never waits to ask
+	done   chan struct{}
+	logged int64 // estimated bytes logged since the last ask
 }
 
 // openCheckpointer opens the checkpointer's connection on the database file the writer has set up.
@@ -60,13 +67,14 @@ func openCheckpointer(path string) (*checkpointer, error) {
 	return &checkpointer{db: db, kick: make(chan struct{}, 1), done: make(chan struct{})}, nil
 }
 
-// committed counts a commit of the writer and asks for a checkpoint every checkpointAfterCommits.
-func (c *checkpointer) committed() {
-	c.commits++
-	if c.commits < checkpointAfterCommits {
+// committed counts what a commit of the writer logged (loggedBy) and asks for a checkpoint every
+// checkpointAfterBytes.
+func (c *checkpointer) committed(logged int64) {
+	c.logged += logged
+	if c.logged < checkpointAfterBytes {
 		return
 	}
-	c.commits = 0
+	c.logged = 0
 	select {
 	case c.kick <- struct{}{}:
 	default: // one is asked for already

@@ -25,19 +25,25 @@ func TestCheckpoints_run_beside_the_writer(t *testing.T) {
 	if auto != walFallbackPages {
 		t.Errorf("the writer's own checkpoint runs every %d pages, want %d (the background one does the work)", auto, walFallbackPages)
 	}
-	for i := range checkpointAfterCommits {
-		mustPublish(t, q, msg(fmt.Sprintf("m%d", i)))
+	// Enough bodies to pass checkpointAfterBytes.
+	body := make([]byte, 64<<10)
+	published := 0
+	for logged := int64(0); logged < checkpointAfterBytes; logged += int64(len(body)) {
+		m := msg(fmt.Sprintf("m%d", published))
+		m.Body = body
+		mustPublish(t, q, m)
+		published++
 	}
 	select {
 	case n := <-copied:
 		if n == 0 {
-			t.Errorf("the background checkpoint copied no page after %d commits", checkpointAfterCommits)
+			t.Errorf("the background checkpoint copied no page after %d publishes", published)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatalf("no background checkpoint after %d commits", checkpointAfterCommits)
+		t.Fatalf("no background checkpoint after %d publishes", published)
 	}
 	// And the queue reads what it wrote, from the database file as from the log.
-	if s, err := q.Stats(context.Background()); err != nil || s.Queued != checkpointAfterCommits {
-		t.Fatalf("Stats = %+v, %v; want %d queued", s, err, checkpointAfterCommits)
+	if s, err := q.Stats(context.Background()); err != nil || s.Queued != published {
+		t.Fatalf("Stats = %+v, %v; want %d queued", s, err, published)
 	}
 }

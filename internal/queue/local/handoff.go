@@ -110,6 +110,8 @@ type writerState struct {
 	handoffs []handoff
 	// freed: a change may have made a message available that no waiter was handed.
 	freed bool
+	// bodies is the size of the message bodies the batch inserted (see loggedBy).
+	bodies int64
 }
 
 // rollBack forgets the handoffs from mark on (their change was rolled back) and frees their

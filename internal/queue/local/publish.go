@@ -128,6 +128,7 @@ func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64)
 		}
 		return false, fmt.Errorf("insert %s: %w", r.messageID, err)
 	}
+	q.ws.bodies += int64(len(r.body) + len(r.props))
 	switch {
 	case locked:
 		q.ws.handoffs = append(q.ws.handoffs, handoff{w: w, m: q.lockedAtInsert(r, seq, token.(string), now)})

@@ -86,6 +86,9 @@ func (q *Queue) writer() {
 	defer close(q.writerDone)
 	batch := make([]*writeRequest, 0, q.opts.maxBatch)
 	var lastPublish time.Time // real time: lingering is about the machine, not the queue's clock
+	// lingering is off from a wait that no publish ended until the next publish: when a burst of
+	// publishes stops, the worker draining what it left pays for one wait, not for every sweep.
+	lingering := true
 	for {
 		select {
 		case <-q.closing:
@@ -95,11 +98,12 @@ func (q *Queue) writer() {
 		}
 		batch = q.drain(batch)
 		together := false
-		if !slices.ContainsFunc(batch, wantsFsync) && time.Since(lastPublish) < publishesFlowing {
+		if lingering && !slices.ContainsFunc(batch, wantsFsync) && time.Since(lastPublish) < publishesFlowing {
 			batch, together = q.linger(batch)
+			lingering = together
 		}
 		if slices.ContainsFunc(batch, wantsFsync) {
-			lastPublish = time.Now()
+			lastPublish, lingering = time.Now(), true
 		}
 		q.commitSweep(dropAbandoned(batch), together)
 		clear(batch)
@@ -217,7 +221,7 @@ func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
 			q.opts.committed(d)
 		}
 		if q.ckpt != nil { // nil before Open has finished
-			q.ckpt.committed()
+			q.ckpt.committed(loggedBy(len(batch), q.ws.bodies))
 		}
 	}
 	q.endBatch(err)
@@ -293,6 +297,7 @@ func (q *Queue) applyOne(ctx context.Context, tx *sql.Tx, req *writeRequest, now
 // them, and a change that may have made a message available that no one was handed wakes every
 // Receive to look. A failed commit wrote nothing: its waiters keep waiting.
 func (q *Queue) endBatch(err error) {
+	q.ws.bodies = 0
 	q.handOver(err)
 	freed := q.ws.freed && err == nil
 	q.ws.freed = false
