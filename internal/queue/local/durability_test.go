@@ -157,20 +157,7 @@ func TestPublish_forgets_message_ids_older_than_the_duplicate_window(t *testing.
 	q := openTestQueue(t, t.TempDir(), Options{Now: clock.Now, DuplicateWindow: time.Minute})
 	remembered := func() []string {
 		t.Helper()
-		rows, err := q.readers.Query(`SELECT message_id FROM duplicates ORDER BY message_id`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				t.Fatal(err)
-			}
-			ids = append(ids, id)
-		}
-		return ids
+		return queryStrings(t, q.readers, `SELECT message_id FROM duplicates ORDER BY message_id`)
 	}
 
 	mustPublish(t, q, msg("old"))

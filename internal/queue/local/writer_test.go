@@ -35,20 +35,30 @@ func TestCommitBatch_undoes_a_failed_change_alone(t *testing.T) {
 	if errs[0] != nil || !errors.Is(errs[1], boom) || !errors.Is(errs[2], queue.ErrLockLost) || errs[3] != nil {
 		t.Fatalf("errs = %v, want nil, boom, ErrLockLost, nil", errs)
 	}
-	rows, err := q.db.Query(`SELECT base_message_id FROM resubmits ORDER BY base_message_id`)
+	got := queryStrings(t, q.db, `SELECT base_message_id FROM resubmits ORDER BY base_message_id`)
+	if len(got) != 2 || got[0] != "first" || got[1] != "last" {
+		t.Fatalf("committed %v, want first and last: the broken change's write undone, no one else's", got)
+	}
+}
+
+// queryStrings runs query, whose rows are one text column each, and returns them in order.
+func queryStrings(t *testing.T, db *sql.DB, query string) []string {
+	t.Helper()
+	rows, err := db.Query(query)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	var got []string
+	var out []string
 	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
+		var s string
+		if err := rows.Scan(&s); err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, name)
+		out = append(out, s)
 	}
-	if len(got) != 2 || got[0] != "first" || got[1] != "last" {
-		t.Fatalf("committed %v, want first and last: the broken change's write undone, no one else's", got)
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
+	return out
 }
