@@ -58,15 +58,17 @@ func newOrderedERP(t *testing.T) *orderedERP {
 		if !ok {
 			d = e.delay[""]
 		}
+		e.mu.Unlock()
+		time.Sleep(d)
+		c.end = time.Now()
+		e.mu.Lock()
+		// The answer is decided when it is sent, after the delay: a test learns an event's id
+		// from its 202, by when the worker may already be calling.
 		if e.fail != nil {
 			if s := e.fail(ev.EventId, n); s != 0 {
 				c.status = s
 			}
 		}
-		e.mu.Unlock()
-		time.Sleep(d)
-		c.end = time.Now()
-		e.mu.Lock()
 		e.calls = append(e.calls, c)
 		e.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
@@ -223,6 +225,8 @@ func TestServe_keeps_a_transiently_failing_event_ahead_of_its_records_next_while
 		}
 		return 0
 	})
+	// Long enough for the test to learn the first event's id before its first call is answered.
+	erp.setDelay("", 100*time.Millisecond)
 	first := mustAccept(t, p.addr, recordEvent(t, record)).EventID
 	mu.Lock()
 	failing = first
@@ -259,7 +263,7 @@ func TestServe_releases_a_record_when_its_event_is_dead_lettered_and_a_resubmit_
 		}
 		return 0
 	})
-	// The ERP is slow, so the first event is still on its way when the test learns its id.
+	// The ERP is slow, so the first event's call is still unanswered when the test learns its id.
 	erp.setDelay("", 300*time.Millisecond)
 	first := mustAccept(t, p.addr, recordEvent(t, record)).EventID
 	mu.Lock()
@@ -271,17 +275,19 @@ func TestServe_releases_a_record_when_its_event_is_dead_lettered_and_a_resubmit_
 	eventually(t, "the dead letter", func() bool { return health(t, p.addr)["deadLettered"] == float64(1) })
 
 	// A third event is at the ERP (slowly) when support resubmits the first: the resubmitted
-	// event joins the tail and waits for it.
-	third := mustAccept(t, p.addr, recordEvent(t, record)).EventID
-	erp.setDelay(third, 2*time.Second)
+	// event joins the tail and waits for it. The delay is set before the post: the worker, waiting,
+	// has the event the moment it is queued.
 	mu.Lock()
 	bad = ""
 	mu.Unlock()
+	erp.setDelay("", 2*time.Second)
+	third := mustAccept(t, p.addr, recordEvent(t, record)).EventID
 	eventually(t, "the third event at the ERP", func() bool {
 		erp.mu.Lock()
 		defer erp.mu.Unlock()
 		return erp.perEvent[third] > 0
 	})
+	erp.setDelay("", 300*time.Millisecond)
 	out, err := exec.Command(binaryPath, "dlq", "list", "--data-dir", dir, "--addr", p.addr).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "opportunity/"+record) {
 		t.Errorf("dlq list does not name the record's order key opportunity/%s: %v\n%s", record, err, out)
