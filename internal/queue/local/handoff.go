@@ -33,7 +33,11 @@ type waiter struct {
 	// can receive them.
 	assigned int
 	got      []lockedMessage
-	ready    chan struct{} // written once, after the commit that locked its messages
+	// ready is written once: after the commit that locked its messages, or, when it is leaving,
+	// once its claims were all rolled back.
+	ready chan struct{}
+	// leaving: its Receive has stopped waiting and waits only for what was locked for it.
+	leaving bool
 }
 
 // waiters is the queue's list of waiting Receives, oldest first.
@@ -61,6 +65,7 @@ func (ws *waiters) leave(w *waiter) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if w.assigned > 0 {
+		w.leaving = true
 		return false
 	}
 	ws.remove(w)
@@ -90,12 +95,17 @@ func (ws *waiters) claim() *waiter {
 	return nil
 }
 
-// unclaim gives back a place claim reserved and did not fill.
+// unclaim gives back a place claim reserved and did not fill (or whose change was rolled back).
+// A waiter that is leaving and has nothing locked for it any more is let go.
 func (ws *waiters) unclaim(w *waiter) {
 	ws.mu.Lock()
+	defer ws.mu.Unlock()
 	w.want++
 	w.assigned--
-	ws.mu.Unlock()
+	if w.assigned == 0 && w.leaving {
+		ws.remove(w)
+		w.ready <- struct{}{}
+	}
 }
 
 // handoff is a message the writer locked at insert for a waiter, not yet handed over.

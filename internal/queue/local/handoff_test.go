@@ -196,3 +196,26 @@ func TestHandoff_delivers_each_message_once_under_concurrency(t *testing.T) {
 		}
 	}
 }
+
+// A Receive that stopped waiting while a message was being locked for it waits for that message;
+// should the change that locked it be rolled back (its commit failed), the Receive is let go
+// rather than left waiting for a handoff that will never come.
+func TestWaiters_let_a_leaving_receive_go_when_its_claim_is_rolled_back(t *testing.T) {
+	var ws waiters
+	w := ws.await(context.Background(), 1)
+	if got := ws.claim(); got != w {
+		t.Fatalf("claim = %p, want the waiter %p", got, w)
+	}
+	if ws.leave(w) {
+		t.Fatal("a waiter with a message locked for it left")
+	}
+	ws.unclaim(w)
+	select {
+	case <-w.ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leaving waiter was never let go after its only claim was rolled back")
+	}
+	if ws.claim() != nil {
+		t.Error("a waiter that left was claimed again")
+	}
+}
