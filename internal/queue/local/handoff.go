@@ -59,6 +59,13 @@ func (ws *waiters) await(ctx context.Context, want int) *waiter {
 	return w
 }
 
+// any reports whether a Receive is waiting.
+func (ws *waiters) any() bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return len(ws.list) > 0
+}
+
 // leave removes w and reports true, unless the writer has already locked messages for it: the
 // caller must then wait on w.ready and take them.
 func (ws *waiters) leave(w *waiter) bool {

@@ -21,7 +21,8 @@ func TestHot_statements_are_answered_from_an_index(t *testing.T) {
 		"lock expiry: release the others":       releaseExpiredSQL,
 		"stats":                                 statsSQL,
 		"settlement: dead-letter with a reason": deadLetterCopySQL(`seq = @seq`, false),
-		"publish: join the record's order":      strings.NewReplacer("?11", "'token'", "?12", "@until", "?10", "@key", "?1", "'e1'", "?2", "'c'", "?3", "'s'", "?4", "''", "?5", "'j'", "?6", "x'00'", "?7", "'{}'", "?8", "@now", "?9", "@now").Replace(insertMessageSQL()),
+		"publish: join the record's order":      publishArgs().Replace(insertMessageSQL()),
+		"publish: locked for a waiting receive": publishArgs().Replace(insertLockedSQL()),
 		"settlement: hand the key on":           strings.ReplaceAll(releaseGroupSQL, "old.group_key", "@key"),
 		"settlement: complete":                  strings.ReplaceAll(completeSQL, "?1", "@seq"),
 		"settlement: mark older dead letters":   strings.NewReplacer("?1", "@seq", "?2", "@now").Replace(markNewerSQL),
@@ -47,6 +48,12 @@ func TestHot_statements_are_answered_from_an_index(t *testing.T) {
 			}
 		})
 	}
+}
+
+// publishArgs puts values in place of a publish's positional parameters, for EXPLAIN.
+func publishArgs() *strings.Replacer {
+	return strings.NewReplacer("?11", "'token'", "?12", "@until", "?10", "@key", "?1", "'e1'", "?2", "'c'",
+		"?3", "'s'", "?4", "''", "?5", "'j'", "?6", "x'00'", "?7", "'{}'", "?8", "@now", "?9", "@now")
 }
 
 // queryPlan returns the detail column of EXPLAIN QUERY PLAN, one step a line, as SQLite prints it.

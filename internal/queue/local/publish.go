@@ -112,46 +112,56 @@ func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64)
 	if due <= now {
 		w = q.waiting.claim()
 	}
-	var token, lockedUntil any
-	if w != nil {
-		token, lockedUntil = newLockToken(), now+q.opts.LockDuration.Nanoseconds()
+	q.ws.bodies += int64(len(r.body) + len(r.props))
+	if w == nil {
+		// No one to hand it to: a plain insert, and a Receive must look for it (at worst one
+		// look too many, for a message waiting behind its record's earlier one).
+		if _, err := tx.StmtContext(ctx, q.stmts.insertMessage).ExecContext(ctx,
+			r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, r.props, now, due, r.groupKey); err != nil {
+			return false, fmt.Errorf("insert %s: %w", r.messageID, err)
+		}
+		q.ws.freed = true
+		return true, q.recordAccepted(ctx, tx, r, now)
 	}
+	token := newLockToken()
 	var (
 		seq            int64
 		locked, behind bool
 	)
-	if err := tx.StmtContext(ctx, q.stmts.insertMessage).QueryRowContext(ctx,
+	if err := tx.StmtContext(ctx, q.stmts.insertLocked).QueryRowContext(ctx,
 		r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, r.props, now, due, r.groupKey,
-		token, lockedUntil).Scan(&seq, &locked, &behind); err != nil {
-		if w != nil {
-			q.waiting.unclaim(w)
-		}
+		token, now+q.opts.LockDuration.Nanoseconds()).Scan(&seq, &locked, &behind); err != nil {
+		q.waiting.unclaim(w)
 		return false, fmt.Errorf("insert %s: %w", r.messageID, err)
 	}
-	q.ws.bodies += int64(len(r.body) + len(r.props))
-	switch {
-	case locked:
-		q.ws.handoffs = append(q.ws.handoffs, handoff{w: w, m: q.lockedAtInsert(r, seq, token.(string), now)})
-	case w != nil:
-		q.waiting.unclaim(w)
-		q.ws.freed = q.ws.freed || !behind
-	default:
-		// Due now and first of its record, or scheduled: a Receive must look for it.
+	if locked {
+		q.ws.handoffs = append(q.ws.handoffs, handoff{w: w, m: q.lockedAtInsert(r, seq, token, now)})
+	} else {
+		q.waiting.unclaim(w) // it waits behind its record's earlier event: not available yet
 		q.ws.freed = q.ws.freed || !behind
 	}
 	return true, q.recordAccepted(ctx, tx, r, now)
 }
 
 // insertMessageSQL takes positional parameters, ?10 the order key: a publish pays an allocation
-// for each named one. With a lock token in ?11 (and its end in ?12) a message first of its
-// record is written locked, its first delivery counted, for the Receive it is handed to; a
-// message waiting behind an earlier one of its record is never locked. It returns the message's
-// sequence number, whether it was locked, and whether it waits.
+// for each named one.
 func insertMessageSQL() string {
+	return `INSERT INTO messages
+	(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at, group_key, waiting)
+	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ` + joinsGroup("?10") + `)`
+}
+
+// insertLockedSQL is insertMessageSQL for a message a Receive is waiting for: with the lock
+// token ?11 (and its end ?12) a message first of its record is written locked, its first
+// delivery counted; one waiting behind an earlier event of its record is never locked. It
+// returns the message's sequence number, whether it was locked, and whether it waits. A query
+// with RETURNING costs more than a plain insert, so it is used only when there is a Receive to
+// hand the message to.
+func insertLockedSQL() string {
 	return `INSERT INTO messages
 	(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at, group_key, waiting,
 	 lock_token, locked_until, delivery_count)
-	SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, w, iif(w, NULL, ?11), iif(w OR ?11 IS NULL, 0, ?12), iif(w OR ?11 IS NULL, 0, 1)
+	SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, w, iif(w, NULL, ?11), iif(w, 0, ?12), iif(w, 0, 1)
 	FROM (SELECT ` + joinsGroup("?10") + ` AS w)
 	RETURNING seq, lock_token IS NOT NULL, waiting`
 }

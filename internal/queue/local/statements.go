@@ -16,10 +16,12 @@ type statements struct {
 	savepoint, release, rollbackTo *sql.Stmt
 	forgetDuplicates               *sql.Stmt
 	remember, insertMessage        *sql.Stmt
+	insertLocked                   *sql.Stmt
 	copyExhausted, deleteExhausted *sql.Stmt
 	releaseExpired                 *sql.Stmt
 	lockDue                        *sql.Stmt
 	checkLock, complete            *sql.Stmt
+	deleteMessage                  *sql.Stmt
 	markNewer                      *sql.Stmt
 	historyAccepted, historyInsert *sql.Stmt
 	// read pool
@@ -41,12 +43,14 @@ func prepareStatements(ctx context.Context, writer, readers *sql.DB) (*statement
 		{&s.forgetDuplicates, writer, forgetDuplicatesSQL},
 		{&s.remember, writer, rememberSQL},
 		{&s.insertMessage, writer, insertMessageSQL()},
+		{&s.insertLocked, writer, insertLockedSQL()},
 		{&s.copyExhausted, writer, deadLetterCopySQL(lockExhausted, true)},
 		{&s.deleteExhausted, writer, deleteExhaustedSQL},
 		{&s.releaseExpired, writer, releaseExpiredSQL},
 		{&s.lockDue, writer, lockDueSQL},
 		{&s.checkLock, writer, checkLockSQL},
 		{&s.complete, writer, completeSQL},
+		{&s.deleteMessage, writer, `DELETE FROM messages WHERE seq = ?`},
 		{&s.markNewer, writer, markNewerSQL},
 		{&s.historyAccepted, writer, acceptedHistorySQL},
 		{&s.historyInsert, writer, insertHistorySQL},
