@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net/url"
 	"time"
 )
 
@@ -56,16 +55,10 @@ type checkpointer struct {
 
 // openCheckpointer opens the checkpointer's connection on the database file the writer has set up.
 func openCheckpointer(path string) (*checkpointer, error) {
-	params := url.Values{}
-	params.Add("_pragma", "busy_timeout(5000)")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+params.Encode())
+	db, err := openPool(path, 1, "busy_timeout(5000)")
 	if err != nil {
-		return nil, fmt.Errorf("open checkpoint connection on %s: %w", path, err)
+		return nil, fmt.Errorf("open checkpoint connection: %w", err)
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
-	db.SetConnMaxIdleTime(0)
 	return &checkpointer{db: db, kick: make(chan struct{}, 1), done: make(chan struct{})}, nil
 }
 

@@ -153,12 +153,11 @@ func (q *Queue) handOver(err error) {
 	}
 	ws := &q.waiting
 	ws.mu.Lock()
-	for _, h := range q.ws.handoffs {
-		h.w.got = append(h.w.got, h.m)
-	}
 	var done []*waiter
 	for _, h := range q.ws.handoffs {
-		if w := h.w; w.assigned > 0 {
+		w := h.w
+		w.got = append(w.got, h.m)
+		if w.assigned > 0 { // its first message of the batch: it is done waiting
 			w.assigned = 0
 			ws.remove(w)
 			done = append(done, w)

@@ -125,20 +125,19 @@ func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64)
 	}
 	token := newLockToken()
 	var (
-		seq            int64
-		locked, behind bool
+		seq    int64
+		behind bool
 	)
 	if err := tx.StmtContext(ctx, q.stmts.insertLocked).QueryRowContext(ctx,
 		r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, r.props, now, due, r.groupKey,
-		token, now+q.opts.LockDuration.Nanoseconds()).Scan(&seq, &locked, &behind); err != nil {
+		token, now+q.opts.LockDuration.Nanoseconds()).Scan(&seq, &behind); err != nil {
 		q.waiting.unclaim(w)
 		return false, fmt.Errorf("insert %s: %w", r.messageID, err)
 	}
-	if locked {
-		q.ws.handoffs = append(q.ws.handoffs, handoff{w: w, m: q.lockedAtInsert(r, seq, token, now)})
-	} else {
+	if behind {
 		q.waiting.unclaim(w) // it waits behind its record's earlier event: not available yet
-		q.ws.freed = q.ws.freed || !behind
+	} else {
+		q.ws.handoffs = append(q.ws.handoffs, handoff{w: w, m: q.lockedAtInsert(r, seq, token, now)})
 	}
 	return true, q.recordAccepted(ctx, tx, r, now)
 }
@@ -154,7 +153,7 @@ func insertMessageSQL() string {
 // insertLockedSQL is insertMessageSQL for a message a Receive is waiting for: with the lock
 // token ?11 (and its end ?12) a message first of its record is written locked, its first
 // delivery counted; one waiting behind an earlier event of its record is never locked. It
-// returns the message's sequence number, whether it was locked, and whether it waits. A query
+// returns the message's sequence number and whether it waits (then it is not locked). A query
 // with RETURNING costs more than a plain insert, so it is used only when there is a Receive to
 // hand the message to.
 func insertLockedSQL() string {
@@ -163,7 +162,7 @@ func insertLockedSQL() string {
 	 lock_token, locked_until, delivery_count)
 	SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, w, iif(w, NULL, ?11), iif(w, 0, ?12), iif(w, 0, 1)
 	FROM (SELECT ` + joinsGroup("?10") + ` AS w)
-	RETURNING seq, lock_token IS NOT NULL, waiting`
+	RETURNING seq, waiting`
 }
 
 const (

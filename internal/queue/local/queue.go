@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -198,28 +197,21 @@ func Open(ctx context.Context, dir string, opts Options, log *slog.Logger) (*Que
 
 func (q *Queue) openDB(ctx context.Context) error {
 	path := filepath.Join(q.dir, dbFileName)
-	params := url.Values{}
-	params.Add("_pragma", "busy_timeout(5000)")
-	params.Add("_pragma", "journal_mode(WAL)")
-	params.Add("_pragma", "synchronous(FULL)")
-	// Each change of a group commit runs in its own savepoint, and SQLite copies every page a
-	// savepoint first touches to a sub-journal: kept in memory, that copy is a memcpy, where the
-	// default temporary file made it a write call per page on the writer's path.
-	params.Add("_pragma", "temp_store(MEMORY)")
-	// The writer touches the same index pages (duplicates, the queue's heads, order keys) on
-	// every commit; a page cache that holds them saves a read call for each.
-	params.Add("_pragma", "cache_size(-16384)")
-	// Checkpoints run beside the writer (checkpoint.go); its own is only the log's size bound.
-	params.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walFallbackPages))
-	params.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+params.Encode())
+	db, err := openPool(path, 1,
+		"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(FULL)",
+		// Each change of a group commit that fails part-way is applied again in its own
+		// savepoint, and SQLite copies every page a savepoint first touches to a sub-journal:
+		// kept in memory, that copy is a memcpy, not a write call per page.
+		"temp_store(MEMORY)",
+		// The writer touches the same index pages (duplicates, the queue's heads, order keys) on
+		// every commit; a page cache that holds them saves a read call for each.
+		"cache_size(-16384)",
+		// Checkpoints run beside the writer (checkpoint.go); its own is only the log's size bound.
+		fmt.Sprintf("wal_autocheckpoint(%d)", walFallbackPages),
+		"_txlock=immediate")
 	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
+		return err
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
-	db.SetConnMaxIdleTime(0)
 	q.db = db
 	if err := q.migrate(ctx); err != nil {
 		_ = db.Close()

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"strings"
 )
 
 // readConns is the size of the read pool: the receive loop's look-ahead, health checks and
@@ -17,15 +18,31 @@ const readConns = 4
 // commit. query_only makes any write attempted on these connections an error: every write goes
 // through the single writer connection.
 func openReaders(path string) (*sql.DB, error) {
+	db, err := openPool(path, readConns, "busy_timeout(5000)", "query_only(1)")
+	if err != nil {
+		return nil, fmt.Errorf("open read pool: %w", err)
+	}
+	return db, nil
+}
+
+// openPool opens conns connections to the database file at path, each set up with pragmas, kept
+// open for the queue's life: a connection's page cache and prepared statements are worth keeping.
+// A pragma "_txlock=<mode>" sets how the pool's transactions begin instead.
+func openPool(path string, conns int, pragmas ...string) (*sql.DB, error) {
 	params := url.Values{}
-	params.Add("_pragma", "busy_timeout(5000)")
-	params.Add("_pragma", "query_only(1)")
+	for _, p := range pragmas {
+		if mode, ok := strings.CutPrefix(p, "_txlock="); ok {
+			params.Set("_txlock", mode)
+			continue
+		}
+		params.Add("_pragma", p)
+	}
 	db, err := sql.Open("sqlite", "file:"+path+"?"+params.Encode())
 	if err != nil {
-		return nil, fmt.Errorf("open read pool on %s: %w", path, err)
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(readConns)
-	db.SetMaxIdleConns(readConns)
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 	return db, nil
