@@ -790,6 +790,63 @@ func TestServe_bounds_memory_by_the_bytes_in_flight_when_many_clients_post_big_v
 	}
 }
 
+// maxRSSUnder256KBBodiesMiB is issue 23's bound for the largest body Dataverse posts from Azure
+// (256 KB), 32 clients at once: the process's memory must not grow with the body's size.
+const maxRSSUnder256KBBodiesMiB = 100
+
+func TestServe_bounds_memory_under_100_MiB_when_32_clients_post_256_KB_bodies(t *testing.T) {
+	const clients, rounds = 32, 25
+	sink := newDownstream(t, `{}`)
+	p := startServe(t, t.TempDir(), freeAddr(t), baseEnv(
+		"DVRELAY_LOG_LEVEL=warn",
+		"DVRELAY_ROUTES="+catchAllRoutes(t, sink.srv.URL),
+	))
+	// One long text column brings a distinct sample event to just under 256 KB.
+	filler := `"` + strings.Repeat("<p>long text</p>", (256<<10-len(sampleEvent(t))-200)/16) + `"`
+	var (
+		mu     sync.Mutex
+		status = map[int]int{}
+		wg     sync.WaitGroup
+	)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				body := withAttribute(t, sampleEvent(t), filler)
+				if len(body) > 256<<10 || len(body) < 250<<10 {
+					t.Errorf("the body is %d bytes", len(body))
+					return
+				}
+				resp, _, err := post(context.Background(), p.addr, body, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				status[resp.StatusCode]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("answers to %d posts of about 256 KB: %v", clients*rounds, status)
+	if status[http.StatusAccepted] < clients {
+		t.Errorf("only %d big bodies were accepted", status[http.StatusAccepted])
+	}
+	if other := clients*rounds - status[http.StatusAccepted] - status[http.StatusServiceUnavailable]; other != 0 {
+		t.Errorf("%d answers were neither 202 nor 503: %v", other, status)
+	}
+	if kib, ok := procStatusKiB(p.cmd.Process.Pid, "VmHWM"); ok {
+		t.Logf("peak RSS %d MiB", kib/1024)
+		if raceBuild {
+			t.Log(memoryNotCheckedUnderRace)
+		} else if kib/1024 >= maxRSSUnder256KBBodiesMiB {
+			t.Errorf("peak RSS %d MiB, want under %d MiB", kib/1024, maxRSSUnder256KBBodiesMiB)
+		}
+	}
+}
+
 // startServeWithFileLimit starts handler serve as startServe does, under `ulimit -n limit`.
 func startServeWithFileLimit(t *testing.T, limit int, dataDir, addr string, env []string) *process {
 	t.Helper()

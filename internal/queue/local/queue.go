@@ -199,13 +199,10 @@ func (q *Queue) openDB(ctx context.Context) error {
 	path := filepath.Join(q.dir, dbFileName)
 	db, err := openPool(path, 1,
 		"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(FULL)",
-		// Each change of a group commit that fails part-way is applied again in its own
-		// savepoint, and SQLite copies every page a savepoint first touches to a sub-journal:
-		// kept in memory, that copy is a memcpy, not a write call per page.
-		"temp_store(MEMORY)",
-		// The writer touches the same index pages (duplicates, the queue's heads, order keys) on
-		// every commit; a page cache that holds them saves a read call for each.
-		"cache_size(-16384)",
+		// SQLite's own page cache (2 MB) and temporary files, on purpose. A 16 MiB cache and
+		// sub-journals in memory bought nothing once group commits ran without savepoints, and
+		// with 256 KB bodies they took the process from 91 to 145 MiB (BENCHMARKS.md): the
+		// bodies' overflow pages fill any cache, and SQLite's memory is outside GOMEMLIMIT.
 		// Checkpoints run beside the writer (checkpoint.go); its own is only the log's size bound.
 		fmt.Sprintf("wal_autocheckpoint(%d)", walFallbackPages),
 		"_txlock=immediate")
