@@ -24,6 +24,8 @@ const (
 	// The reference servers' open-loop runs are labelled prefixOpen + labelR1, labelR2 or labelR3 + "-" + rate.
 	prefixBound = "inflight-"
 	labelSoak   = "soak"
+	// The runs at twice capacity again and again (tools/bench.sh's collapse part): collapse-<n>.
+	prefixCollapse = "collapse-"
 	// The closed loop again while another process keeps one of the cores busy.
 	suffixContended = "-contended"
 )
@@ -120,6 +122,8 @@ func runTable(args []string, stdout io.Writer) error {
 				thousands(r.AcceptedPerSec), r.Accepted.P50, r.Accepted.P99, r.Overloaded, refusedLatency(r), others(r), peak(r))
 		}
 	}
+
+	collapseTable(w, loads)
 
 	if len(drains) > 0 {
 		w.line("")
@@ -291,6 +295,70 @@ func openServer(r *result) string {
 	default:
 		return "`handler serve`"
 	}
+}
+
+// What issue 23 asks of twice capacity, run after run: at least this share of capacity
+// accepted, and the excess answered 503 within refusedWithin (p99).
+const (
+	heldShare     = 0.8
+	refusedWithin = 100 // ms
+)
+
+// held reports whether a run at twice capacity kept to the target: capacity is half the rate
+// offered.
+func held(r *result) bool {
+	return r.AcceptedPerSec >= heldShare*r.Rate/2 && (r.Overloaded == 0 || r.Refused.P99 < refusedWithin)
+}
+
+// collapseTable counts the runs at twice capacity that held, and lists each one's figures in the
+// order they ran.
+func collapseTable(w *tableWriter, loads map[string]*result) {
+	var runs []*result
+	for label, r := range loads {
+		if strings.HasPrefix(label, prefixCollapse) {
+			runs = append(runs, r)
+		}
+	}
+	if len(runs) == 0 {
+		return
+	}
+	sort.Slice(runs, func(i, j int) bool { return collapseRun(runs[i]) < collapseRun(runs[j]) })
+	n := 0
+	for _, r := range runs {
+		if held(r) {
+			n++
+		}
+	}
+	w.line("")
+	w.line("### Twice capacity, run after run (%s/s offered, %.0f s each)", thousands(runs[0].Rate), runs[0].Seconds+runs[0].WarmupSeconds)
+	w.line("")
+	w.line("%d of %d runs held: at least %.0f%% of capacity accepted and the excess answered 503 within %d ms (p99).",
+		n, len(runs), 100*heldShare, refusedWithin)
+	w.line("")
+	w.line("| run | accepted/s | of capacity | 503 p99 | peak RSS | held |")
+	w.line("| --- | --- | --- | --- | --- | --- |")
+	for _, r := range runs {
+		verdict := "no"
+		if held(r) {
+			verdict = "yes"
+		}
+		w.line("| %d | %s | %.0f%% | %s | %s | %s |", collapseRun(r), thousands(r.AcceptedPerSec),
+			100*r.AcceptedPerSec/(r.Rate/2), refusedP99(r), peak(r), verdict)
+	}
+}
+
+// collapseRun reads a collapse run's number from its label, "collapse-<n>".
+func collapseRun(r *result) int {
+	var n int
+	_, _ = fmt.Sscanf(strings.TrimPrefix(r.Label, prefixCollapse), "%d", &n)
+	return n
+}
+
+func refusedP99(r *result) string {
+	if r.Overloaded == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f ms", r.Refused.P99)
 }
 
 // contendedTable compares R3 and handler serve with another process busy on one core: how far
