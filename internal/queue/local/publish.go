@@ -113,31 +113,17 @@ func (q *Queue) insertMessage(ctx context.Context, tx *sql.Tx, r row, now int64)
 		w = q.waiting.claim()
 	}
 	q.ws.bodies += int64(len(r.body) + len(r.props))
+	// Room for the two more that a locked insert takes.
+	args := append(make([]any, 0, 12), r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, r.props, now, due, r.groupKey)
 	if w == nil {
 		// No one to hand it to: a plain insert, and a Receive must look for it (at worst one
 		// look too many, for a message waiting behind its record's earlier one).
-		if _, err := tx.StmtContext(ctx, q.stmts.insertMessage).ExecContext(ctx,
-			r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, r.props, now, due, r.groupKey); err != nil {
+		if _, err := tx.StmtContext(ctx, q.stmts.insertMessage).ExecContext(ctx, args...); err != nil {
 			return false, fmt.Errorf("insert %s: %w", r.messageID, err)
 		}
 		q.ws.freed = true
-		return true, q.recordAccepted(ctx, tx, r, now)
-	}
-	token := newLockToken()
-	var (
-		seq    int64
-		behind bool
-	)
-	if err := tx.StmtContext(ctx, q.stmts.insertLocked).QueryRowContext(ctx,
-		r.messageID, r.correlationID, r.subject, r.sessionID, r.contentType, r.body, r.props, now, due, r.groupKey,
-		token, now+q.opts.LockDuration.Nanoseconds()).Scan(&seq, &behind); err != nil {
-		q.waiting.unclaim(w)
-		return false, fmt.Errorf("insert %s: %w", r.messageID, err)
-	}
-	if behind {
-		q.waiting.unclaim(w) // it waits behind its record's earlier event: not available yet
-	} else {
-		q.ws.handoffs = append(q.ws.handoffs, handoff{w: w, m: q.lockedAtInsert(r, seq, token, now)})
+	} else if err := q.insertLockedFor(ctx, tx, w, r, now, args); err != nil {
+		return false, err
 	}
 	return true, q.recordAccepted(ctx, tx, r, now)
 }
@@ -148,6 +134,28 @@ func insertMessageSQL() string {
 	return `INSERT INTO messages
 	(message_id, correlation_id, subject, session_id, content_type, body, props, enqueued_at, due_at, group_key, waiting)
 	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ` + joinsGroup("?10") + `)`
+}
+
+// insertLockedFor inserts the message r (its insertMessageSQL arguments args) locked for the
+// waiting Receive w, and hands it over after the commit; w is let go if the message waits behind
+// its record's earlier event, or if the insert fails.
+func (q *Queue) insertLockedFor(ctx context.Context, tx *sql.Tx, w *waiter, r row, now int64, args []any) error {
+	token := newLockToken()
+	var (
+		seq    int64
+		behind bool
+	)
+	args = append(args, token, now+q.opts.LockDuration.Nanoseconds())
+	if err := tx.StmtContext(ctx, q.stmts.insertLocked).QueryRowContext(ctx, args...).Scan(&seq, &behind); err != nil {
+		q.waiting.unclaim(w)
+		return fmt.Errorf("insert %s: %w", r.messageID, err)
+	}
+	if behind {
+		q.waiting.unclaim(w) // it waits behind its record's earlier event: not available yet
+	} else {
+		q.ws.handoffs = append(q.ws.handoffs, handoff{w: w, m: q.lockedAtInsert(r, seq, token, now)})
+	}
+	return nil
 }
 
 // insertLockedSQL is insertMessageSQL for a message a Receive is waiting for: with the lock

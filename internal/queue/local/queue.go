@@ -197,12 +197,12 @@ func Open(ctx context.Context, dir string, opts Options, log *slog.Logger) (*Que
 
 func (q *Queue) openDB(ctx context.Context) error {
 	path := filepath.Join(q.dir, dbFileName)
+	// SQLite's own page cache (2 MB) and temporary files, on purpose. A 16 MiB cache and
+	// sub-journals in memory bought nothing once group commits ran without savepoints, and with
+	// 256 KB bodies they took the process from 91 to 145 MiB (BENCHMARKS.md): the bodies'
+	// overflow pages fill any cache, and SQLite's memory is outside GOMEMLIMIT.
 	db, err := openPool(path, 1,
 		"busy_timeout(5000)", "journal_mode(WAL)", "synchronous(FULL)",
-		// SQLite's own page cache (2 MB) and temporary files, on purpose. A 16 MiB cache and
-		// sub-journals in memory bought nothing once group commits ran without savepoints, and
-		// with 256 KB bodies they took the process from 91 to 145 MiB (BENCHMARKS.md): the
-		// bodies' overflow pages fill any cache, and SQLite's memory is outside GOMEMLIMIT.
 		// Checkpoints run beside the writer (checkpoint.go); its own is only the log's size bound.
 		fmt.Sprintf("wal_autocheckpoint(%d)", walFallbackPages),
 		"_txlock=immediate")

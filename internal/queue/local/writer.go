@@ -98,11 +98,13 @@ func (q *Queue) writer() {
 		}
 		batch = q.drain(batch)
 		together := false
-		if lingering && !slices.ContainsFunc(batch, wantsFsync) && time.Since(lastPublish) < publishesFlowing {
+		published := slices.ContainsFunc(batch, wantsFsync)
+		if lingering && !published && time.Since(lastPublish) < publishesFlowing {
+			// linger reports whether a publish came, which then rides in the same commit.
 			batch, together = q.linger(batch)
-			lingering = together
+			lingering, published = together, together
 		}
-		if slices.ContainsFunc(batch, wantsFsync) {
+		if published {
 			lastPublish, lingering = time.Now(), true
 		}
 		q.commitSweep(dropAbandoned(batch), together)
