@@ -19,7 +19,7 @@ func (q *Queue) ListDeadLetters(ctx context.Context, limit int) ([]queue.DeadLet
 
 // eventIDMatch is the SQL form of queue.BaseID(message_id) = @event: the EventId itself, or
 // one of its retry or resubmit ids. The range ('/' < '0') lets SQLite find them through an index
-// on message_id (dead_letters_message_id, duplicates' key) instead of reading every row.
+// on message_id (dead_letters_message_id) instead of reading every row.
 const eventIDMatch = `(message_id = @event
 	OR (message_id > @event || '/' AND message_id < @event || '0' AND (
 		substr(message_id, 1, length(@event) + 7) = @event || '/retry/'
@@ -121,15 +121,16 @@ func optionalNS(t time.Time) sql.NullInt64 {
 }
 
 // History lists what this queue knows of the event eventID: its dead letters, its messages on
-// the main queue, the ids it remembers for duplicate detection (those seen within the duplicate
-// window) and its resubmissions, completed by queue.History with the ids they imply.
+// the main queue, the ids its history shows accepted within the duplicate window and its
+// resubmissions, completed by queue.History with the ids they imply.
 func (q *Queue) History(ctx context.Context, eventID string) ([]queue.Sighting, error) {
 	if err := q.checkOpen(); err != nil {
 		return nil, fmt.Errorf("history of %s: %w", eventID, err)
 	}
-	// A read on the read pool: matching the event's retries and resubmissions walks the tables
-	// (the duplicates' among them), which on the writer connection would hold up every publish
-	// for as long. One read transaction keeps the two queries to one snapshot.
+	// A read on the read pool: matching the event's retries and resubmissions walks the tables,
+	// which on the writer connection would hold up every publish for as long. One read
+	// transaction keeps the two queries to one snapshot. The ids of the window are read from the
+	// history's accepted entries, found by their EventId: message_ids has no index on the id.
 	seen, err := read(ctx, q, func(ctx context.Context, db *sql.DB) ([]queue.Sighting, error) {
 		tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 		if err != nil {
@@ -141,7 +142,9 @@ func (q *Queue) History(ctx context.Context, eventID string) ([]queue.Sighting, 
 		rows, err := tx.QueryContext(ctx, `
 			SELECT message_id, seq, dead_lettered_at, 0 FROM dead_letters WHERE `+eventIDMatch+`
 			UNION ALL SELECT message_id, 0, enqueued_at, 1 FROM messages WHERE `+eventIDMatch+`
-			UNION ALL SELECT message_id, 0, first_seen, 2 FROM duplicates WHERE `+eventIDMatch, event)
+			UNION ALL SELECT message_id, 0, at, 2 FROM history
+				WHERE event_id = @event AND kind = '`+queue.HistAccepted+`' AND at > @since`,
+			event, sql.Named("since", q.nowNS()-q.opts.DuplicateWindow.Nanoseconds()))
 		if err != nil {
 			return nil, err
 		}
@@ -189,7 +192,9 @@ func (q *Queue) Resubmit(ctx context.Context, seq int64) (string, error) {
 		return "", fmt.Errorf("resubmit dead letter %d: %w", seq, err)
 	}
 	var newID string
-	err := q.inTx(ctx, survivesPowerLoss, func(tx *sql.Tx) error {
+	// Through the writer, as a publish: the new id joins the duplicate window's index, which is
+	// the writer's own (recentids.go).
+	err := q.write(ctx, survivesPowerLoss, func(ctx context.Context, tx *sql.Tx, now int64) error {
 		var (
 			id, props string
 			key       sql.NullString
@@ -220,7 +225,6 @@ func (q *Queue) Resubmit(ctx context.Context, seq int64) (string, error) {
 		if err != nil {
 			return err
 		}
-		now := q.nowNS()
 		if _, err := q.remember(ctx, tx, newID, now); err != nil {
 			return err
 		}

@@ -157,7 +157,7 @@ func TestPublish_forgets_message_ids_older_than_the_duplicate_window(t *testing.
 	q := openTestQueue(t, t.TempDir(), Options{Now: clock.Now, DuplicateWindow: time.Minute})
 	remembered := func() []string {
 		t.Helper()
-		return queryStrings(t, q.readers, `SELECT message_id FROM duplicates ORDER BY message_id`)
+		return queryStrings(t, q.readers, `SELECT message_id FROM message_ids ORDER BY message_id`)
 	}
 
 	mustPublish(t, q, msg("old"))

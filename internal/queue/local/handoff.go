@@ -129,6 +129,8 @@ type writerState struct {
 	freed bool
 	// bodies is the size of the message bodies the batch inserted (see loggedBy).
 	bodies int64
+	// ids are the message ids the batch remembered for duplicate detection (see recentids.go).
+	ids []pendingID
 }
 
 // rollBack forgets the handoffs from mark on (their change was rolled back) and frees their

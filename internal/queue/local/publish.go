@@ -173,26 +173,6 @@ func insertLockedSQL() string {
 	RETURNING seq, waiting`
 }
 
-const (
-	rememberSQL = `INSERT INTO duplicates (message_id, first_seen) VALUES (?, ?)
-		ON CONFLICT (message_id) DO UPDATE SET first_seen = excluded.first_seen
-		WHERE duplicates.first_seen <= ?`
-)
-
-// remember records id for duplicate detection and reports whether it is new within the window.
-func (q *Queue) remember(ctx context.Context, tx *sql.Tx, id string, now int64) (bool, error) {
-	res, err := tx.StmtContext(ctx, q.stmts.remember).ExecContext(ctx,
-		id, now, now-q.opts.DuplicateWindow.Nanoseconds())
-	if err != nil {
-		return false, fmt.Errorf("duplicate check %s: %w", id, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("duplicate check %s: %w", id, err)
-	}
-	return n > 0, nil
-}
-
 // DeadLetter parks m directly on the dead-letter queue with a reason and a description, which
 // are also written as the DeadLetterReason and DeadLetterErrorDescription application properties.
 func (q *Queue) DeadLetter(ctx context.Context, m *queue.Message, reason, description string) error {

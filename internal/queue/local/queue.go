@@ -47,7 +47,7 @@ const (
 
 	// schemaVersion is stored in PRAGMA user_version; a file written by a newer layout is refused
 	// rather than misread.
-	schemaVersion = 2
+	schemaVersion = 3
 )
 
 // ErrClosed reports a call on a queue after Close.
@@ -145,6 +145,8 @@ type Queue struct {
 	ckpt *checkpointer
 
 	history historyState
+	// ids indexes the message ids of the duplicate window (see recentids.go); the writer's own.
+	ids *recentIDs
 }
 
 // Open opens (creating if needed) the queue stored in dir and takes ownership of dir for this
@@ -173,6 +175,11 @@ func Open(ctx context.Context, dir string, opts Options, log *slog.Logger) (*Que
 	}
 	q.waiting.stale.Store(true)
 	if err := q.openDB(ctx); err != nil {
+		_ = unlockDir(dirLock)
+		return nil, fmt.Errorf("open queue %s: %w", dir, err)
+	}
+	if err := q.loadRecentIDs(ctx); err != nil {
+		_ = q.closeDB()
 		_ = unlockDir(dirLock)
 		return nil, fmt.Errorf("open queue %s: %w", dir, err)
 	}
@@ -284,12 +291,6 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_group ON dead_letters (group_key) WHERE group_key IS NOT NULL;
 
-CREATE TABLE IF NOT EXISTS duplicates (
-	message_id TEXT    PRIMARY KEY,
-	first_seen INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS duplicates_first_seen ON duplicates (first_seen);
-
 CREATE TABLE IF NOT EXISTS resubmits (
 	base_message_id TEXT    PRIMARY KEY,
 	count           INTEGER NOT NULL
@@ -309,12 +310,45 @@ func (q *Queue) migrate(ctx context.Context) error {
 			return fmt.Errorf("add order keys to schema version 1: %w", err)
 		}
 	}
-	if _, err := q.db.ExecContext(ctx, schema+historySchema); err != nil {
+	if _, err := q.db.ExecContext(ctx, schema+messageIDsSchema+historySchema); err != nil {
 		return fmt.Errorf("create schema: %w", err)
+	}
+	if version > 0 && version < 3 {
+		if err := q.migrateDuplicates(ctx); err != nil {
+			return fmt.Errorf("move the duplicate window's ids of schema version %d: %w", version, err)
+		}
 	}
 	if _, err := q.db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
 		return fmt.Errorf("write schema version: %w", err)
 	}
+	return nil
+}
+
+// migrateDuplicates moves the ids of schema version 2's duplicates table, keyed on the id, into
+// message_ids in the order they came (see recentids.go), then compacts the file. The dropped
+// table's pages would otherwise sit on SQLite's free list, and allocating from a long free list
+// rewrites its pages: with 70,000 free pages every event wrote 140 KB instead of 53.
+func (q *Queue) migrateDuplicates(ctx context.Context) error {
+	start := time.Now()
+	err := q.inTx(ctx, survivesPowerLoss, func(tx *sql.Tx) error {
+		for _, stmt := range []string{
+			`INSERT INTO message_ids (message_id, first_seen) SELECT message_id, first_seen FROM duplicates ORDER BY first_seen`,
+			`DROP TABLE duplicates`,
+		} {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("%s: %w", stmt, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := q.db.ExecContext(ctx, `VACUUM`); err != nil {
+		return fmt.Errorf("compact the file: %w", err)
+	}
+	q.log.Info("moved the duplicate window's ids to the layout of this version and compacted the file",
+		"took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
 

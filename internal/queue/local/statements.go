@@ -14,7 +14,7 @@ import (
 type statements struct {
 	// writer
 	savepoint, release, rollbackTo *sql.Stmt
-	forgetDuplicates               *sql.Stmt
+	forgetIDs, confirmID           *sql.Stmt
 	remember, insertMessage        *sql.Stmt
 	insertLocked                   *sql.Stmt
 	copyExhausted, deleteExhausted *sql.Stmt
@@ -40,8 +40,9 @@ func prepareStatements(ctx context.Context, writer, readers *sql.DB) (*statement
 		{&s.savepoint, writer, `SAVEPOINT change`},
 		{&s.release, writer, `RELEASE change`},
 		{&s.rollbackTo, writer, `ROLLBACK TO change`},
-		{&s.forgetDuplicates, writer, forgetDuplicatesSQL},
-		{&s.remember, writer, rememberSQL},
+		{&s.forgetIDs, writer, forgetIDsSQL},
+		{&s.confirmID, writer, confirmIDSQL},
+		{&s.remember, writer, rememberIDSQL},
 		{&s.insertMessage, writer, insertMessageSQL()},
 		{&s.insertLocked, writer, insertLockedSQL()},
 		{&s.copyExhausted, writer, deadLetterCopySQL(lockExhausted, true)},

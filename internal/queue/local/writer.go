@@ -16,8 +16,6 @@ import (
 // (and with it every lock a Receive waits to take) for long.
 const defaultMaxBatch = 256
 
-const forgetDuplicatesSQL = `DELETE FROM duplicates WHERE first_seen <= @before`
-
 // writeRequest is one caller's change, waiting for the writer.
 type writeRequest struct {
 	ctx        context.Context
@@ -216,6 +214,7 @@ func (q *Queue) commitBatch(batch []*writeRequest) (errs []error, err error) {
 	errs, err = q.applyBatch(batch, d, false)
 	if errors.Is(err, errIsolate) {
 		q.rollBackHandoffs(0)
+		q.rollBackIDs(0)
 		errs, err = q.applyBatch(batch, d, true)
 	}
 	if err == nil {
@@ -250,9 +249,8 @@ func (q *Queue) applyBatch(batch []*writeRequest, d durability, isolated bool) (
 		// Old message ids matter to publishes alone (remember takes an expired one as new), so
 		// they are forgotten in the commits that carry publishes, not on the worker's path.
 		if d == survivesPowerLoss {
-			if _, err := tx.StmtContext(ctx, q.stmts.forgetDuplicates).ExecContext(ctx,
-				sql.Named("before", now-q.opts.DuplicateWindow.Nanoseconds())); err != nil {
-				return fmt.Errorf("forget old message ids: %w", err)
+			if err := q.forgetExpiredIDs(ctx, tx, now); err != nil {
+				return err
 			}
 		}
 		for i, req := range batch {
@@ -277,9 +275,10 @@ func (q *Queue) applyOne(ctx context.Context, tx *sql.Tx, req *writeRequest, now
 			return nil, fmt.Errorf("savepoint: %w", err)
 		}
 	}
-	handed := len(q.ws.handoffs)
+	handed, remembered := len(q.ws.handoffs), len(q.ws.ids)
 	if err = req.apply(ctx, tx, now); err != nil {
 		q.rollBackHandoffs(handed)
+		q.rollBackIDs(remembered)
 	}
 	if !isolated {
 		return err, nil
@@ -300,6 +299,7 @@ func (q *Queue) applyOne(ctx context.Context, tx *sql.Tx, req *writeRequest, now
 // Receive to look. A failed commit wrote nothing: its waiters keep waiting.
 func (q *Queue) endBatch(err error) {
 	q.ws.bodies = 0
+	q.indexCommittedIDs(err)
 	q.handOver(err)
 	freed := q.ws.freed && err == nil
 	q.ws.freed = false
