@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Reproduces BENCHMARKS.md on this machine: builds handler, refserver and loadgen, runs every
 # benchmark on loopback, and prints the tables. Needs only Go and bash. Takes about
-# 16 minutes plus $SOAK.
+# 18 minutes plus $SOAK.
 #
 #   tools/bench.sh                      # everything, 3-minute soak
 #   SOAK=30s DURATION=10s tools/bench.sh   # a quicker look
 #
 # Settings (environment): DURATION per run (20s), STEADY for the decline check (60s), SOAK (3m),
+# WINDOW_IDS for the full duplicate window (2500000) and WINDOW_ROUNDS (2),
 # SOAK_RATE (500), CLIENTS for the closed loop (32), EVENTS queued for the worker runs (6000),
 # COLLAPSE_RUNS at twice capacity (20) of COLLAPSE_DURATION each (10s), STALL (off; seconds the
 # server is stopped in each of those runs) at STALL_AT (5, seconds into the run),
 # OUT for the JSON results (a new temporary directory), BASE_PORT (7170: uses 7170-7172),
 # HANDLER_BIN to measure a handler built elsewhere (an older commit, for a before/after),
-# ONLY to run some parts (a space-separated list of: ref closed contended steady open inflight collapse worker soak;
+# ONLY to run some parts (a space-separated list of: ref closed contended steady window open inflight collapse worker soak;
 # without "closed", CAPACITY gives the rate that "2x" doubles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,8 @@ SOAK=${SOAK:-3m}
 SOAK_RATE=${SOAK_RATE:-500}
 CLIENTS=${CLIENTS:-32}
 EVENTS=${EVENTS:-6000}
+WINDOW_IDS=${WINDOW_IDS:-2500000}
+WINDOW_ROUNDS=${WINDOW_ROUNDS:-2}
 COLLAPSE_RUNS=${COLLAPSE_RUNS:-20}
 COLLAPSE_DURATION=${COLLAPSE_DURATION:-10s}
 STALL_AT=${STALL_AT:-5}
@@ -69,8 +72,13 @@ wait_http() {
 
 # start_serve [VAR=value ...]: a fresh `handler serve` on a fresh data dir, worker on; sets PID.
 start_serve() {
-  local dir
-  dir=$(mktemp -d "$WORK/serve-XXXXXX")
+  start_serve_in "$(mktemp -d "$WORK/serve-XXXXXX")" "$@"
+}
+
+# start_serve_in DIR [VAR=value ...]: `handler serve` on the data dir DIR/queue, as it is.
+start_serve_in() {
+  local dir=$1
+  shift
   env -i PATH="$PATH" HOME="$HOME" DVRELAY_LOG_LEVEL=warn "$@" \
     "$BIN/handler" serve --addr "$INTAKE_ADDR" --data-dir "$dir/queue" >"$dir/log" 2>&1 &
   PID=$!
@@ -157,6 +165,25 @@ if want steady; then
   closed -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$STEADY" -label serve-60s -out "$OUT/serve-60s.json"
   stop "$PID"
 fi
+
+# The closed loop on a data dir whose duplicate window is full, as hours at a high rate leave it
+# (WINDOW_IDS ids, all within the window for the run), beside the same on a fresh dir, interleaved:
+# a fresh dir alone never shows what the queue costs once its tables have grown. Needs a handler
+# of schema version 3 or later (loadgen window writes that layout).
+want window && for round in $(seq "$WINDOW_ROUNDS"); do
+  log "handler serve: closed loop on a fresh data dir (window round $round of $WINDOW_ROUNDS)"
+  start_serve
+  closed -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$DURATION" -label "window-fresh-$round" -out "$OUT/window-fresh-$round.json"
+  stop "$PID"
+  log "handler serve: closed loop with $WINDOW_IDS message ids in the duplicate window"
+  full=$(mktemp -d "$WORK/window-XXXXXX")
+  "$LOADGEN" window -dir "$full/queue" -ids "$WINDOW_IDS" >&2
+  # Open loads the window's ids before it answers health: wait_http allows 10 s.
+  start_serve_in "$full"
+  closed -url "http://$INTAKE_ADDR/api/dataverse/webhook" -d "$DURATION" -label "window-full-$round" -out "$OUT/window-full-$round.json"
+  stop "$PID"
+  rm -rf "$full"
+done
 
 if [ -f "$OUT/serve.json" ]; then
   capacity=$("$LOADGEN" field "$OUT/serve.json" acceptedPerSec)

@@ -173,8 +173,11 @@ func (l *load) run(mode string) (*result, error) {
 	end := l.start.Add(l.f.duration)
 	probe := newProbe(l.f.pid, l.f.sample)
 	defer probe.stop()
-	var cpuAtWarmup atomic.Uint64 // math.Float64bits
-	warmupDone := time.AfterFunc(l.f.warmup, func() { cpuAtWarmup.Store(math.Float64bits(probe.cpu())) })
+	var cpuAtWarmup, writtenAtWarmup atomic.Uint64 // math.Float64bits
+	warmupDone := time.AfterFunc(l.f.warmup, func() {
+		cpuAtWarmup.Store(math.Float64bits(probe.cpu()))
+		writtenAtWarmup.Store(math.Float64bits(probe.written()))
+	})
 
 	var wg sync.WaitGroup
 	if mode == "closed" {
@@ -225,7 +228,7 @@ func (l *load) run(mode string) (*result, error) {
 	wg.Wait()
 	warmupDone.Stop()
 	elapsed := time.Since(l.start)
-	cpuAtEnd := probe.cpu()
+	cpuAtEnd, writtenAtEnd := probe.cpu(), probe.written()
 	selfAtEnd, _ := cpuSeconds(os.Getpid())
 
 	l.mu.Lock()
@@ -238,6 +241,9 @@ func (l *load) run(mode string) (*result, error) {
 	if l.f.pid > 0 {
 		if from := math.Float64frombits(cpuAtWarmup.Load()); res.Accepted.Count > 0 && cpuAtEnd > from {
 			res.ServerCPUMsPerAccepted = (cpuAtEnd - from) * 1000 / float64(res.Accepted.Count)
+		}
+		if from := math.Float64frombits(writtenAtWarmup.Load()); res.Accepted.Count > 0 && writtenAtEnd > from {
+			res.ServerKBWrittenPerAccepted = (writtenAtEnd - from) / 1024 / float64(res.Accepted.Count)
 		}
 		res.RSS = probe.rss()
 	}
@@ -264,6 +270,9 @@ type result struct {
 	Windows                []float64 `json:"windows"`
 	GeneratorSkipped       int64     `json:"generatorSkipped,omitempty"`
 	ServerCPUMsPerAccepted float64   `json:"serverCpuMsPerAccepted,omitempty"`
+	// ServerKBWrittenPerAccepted is what the server wrote to storage per accepted event: the
+	// queue's log, the checkpoints into its file, the reference servers' appends.
+	ServerKBWrittenPerAccepted float64 `json:"serverKBWrittenPerAccepted,omitempty"`
 	// GeneratorCPUMsPerPost is this generator's own CPU per post sent: on a small machine it
 	// competes with the server, and this says how much.
 	GeneratorCPUMsPerPost float64   `json:"generatorCpuMsPerPost,omitempty"`
@@ -397,6 +406,14 @@ func (p *probe) cpu() float64 {
 	}
 	s, _ := cpuSeconds(p.pid)
 	return s
+}
+
+func (p *probe) written() float64 {
+	if p.pid <= 0 {
+		return 0
+	}
+	b, _ := writeBytes(p.pid)
+	return b
 }
 
 func (p *probe) rss() *rssTrace {

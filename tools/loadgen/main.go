@@ -25,6 +25,7 @@ const usage = `usage:
   loadgen table DIR           print the benchmark tables from DIR's results
   loadgen ping URL            exit 0 when GET URL answers 200 (for scripts)
   loadgen field FILE NAME     print a result's numeric field, rounded (for scripts)
+  loadgen window -dir DIR     fill a data dir's duplicate window, as a high rate leaves it
 
 Run 'loadgen COMMAND -h' for a command's flags.
 `
@@ -54,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runPing(args[1:])
 	case "field":
 		err = runField(args[1:], stdout)
+	case "window":
+		err = runWindow(args[1:], stdout, stderr)
 	case "-h", "help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/dvrelay/dvrelay/internal/config"
@@ -28,6 +29,10 @@ const (
 	prefixCollapse = "collapse-"
 	// The closed loop again while another process keeps one of the cores busy.
 	suffixContended = "-contended"
+	// The closed loop on a fresh data dir and on one whose duplicate window is full, round by
+	// round (tools/bench.sh's window part): window-fresh-<n>, window-full-<n>.
+	prefixWindowFresh = "window-fresh-"
+	prefixWindowFull  = "window-full-"
 )
 
 func runTable(args []string, stdout io.Writer) error {
@@ -42,8 +47,8 @@ func runTable(args []string, stdout io.Writer) error {
 
 	w.line("### Intake throughput: closed loop, %s, distinct native events", clientsOf(loads))
 	w.line("")
-	w.line("| server | events/s | server CPU per event | p50 | p99 | vs R2 | vs R3 |")
-	w.line("| --- | --- | --- | --- | --- | --- | --- |")
+	w.line("| server | events/s | server CPU per event | written per event | p50 | p99 | vs R2 | vs R3 |")
+	w.line("| --- | --- | --- | --- | --- | --- | --- | --- |")
 	ratio := func(r *result, label string) string {
 		ref := loads[label]
 		if ref == nil || ref.AcceptedPerSec <= 0 || ref == r {
@@ -61,10 +66,11 @@ func runTable(args []string, stdout io.Writer) error {
 		if !ok {
 			continue
 		}
-		w.line("| %s | %s | %.0f µs | %.1f ms | %.1f ms | %s | %s |", row.name, thousands(r.AcceptedPerSec),
-			1000*r.ServerCPUMsPerAccepted, r.Accepted.P50, r.Accepted.P99, ratio(r, labelR2), ratio(r, labelR3))
+		w.line("| %s | %s | %.0f µs | %s | %.1f ms | %.1f ms | %s | %s |", row.name, thousands(r.AcceptedPerSec),
+			1000*r.ServerCPUMsPerAccepted, written(r), r.Accepted.P50, r.Accepted.P99, ratio(r, labelR2), ratio(r, labelR3))
 	}
 	contendedTable(w, loads)
+	windowTable(w, loads)
 	if r, ok := loads[labelSteady]; ok {
 		w.line("")
 		w.line("`handler serve` over %.0f s (closed loop), accepted/s per %s window: %s", r.Seconds+r.WarmupSeconds, "10 s", joinRates(r.Windows))
@@ -386,5 +392,44 @@ func contendedTable(w *tableWriter, loads map[string]*result) {
 			vs = fmt.Sprintf("%.2f×", row.r.AcceptedPerSec/r3.AcceptedPerSec)
 		}
 		w.line("| %s | %s | %s | %.1f ms | %s |", row.name, thousands(row.r.AcceptedPerSec), kept, row.r.Accepted.P99, vs)
+	}
+}
+
+// written is what the server wrote to storage per accepted event, or "–" where the run did not
+// measure it.
+func written(r *result) string {
+	if r.ServerKBWrittenPerAccepted <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f KB", r.ServerKBWrittenPerAccepted)
+}
+
+// windowTable compares the closed loop on a fresh data dir with the same on a dir whose
+// duplicate window is full, round by round: the queue's steady state under a high rate.
+func windowTable(w *tableWriter, loads map[string]*result) {
+	var rounds []int
+	for label := range loads {
+		if n, err := strconv.Atoi(strings.TrimPrefix(label, prefixWindowFull)); err == nil && strings.HasPrefix(label, prefixWindowFull) {
+			rounds = append(rounds, n)
+		}
+	}
+	if len(rounds) == 0 {
+		return
+	}
+	sort.Ints(rounds)
+	w.line("")
+	w.line("The same closed loop on a fresh data dir and on one whose duplicate window is full (`loadgen window`), interleaved:")
+	w.line("")
+	w.line("| round | data dir | events/s | server CPU per event | written per event | p99 | peak RSS |")
+	w.line("| --- | --- | --- | --- | --- | --- | --- |")
+	for _, n := range rounds {
+		for _, row := range []struct{ prefix, name string }{{prefixWindowFresh, "fresh"}, {prefixWindowFull, "window full"}} {
+			r := loads[row.prefix+strconv.Itoa(n)]
+			if r == nil {
+				continue
+			}
+			w.line("| %d | %s | %s | %.0f µs | %s | %.1f ms | %s |", n, row.name, thousands(r.AcceptedPerSec),
+				1000*r.ServerCPUMsPerAccepted, written(r), r.Accepted.P99, peak(r))
+		}
 	}
 }

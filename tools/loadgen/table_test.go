@@ -62,3 +62,40 @@ func TestTable_counts_the_runs_at_twice_capacity_that_held_to_the_target(t *test
 		t.Errorf("rows:\n%s\nwant:\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestTable_sets_each_round_on_a_full_window_beside_its_fresh_run(t *testing.T) {
+	run := func(label string, perSec, kb float64) result {
+		return result{Label: label, Mode: "closed", Clients: 32, Seconds: 10, WarmupSeconds: 3,
+			AcceptedPerSec: perSec, ServerCPUMsPerAccepted: 0.25, ServerKBWrittenPerAccepted: kb}
+	}
+	dir := writeResults(t,
+		run(prefixWindowFull+"10", 4100, 53.4),
+		run(prefixWindowFresh+"2", 4900, 52.1),
+		run(prefixWindowFull+"2", 4700, 53.0),
+		run(prefixWindowFresh+"10", 4800, 51.9),
+	)
+	var out bytes.Buffer
+	if err := runTable([]string{dir}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(line, "| 2 |") || strings.HasPrefix(line, "| 10 |") {
+			rows = append(rows, line)
+		}
+	}
+	want := []string{
+		"| 2 | fresh | 4,900 | 250 µs | 52.1 KB |",
+		"| 2 | window full | 4,700 | 250 µs | 53.0 KB |",
+		"| 10 | fresh | 4,800 | 250 µs | 51.9 KB |",
+		"| 10 | window full | 4,100 | 250 µs | 53.4 KB |",
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("window rows:\n%s\nwant %d rows, round by round, fresh first", strings.Join(rows, "\n"), len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(rows[i], w) {
+			t.Errorf("row %d = %q, want it to start %q", i, rows[i], w)
+		}
+	}
+}
