@@ -13,14 +13,8 @@ import (
 // after the upgrade already keeps each record's order: keys come from the stored events.
 func TestOpen_gives_messages_of_an_earlier_schema_their_records_order(t *testing.T) {
 	dir := t.TempDir()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, dbFileName))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := createSchemaV1(t, dir)
 	ctx := context.Background()
-	if _, err := db.ExecContext(ctx, schemaV1+`PRAGMA user_version = 1;`); err != nil {
-		t.Fatal(err)
-	}
 	for i, body := range []string{
 		`{"EventId":"e1","Entity":"account","RecordId":"ABC"}`,
 		`{"EventId":"e2","Entity":"account","RecordId":"abc"}`,
@@ -47,6 +41,20 @@ func TestOpen_gives_messages_of_an_earlier_schema_their_records_order(t *testing
 	if next := mustReceive(t, q, 10); len(next) != 1 || next[0].MessageID != "e2" {
 		t.Fatalf("after e1 completed got %v, want e2", receivedIDs(next))
 	}
+}
+
+// createSchemaV1 creates a data directory's file in schema version 1, the oldest layout Open
+// upgrades, and returns it open for the test to fill; the test closes it before Open.
+func createSchemaV1(t *testing.T, dir string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, dbFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(context.Background(), schemaV1+`PRAGMA user_version = 1;`); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
 func receivedIDs(rs []*queue.Received) []string {
