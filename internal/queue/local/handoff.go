@@ -48,6 +48,12 @@ type waiters struct {
 	// the queue only when it is (or a known time has come). It starts set: a queue just opened
 	// may hold anything.
 	stale atomic.Bool
+	// recheckAt (unix ns) is when time alone may make a message available (a scheduled one
+	// falling due, a lock running out), as the last look that found nothing learnt; 0: look at
+	// once. It is the queue's, not one Receive's: a Receive called again just after a handoff
+	// would otherwise look in the file first, and while it looked no waiter was registered, so
+	// the publishes of that moment missed the handoff and cost a look and a lock of their own.
+	recheckAt atomic.Int64
 }
 
 // await registers a Receive that can take up to want messages.

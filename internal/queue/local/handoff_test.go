@@ -72,6 +72,44 @@ func TestReceive_is_handed_a_publish_without_looking_on_the_queue(t *testing.T) 
 	}
 }
 
+// The worker calls Receive again as soon as it is handed a message. That Receive must wait at
+// once, without a look on the queue first: while it looked no Receive was waiting, and the
+// publishes of that moment would miss the handoff and cost a look and a lock of their own.
+func TestReceive_called_again_after_a_handoff_waits_without_looking_on_the_queue(t *testing.T) {
+	var reads atomic.Int64
+	q := openTestQueue(t, t.TempDir(), Options{beforeRead: func() { reads.Add(1) }})
+	ctx := context.Background()
+	received := receiveAsync(t, q, ctx, 10)
+	waitForWaiter(t, q)
+	mustPublish(t, q, msg("first"))
+	if got := <-received; len(got) != 1 || got[0].MessageID != "first" {
+		t.Fatalf("handed %v, want first", got)
+	}
+
+	before := reads.Load()
+	received = receiveAsync(t, q, ctx, 10)
+	waitForWaiter(t, q)
+	mustPublish(t, q, msg("second"))
+	if got := <-received; len(got) != 1 || got[0].MessageID != "second" {
+		t.Fatalf("handed %v, want second", got)
+	}
+	if n := reads.Load() - before; n != 0 {
+		t.Errorf("the Receive after a handoff read the queue %d times, want 0: nothing was freed since the last look", n)
+	}
+}
+
+// waitForWaiter returns once a Receive is waiting for a handoff.
+func waitForWaiter(t *testing.T, q *Queue) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !q.waiting.any() {
+		if time.Now().After(deadline) {
+			t.Fatal("no Receive began to wait")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // A record's next event never goes to a waiting Receive while an earlier one is on the queue;
 // the completion that lets it go wakes the Receive, which finds it on the queue.
 func TestHandoff_keeps_a_records_order(t *testing.T) {

@@ -29,7 +29,6 @@ const (
 // and hands the locking to the group-commit writer only once something is there to lock.
 func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received, error) {
 	maxMessages = max(maxMessages, 1)
-	var recheckAt int64 // unix ns: when time alone may have made a message available; 0: now
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err // never lock for a caller that has gone
@@ -38,6 +37,7 @@ func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received
 			return nil, fmt.Errorf("receive: %w", err)
 		}
 		wakeup := q.wakeup()
+		recheckAt := q.waiting.recheckAt.Load()
 		if q.waiting.stale.Swap(false) || q.nowNS() >= recheckAt {
 			got, next, err := q.receiveStored(ctx, maxMessages)
 			if err != nil {
@@ -48,12 +48,14 @@ func (q *Queue) Receive(ctx context.Context, maxMessages int) ([]*queue.Received
 				return nil, fmt.Errorf("receive: %w", err)
 			}
 			if len(got) > 0 {
+				q.waiting.recheckAt.Store(0) // what is left, and when, is not known: the next Receive looks
 				return got, nil
 			}
 			recheckAt = q.nowNS() + maxPoll.Nanoseconds()
 			if next > 0 {
 				recheckAt = min(max(next, q.nowNS()+minPoll.Nanoseconds()), recheckAt)
 			}
+			q.waiting.recheckAt.Store(recheckAt)
 		}
 		got, err := q.awaitHandoff(ctx, wakeup, maxMessages, time.Duration(recheckAt-q.nowNS()))
 		if len(got) > 0 || err != nil {
