@@ -245,6 +245,7 @@ type accepted struct {
 	EventID       string `json:"eventId"`
 	CorrelationID string `json:"correlationId"`
 	EventName     string `json:"eventName"`
+	Duplicate     bool   `json:"duplicate"`
 }
 
 func post(ctx context.Context, addr string, body []byte, header http.Header) (*http.Response, []byte, error) {
@@ -355,6 +356,35 @@ func TestServe_processes_duplicate_posts_of_one_event_once(t *testing.T) {
 		h := health(t, p.addr)
 		return h["queued"] == float64(0) && h["scheduled"] == float64(0)
 	})
+	if n := erp.count(first.EventID); n != 1 {
+		t.Errorf("ERP saw event %s %d times, want once", first.EventID, n)
+	}
+}
+
+// Dataverse retries a post it saw fail, and a post may be answered just before a crash: the
+// duplicate window must hold across a kill -9 and a restart (the queue keeps the window's ids
+// in its file and indexes them in memory at start).
+func TestServe_drops_a_re_post_after_SIGKILL_and_restart(t *testing.T) {
+	t.Parallel()
+	credit, erp := newDownstream(t, `{"score":1}`), newDownstream(t, `{}`)
+	dir, addr := t.TempDir(), freeAddr(t)
+	env := flowEnv(credit, erp)
+	p := startServe(t, dir, addr, env)
+	body := sampleEvent(t)
+	first := mustAccept(t, p.addr, body)
+	eventually(t, "processing", func() bool { return erp.count(first.EventID) >= 1 })
+	p.stop(t, syscall.SIGKILL)
+
+	p = startServe(t, dir, addr, env)
+	again := mustAccept(t, p.addr, body)
+	if again.EventID != first.EventID || !again.Duplicate {
+		t.Errorf("a re-post after kill -9 and restart was answered %+v, want event %s reported as a duplicate", again, first.EventID)
+	}
+	other := mustAccept(t, p.addr, sampleEvent(t))
+	if other.Duplicate {
+		t.Errorf("a new event after the restart was reported as a duplicate")
+	}
+	eventually(t, "the new event processed", func() bool { return erp.count(other.EventID) >= 1 })
 	if n := erp.count(first.EventID); n != 1 {
 		t.Errorf("ERP saw event %s %d times, want once", first.EventID, n)
 	}
