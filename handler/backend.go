@@ -44,6 +44,7 @@ func openEmbedded(ctx context.Context, cfg config.Config, log *slog.Logger) (*ba
 		DuplicateWindow:   cfg.DuplicateWindow,
 		HistoryMaxAge:     cfg.HistoryMaxAge,
 		HistoryMaxEntries: cfg.HistoryMaxEntries,
+		Retained:          (&retainedMemory{}).set,
 	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("embedded queue (DVRELAY_DATA_DIR): %w", err)

@@ -35,3 +35,26 @@ func TestTuneGC_sets_server_defaults_unless_the_operator_set_GOGC_or_GOMEMLIMIT(
 		})
 	}
 }
+
+// The embedded queue's long-lived memory raises the limit tuneGC set, and follows it down; a
+// limit set by anyone else is left alone.
+func TestRetainedMemory_raises_only_the_limit_tuneGC_set(t *testing.T) {
+	old := debug.SetMemoryLimit(memoryLimit)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	var r retainedMemory
+	r.set(30 << 20)
+	if got := debug.SetMemoryLimit(-1); got != memoryLimit+30<<20 {
+		t.Errorf("limit with 30 MiB retained = %d, want %d", got, memoryLimit+30<<20)
+	}
+	r.set(10 << 20)
+	if got := debug.SetMemoryLimit(-1); got != memoryLimit+10<<20 {
+		t.Errorf("limit after the queue dropped to 10 MiB = %d, want %d", got, memoryLimit+10<<20)
+	}
+
+	debug.SetMemoryLimit(1 << 30) // the operator's GOMEMLIMIT
+	var other retainedMemory
+	other.set(30 << 20)
+	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
+		t.Errorf("an operator's 1 GiB limit became %d, want it left alone", got)
+	}
+}

@@ -83,6 +83,13 @@ type Options struct {
 	committed func(durability)
 	// checkpointed is told what each background checkpoint found logged and copied (pages).
 	checkpointed func(logged, copied int)
+
+	// Retained, when set, is told how many bytes the queue keeps alive for as long as it runs
+	// (the duplicate window's index, idindex.go), each time that changes by a bucket: at Open
+	// and then from the writer goroutine. A process that bounds its garbage with a soft memory
+	// limit raises the limit by it, or the collector would run without pause once the index
+	// alone filled the limit.
+	Retained func(bytes int64)
 }
 
 func (o Options) withDefaults() Options {

@@ -126,6 +126,18 @@ func (q *Queue) indexCommittedIDs(err error) {
 		}
 	}
 	q.ws.ids = q.ws.ids[:0]
+	q.reportRetained()
+}
+
+// reportRetained tells Options.Retained the index's memory when it has changed.
+func (q *Queue) reportRetained() {
+	if !q.ids.resized {
+		return
+	}
+	q.ids.resized = false
+	if q.opts.Retained != nil {
+		q.opts.Retained(q.ids.bytes())
+	}
 }
 
 // forgetExpiredIDs drops the expired buckets from the index and deletes their rows from the
@@ -133,7 +145,7 @@ func (q *Queue) indexCommittedIDs(err error) {
 // expiry's delete, which starts at the table's front, takes it.
 func (q *Queue) forgetExpiredIDs(ctx context.Context, tx *sql.Tx, now int64) error {
 	cutoff := now - q.opts.DuplicateWindow.Nanoseconds()
-	q.ids.expire(cutoff)
+	q.ids.expire(cutoff) // reported with the batch's ids, in indexCommittedIDs
 	if q.ids.expiredUpTo <= q.ids.forgotten {
 		return nil
 	}
@@ -177,6 +189,7 @@ func (q *Queue) loadRecentIDs(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("load message ids: %w", err)
 	}
+	q.reportRetained()
 	if n := q.ids.len(); n > 0 {
 		q.log.Info("loaded the message ids of the duplicate window", "ids", n, "took", time.Since(start).Round(time.Millisecond).String())
 	}

@@ -211,3 +211,39 @@ func TestResubmit_remembers_the_new_id_while_publishes_go_on(t *testing.T) {
 		t.Errorf("a publish of the resubmitted id %s was queued; want it dropped as a duplicate", newID)
 	}
 }
+
+// The index's memory is reported as it grows and as expired buckets go, so that the process
+// can make room for it under its soft memory limit.
+func TestOpen_reports_the_memory_the_duplicate_window_keeps(t *testing.T) {
+	clock := newManualClock()
+	var (
+		mu       sync.Mutex
+		reported []int64
+	)
+	last := func() int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(reported) == 0 {
+			return -1
+		}
+		return reported[len(reported)-1]
+	}
+	q := openTestQueue(t, t.TempDir(), Options{Now: clock.Now, DuplicateWindow: time.Minute,
+		Retained: func(n int64) { mu.Lock(); reported = append(reported, n); mu.Unlock() }})
+	mustPublishReporting(t, q, "a")
+	if got := last(); got < 8*openBucketMinSlots {
+		t.Fatalf("after the first publish the queue reported %d bytes kept, want at least the open bucket's %d", got, 8*openBucketMinSlots)
+	}
+	for i := range 3 * openBucketMinSlots {
+		mustPublishReporting(t, q, fmt.Sprintf("id-%d", i))
+	}
+	grown := last()
+	if grown < 8*3*openBucketMinSlots {
+		t.Fatalf("with %d ids the queue reported %d bytes kept, want at least 8 an id", 3*openBucketMinSlots, grown)
+	}
+	clock.Advance(2 * time.Minute)
+	mustPublishReporting(t, q, "after")
+	if got := last(); got >= grown {
+		t.Errorf("after the window passed the queue reported %d bytes kept, want less than the %d before", got, grown)
+	}
+}
