@@ -39,32 +39,29 @@ func cpuSeconds(pid int) (float64, error) {
 // writeBytes reads what a process has caused to be written to storage (write_bytes of
 // /proc/<pid>/io): its files' pages as they are dirtied, whatever the page cache does after.
 func writeBytes(pid int) (float64, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "write_bytes:"); ok {
-			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		}
-	}
-	return 0, fmt.Errorf("no write_bytes in /proc/%d/io", pid)
+	return procNumber(fmt.Sprintf("/proc/%d/io", pid), "write_bytes:", "")
 }
 
 // rssMiB reads a process's resident set size.
 func rssMiB(pid int) (float64, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	kb, err := procNumber(fmt.Sprintf("/proc/%d/status", pid), "VmRSS:", "kB")
+	return kb / 1024, err
+}
+
+// procNumber reads the number on the line of a /proc file that starts with name, unit after it.
+func procNumber(path, name, unit string) (float64, error) {
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+		if rest, ok := strings.CutPrefix(line, name); ok {
+			n, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), unit)), 64)
 			if err != nil {
-				return 0, fmt.Errorf("VmRSS %q: %w", rest, err)
+				return 0, fmt.Errorf("%s %s %q: %w", path, name, rest, err)
 			}
-			return kb / 1024, nil
+			return n, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	return 0, fmt.Errorf("no %s in %s", name, path)
 }
