@@ -144,7 +144,7 @@ func (q *Queue) History(ctx context.Context, eventID string) ([]queue.Sighting, 
 			UNION ALL SELECT message_id, 0, enqueued_at, 1 FROM messages WHERE `+eventIDMatch+`
 			UNION ALL SELECT message_id, 0, at, 2 FROM history
 				WHERE event_id = @event AND kind = '`+queue.HistAccepted+`' AND at > @since`,
-			event, sql.Named("since", q.nowNS()-q.opts.DuplicateWindow.Nanoseconds()))
+			event, sql.Named("since", q.windowStart(q.nowNS())))
 		if err != nil {
 			return nil, err
 		}

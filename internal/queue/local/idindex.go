@@ -16,11 +16,9 @@ import (
 // no pointers, so the garbage collector never scans them; their bytes are reported through
 // Options.Retained, so that a soft memory limit makes room for them.
 type idIndex struct {
-	span int64 // ns a bucket covers
-	// resized is set when the index's memory changed by a bucket (grown, sealed, dropped).
-	resized bool
-	sealed  []sealedBucket
-	open    openBucket
+	span   int64 // ns a bucket covers
+	sealed []sealedBucket
+	open   openBucket
 	// expiredUpTo is the highest row of a bucket dropped as expired.
 	expiredUpTo int64
 }
@@ -62,13 +60,11 @@ func (x *idIndex) add(h uint64, seq, at int64) {
 	if o.n == 0 {
 		if len(o.slots) == 0 {
 			o.slots = make([]uint64, openBucketMinSlots)
-			x.resized = true
 		}
 		o.bucketSpan = bucketSpan{from: at, newest: at, baseSeq: seq, maxSeq: seq}
 	}
 	if (o.n+1)*4 > len(o.slots)*3 {
 		o.grow()
-		x.resized = true
 	}
 	o.insert(entryOf(uint32(h), seq-o.baseSeq))
 	o.n++
@@ -107,7 +103,6 @@ func (x *idIndex) seal() {
 	slices.Sort(entries)
 	x.sealed = append(x.sealed, newSealedBucket(o.bucketSpan, entries))
 	*o = openBucket{}
-	x.resized = true
 }
 
 // newSealedBucket indexes sorted entries by their fingerprints' top bits, one start for about
@@ -166,12 +161,10 @@ func (x *idIndex) expire(cutoff int64) {
 	if n > 0 {
 		clear(x.sealed[:n])
 		x.sealed = append(x.sealed[:0], x.sealed[n:]...)
-		x.resized = true
 	}
 	if len(x.sealed) == 0 && x.open.n > 0 && x.open.newest <= cutoff {
 		x.expiredUpTo = max(x.expiredUpTo, x.open.maxSeq)
 		x.open = openBucket{}
-		x.resized = true
 	}
 }
 

@@ -51,6 +51,8 @@ type recentIDs struct {
 	*idIndex
 	// forgotten is the row up to which the table has been pruned, as far as the writer knows.
 	forgotten int64
+	// reported is the index's memory Options.Retained was last told.
+	reported int64
 }
 
 // pendingID is an id a change of the batch being committed remembered: it joins recentIDs once
@@ -67,29 +69,15 @@ func newRecentIDs(window time.Duration) *recentIDs {
 
 func (r *recentIDs) hash(id string) uint64 { return maphash.String(r.seed, id) }
 
+// windowStart is the time (unix ns) at and before which an id first seen is outside the
+// duplicate window that ends at now.
+func (q *Queue) windowStart(now int64) int64 { return now - q.opts.DuplicateWindow.Nanoseconds() }
+
 // remember records id for duplicate detection and reports whether it is new within the window:
 // neither committed within the window nor remembered earlier in this batch.
 func (q *Queue) remember(ctx context.Context, tx *sql.Tx, id string, now int64) (bool, error) {
-	cutoff := now - q.opts.DuplicateWindow.Nanoseconds()
 	h := q.ids.hash(id)
-	var (
-		seen bool
-		err  error
-	)
-	confirm := func(seq int64) bool {
-		if seen, err = q.confirmID(ctx, tx, seq, id, cutoff); err != nil || seen {
-			return false
-		}
-		return true
-	}
-	for i := len(q.ws.ids) - 1; i >= 0; i-- {
-		if p := q.ws.ids[i]; p.hash == h && !confirm(p.seq) {
-			break
-		}
-	}
-	if !seen && err == nil {
-		q.ids.rowsOf(h, confirm)
-	}
+	seen, err := q.seenSince(ctx, tx, id, h, q.windowStart(now))
 	if err != nil {
 		return false, fmt.Errorf("duplicate check %s: %w", id, err)
 	}
@@ -106,6 +94,22 @@ func (q *Queue) remember(ctx context.Context, tx *sql.Tx, id string, now int64) 
 	}
 	q.ws.ids = append(q.ws.ids, pendingID{hash: h, seq: seq, at: now})
 	return true, nil
+}
+
+// seenSince reports whether id, whose hash is h, was first seen after cutoff: remembered earlier
+// in this batch or committed. Every row its hash leads to is confirmed against the stored id.
+func (q *Queue) seenSince(ctx context.Context, tx *sql.Tx, id string, h uint64, cutoff int64) (seen bool, err error) {
+	confirm := func(seq int64) (more bool) {
+		seen, err = q.confirmID(ctx, tx, seq, id, cutoff)
+		return err == nil && !seen
+	}
+	for i := len(q.ws.ids) - 1; i >= 0; i-- {
+		if p := q.ws.ids[i]; p.hash == h && !confirm(p.seq) {
+			return seen, err
+		}
+	}
+	q.ids.rowsOf(h, confirm)
+	return seen, err
 }
 
 func (q *Queue) confirmID(ctx context.Context, tx *sql.Tx, seq int64, id string, cutoff int64) (bool, error) {
@@ -129,14 +133,15 @@ func (q *Queue) indexCommittedIDs(err error) {
 	q.reportRetained()
 }
 
-// reportRetained tells Options.Retained the index's memory when it has changed.
+// reportRetained tells Options.Retained the index's memory when it has changed: when a bucket
+// grew, was sealed or expired.
 func (q *Queue) reportRetained() {
-	if !q.ids.resized {
+	if q.opts.Retained == nil {
 		return
 	}
-	q.ids.resized = false
-	if q.opts.Retained != nil {
-		q.opts.Retained(q.ids.bytes())
+	if n := q.ids.bytes(); n != q.ids.reported {
+		q.ids.reported = n
+		q.opts.Retained(n)
 	}
 }
 
@@ -144,7 +149,7 @@ func (q *Queue) reportRetained() {
 // table's front, a chunk a commit. A commit that fails leaves its chunk in the table; the next
 // expiry's delete, which starts at the table's front, takes it.
 func (q *Queue) forgetExpiredIDs(ctx context.Context, tx *sql.Tx, now int64) error {
-	cutoff := now - q.opts.DuplicateWindow.Nanoseconds()
+	cutoff := q.windowStart(now)
 	q.ids.expire(cutoff) // reported with the batch's ids, in indexCommittedIDs
 	if q.ids.expiredUpTo <= q.ids.forgotten {
 		return nil
@@ -166,7 +171,7 @@ func (q *Queue) forgetExpiredIDs(ctx context.Context, tx *sql.Tx, now int64) err
 func (q *Queue) loadRecentIDs(ctx context.Context) error {
 	q.ids = newRecentIDs(q.opts.DuplicateWindow)
 	start := time.Now()
-	cutoff := q.nowNS() - q.opts.DuplicateWindow.Nanoseconds()
+	cutoff := q.windowStart(q.nowNS())
 	rows, err := q.db.QueryContext(ctx, `SELECT seq, message_id, first_seen FROM message_ids ORDER BY seq`)
 	if err != nil {
 		return fmt.Errorf("load message ids: %w", err)
