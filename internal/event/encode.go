@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/dvrelay/dvrelay/internal/platform/jsonstring"
 )
 
 // AppendCanonical appends ev as the queue message body, byte for byte what encoding/json's
@@ -22,20 +23,20 @@ import (
 // every value event builds is, is copied as it is.
 func AppendCanonical(dst []byte, ev *Event) ([]byte, error) {
 	dst = append(dst, `{"SchemaVersion":`...)
-	dst = appendString(dst, ev.SchemaVersion)
+	dst = jsonstring.Append(dst, ev.SchemaVersion)
 	dst = append(dst, `,"EventId":`...)
-	dst = appendString(dst, ev.EventID)
+	dst = jsonstring.Append(dst, ev.EventID)
 	dst = append(dst, `,"CorrelationId":`...)
-	dst = appendString(dst, ev.CorrelationID)
+	dst = jsonstring.Append(dst, ev.CorrelationID)
 	dst = append(dst, `,"EventName":`...)
-	dst = appendString(dst, ev.EventName)
+	dst = jsonstring.Append(dst, ev.EventName)
 	dst = append(dst, `,"Entity":`...)
-	dst = appendString(dst, ev.Entity)
+	dst = jsonstring.Append(dst, ev.Entity)
 	dst = append(dst, `,"Message":`...)
-	dst = appendString(dst, ev.Message)
+	dst = jsonstring.Append(dst, ev.Message)
 	if ev.RecordID != "" {
 		dst = append(dst, `,"RecordId":`...)
-		dst = appendString(dst, ev.RecordID)
+		dst = jsonstring.Append(dst, ev.RecordID)
 	}
 	dst = append(dst, `,"ChangedFields":`...)
 	if ev.ChangedFields == nil {
@@ -46,7 +47,7 @@ func AppendCanonical(dst []byte, ev *Event) ([]byte, error) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendString(dst, f)
+			dst = jsonstring.Append(dst, f)
 		}
 		dst = append(dst, ']')
 	}
@@ -58,15 +59,15 @@ func AppendCanonical(dst []byte, ev *Event) ([]byte, error) {
 		}
 	}
 	dst = append(dst, `,"TriggeredBy":`...)
-	dst = appendString(dst, ev.TriggeredBy)
+	dst = jsonstring.Append(dst, ev.TriggeredBy)
 	dst = append(dst, `,"Timestamp":`...)
-	dst = appendString(dst, ev.Timestamp)
+	dst = jsonstring.Append(dst, ev.Timestamp)
 	if ev.OrganizationID != "" {
 		dst = append(dst, `,"OrganizationId":`...)
-		dst = appendString(dst, ev.OrganizationID)
+		dst = jsonstring.Append(dst, ev.OrganizationID)
 	}
 	dst = append(dst, `,"Source":`...)
-	dst = appendString(dst, ev.Source)
+	dst = jsonstring.Append(dst, ev.Source)
 	if ev.Trimmed {
 		dst = append(dst, `,"Trimmed":true`...)
 	}
@@ -100,7 +101,7 @@ func AppendCanonical(dst []byte, ev *Event) ([]byte, error) {
 	}
 	if ev.Relationship != "" {
 		dst = append(dst, `,"Relationship":`...)
-		dst = appendString(dst, ev.Relationship)
+		dst = jsonstring.Append(dst, ev.Relationship)
 	}
 	if len(ev.RelatedRecords) > 0 {
 		dst = append(dst, `,"RelatedRecords":[`...)
@@ -109,9 +110,9 @@ func AppendCanonical(dst []byte, ev *Event) ([]byte, error) {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `{"id":`...)
-			dst = appendString(dst, r.ID)
+			dst = jsonstring.Append(dst, r.ID)
 			dst = append(dst, `,"logicalName":`...)
-			dst = appendString(dst, r.LogicalName)
+			dst = jsonstring.Append(dst, r.LogicalName)
 			dst = append(dst, '}')
 		}
 		dst = append(dst, ']')
@@ -131,7 +132,7 @@ func appendRawMap(dst []byte, m map[string]json.RawMessage) ([]byte, error) {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, k)
+		dst = jsonstring.Append(dst, k)
 		dst = append(dst, ':')
 		var err error
 		if dst, err = appendRaw(dst, m[k]); err != nil {
@@ -185,65 +186,4 @@ func isCompact(raw []byte) bool {
 		}
 	}
 	return !inString
-}
-
-const hexDigits = "0123456789abcdef"
-
-func decodeRune[T []byte | string](s T) (rune, int) {
-	n := min(len(s), utf8.UTFMax)
-	return utf8.DecodeRuneInString(string(s[:n]))
-}
-
-// appendString writes s as a JSON string as encoding/json does with HTML escaping off: '"' and
-// '\\' escaped, control characters as \b, \f, \n, \r, \t or \u00XX, invalid UTF-8 as \ufffd, and
-// U+2028 and U+2029 escaped.
-func appendString[T []byte | string](dst []byte, s T) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := decodeRune(s[i:])
-		if c == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if c == '\u2028' || c == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[c&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

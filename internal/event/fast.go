@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/dvrelay/dvrelay/internal/platform/jsonstring"
 )
 
 // The fast path reads the RemoteExecutionContext a webhook step posts for a Create or an Update
@@ -451,13 +453,13 @@ func (r *fastReader) columnValue(e *fastEntry) bool {
 			t, err := parseWCFDate(string(b))
 			switch {
 			case err == nil:
-				r.out = appendString(r.out, FormatTime(t))
+				r.out = jsonstring.Append(r.out, FormatTime(t))
 				return true
 			case !errors.Is(err, errNotWCFDate):
 				return r.decline() // the full parser names the bad date
 			}
 		}
-		r.out = appendString(r.out, b)
+		r.out = jsonstring.Append(r.out, b)
 		return true
 	case '{':
 		return r.typedValue()
@@ -603,10 +605,10 @@ func (r *fastReader) typedValue() bool {
 			r.out = append(r.out, c)
 		}
 		r.out = append(r.out, `","logicalName":`...)
-		r.out = appendString(r.out, logical)
+		r.out = jsonstring.Append(r.out, logical)
 		r.out = append(r.out, `,"name":`...)
 		if hasName {
-			r.out = appendString(r.out, name)
+			r.out = jsonstring.Append(r.out, name)
 		} else {
 			r.out = append(r.out, "null"...)
 		}
