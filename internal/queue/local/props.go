@@ -5,7 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
+	"slices"
+	"strconv"
 	"time"
+
+	"github.com/dvrelay/dvrelay/internal/platform/jsonstring"
 )
 
 // Application properties are stored as one JSON object. JSON has a single number type, so on
@@ -13,31 +18,90 @@ import (
 // float64. A time.Time is stored as {"time": "<RFC 3339>"}: the only JSON object a property can
 // hold, so it decodes back to a time.Time without ambiguity.
 
-type storedTime struct {
-	Time string `json:"time"`
-}
-
-// encodeProps validates the values (AMQP simple types only, as Service Bus accepts) and encodes them.
+// encodeProps validates the values (AMQP simple types only, as Service Bus accepts) and encodes
+// them as encoding/json would (keys sorted, HTML escaping off), without its reflection: it runs on
+// every publish, where json.Marshal of the map was a thirtieth of the intake's CPU.
 func encodeProps(props map[string]any) (string, error) {
 	if len(props) == 0 {
 		return "{}", nil
 	}
-	out := make(map[string]any, len(props))
-	for k, v := range props {
-		switch v := v.(type) {
-		case string, bool, int, int8, int16, int32, int64, uint8, uint16, uint32, float32, float64:
-			out[k] = v
-		case time.Time:
-			out[k] = storedTime{Time: v.UTC().Format(time.RFC3339Nano)}
-		default:
-			return "", fmt.Errorf("application property %q: unsupported type %T (use string, bool, integer, float or time.Time)", k, v)
+	var room [16]string // the intake's properties fit: the keys sorted without an allocation
+	keys := room[:0]
+	for k := range props {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b := make([]byte, 0, 64*len(props))
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(jsonstring.Append(b, k), ':')
+		var err error
+		if b, err = appendProp(b, props[k]); err != nil {
+			return "", fmt.Errorf("application property %q: %w", k, err)
 		}
 	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return "", fmt.Errorf("encode application properties: %w", err)
+	return string(append(b, '}')), nil
+}
+
+// appendProp writes one property's value.
+func appendProp(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case string:
+		return jsonstring.Append(b, v), nil
+	case bool:
+		return strconv.AppendBool(b, v), nil
+	case int:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case int8:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case int16:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case int32:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case int64:
+		return strconv.AppendInt(b, v, 10), nil
+	case uint8:
+		return strconv.AppendUint(b, uint64(v), 10), nil
+	case uint16:
+		return strconv.AppendUint(b, uint64(v), 10), nil
+	case uint32:
+		return strconv.AppendUint(b, uint64(v), 10), nil
+	case float32:
+		return appendFloat(b, float64(v), 32)
+	case float64:
+		return appendFloat(b, v, 64)
+	case time.Time:
+		b = append(b, `{"time":`...)
+		return append(jsonstring.Append(b, v.UTC().Format(time.RFC3339Nano)), '}'), nil
+	default:
+		return b, fmt.Errorf("unsupported type %T (use string, bool, integer, float or time.Time)", v)
 	}
-	return string(b), nil
+}
+
+// appendFloat writes f as encoding/json does: the shortest form that reads back as the same
+// float of its size, in exponent form below 1e-6 and from 1e21 on. JSON has no NaN or infinity.
+func appendFloat(b []byte, f float64, bits int) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return b, fmt.Errorf("%v has no JSON number", f)
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 {
+		if bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) {
+			format = 'e'
+		}
+	}
+	b = strconv.AppendFloat(b, f, format, -1, bits)
+	if format == 'e' {
+		// 1e-07 reads better, and as encoding/json writes it, as 1e-7.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b, nil
 }
 
 // decodeProps is encodeProps in reverse. It always returns a non-nil map.
