@@ -8,7 +8,9 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dvrelay/dvrelay/internal/platform/jsonstring"
 )
@@ -106,6 +108,9 @@ func appendFloat(b []byte, f float64, bits int) ([]byte, error) {
 
 // decodeProps is encodeProps in reverse. It always returns a non-nil map.
 func decodeProps(s string) (map[string]any, error) {
+	if props, ok := decodePlainProps(s); ok {
+		return props, nil
+	}
 	raw := map[string]any{}
 	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
 	dec.UseNumber()
@@ -134,6 +139,125 @@ func decodeProps(s string) (map[string]any, error) {
 		}
 	}
 	return raw, nil
+}
+
+// decodePlainProps reads, without encoding/json's reflection, what encodeProps writes for every
+// message the intake publishes: an object without whitespace, of strings that need no escape,
+// numbers, booleans and {"time":...} objects. It runs on every Receive. ok is false for anything
+// else, which decodeProps then reads, or refuses, with encoding/json: the two never differ in what
+// they return (FuzzDecodeProps).
+func decodePlainProps(s string) (props map[string]any, ok bool) {
+	if len(s) < 2 || s[0] != '{' {
+		return nil, false
+	}
+	props = make(map[string]any, 8)
+	if s == "{}" {
+		return props, true
+	}
+	for i := 1; ; {
+		key, n, ok := plainString(s[i:])
+		if !ok || i+n >= len(s) || s[i+n] != ':' {
+			return nil, false
+		}
+		i += n + 1
+		if props[key], n, ok = plainValue(s[i:]); !ok || i+n >= len(s) {
+			return nil, false
+		}
+		i += n
+		switch s[i] {
+		case ',':
+			i++
+		case '}':
+			return props, i == len(s)-1
+		default:
+			return nil, false
+		}
+	}
+}
+
+// plainValue reads the value at the start of s and how many bytes it took.
+func plainValue(s string) (v any, n int, ok bool) {
+	switch {
+	case s == "":
+		return nil, 0, false
+	case s[0] == '"':
+		return plainString(s)
+	case strings.HasPrefix(s, "true"):
+		return true, 4, true
+	case strings.HasPrefix(s, "false"):
+		return false, 5, true
+	case strings.HasPrefix(s, `{"time":`):
+		at, n, ok := plainString(s[len(`{"time":`):])
+		n += len(`{"time":`)
+		if !ok || n >= len(s) || s[n] != '}' {
+			return nil, 0, false
+		}
+		t, err := time.Parse(time.RFC3339Nano, at)
+		return t, n + 1, err == nil
+	}
+	n = jsonNumberLen(s)
+	if n == 0 {
+		return nil, 0, false
+	}
+	if i, err := strconv.ParseInt(s[:n], 10, 64); err == nil {
+		return i, n, true
+	}
+	f, err := strconv.ParseFloat(s[:n], 64)
+	return f, n, err == nil
+}
+
+// plainString reads a JSON string at the start of s that holds no escape, control character or
+// invalid UTF-8 (each of which encoding/json would rewrite), and how many bytes it took.
+func plainString(s string) (string, int, bool) {
+	if s == "" || s[0] != '"' {
+		return "", 0, false
+	}
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			return s[1:i], i + 1, utf8.ValidString(s[1:i])
+		case c == '\\' || c < 0x20:
+			return "", 0, false
+		}
+	}
+	return "", 0, false
+}
+
+// jsonNumberLen is the length of the JSON number at the start of s (RFC 8259's grammar), or 0.
+func jsonNumberLen(s string) int {
+	i := 0
+	digits := func() int {
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i - start
+	}
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case digits() == 0:
+		return 0
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return 0
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return 0
+		}
+	}
+	return i
 }
 
 // mergeProps returns the stored properties with update applied on top, encoded again.

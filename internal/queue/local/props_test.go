@@ -110,16 +110,85 @@ func FuzzEncodeProps(f *testing.F) {
 	})
 }
 
-// BenchmarkEncodeProps stores the properties the intake gives every event.
+// intakeProps are the properties the intake gives every event.
+var intakeProps = map[string]any{
+	"Attempt": int64(1), "EventName": "OpportunityUpdated", "Entity": "opportunity",
+	"DvrelayCanonical": "5f2c8a0e4b1d7f3a", "OrderKey": "opportunity:6d1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8",
+	"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+}
+
+// BenchmarkEncodeProps stores the intake's properties.
 func BenchmarkEncodeProps(b *testing.B) {
-	props := map[string]any{
-		"Attempt": int64(1), "EventName": "OpportunityUpdated", "Entity": "opportunity",
-		"DvrelayCanonical": "5f2c8a0e4b1d7f3a", "OrderKey": "opportunity:6d1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8",
-		"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := encodeProps(intakeProps); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func FuzzDecodeProps(f *testing.F) {
+	for _, props := range []map[string]any{
+		{},
+		{"Attempt": int64(1), "EventName": "OpportunityUpdated", "ok": true, "no": false, "f": -2.5e-7},
+		{"at": time.Date(2026, 12, 8, 1, 2, 3, 4, time.UTC), "big": 1e21, "n": int64(-9)},
+		{"esc": "tab\tquote\"", "bad": "\xff"},
+	} {
+		s, err := encodeProps(props)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(s)
+	}
+	for _, s := range []string{`{"a":01}`, `{"a":1.}`, `{"a":-}`, `{"a":1e400}`, `{"a":{"time":"x"}}`, `{"a":1} `, `{"a":null}`, `{"a":[1]}`, `{"a":1,}`, `{"time":{"time":"2026-12-08T00:00:00Z"}}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fast, ok := decodePlainProps(s)
+		if !ok {
+			return
+		}
+		// What the plain reader takes, encoding/json must read the same.
+		raw := map[string]any{}
+		dec := json.NewDecoder(strings.NewReader(s))
+		dec.UseNumber()
+		if err := dec.Decode(&raw); err != nil {
+			t.Fatalf("plain reader took %q, encoding/json refuses it: %v", s, err)
+		}
+		slow, err := decodeProps(s + " ") // a trailing space keeps decodeProps off the plain reader
+		if err != nil {
+			t.Fatalf("plain reader took %q, decodeProps refuses it: %v", s, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: plain reader %#v, encoding/json %#v", s, fast, slow)
+		}
+	})
+}
+
+func TestDecodeProps_reads_what_encodeProps_wrote_without_encoding_json(t *testing.T) {
+	props := map[string]any{"Attempt": int64(2), "EventName": "OpportunityUpdated", "at": time.Date(2026, 12, 8, 1, 2, 3, 4, time.UTC), "f": 0.25, "ok": true}
+	s, err := encodeProps(props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := decodePlainProps(s)
+	if !ok {
+		t.Fatalf("the plain reader refused %s", s)
+	}
+	if !reflect.DeepEqual(got, props) {
+		t.Errorf("read back %#v, want %#v", got, props)
+	}
+}
+
+// BenchmarkDecodeProps reads back what BenchmarkEncodeProps stores, as every Receive does.
+func BenchmarkDecodeProps(b *testing.B) {
+	stored, err := encodeProps(intakeProps)
+	if err != nil {
+		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := encodeProps(props); err != nil {
+		if _, err := decodeProps(stored); err != nil {
 			b.Fatal(err)
 		}
 	}
